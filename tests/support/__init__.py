@@ -1,0 +1,1 @@
+"""Shared test support: real services (PostgreSQL, RabbitMQ) and a loopback TCP proxy."""

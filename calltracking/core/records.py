@@ -76,3 +76,42 @@ class CallRecord:
     @property
     def tracked(self) -> bool:
         return self.kind.tracked
+
+
+@dataclass(frozen=True, slots=True)
+class CallKey:
+    """A call's identity: Linkedids are unique only per Asterisk, so the PBX id is part of it."""
+
+    pbx_id: str
+    linkedid: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What the tracker decided about a call when it was first seen (frozen afterwards)."""
+
+    call_id: str
+    kind: AttributionKind
+    site_id: str | None = None
+    source: str | None = None
+    medium: str | None = None
+    campaign: str | None = None
+    route: str | None = None
+    record: bool = True
+
+    @property
+    def label(self) -> str:
+        """ASCII, at most 40 characters, for CALLERID(name): `source/medium` or the kind."""
+        text = f"{self.source}/{self.medium}" if self.source and self.medium else str(self.kind)
+        ascii_text = text.encode("ascii", "ignore").decode("ascii")
+        return "".join(ch for ch in ascii_text if ch.isprintable() and ch not in '"\\')[:40]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCall:
+    """A call the store still has as ringing (for reconciling after an AMI reconnect)."""
+
+    key: CallKey
+    call_id: str
+    started_at: datetime
+    answered_at: datetime | None

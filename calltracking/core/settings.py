@@ -165,16 +165,24 @@ def parse_analytics(value: Any, base: Analytics) -> Analytics:
     for key, target in value.items():
         name = f"settings.analytics.{key}"
         if key == "ga4":
-            ga4 = None if target is None else Ga4Target(
-                measurement_id=_text(target, "measurement_id", name),
-                api_secret=_text(target, "api_secret", name),
+            ga4 = (
+                None
+                if target is None
+                else Ga4Target(
+                    measurement_id=_text(target, "measurement_id", name),
+                    api_secret=_text(target, "api_secret", name),
+                )
             )
             result = dataclasses.replace(result, ga4=ga4)
         elif key == "metrika":
-            metrika = None if target is None else MetrikaTarget(
-                counter_id=_text(target, "counter_id", name),
-                token=_text(target, "token", name),
-                extended_threshold=_flag(target, "extended_threshold", name),
+            metrika = (
+                None
+                if target is None
+                else MetrikaTarget(
+                    counter_id=_text(target, "counter_id", name),
+                    token=_text(target, "token", name),
+                    extended_threshold=_flag(target, "extended_threshold", name),
+                )
             )
             result = dataclasses.replace(result, metrika=metrika)
         elif key == "webhooks":
@@ -196,11 +204,15 @@ def _parse_webhooks(value: Any, name: str) -> tuple[WebhookTarget, ...]:
         if not url.startswith(("http://", "https://")):
             raise InvalidInput(f"{item_name}.url", "must be an http(s) URL")
         events = item.get("events") if isinstance(item, Mapping) else None
-        if not isinstance(events, list) or not events or not all(
-            isinstance(e, str) for e in events
+        if (
+            not isinstance(events, list)
+            or not events
+            or not all(isinstance(e, str) for e in events)
         ):
             raise InvalidInput(f"{item_name}.events", "must be a non-empty list of event names")
-        hooks.append(WebhookTarget(url=url, events=tuple(events), secret=_text(item, "secret", item_name)))
+        hooks.append(
+            WebhookTarget(url=url, events=tuple(events), secret=_text(item, "secret", item_name))
+        )
     return tuple(hooks)
 
 
@@ -227,17 +239,27 @@ def settings_to_json(settings: SiteSettings, *, mask_secrets: bool = True) -> di
     data["static"] = dict(settings.static)
     analytics = settings.analytics
     data["analytics"] = {
-        "ga4": None if analytics.ga4 is None else {
+        "ga4": None
+        if analytics.ga4 is None
+        else {
             "measurement_id": analytics.ga4.measurement_id,
-            "api_secret": mask(analytics.ga4.api_secret) if mask_secrets else analytics.ga4.api_secret,
+            "api_secret": mask(analytics.ga4.api_secret)
+            if mask_secrets
+            else analytics.ga4.api_secret,
         },
-        "metrika": None if analytics.metrika is None else {
+        "metrika": None
+        if analytics.metrika is None
+        else {
             "counter_id": analytics.metrika.counter_id,
             "token": mask(analytics.metrika.token) if mask_secrets else analytics.metrika.token,
             "extended_threshold": analytics.metrika.extended_threshold,
         },
         "webhooks": [
-            {"url": w.url, "events": list(w.events), "secret": mask(w.secret) if mask_secrets else w.secret}
+            {
+                "url": w.url,
+                "events": list(w.events),
+                "secret": mask(w.secret) if mask_secrets else w.secret,
+            }
             for w in analytics.webhooks
         ],
     }

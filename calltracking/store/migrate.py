@@ -1,0 +1,33 @@
+"""Create or upgrade the schema with Alembic (`calltracking migrate`, and on `serve` start)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.engine import Connection
+
+from calltracking.store.db import Database
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+async def migrate(db: Database) -> None:
+    def upgrade(sync_conn: Connection) -> None:
+        command.upgrade(alembic_config(sync_conn), "head")
+
+    async with db.engine.connect() as conn:
+        await conn.run_sync(upgrade)
+        await conn.commit()
+    log.info("database schema is up to date (%s)", db.engine.url.render_as_string())

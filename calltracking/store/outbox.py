@@ -1,0 +1,66 @@
+"""The transactional outbox: events are written in the same transaction as the change they
+describe, and published later by the relay (calltracking.bus.relay) at least once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from calltracking.core.events import Event
+from calltracking.store.db import Database
+from calltracking.store.schema import outbox
+
+
+def new_id() -> str:
+    """Random 128-bit id (visitor ids must not be guessable)."""
+    return uuid.uuid4().hex
+
+
+async def emit(conn: AsyncConnection, key: str, data: Mapping[str, Any], at: datetime) -> Event:
+    event = Event(key=key, id=new_id(), occurred_at=at, data=dict(data))
+    await conn.execute(
+        outbox.insert().values(event_id=event.id, key=key, payload=event.to_json(), occurred_at=at)
+    )
+    return event
+
+
+class SqlOutbox:
+    """The relay's view of the outbox table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def fetch_pending(self, limit: int) -> list[Event]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                sa.select(outbox.c.payload)
+                .where(outbox.c.published_at.is_(None))
+                .order_by(outbox.c.seq)
+                .limit(limit)
+            )
+            return [Event.from_json(row.payload) for row in rows]
+
+    async def mark_published(self, event_ids: Sequence[str]) -> None:
+        if not event_ids:
+            return
+
+        async with self.db.write() as conn:
+            await conn.execute(
+                outbox.update()
+                .where(outbox.c.event_id.in_(list(event_ids)))
+                .values(published_at=datetime.now(UTC))
+            )
+
+    async def pending_count(self) -> int:
+        async with self.db.read() as conn:
+            value = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(outbox)
+                .where(outbox.c.published_at.is_(None))
+            )
+            return int(value or 0)

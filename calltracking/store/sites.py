@@ -1,0 +1,306 @@
+"""Accounts, sites and their numbers: the reserve, pools, defaults and static numbers.
+
+A number is in exactly one place: the reserve (site_id NULL), one site's pool (role `pool` or
+`static`) or one site's defaults (role `default`). Moving numbers is all or nothing.
+A number returned to the reserve cools down for its site's `cooldown_days` from its last release;
+meanwhile only that site may take it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from calltracking.core.errors import Conflict, InvalidInput, NotFound
+from calltracking.core.kinds import AttributionKind
+from calltracking.core.numbers import is_e164
+from calltracking.core.settings import SiteSettings, settings_from_json, settings_to_json
+from calltracking.store.outbox import new_id
+from calltracking.store.schema import accounts, leases, numbers, sites
+
+DEFAULT_ORDER = (AttributionKind.INITIAL, AttributionKind.EXPIRED, AttributionKind.UNTRACKED)
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    id: str
+    account_id: str
+    key: str
+    name: str
+    domains: tuple[str, ...]
+    defaults: Mapping[AttributionKind, str]
+    settings: SiteSettings
+    created_at: datetime
+    deleted_at: datetime | None
+
+    def default_kinds(self, e164: str) -> tuple[AttributionKind, ...]:
+        return tuple(kind for kind in DEFAULT_ORDER if self.defaults[kind] == e164)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str
+    timezone: str
+    max_numbers: int
+    retention_days: int
+
+
+def site_from_row(row: Any) -> Site:
+    return Site(
+        id=row.id,
+        account_id=row.account_id,
+        key=row.key,
+        name=row.name,
+        domains=tuple(row.domains),
+        defaults={
+            AttributionKind.INITIAL: row.default_initial,
+            AttributionKind.EXPIRED: row.default_expired,
+            AttributionKind.UNTRACKED: row.default_untracked,
+        },
+        settings=settings_from_json(row.settings),
+        created_at=row.created_at,
+        deleted_at=row.deleted_at,
+    )
+
+
+async def get_site(conn: AsyncConnection, site_id: str) -> Site | None:
+    row = (await conn.execute(sa.select(sites).where(sites.c.id == site_id))).first()
+    return site_from_row(row) if row else None
+
+
+async def get_site_by_key(conn: AsyncConnection, key: str) -> Site | None:
+    row = (
+        await conn.execute(sa.select(sites).where(sites.c.key == key, sites.c.deleted_at.is_(None)))
+    ).first()
+    return site_from_row(row) if row else None
+
+
+async def list_sites(conn: AsyncConnection, account_id: str | None) -> list[Site]:
+    query = sa.select(sites).where(sites.c.deleted_at.is_(None)).order_by(sites.c.created_at)
+    if account_id is not None:
+        query = query.where(sites.c.account_id == account_id)
+    return [site_from_row(row) for row in await conn.execute(query)]
+
+
+async def get_account(conn: AsyncConnection, account_id: str) -> Account | None:
+    row = (await conn.execute(sa.select(accounts).where(accounts.c.id == account_id))).first()
+    if row is None:
+        return None
+    return Account(row.id, row.name, row.timezone, row.max_numbers, row.retention_days)
+
+
+async def create_account(
+    conn: AsyncConnection,
+    name: str,
+    now: datetime,
+    *,
+    timezone: str = "Europe/Moscow",
+    max_numbers: int = 50,
+    retention_days: int = 365,
+) -> Account:
+    account = Account(new_id(), name, timezone, max_numbers, retention_days)
+    await conn.execute(
+        accounts.insert().values(
+            id=account.id,
+            name=name,
+            timezone=timezone,
+            max_numbers=max_numbers,
+            retention_days=retention_days,
+            created_at=now,
+        )
+    )
+    return account
+
+
+async def add_to_reserve(
+    conn: AsyncConnection, values: Sequence[str], now: datetime
+) -> tuple[int, int]:
+    """Add numbers to the reserve, all or nothing; returns (added, already present)."""
+    for i, value in enumerate(values):
+        if not is_e164(value):
+            raise InvalidInput(f"numbers[{i}]", f"{value!r} is not an E.164 number")
+    unique = list(dict.fromkeys(values))
+    existing = set(
+        (await conn.execute(sa.select(numbers.c.e164).where(numbers.c.e164.in_(unique)))).scalars()
+    )
+    fresh = [n for n in unique if n not in existing]
+    if fresh:
+        await conn.execute(
+            numbers.insert(), [{"e164": n, "role": "reserve", "added_at": now} for n in fresh]
+        )
+    return len(fresh), len(unique) - len(fresh)
+
+
+async def create_site(
+    conn: AsyncConnection,
+    *,
+    account_id: str,
+    name: str,
+    domains: Sequence[str],
+    defaults: Mapping[str, str],
+    settings: SiteSettings,
+    now: datetime,
+) -> Site:
+    site_id, key = new_id(), new_id()[:20]
+    await conn.execute(
+        sites.insert().values(
+            id=site_id,
+            account_id=account_id,
+            key=key,
+            name=name,
+            domains=list(domains),
+            default_initial=defaults["initial"],
+            default_expired=defaults["expired"],
+            default_untracked=defaults["untracked"],
+            settings=settings_to_json(settings, mask_secrets=False),
+            created_at=now,
+        )
+    )
+    for kind in ("initial", "expired", "untracked"):
+        await _claim(conn, defaults[kind], site_id, "default", None, f"defaults.{kind}", now)
+    for e164, label in settings.static.items():
+        await _claim(conn, e164, site_id, "static", label, f"settings.static.{e164}", now)
+    site = await get_site(conn, site_id)
+    assert site is not None
+    return site
+
+
+async def _claim(
+    conn: AsyncConnection,
+    e164: str,
+    site_id: str,
+    role: str,
+    label: str | None,
+    field: str,
+    now: datetime,
+) -> None:
+    """Put a number into this site as `role`: from the reserve, new, or already the site's."""
+    row = (await conn.execute(sa.select(numbers).where(numbers.c.e164 == e164))).first()
+    if row is None:
+        await conn.execute(
+            numbers.insert().values(
+                e164=e164, site_id=site_id, role=role, static_label=label, added_at=now
+            )
+        )
+        return
+    if row.site_id == site_id and row.role in (role, "default") and role == "default":
+        return
+    if row.site_id is not None and row.site_id != site_id:
+        raise Conflict(f"{field}: {e164} belongs to another site")
+    if row.site_id is None and _cooling_for_other(row, site_id, now):
+        raise Conflict(f"{field}: {e164} is cooling down from another site")
+    if row.site_id == site_id and row.role == "pool" and role == "static":
+        active = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(leases)
+            .where(leases.c.number == e164, leases.c.ended_at.is_(None))
+        )
+        if active:
+            raise Conflict(f"{field}: {e164} is leased now")
+    await conn.execute(
+        numbers.update()
+        .where(numbers.c.e164 == e164)
+        .values(site_id=site_id, role=role, static_label=label)
+    )
+
+
+def _cooling_for_other(row: Any, site_id: str, now: datetime) -> bool:
+    return (
+        row.cooling_until is not None
+        and row.cooling_site_id not in (None, site_id)
+        and now < row.cooling_until
+    )
+
+
+async def release_to_reserve(conn: AsyncConnection, site: Site, e164: str, now: datetime) -> None:
+    """Return a pool number to the reserve, cooling down for the site's `cooldown_days`."""
+    row = (await conn.execute(sa.select(numbers).where(numbers.c.e164 == e164))).first()
+    if row is None or row.site_id != site.id or row.role not in ("pool", "static"):
+        raise NotFound(f"{e164} is not in this site's pool")
+    active = await conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(leases)
+        .where(leases.c.number == e164, leases.c.ended_at.is_(None))
+    )
+    if active:
+        raise Conflict(f"{e164} is leased now; it can be removed once released")
+    since = row.last_released_at or now
+    await conn.execute(
+        numbers.update()
+        .where(numbers.c.e164 == e164)
+        .values(
+            site_id=None,
+            role="reserve",
+            static_label=None,
+            cooling_site_id=site.id,
+            cooling_until=since + timedelta(days=site.settings.cooldown_days),
+        )
+    )
+
+
+async def move_from_reserve(
+    conn: AsyncConnection,
+    site: Site,
+    *,
+    count: int | None,
+    wanted: Sequence[str] | None,
+    account_capacity: int,
+    now: datetime,
+) -> list[str]:
+    """Move reserve numbers into the pool, all or nothing; 409 naming what could not be had."""
+    if wanted is not None:
+        for i, value in enumerate(wanted):
+            if not is_e164(value):
+                raise InvalidInput(f"numbers[{i}]", f"{value!r} is not an E.164 number")
+        if len(wanted) > account_capacity:
+            raise Conflict(f"the account may take {account_capacity} more numbers")
+        rows = {
+            r.e164: r
+            for r in await conn.execute(sa.select(numbers).where(numbers.c.e164.in_(list(wanted))))
+        }
+        problems = []
+        for value in wanted:
+            row = rows.get(value)
+            if row is None:
+                problems.append(f"{value} is not in the reserve")
+            elif row.site_id is not None:
+                problems.append(f"{value} is in a pool or defaults already")
+            elif _cooling_for_other(row, site.id, now):
+                problems.append(f"{value} is cooling down from another site")
+        if problems:
+            raise Conflict("; ".join(problems))
+        chosen = list(wanted)
+    else:
+        assert count is not None
+        if count > account_capacity:
+            raise Conflict(f"the account may take {account_capacity} more numbers")
+        candidates = await conn.execute(
+            sa.select(numbers).where(numbers.c.site_id.is_(None)).order_by(numbers.c.e164)
+        )
+        chosen = [r.e164 for r in candidates if not _cooling_for_other(r, site.id, now)][:count]
+        if len(chosen) < count:
+            raise Conflict(f"only {len(chosen)} reserve numbers can be had, {count} asked")
+    if chosen:
+        result = await conn.execute(
+            numbers.update()
+            .where(numbers.c.e164.in_(chosen), numbers.c.site_id.is_(None))
+            .values(site_id=site.id, role="pool", cooling_site_id=None, cooling_until=None)
+        )
+        if result.rowcount != len(chosen):
+            raise Conflict("some numbers were taken meanwhile; try again")
+    return chosen
+
+
+async def account_numbers_in_use(conn: AsyncConnection, account_id: str) -> int:
+    value = await conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(numbers.join(sites, numbers.c.site_id == sites.c.id))
+        .where(sites.c.account_id == account_id, numbers.c.role == "pool")
+    )
+    return int(value or 0)

@@ -227,6 +227,10 @@ class VisitorService:
                 conn, site, visitor_id, DisplayKind.UNTRACKED, now, now
             ), changed
         lease = await active_lease_of(conn, visitor_id)
+        if lease is None and visitor.revoked_at is not None:
+            return await self._show(
+                conn, site, visitor_id, DisplayKind.EXPIRED, now, visitor.revoked_at
+            ), changed
         if lease is None and await self._in_hold(conn, site, visitor_id, now):
             lease, preempted = await allocate(conn, site, visitor_id, visit.id, now)
             changed.update(preempted)
@@ -237,10 +241,6 @@ class VisitorService:
                 .values(waiting_since=None, revoked_at=None)
             )
             return await self._show_lease(conn, site, visitor_id, lease.number, now), changed
-        if visitor.revoked_at is not None:
-            return await self._show(
-                conn, site, visitor_id, DisplayKind.EXPIRED, now, visitor.revoked_at
-            ), changed
         if now < show_at(visit.started_at, settings) or (
             settings.lease_on == "visible" and not visitor.wants_number
         ):

@@ -1,0 +1,204 @@
+"""The in-process bus: the embedded default (`CALLTRACKING_AMQP_URL` empty) and the tests' stand-in.
+
+It keeps the semantics of base.py, so code that works on it works on RabbitMQ:
+- events cross it in their JSON form, so each queue gets its own copy and a payload that could
+  not cross RabbitMQ fails here too (TypeError from `publish`);
+- an event whose key matches no queue is dropped, as an unroutable message is on the broker;
+- a named queue keeps its events while no one consumes it (as a durable queue does), except a
+  `durable=False` one, which goes away with its last subscription; broadcast queues go with theirs;
+- a failed event goes back to the tail of its queue; after `max_attempts` failures it is kept in
+  `dead_letters` (what `calltracking.dead` is on RabbitMQ) with one error line;
+- an event being handled when its subscription closes goes back to its queue, as an unacked
+  message does.
+Nothing survives the process; that is why the contract refuses a split deployment without a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from calltracking.bus.base import DEDUP_SIZE, MAX_ATTEMPTS, BusError, Handler, SeenIds
+from calltracking.core.events import Event
+
+log = logging.getLogger(__name__)
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """AMQP topic matching: `*` is exactly one word, `#` zero or more words."""
+    return _match(tuple(pattern.split(".")), tuple(key.split(".")))
+
+
+def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_match(rest, words[i:]) for i in range(len(words) + 1))
+    return bool(words) and head in ("*", words[0]) and _match(rest, words[1:])
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    queue: str
+    event: Event
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    event: Event
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class _Queue:
+    name: str
+    auto_delete: bool
+    patterns: set[str] = field(default_factory=set)
+    items: asyncio.Queue[_Delivery] = field(default_factory=asyncio.Queue)
+    consumers: int = 0
+
+
+class MemorySubscription:
+    """One consumer of one queue: a task that handles its events one at a time."""
+
+    def __init__(self, bus: MemoryBus, queue: _Queue, handler: Handler, dedup_size: int) -> None:
+        self._bus = bus
+        self._queue = queue
+        self._handler = handler
+        self._seen = SeenIds(dedup_size)
+        self._task = asyncio.create_task(self._consume(), name=f"bus-consumer:{queue.name}")
+        self._closed = False
+
+    @property
+    def queue(self) -> str:
+        return self._queue.name
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._task.cancel()
+        # wait() does not raise the task's CancelledError, but does raise ours if we are cancelled.
+        await asyncio.wait([self._task])
+        self._bus._forget(self, self._queue)
+
+    async def _consume(self) -> None:
+        items = self._queue.items
+        while True:
+            # Yield between events so the queue's other consumers take turns (the broker
+            # round-robins); a handler that never awaits would otherwise take the whole queue.
+            await asyncio.sleep(0)
+            delivery = await items.get()
+            try:
+                await self._handle(delivery)
+            except asyncio.CancelledError:
+                items.put_nowait(delivery)
+                raise
+            finally:
+                items.task_done()
+
+    async def _handle(self, delivery: _Delivery) -> None:
+        event = delivery.event
+        if event.id in self._seen:
+            log.debug("event %s (%s) already handled on queue %s", event.id, event.key, self.queue)
+            return
+        try:
+            await self._handler(event)
+        except Exception as exc:
+            self._bus._failed(self._queue, delivery, exc)
+            return
+        self._seen.add(event.id)
+
+
+class MemoryBus:
+    def __init__(self, *, max_attempts: int = MAX_ATTEMPTS, dedup_size: int = DEDUP_SIZE) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.max_attempts = max_attempts
+        self.dead_letters: list[DeadLetter] = []
+        self._dedup_size = dedup_size
+        self._queues: dict[str, _Queue] = {}
+        self._subscriptions: set[MemorySubscription] = set()
+        self._broadcast_ids = itertools.count(1)
+        self._closed = False
+
+    async def publish(self, event: Event) -> None:
+        if self._closed:
+            raise BusError("the bus is closed")
+        body = json.dumps(event.to_json())
+        for queue in self._queues.values():
+            if any(topic_matches(pattern, event.key) for pattern in queue.patterns):
+                queue.items.put_nowait(_Delivery(Event.from_json(json.loads(body))))
+
+    async def subscribe(
+        self,
+        queue: str | None,
+        keys: Sequence[str],
+        handler: Handler,
+        *,
+        durable: bool = True,
+        prefetch: int = 16,
+    ) -> MemorySubscription:
+        # prefetch has no meaning in-process: a subscription takes one event at a time anyway.
+        if self._closed:
+            raise BusError("the bus is closed")
+        if not keys or isinstance(keys, str):
+            raise ValueError("keys must be a non-empty sequence of topic patterns")
+        if queue == "":
+            raise ValueError("a named queue needs a name; pass None for a broadcast queue")
+        if queue is None:
+            name = f"broadcast.{next(self._broadcast_ids)}"
+            target = self._queues[name] = _Queue(name, auto_delete=True)
+        else:
+            target = self._queues.setdefault(queue, _Queue(queue, auto_delete=not durable))
+        target.patterns.update(keys)
+        target.consumers += 1
+        subscription = MemorySubscription(self, target, handler, self._dedup_size)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def join(self) -> None:
+        """Wait until every consumed queue is empty and idle (tests use it instead of sleeping)."""
+        await asyncio.gather(*(q.items.join() for q in self._queues.values() if q.consumers))
+
+    async def close(self) -> None:
+        self._closed = True
+        for subscription in list(self._subscriptions):
+            await subscription.close()
+
+    def _forget(self, subscription: MemorySubscription, queue: _Queue) -> None:
+        self._subscriptions.discard(subscription)
+        queue.consumers -= 1
+        if queue.auto_delete and queue.consumers == 0:
+            self._queues.pop(queue.name, None)
+
+    def _failed(self, queue: _Queue, delivery: _Delivery, exc: Exception) -> None:
+        event, attempts = delivery.event, delivery.attempts + 1
+        if attempts < self.max_attempts:
+            log.warning(
+                "handler failed for event %s (%s) on queue %s, attempt %d of %d",
+                event.id,
+                event.key,
+                queue.name,
+                attempts,
+                self.max_attempts,
+                exc_info=exc,
+            )
+            queue.items.put_nowait(_Delivery(event, attempts))
+            return
+        log.error(
+            "event %s (%s) dead-lettered from queue %s after %d failed attempts",
+            event.id,
+            event.key,
+            queue.name,
+            attempts,
+            exc_info=exc,
+        )
+        self.dead_letters.append(DeadLetter(queue.name, event, attempts, repr(exc)))

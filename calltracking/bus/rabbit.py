@@ -1,0 +1,330 @@
+"""The RabbitMQ bus (aio-pika), for deployments spread over several processes or machines.
+
+Topology, declared by `start()` (durable, so it outlives broker restarts):
+- exchange `calltracking` (topic): every event, routing key = the event key;
+- exchange `calltracking.dlx` (fanout) bound to queue `calltracking.dead`: poison messages;
+- named work queues: durable classic queues (`durable=False`: durable but auto-deleted with their
+  last consumer, because RabbitMQ 4.3 refuses non-durable shared queues);
+  broadcast queues: exclusive, auto-deleted, named `calltracking.node.<random>` by us, so the
+  robust connection re-declares them under the same name after a reconnect.
+  Every queue carries `x-dead-letter-exchange: calltracking.dlx`.
+Messages: body = JSON of `Event.to_json()`, `message_id` = event id, `type` = event key,
+`content_type` application/json, persistent; published with confirms and `mandatory` off (an event
+no queue binds is dropped, as the in-process bus drops it). `publish` waits at most
+`publish_timeout_s` for the confirm and raises `BusError` otherwise (broker away, confirm lost).
+
+Poison handling (chosen over quorum queues' `x-delivery-limit`, which cannot serve exclusive
+broadcast queues and redelivers at the head): the attempt count travels in the
+`x-calltracking-attempts` header. A failed handler gets a copy republished, confirmed, to the tail
+of the same queue (default exchange) with the count raised, and only then is the original acked;
+the `max_attempts`-th failure, or a body that is not an event envelope, is rejected without requeue
+and the queue dead-letters it to `calltracking.dead` (RabbitMQ adds `x-death`). Messages behind a
+poison one never wait for more than its attempts.
+
+Each subscription has its own channel (its prefetch; closing it returns unacked messages), feeds
+its broker deliveries into one owned task that handles them in order, and keeps a `SeenIds` LRU:
+a redelivery after a lost ack, or an outbox row published twice, is acked without calling the
+handler. Broadcast queues lose what is published while their node is disconnected (the queue dies
+with the connection); their consumers must re-read state after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Sequence
+from types import TracebackType
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustExchange,
+    AbstractRobustQueue,
+)
+from aio_pika.exceptions import ChannelInvalidStateError
+
+from calltracking.bus.base import DEDUP_SIZE, MAX_ATTEMPTS, BusError, Handler, SeenIds
+from calltracking.core.events import Event
+
+log = logging.getLogger(__name__)
+
+EXCHANGE = "calltracking"
+DEAD_LETTER_EXCHANGE = "calltracking.dlx"
+DEAD_LETTER_QUEUE = "calltracking.dead"
+ATTEMPTS_HEADER = "x-calltracking-attempts"
+
+
+class RabbitSubscription:
+    """One consumer of one queue on its own channel; one task handles its messages in order."""
+
+    def __init__(
+        self,
+        bus: RabbitBus,
+        channel: AbstractRobustChannel,
+        queue: AbstractRobustQueue,
+        handler: Handler,
+    ) -> None:
+        self._bus = bus
+        self._channel = channel
+        self._queue = queue
+        self._handler = handler
+        self._seen = SeenIds(bus.dedup_size)
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._task = asyncio.create_task(self._consume(), name=f"bus-consumer:{queue.name}")
+        self._closed = False
+
+    @property
+    def queue(self) -> str:
+        return self._queue.name
+
+    async def start(self) -> None:
+        await self._queue.consume(self._deliver)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._task.cancel()
+        # wait() does not raise the task's CancelledError, but does raise ours if we are cancelled.
+        await asyncio.wait([self._task])
+        try:
+            # Closing the channel cancels the consumer and returns every unacked message.
+            async with asyncio.timeout(self._bus.publish_timeout_s):
+                await self._channel.close()
+        except Exception:
+            log.debug("channel of queue %s did not close cleanly", self.queue, exc_info=True)
+        self._bus._forget(self)
+
+    async def _deliver(self, message: AbstractIncomingMessage) -> None:
+        # aio-pika runs this callback as its own task per message; hand over to our ordered task.
+        self._inbox.put_nowait(message)
+
+    async def _consume(self) -> None:
+        while True:
+            message = await self._inbox.get()
+            try:
+                await self._handle(message)
+            except Exception:
+                # Only broker operations get here (handler errors are settled in _handle).
+                log.warning(
+                    "could not settle message %s on queue %s; the broker will deliver it again",
+                    message.message_id,
+                    self.queue,
+                    exc_info=True,
+                )
+                # A live channel would otherwise hold it unacked until it closes; a dead one
+                # returns it anyway, so a failing nack changes nothing.
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            message.channel  # noqa: B018 - raises when the delivering channel is gone
+        except ChannelInvalidStateError:
+            # Delivered on a channel lost since: the broker redelivers it on the restored one.
+            log.debug("dropping stale delivery %s on queue %s", message.message_id, self.queue)
+            return
+        try:
+            event = Event.from_json(json.loads(message.body))
+        except (ValueError, TypeError) as exc:
+            log.error(
+                "message %s on queue %s is not an event envelope (%s); dead-lettered",
+                message.message_id,
+                self.queue,
+                exc,
+            )
+            await message.reject(requeue=False)
+            return
+        if event.id in self._seen:
+            log.debug("event %s (%s) already handled on queue %s", event.id, event.key, self.queue)
+            await message.ack()
+            return
+        try:
+            await self._handler(event)
+        except Exception as exc:
+            await self._failed(message, event, exc)
+            return
+        self._seen.add(event.id)
+        await message.ack()
+
+    async def _failed(self, message: AbstractIncomingMessage, event: Event, exc: Exception) -> None:
+        raw = message.headers.get(ATTEMPTS_HEADER)
+        attempts = (raw if isinstance(raw, int) else 0) + 1
+        limit = self._bus.max_attempts
+        if attempts >= limit:
+            log.error(
+                "event %s (%s) dead-lettered from queue %s after %d failed attempts",
+                event.id,
+                event.key,
+                self.queue,
+                attempts,
+                exc_info=exc,
+            )
+            await message.reject(requeue=False)
+            return
+        log.warning(
+            "handler failed for event %s (%s) on queue %s, attempt %d of %d",
+            event.id,
+            event.key,
+            self.queue,
+            attempts,
+            limit,
+            exc_info=exc,
+        )
+        retry = aio_pika.Message(
+            message.body,
+            headers={**message.headers, ATTEMPTS_HEADER: attempts},
+            message_id=message.message_id,
+            type=message.type,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        async with asyncio.timeout(self._bus.publish_timeout_s):
+            await self._channel.default_exchange.publish(
+                retry, routing_key=self.queue, mandatory=False
+            )
+        # Acked only once the copy is confirmed: a crash in between makes a duplicate, not a loss.
+        await message.ack()
+
+
+class RabbitBus:
+    """`Bus` on RabbitMQ; `await start()` (or `async with`) before use, `close()` after."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        publish_timeout_s: float = 5.0,
+        connect_timeout_s: float = 10.0,
+        reconnect_interval_s: float = 2.0,
+        max_attempts: int = MAX_ATTEMPTS,
+        dedup_size: int = DEDUP_SIZE,
+        name: str = "calltracking",
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.publish_timeout_s = publish_timeout_s
+        self.max_attempts = max_attempts
+        self.dedup_size = dedup_size
+        self._url = url
+        self._connect_timeout_s = connect_timeout_s
+        self._reconnect_interval_s = reconnect_interval_s
+        self._name = name
+        self._connection: AbstractRobustConnection | None = None
+        self._exchange: AbstractRobustExchange | None = None
+        self._subscriptions: set[RabbitSubscription] = set()
+        self._closed = False
+
+    async def __aenter__(self) -> RabbitBus:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect (the first attempt fails fast) and declare the topology."""
+        connection = await aio_pika.connect_robust(
+            self._url,
+            timeout=self._connect_timeout_s,
+            reconnect_interval=self._reconnect_interval_s,
+            client_properties={"connection_name": self._name},
+        )
+        self._connection = connection
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            self._exchange = await channel.declare_exchange(
+                EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            dlx = await channel.declare_exchange(
+                DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            dead = await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True)
+            await dead.bind(dlx)
+        except BaseException:
+            await connection.close()
+            raise
+
+    async def publish(self, event: Event) -> None:
+        if self._exchange is None or self._closed:
+            raise BusError("the bus is not started or already closed")
+        message = aio_pika.Message(
+            json.dumps(event.to_json()).encode(),
+            message_id=event.id,
+            type=event.key,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        try:
+            async with asyncio.timeout(self.publish_timeout_s):
+                await self._exchange.publish(message, routing_key=event.key, mandatory=False)
+        except TimeoutError as exc:
+            raise BusError(
+                f"event {event.id} not confirmed within {self.publish_timeout_s}s"
+            ) from exc
+        except Exception as exc:
+            raise BusError(f"event {event.id} not confirmed: {exc!r}") from exc
+
+    async def subscribe(
+        self,
+        queue: str | None,
+        keys: Sequence[str],
+        handler: Handler,
+        *,
+        durable: bool = True,
+        prefetch: int = 16,
+    ) -> RabbitSubscription:
+        if self._connection is None or self._closed:
+            raise BusError("the bus is not started or already closed")
+        if not keys or isinstance(keys, str):
+            raise ValueError("keys must be a non-empty sequence of topic patterns")
+        if queue == "":
+            raise ValueError("a named queue needs a name; pass None for a broadcast queue")
+        channel = await self._connection.channel(publisher_confirms=True)
+        subscription: RabbitSubscription | None = None
+        try:
+            await channel.set_qos(prefetch_count=prefetch)
+            arguments = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
+            if queue is None:
+                declared = await channel.declare_queue(
+                    f"calltracking.node.{secrets.token_hex(8)}",
+                    exclusive=True,
+                    auto_delete=True,
+                    arguments=arguments,
+                )
+            else:
+                declared = await channel.declare_queue(
+                    queue, durable=True, auto_delete=not durable, arguments=arguments
+                )
+            for key in keys:
+                await declared.bind(EXCHANGE, key)
+            subscription = RabbitSubscription(self, channel, declared, handler)
+            self._subscriptions.add(subscription)
+            await subscription.start()
+        except BaseException:
+            if subscription is None:
+                await channel.close()
+            else:
+                await subscription.close()  # also closes the channel
+            raise
+        return subscription
+
+    async def close(self) -> None:
+        self._closed = True
+        for subscription in list(self._subscriptions):
+            await subscription.close()
+        if self._connection is not None:
+            await self._connection.close()
+
+    def _forget(self, subscription: RabbitSubscription) -> None:
+        self._subscriptions.discard(subscription)

@@ -1,0 +1,91 @@
+"""The outbox relay: publishes the events written with each change, at least once, in order.
+
+Rules:
+- Events are published in the outbox's order, one at a time, and only those the broker confirmed
+  are marked published (once per round, in one call). The first failure ends the round: the failed
+  event and everything after it stay pending for the next round, so order is kept and nothing is
+  marked that the broker may not have.
+- A crash or cancellation between a confirm and the mark republishes those events later: consumers
+  deduplicate on the event id (CONTRACT.md, "Event bus"), which is what makes this safe.
+- `run` repeats `run_once` until `stop` is set; a full batch is followed at once by the next round,
+  otherwise it waits `interval_s`. A round that fails is retried next time; a publishing outage
+  is logged once when it starts (then at debug level) and once when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from calltracking.bus.base import Bus
+from calltracking.core.events import Event
+
+log = logging.getLogger(__name__)
+
+
+class Outbox(Protocol):
+    async def fetch_pending(self, limit: int) -> list[Event]:
+        """The oldest unpublished events, oldest first, at most `limit`."""
+        ...
+
+    async def mark_published(self, event_ids: Sequence[str]) -> None:
+        """Mark these events published; marking one twice is harmless."""
+        ...
+
+
+class OutboxRelay:
+    def __init__(self, outbox: Outbox, bus: Bus, batch: int = 100) -> None:
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        self._outbox = outbox
+        self._bus = bus
+        self._batch = batch
+        self._failing = False
+
+    async def run_once(self) -> int:
+        """Publish one batch of pending events; return how many were confirmed and marked."""
+        pending = await self._outbox.fetch_pending(self._batch)
+        confirmed: list[str] = []
+        for event in pending:
+            try:
+                await self._bus.publish(event)
+            except Exception as exc:
+                self._report_failure(event, len(pending) - len(confirmed), exc)
+                break
+            confirmed.append(event.id)
+        else:
+            if self._failing:
+                log.info("outbox relay: publishing again")
+            self._failing = False
+        if confirmed:
+            await self._outbox.mark_published(confirmed)
+        return len(confirmed)
+
+    def _report_failure(self, event: Event, left: int, exc: Exception) -> None:
+        # One warning per outage, not one per round: a broker away for an hour is one story.
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._failing = True
+        log.log(
+            level,
+            "outbox relay: event %s (%s) not published, %d of this batch left pending: %s",
+            event.id,
+            event.key,
+            left,
+            exc,
+        )
+
+    async def run(self, interval_s: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            published = 0
+            try:
+                published = await self.run_once()
+            except Exception:
+                log.exception("outbox relay round failed; retrying in %ss", interval_s)
+            if published >= self._batch:
+                continue  # more may be waiting: no pause while there is a backlog
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_s):
+                    await stop.wait()

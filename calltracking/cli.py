@@ -1,0 +1,142 @@
+"""`calltracking`: the console script. Reads the configuration once and passes it down."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from calltracking.config import Config, ConfigError, load_config
+
+DESCRIPTION = """\
+Dynamic call tracking for Asterisk: every website visitor is shown a phone number from a pool;
+a call to it is matched to the visitor's session, stored with its recording, reported, and sent
+to GA4, Yandex Metrika and webhooks.
+
+Configuration comes from CALLTRACKING_* environment variables, or a TOML file (--config) with
+the same names in lower case without the prefix; the environment wins. Start with
+`calltracking demo`.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calltracking",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="TOML file with settings (env vars win)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the tracker (web, FastAGI, AMI listener, workers)",
+        description="Run the tracker in one process. --only runs a subset (needs RabbitMQ).",
+    )
+    serve.add_argument(
+        "--only", metavar="PARTS", help="comma-separated subset of web,agi,ami,workers"
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="a complete local demo: landing page, simulated PBX, dashboard",
+        description="Start the tracker with SQLite in ./demo-data, a demo account and site, a "
+        "landing page carrying the snippet and a simulated Asterisk; prints the "
+        "URLs and the operator token.",
+    )
+    demo.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    demo.add_argument(
+        "--data",
+        type=Path,
+        default=Path("demo-data"),
+        help="folder for the database and recordings (default ./demo-data)",
+    )
+
+    commands.add_parser("migrate", help="create or upgrade the database schema")
+    commands.add_parser(
+        "check",
+        help="check database, broker, AMI, FastAGI and sites; one "
+        "line per check, non-zero exit when one fails",
+    )
+
+    token = commands.add_parser("token", help="manage API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="print a new token (stored hashed)")
+    who = create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--admin", action="store_true", help="a token that manages accounts")
+    who.add_argument("--account", metavar="ID", help="a token for one account")
+
+    sim = commands.add_parser(
+        "pbx-sim",
+        help="a simulated Asterisk (AMI server) for demos, tests and benchmarks",
+        description="Serve AMI like a real Asterisk 22 and emit the event sequences of inbound "
+        "calls, driven by --call, stdin, an HTTP control or a load profile.",
+    )
+    from calltracking.pbxsim.cli import add_arguments
+
+    add_arguments(sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(os.environ, args.config)
+        return asyncio.run(_dispatch(args, config))
+    except ConfigError as exc:
+        print(f"calltracking: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, config: Config) -> int:
+    if args.command == "serve":
+        from calltracking.serve import parse_parts, serve_forever
+
+        logging.getLogger(__name__).info("configuration: %s", config.describe())
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve_forever(config, parse_parts(args.only, config))
+        return 0
+    if args.command == "migrate":
+        from calltracking.store.db import Database
+        from calltracking.store.migrate import migrate
+
+        db = Database(config.database_url)
+        try:
+            await migrate(db)
+        finally:
+            await db.close()
+        return 0
+    if args.command == "token":
+        from calltracking.store.tokens import create_token_cli
+
+        return await create_token_cli(config, admin=args.admin, account_id=args.account)
+    if args.command == "check":
+        from calltracking.check import run_checks
+
+        return await run_checks(config)
+    if args.command == "demo":
+        from calltracking.demo import run_demo
+
+        return await run_demo(config, port=args.port, data=args.data)
+    if args.command == "pbx-sim":
+        from calltracking.pbxsim.cli import run_from_args
+
+        await run_from_args(args)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

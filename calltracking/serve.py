@@ -1,0 +1,177 @@
+"""The composition root: builds the shared parts once and runs the chosen parts of the tracker
+in one asyncio process until cancelled.
+
+Parts: `web` (HTTP, websockets, snippet, API, pages; it also sweeps due lease times and relays
+the outbox, since visitors' tabs depend on both), `agi` (FastAGI), `ami` (the AMI listener, when
+an AMI host is configured) and `workers` (outbox relay, analytics exporters). A subset of parts
+needs RabbitMQ: the in-process bus cannot span processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from calltracking.bus.base import Bus
+from calltracking.bus.memory import MemoryBus
+from calltracking.bus.relay import OutboxRelay
+from calltracking.config import Config, ConfigError
+from calltracking.services import Services
+from calltracking.store.db import Database
+from calltracking.store.migrate import migrate
+from calltracking.store.outbox import SqlOutbox
+
+log = logging.getLogger(__name__)
+ALL_PARTS = ("web", "agi", "ami", "workers")
+RELAY_INTERVAL_S = 0.2
+
+
+def parse_parts(only: str | None, config: Config) -> frozenset[str]:
+    if not only:
+        return frozenset(ALL_PARTS)
+    parts = frozenset(p.strip() for p in only.split(",") if p.strip())
+    unknown = parts - set(ALL_PARTS)
+    if unknown:
+        raise ConfigError(
+            f"--only: unknown part(s) {', '.join(sorted(unknown))}; "
+            f"choose from {', '.join(ALL_PARTS)}"
+        )
+    if parts != set(ALL_PARTS) and not config.amqp_url:
+        raise ConfigError(
+            "--only needs CALLTRACKING_AMQP_URL: the in-process bus cannot span processes"
+        )
+    return parts
+
+
+async def open_bus(config: Config) -> Bus:
+    if not config.amqp_url:
+        return MemoryBus()
+    from calltracking.bus.rabbit import RabbitBus
+
+    bus = RabbitBus(config.amqp_url, name=f"calltracking-{socket.gethostname()}")
+    await bus.start()
+    return bus
+
+
+@dataclass
+class Running:
+    services: Services
+    http_port: int | None = None
+    agi_port: int | None = None
+
+
+@asynccontextmanager
+async def running(
+    config: Config,
+    parts: Collection[str] = ALL_PARTS,
+    *,
+    tweak: Callable[[Services], None] | None = None,
+) -> AsyncIterator[Running]:
+    """Start the chosen parts; yields once they listen, stops them on exit."""
+    async with AsyncExitStack() as stack:
+        db = Database(config.database_url)
+        stack.push_async_callback(db.close)
+        await migrate(db)
+        bus = await open_bus(config)
+        stack.push_async_callback(bus.close)
+        services = Services(
+            config=config,
+            db=db,
+            bus=bus,
+            node_id=f"{socket.gethostname()}-{secrets.token_hex(4)}",
+            signing_key=(config.signing_key.encode() or secrets.token_bytes(32)),
+        )
+        if tweak is not None:
+            tweak(services)
+        state = Running(services)
+        tasks: list[asyncio.Task[None]] = []
+
+        async def cancel_tasks() -> None:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+        stack.push_async_callback(cancel_tasks)
+        if "web" in parts or "workers" in parts:
+            tasks.append(asyncio.create_task(_relay(services), name="outbox-relay"))
+        if "web" in parts:
+            from web.app import create_app
+
+            runner = web.AppRunner(create_app(services), shutdown_timeout=5)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, config.http_host, config.http_port)
+            await site.start()
+            state.http_port = _bound_port(runner)
+            log.info("web listening on http://%s:%s", config.http_host, state.http_port)
+        if "agi" in parts:
+            from agi.server import AgiServer
+
+            agi = AgiServer(
+                services.recorder,
+                config.pbx_id,
+                config.country_code,
+                config.agi_host,
+                config.agi_port,
+            )
+            await agi.start()
+            stack.push_async_callback(agi.stop)
+            state.agi_port = agi.port
+            services.health.parts["agi"] = lambda: True
+            log.info("FastAGI listening on %s:%s", config.agi_host, agi.port)
+        if "ami" in parts and config.ami_host:
+            tasks.append(asyncio.create_task(_ami(services), name="ami-listener"))
+        if "workers" in parts:
+            with contextlib.suppress(ImportError):
+                from calltracking.workers import run_exporters
+
+                tasks.append(asyncio.create_task(run_exporters(services), name="exporters"))
+        yield state
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return int(address[1])
+    raise RuntimeError("web server is not bound")
+
+
+async def _relay(services: Services) -> None:
+    relay = OutboxRelay(SqlOutbox(services.db), services.bus)
+    await relay.run(RELAY_INTERVAL_S, asyncio.Event())
+
+
+async def _ami(services: Services) -> None:
+    from ami_listener.listener import AmiListener
+
+    config = services.config
+    listener = AmiListener(
+        host=config.ami_host,
+        port=config.ami_port,
+        username=config.ami_username,
+        secret=config.ami_secret,
+        pbx_id=config.pbx_id,
+        trunk_contexts=config.trunk_contexts,
+        country_code=config.country_code,
+        recordings_dir=config.recordings_dir,
+        asterisk_monitor_dir=config.asterisk_monitor_dir,
+        stale_call_s=config.stale_call_s,
+        recorder=services.recorder,
+    )
+    services.health.parts["ami"] = lambda: bool(listener.health)
+    await listener.run()
+
+
+async def serve_forever(config: Config, parts: Collection[str]) -> None:
+    async with running(config, parts):
+        await asyncio.Event().wait()

@@ -1,0 +1,49 @@
+"""What the composition root hands to the adapters: one object with the shared parts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from calltracking.bus.base import Bus
+from calltracking.config import Config
+from calltracking.store.calls import SqlCallRecorder
+from calltracking.store.db import Database
+from calltracking.store.visitors import VisitorService
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Health:
+    """Each running part reports here; /healthz shows it."""
+
+    parts: dict[str, Callable[[], bool]] = field(default_factory=dict)
+
+    def report(self) -> dict[str, bool]:
+        states = {}
+        for name, probe in self.parts.items():
+            try:
+                states[name] = bool(probe())
+            except Exception:
+                states[name] = False
+        return states
+
+
+@dataclass
+class Services:
+    config: Config
+    db: Database
+    bus: Bus
+    node_id: str
+    clock: Callable[[], datetime] = utc_now
+    health: Health = field(default_factory=Health)
+    signing_key: bytes = b""
+    sweep_interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.visitors = VisitorService(self.db, self.node_id, self.config.country_code)
+        self.recorder = SqlCallRecorder(self.db)

@@ -1,0 +1,253 @@
+"""The in-process bus and the outbox relay over it: no broker, no sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+import pytest
+
+from calltracking.bus import BusError, MemoryBus, OutboxRelay, SeenIds
+from calltracking.bus.memory import topic_matches
+from calltracking.core.events import Event
+from tests.bus import Collector, MemoryOutbox, RecordingBus, make_event
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "expected"),
+    [
+        ("call.*", "call.started", True),
+        ("call.*", "call.started.late", False),
+        ("call.*", "call", False),
+        ("*.ended", "call.ended", True),
+        ("*.ended", "lease.released", False),
+        ("lease.#", "lease", True),
+        ("lease.#", "lease.released", True),
+        ("lease.#", "lease.released.revoked", True),
+        ("lease.#", "leases.released", False),
+        ("#", "pool.exhausted", True),
+        ("#.released", "lease.released", True),
+        ("call.#.ended", "call.ended", True),
+        ("call.#.ended", "call.x.y.ended", True),
+        ("call.started", "call.started", True),
+        ("call.started", "call.ended", False),
+    ],
+)
+def test_topic_matching_follows_amqp(pattern: str, key: str, expected: bool) -> None:
+    assert topic_matches(pattern, key) is expected
+
+
+def test_seen_ids_is_a_bounded_lru() -> None:
+    seen = SeenIds(2)
+    assert seen.add("a")
+    assert seen.add("b")
+    assert not seen.add("a")  # refreshes "a"
+    assert seen.add("c")  # evicts "b", the least recently seen
+    assert "a" in seen
+    assert "c" in seen
+    assert "b" not in seen
+    assert len(seen) == 2
+
+
+async def test_events_of_a_change_arrive_once_at_a_bound_queue() -> None:
+    bus = MemoryBus()
+    got = Collector()
+    await bus.subscribe("analytics", ["call.*"], got)
+    change = [make_event(k) for k in ("call.started", "call.answered", "call.ended")]
+    for event in [*change, make_event("lease.assigned")]:
+        await bus.publish(event)
+    await bus.join()
+    assert got.ids == [e.id for e in change]
+    assert got.events[0] == change[0]
+    assert got.events[0] is not change[0]
+    await bus.close()
+
+
+async def test_shared_queue_splits_work_and_broadcast_queues_each_get_all() -> None:
+    bus = MemoryBus()
+    workers = [Collector(), Collector()]
+    nodes = [Collector(), Collector()]
+    for worker in workers:
+        await bus.subscribe("work", ["lease.#"], worker)
+    for node in nodes:
+        sub = await bus.subscribe(None, ["lease.#"], node)
+        assert sub.queue.startswith("broadcast.")
+    events = [make_event("lease.assigned") for _ in range(20)]
+    for event in events:
+        await bus.publish(event)
+    await bus.join()
+    ids = [e.id for e in events]
+    assert sorted(workers[0].ids + workers[1].ids) == sorted(ids)
+    assert workers[0].ids
+    assert workers[1].ids
+    assert nodes[0].ids == ids
+    assert nodes[1].ids == ids
+    await bus.close()
+
+
+async def test_failing_handler_retries_then_dead_letters_without_blocking_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = MemoryBus(max_attempts=3)
+    poison, *good = [make_event("call.ended") for _ in range(4)]
+    got = Collector(fail_ids=[poison.id])
+    await bus.subscribe("export", ["call.#"], got)
+    with caplog.at_level(logging.WARNING, logger="calltracking.bus.memory"):
+        for event in [poison, *good]:
+            await bus.publish(event)
+        await bus.join()
+    assert got.ids == [e.id for e in good]
+    assert got.calls.count(poison.id) == 3
+    assert [(d.event.id, d.attempts, d.queue) for d in bus.dead_letters] == [
+        (poison.id, 3, "export")
+    ]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert poison.id in errors[0].getMessage()
+    await bus.close()
+
+
+async def test_flaky_handler_succeeds_on_retry() -> None:
+    bus = MemoryBus(max_attempts=3)
+    event = make_event("call.started")
+    calls: list[str] = []
+
+    async def flaky(e: Event) -> None:
+        calls.append(e.id)
+        if len(calls) < 3:
+            raise RuntimeError("downstream hiccup")
+
+    await bus.subscribe("q", ["call.*"], flaky)
+    await bus.publish(event)
+    await bus.join()
+    assert calls == [event.id] * 3
+    assert bus.dead_letters == []
+    await bus.close()
+
+
+async def test_a_subscription_skips_event_ids_it_already_handled() -> None:
+    bus = MemoryBus()
+    got = Collector()
+    await bus.subscribe("q", ["call.*"], got)
+    event = make_event("call.ended")
+    await bus.publish(event)
+    await bus.publish(event)  # the relay re-published a row whose mark was lost
+    await bus.join()
+    assert got.calls == [event.id]
+    await bus.close()
+
+
+async def test_durable_queue_keeps_events_while_no_one_consumes() -> None:
+    bus = MemoryBus()
+    first = await bus.subscribe("kept", ["call.*"], Collector())
+    transient = await bus.subscribe("gone", ["call.*"], Collector(), durable=False)
+    await first.close()
+    await transient.close()
+    event = make_event("call.started")
+    await bus.publish(event)
+    later, again = Collector(), Collector()
+    await bus.subscribe("kept", ["pool.*"], later)
+    await bus.subscribe("gone", ["pool.*"], again)
+    await bus.join()
+    assert later.ids == [event.id]
+    assert again.ids == []
+    await bus.close()
+
+
+async def test_closing_mid_handler_returns_the_event_to_its_queue() -> None:
+    bus = MemoryBus()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(_: Event) -> None:
+        started.set()
+        await release.wait()
+
+    sub = await bus.subscribe("q", ["call.*"], slow)
+    event = make_event("call.started")
+    await bus.publish(event)
+    await started.wait()
+    await sub.close()
+    got = Collector()
+    await bus.subscribe("q", ["call.*"], got)
+    await bus.join()
+    assert got.ids == [event.id]
+    await bus.close()
+
+
+async def test_closed_bus_refuses_work_and_bad_payloads_fail_early() -> None:
+    bus = MemoryBus()
+    with pytest.raises(TypeError):
+        await bus.publish(make_event("call.started", when=datetime.now()))
+    with pytest.raises(ValueError, match="keys"):
+        await bus.subscribe("q", "call.*", Collector())
+    await bus.close()
+    with pytest.raises(BusError):
+        await bus.publish(make_event("call.started"))
+    with pytest.raises(BusError):
+        await bus.subscribe(None, ["call.*"], Collector())
+
+
+class FailingAfter(RecordingBus):
+    """Confirms `ok` publishes, then the broker is 'away'."""
+
+    def __init__(self, ok: int) -> None:
+        super().__init__(MemoryBus())
+        self.ok = ok
+
+    async def publish(self, event: Event) -> None:
+        if len(self.confirmed) >= self.ok:
+            raise BusError("broker away")
+        await super().publish(event)
+
+
+async def test_relay_publishes_in_order_and_marks_only_confirmed() -> None:
+    events = [make_event("call.started") for _ in range(7)]
+    outbox = MemoryOutbox(events)
+    flaky = FailingAfter(ok=3)
+    assert await OutboxRelay(outbox, flaky, batch=5).run_once() == 3
+    assert outbox.published == [e.id for e in events[:3]]
+    assert outbox.pending == [e.id for e in events[3:]]
+
+    # A new relay (a restart) over the same outbox publishes only what was not confirmed.
+    fresh = RecordingBus(MemoryBus())
+    relay = OutboxRelay(outbox, fresh, batch=5)
+    assert await relay.run_once() == 4
+    assert await relay.run_once() == 0
+    assert fresh.confirmed == [e.id for e in events[3:]]
+    assert outbox.published == [e.id for e in events]
+
+
+class OutboxFailingOnce(MemoryOutbox):
+    failed = False
+
+    async def fetch_pending(self, limit: int) -> list[Event]:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("database restarting")
+        return await super().fetch_pending(limit)
+
+
+async def test_relay_run_drains_backlog_survives_failed_rounds_and_stops() -> None:
+    events = [make_event("lease.assigned") for _ in range(5)]
+    outbox = OutboxFailingOnce(events)
+    bus = RecordingBus(MemoryBus())
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(OutboxRelay(outbox, bus, batch=2).run(0.01, stop))
+        await outbox.wait_until(lambda: not outbox.pending, within_s=5)
+        stop.set()
+    assert bus.confirmed == [e.id for e in events]
+
+
+async def test_relay_warns_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:
+    outbox = MemoryOutbox([make_event("call.started") for _ in range(2)])
+    broken = FailingAfter(ok=0)
+    relay = OutboxRelay(outbox, broken)
+    with caplog.at_level(logging.DEBUG, logger="calltracking.bus.relay"):
+        for _ in range(3):
+            assert await relay.run_once() == 0
+        broken.ok = 10
+        assert await relay.run_once() == 2
+    levels = [r.levelname for r in caplog.records]
+    assert levels == ["WARNING", "DEBUG", "DEBUG", "INFO"]

@@ -1,0 +1,192 @@
+"""What a client may send, and what it gets for everything else: every close code, malformed and
+oversized frames, a flood from one address; none of it touches another visitor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+import web.ws
+from tests.web.harness import hello, make_site, open_tab, session, tracker, web_config
+
+
+async def test_unknown_site_closes_4404(tmp_path: Path) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        await make_site(state)
+        tab = await open_tab(http, state)
+        await tab.send(
+            {
+                "type": "hello",
+                "site": "no-such-site",
+                "visitor": None,
+                "tab": "t",
+                "url": "https://shop.example/",
+                "referrer": "",
+            }
+        )
+        assert (await tab.next())["type"] == "error"
+        assert await tab.closed_with() == 4404
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "https://shop.example.evil.com", "null", ""]
+)
+async def test_foreign_origin_closes_4403(tmp_path: Path, origin: str) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        site = await make_site(state)
+        tab = await open_tab(http, state, origin=origin)
+        await tab.send(
+            {"type": "hello", "site": site.key, "url": "https://shop.example/", "referrer": ""}
+        )
+        assert (await tab.next())["code"] == "4403"
+        assert await tab.closed_with() == 4403
+
+
+async def test_subdomains_of_the_site_are_allowed(tmp_path: Path) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        site = await make_site(state)
+        tab = await open_tab(http, state, origin="https://m.shop.example")
+        await hello(tab, site)
+        assert (await tab.number())["type"] == "number"
+
+
+async def test_no_hello_in_time_closes_4408(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web.ws, "HELLO_TIMEOUT_S", 0.3)
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        tab = await open_tab(http, state)
+        assert (await tab.next())["code"] == "4408"
+        assert await tab.closed_with() == 4408
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "not json",
+        "[1, 2]",
+        json.dumps({"type": 5}),
+        json.dumps({"no": "type"}),
+        json.dumps({"type": "hello"}),
+        json.dumps({"type": "hello", "site": 12}),
+        json.dumps({"type": "activity"}),
+    ],
+)
+async def test_a_malformed_first_frame_closes_4400(tmp_path: Path, payload: str) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        await make_site(state)
+        tab = await open_tab(http, state)
+        await tab.ws.send_str(payload)
+        error = await tab.next()
+        assert error["type"] == "error" and error["code"] == "4400"
+        assert await tab.closed_with() == 4400
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{bad",
+        json.dumps({"type": "hello", "site": "x"}),
+        json.dumps({"type": "visibility", "state": "sideways"}),
+        b"\x00binary",
+    ],
+)
+async def test_malformed_frames_after_hello_close_4400_and_spare_other_visitors(
+    tmp_path: Path, payload: str | bytes
+) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        site = await make_site(state, reserve=3)
+        bystander = await open_tab(http, state)
+        await hello(bystander, site)
+        number = (await bystander.until_kind("dynamic"))["e164"]
+        tab = await open_tab(http, state)
+        await hello(tab, site)
+        await tab.number()
+        if isinstance(payload, bytes):
+            await tab.ws.send_bytes(payload)
+        else:
+            await tab.ws.send_str(payload)
+        assert (await tab.next())["code"] == "4400"
+        assert await tab.closed_with() == 4400
+        await bystander.send({"type": "activity"})
+        await asyncio.sleep(0.2)
+        assert [f for f in bystander.frames if f["type"] == "number"][-1]["e164"] == number
+        assert not bystander.ws.closed
+
+
+async def test_unknown_frame_types_are_ignored(tmp_path: Path) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        site = await make_site(state, reserve=2)
+        tab = await open_tab(http, state)
+        await hello(tab, site)
+        await tab.until_kind("dynamic")
+        await tab.send({"type": "future-thing", "x": 1})
+        await tab.send({"type": "activity"})
+        await asyncio.sleep(0.2)
+        assert not tab.ws.closed
+
+
+async def test_frames_over_4_kib_are_refused(tmp_path: Path) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        site = await make_site(state, reserve=2)
+        tab = await open_tab(http, state)
+        await hello(tab, site)
+        await tab.number()
+        await tab.send({"type": "activity", "padding": "x" * 5000})
+        assert await tab.closed_with() in (1009, 4400)
+
+
+async def test_a_flood_from_one_address_is_refused_4429(tmp_path: Path) -> None:
+    async with tracker(web_config(tmp_path, ws_max_per_address=3)) as state, session() as http:
+        site = await make_site(state, reserve=5)
+        tabs = [await open_tab(http, state) for _ in range(3)]
+        for tab in tabs:
+            await hello(tab, site)
+        extra = await open_tab(http, state)
+        assert await extra.closed_with() == 4429
+        await tabs[0].ws.close()
+        await asyncio.sleep(0.2)
+        again = await open_tab(http, state)
+        await hello(again, site)
+
+
+async def test_forwarded_address_counts_only_behind_a_trusted_proxy(tmp_path: Path) -> None:
+    config = web_config(tmp_path, ws_max_per_address=1, trusted_proxies=("127.0.0.1",))
+    async with tracker(config) as state, session() as http:
+        site = await make_site(state, reserve=5)
+        first = await open_tab(http, state, headers={"X-Forwarded-For": "203.0.113.5"})
+        await hello(first, site)
+        second = await open_tab(http, state, headers={"X-Forwarded-For": "203.0.113.6"})
+        await hello(second, site)
+        third = await open_tab(http, state, headers={"X-Forwarded-For": "203.0.113.5"})
+        assert await third.closed_with() == 4429
+
+
+async def test_forged_visitor_id_gets_a_new_visitor(tmp_path: Path) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        site = await make_site(state, reserve=2)
+        tab = await open_tab(http, state)
+        welcome = await hello(tab, site, visitor="forged-0000")
+        assert welcome["visitor"] != "forged-0000"
+        assert len(welcome["visitor"]) >= 32
+
+
+async def test_healthz_and_metrics_answer(tmp_path: Path) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        base = f"http://127.0.0.1:{state.http_port}"
+        async with http.get(f"{base}/healthz") as response:
+            body = await response.json()
+            assert response.status == 200 and body["parts"]["database"] is True
+        async with http.get(f"{base}/metrics") as response:
+            assert "calltracking_ws_tabs 0" in await response.text()
+        async with http.get(f"{base}/snippet.js") as response:
+            assert response.status in (200, 404)
+            if response.status == 200:
+                assert "max-age" in response.headers["Cache-Control"]
+
+
+_ = aiohttp

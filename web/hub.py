@@ -1,0 +1,137 @@
+"""This node's open visitor tabs, and pushing each visitor's number to every one of them.
+
+Rules:
+- a tab is sent a `number` frame only when what it shows changes (repeats are suppressed);
+- sends are bounded in time so one slow client cannot stall the others; a tab that cannot be
+  written to is closed;
+- changes decided on other nodes arrive as bus events (`lease.*`, `pool.*`) and make this node
+  recompute the visitor's number from the database (`refresh`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiohttp import web
+
+from calltracking.core.events import Event
+from calltracking.store.visitors import Shown, VisitorService
+
+log = logging.getLogger(__name__)
+SEND_TIMEOUT_S = 5.0
+CLOSE_SITE_DELETED = 4410
+
+
+@dataclass(eq=False)
+class Tab:
+    ws: web.WebSocketResponse
+    site_id: str
+    visitor_id: str
+    tab_id: str
+    address: str
+    shown: Shown | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Hub:
+    def __init__(self, visitors: VisitorService, clock: Callable[[], datetime]) -> None:
+        self.visitors = visitors
+        self.clock = clock
+        self._by_visitor: dict[str, set[Tab]] = defaultdict(set)
+        self._per_address: Counter[str] = Counter()
+        self.pushed = 0
+
+    def __len__(self) -> int:
+        return sum(len(tabs) for tabs in self._by_visitor.values())
+
+    def connections_from(self, address: str) -> int:
+        return self._per_address[address]
+
+    def reserve_address(self, address: str) -> None:
+        self._per_address[address] += 1
+
+    def release_address(self, address: str) -> None:
+        self._per_address[address] -= 1
+        if self._per_address[address] <= 0:
+            del self._per_address[address]
+
+    def add(self, tab: Tab) -> None:
+        self._by_visitor[tab.visitor_id].add(tab)
+
+    def remove(self, tab: Tab) -> None:
+        tabs = self._by_visitor.get(tab.visitor_id)
+        if tabs is not None:
+            tabs.discard(tab)
+            if not tabs:
+                del self._by_visitor[tab.visitor_id]
+
+    def tab_ids(self) -> list[str]:
+        return [tab.tab_id for tabs in self._by_visitor.values() for tab in tabs]
+
+    def has(self, visitor_id: str) -> bool:
+        return visitor_id in self._by_visitor
+
+    async def send(self, tab: Tab, shown: Shown) -> None:
+        async with tab.lock:
+            if tab.shown == shown or tab.ws.closed:
+                return
+            try:
+                await asyncio.wait_for(tab.ws.send_json(shown.frame()), SEND_TIMEOUT_S)
+                tab.shown = shown
+                self.pushed += 1
+            except (TimeoutError, ConnectionError, RuntimeError) as exc:
+                log.info(
+                    "visitor %s tab %s unwritable (%s); closing", tab.visitor_id, tab.tab_id, exc
+                )
+                with contextlib.suppress(Exception):
+                    await tab.ws.close()
+
+    async def push(self, visitor_id: str, shown: Shown) -> None:
+        tabs = list(self._by_visitor.get(visitor_id, ()))
+        await asyncio.gather(*(self.send(tab, shown) for tab in tabs))
+
+    async def refresh(self, visitor_ids: Iterable[str]) -> None:
+        """Recompute and push the number of each visitor that has tabs on this node."""
+        for visitor_id in set(visitor_ids):
+            if not self.has(visitor_id):
+                continue
+            try:
+                shown = await self.visitors.current(visitor_id, self.clock())
+            except Exception:
+                log.exception("visitor %s: cannot recompute the number", visitor_id)
+                continue
+            if shown is None:
+                await self.close_visitor(visitor_id, CLOSE_SITE_DELETED, "site deleted")
+            else:
+                await self.push(visitor_id, shown)
+
+    async def close_visitor(self, visitor_id: str, code: int, message: str) -> None:
+        for tab in list(self._by_visitor.get(visitor_id, ())):
+            with contextlib.suppress(Exception):
+                await tab.ws.close(code=code, message=message.encode())
+
+    async def close_site(self, site_id: str) -> None:
+        tabs = [tab for tabs in self._by_visitor.values() for tab in tabs if tab.site_id == site_id]
+        await asyncio.gather(
+            *(tab.ws.close(code=CLOSE_SITE_DELETED, message=b"site deleted") for tab in tabs),
+            return_exceptions=True,
+        )
+
+    async def close_all(self) -> None:
+        tabs = [tab for tabs in self._by_visitor.values() for tab in tabs]
+        await asyncio.gather(
+            *(tab.ws.close(code=1001, message=b"server shutdown") for tab in tabs),
+            return_exceptions=True,
+        )
+
+    async def on_event(self, event: Event) -> None:
+        """Bus handler: a lease or pool change somewhere; refresh the visitor if it is here."""
+        visitor = event.data.get("visitor")
+        if isinstance(visitor, str):
+            await self.refresh([visitor])

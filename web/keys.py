@@ -1,0 +1,9 @@
+"""Typed keys for what the app shares between handlers."""
+
+from aiohttp import web
+
+from calltracking.services import Services
+from web.hub import Hub
+
+SERVICES = web.AppKey("services", Services)
+HUB = web.AppKey("hub", Hub)

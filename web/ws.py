@@ -1,0 +1,215 @@
+"""`GET /ws`: the visitor websocket (CONTRACT.md, "Visitor websocket and site snippet").
+
+Rules kept here:
+- the first frame must be a hello within 10 s (else close 4408); the hello names the site (unknown:
+  4404) and the `Origin` must be one of its domains or their subdomains (else 4403);
+- a frame that is not a JSON object with a string `type`, a binary frame, or a second hello is
+  malformed: an `error` frame, then close 4400; frames over 4 KiB are refused (1009);
+- frames of an unknown `type` are ignored, so the snippet can grow;
+- one address may hold `CALLTRACKING_WS_MAX_PER_ADDRESS` sockets (4429); the address is the
+  peer's, or the last `X-Forwarded-For` hop when the peer is a trusted proxy;
+- nothing a client sends touches another visitor: every change goes through its own visitor id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from calltracking.services import Services
+from calltracking.store.sites import Site, get_site_by_key
+from calltracking.store.visitors import Hello
+from web.hub import Hub, Tab
+from web.keys import HUB, SERVICES
+
+log = logging.getLogger(__name__)
+HELLO_TIMEOUT_S = 10.0
+MAX_FRAME = 4096
+HEARTBEAT_S = 25.0
+MIN_ACTIVITY_INTERVAL_S = 1.0
+
+
+class Malformed(Exception):
+    pass
+
+
+def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
+    peer = request.remote or "?"
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded and peer in trusted:
+        return forwarded.split(",")[-1].strip() or peer
+    return peer
+
+
+def origin_allowed(origin: str | None, domains: tuple[str, ...]) -> bool:
+    if not origin:
+        return False
+    host = (urlsplit(origin).hostname or "").lower().rstrip(".")
+    return any(host == d.lower() or host.endswith("." + d.lower()) for d in domains)
+
+
+def parse_frame(data: str) -> dict[str, Any]:
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        raise Malformed("not JSON") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise Malformed("a frame is a JSON object with a string type")
+    return frame
+
+
+def parse_hello(frame: dict[str, Any], user_agent: str | None) -> tuple[str, Hello]:
+    if frame.get("type") != "hello":
+        raise Malformed("the first frame must be a hello")
+    site = frame.get("site")
+    if not isinstance(site, str) or not site:
+        raise Malformed("hello needs a string site")
+
+    def text(name: str, limit: int = 2000) -> str | None:
+        value = frame.get(name)
+        return value[:limit] if isinstance(value, str) and value else None
+
+    cookies = frame.get("ga_cookies")
+    ga_cookies = (
+        {
+            k[:64]: v[:200]
+            for k, v in list(cookies.items())[:10]
+            if isinstance(k, str) and isinstance(v, str)
+        }
+        if isinstance(cookies, dict)
+        else None
+    )
+    return site, Hello(
+        url=text("url") or "",
+        referrer=text("referrer") or "",
+        visitor_id=text("visitor", 64),
+        ga=text("ga", 100),
+        ga_session=text("ga_session", 40),
+        ga_cookies=ga_cookies,
+        ym=text("ym", 40),
+        user_agent=user_agent,
+    )
+
+
+async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
+    services: Services = request.app[SERVICES]
+    hub: Hub = request.app[HUB]
+    address = client_address(request, services.config.trusted_proxies)
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME)
+    await ws.prepare(request)
+    if hub.connections_from(address) >= services.config.ws_max_per_address:
+        await ws.close(code=4429, message=b"too many connections from this address")
+        return ws
+    hub.reserve_address(address)
+    try:
+        await _serve(request, ws, services, hub, address)
+    except Exception:
+        log.exception("visitor socket from %s failed", address)
+        with contextlib.suppress(Exception):
+            await ws.close(code=1011, message=b"internal error")
+    finally:
+        hub.release_address(address)
+    return ws
+
+
+async def _refuse(ws: web.WebSocketResponse, code: int, message: str) -> None:
+    with contextlib.suppress(Exception):
+        await ws.send_json({"type": "error", "code": str(code), "message": message})
+    await ws.close(code=code, message=message.encode()[:120])
+
+
+async def _serve(
+    request: web.Request, ws: web.WebSocketResponse, services: Services, hub: Hub, address: str
+) -> None:
+    try:
+        msg = await ws.receive(timeout=HELLO_TIMEOUT_S)
+    except TimeoutError:
+        await _refuse(ws, 4408, "no hello in time")
+        return
+    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+        return
+    try:
+        if msg.type is not WSMsgType.TEXT:
+            raise Malformed("only JSON text frames are accepted")
+        site_key, hello = parse_hello(parse_frame(msg.data), request.headers.get("User-Agent"))
+    except Malformed as exc:
+        await _refuse(ws, 4400, str(exc))
+        return
+    async with services.db.read() as conn:
+        site = await get_site_by_key(conn, site_key)
+    if site is None:
+        await _refuse(ws, 4404, "unknown site")
+        return
+    if not origin_allowed(request.headers.get("Origin"), site.domains):
+        await _refuse(ws, 4403, "origin not allowed for this site")
+        return
+    welcome = await services.visitors.hello(site, hello, services.clock())
+    tab = Tab(ws, site.id, welcome.visitor_id, welcome.tab_id, address)
+    hub.add(tab)
+    log.info("visitor %s tab %s connected (site %s)", tab.visitor_id, tab.tab_id, site.id)
+    try:
+        await ws.send_json(
+            {
+                "type": "welcome",
+                "visitor": welcome.visitor_id,
+                "session": welcome.visit_id,
+                "lease_on": site.settings.lease_on,
+                "consent_required": site.settings.require_consent,
+            }
+        )
+        await hub.send(tab, welcome.shown)
+        await hub.push(tab.visitor_id, welcome.shown)
+        await hub.refresh(welcome.changed)
+        await _loop(ws, services, hub, site, tab)
+    finally:
+        hub.remove(tab)
+        with contextlib.suppress(Exception):
+            changed = await asyncio.shield(
+                services.visitors.tab_closed(site, tab.visitor_id, tab.tab_id, services.clock())
+            )
+            await hub.refresh(changed)
+        log.info("visitor %s tab %s closed", tab.visitor_id, tab.tab_id)
+
+
+async def _loop(
+    ws: web.WebSocketResponse, services: Services, hub: Hub, site: Site, tab: Tab
+) -> None:
+    last_activity = 0.0
+    async for msg in ws:
+        try:
+            if msg.type is not WSMsgType.TEXT:
+                raise Malformed("only JSON text frames are accepted")
+            frame = parse_frame(msg.data)
+            kind = frame["type"]
+            if kind == "hello":
+                raise Malformed("a second hello")
+            if kind == "activity":
+                if time.monotonic() - last_activity < MIN_ACTIVITY_INTERVAL_S:
+                    continue
+                last_activity = time.monotonic()
+                shown, changed = await services.visitors.activity(
+                    site, tab.visitor_id, tab.tab_id, services.clock()
+                )
+                await hub.push(tab.visitor_id, shown)
+                await hub.refresh(changed)
+            elif kind == "visibility":
+                state = frame.get("state")
+                if state not in ("hidden", "visible"):
+                    raise Malformed("visibility state is hidden or visible")
+                await services.visitors.visibility(tab.tab_id, state == "visible", services.clock())
+            elif kind == "want" and site.settings.lease_on == "visible":
+                shown, changed = await services.visitors.want(
+                    site, tab.visitor_id, services.clock()
+                )
+                await hub.push(tab.visitor_id, shown)
+                await hub.refresh(changed)
+        except Malformed as exc:
+            await _refuse(ws, 4400, str(exc))
+            return

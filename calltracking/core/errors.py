@@ -1,10 +1,10 @@
 """Domain errors. Each carries a stable `code` word the HTTP API puts in its error body.
 
-    DomainError            code, message
-    ├── InvalidInput       code "invalid"; `field` names the offending input (422)
-    ├── NotFound           code "not_found" (404)
-    ├── Conflict           code "conflict" (409)
-    └── PoolExhausted      code "pool_exhausted" (409)
+DomainError            code, message
+├── InvalidInput       code "invalid"; `field` names the offending input (422)
+├── NotFound           code "not_found" (404)
+├── Conflict           code "conflict" (409)
+└── PoolExhausted      code "pool_exhausted" (409)
 """
 
 from __future__ import annotations

@@ -42,7 +42,10 @@ class Event:
         """Parse a bus body; raises ValueError when it is not an event envelope."""
         try:
             key, event_id, occurred, data = (
-                body["event"], body["id"], body["occurred_at"], body["data"],
+                body["event"],
+                body["id"],
+                body["occurred_at"],
+                body["data"],
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not an event envelope: missing {exc}") from None

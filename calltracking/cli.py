@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve AMI like a real Asterisk 22 and emit the event sequences of inbound "
         "calls, driven by --call, stdin, an HTTP control or a load profile.",
     )
-    from calltracking.pbxsim.cli import add_arguments
+    from calltracking.pbxsim.command import add_arguments
 
     add_arguments(sim)
     return parser
@@ -131,7 +131,7 @@ async def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
         return await run_demo(config, port=args.port, data=args.data)
     if args.command == "pbx-sim":
-        from calltracking.pbxsim.cli import run_from_args
+        from calltracking.pbxsim.command import run_from_args
 
         await run_from_args(args)
         return 0

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -173,5 +174,11 @@ async def _ami(services: Services) -> None:
 
 
 async def serve_forever(config: Config, parts: Collection[str]) -> None:
+    """Run until SIGTERM or SIGINT, then stop every part cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     async with running(config, parts):
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("stopping")

@@ -37,9 +37,24 @@ def _missing(what: str, how: str) -> None:
 
 def _psql(sql: str, database: str = "postgres") -> None:
     subprocess.run(
-        ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", "postgres", "-d", database,
-         "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
-        check=True, capture_output=True,
+        [
+            "psql",
+            "-h",
+            PG_HOST,
+            "-p",
+            str(PG_PORT),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
     )
 
 
@@ -47,8 +62,10 @@ def _psql(sql: str, database: str = "postgres") -> None:
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session; yields its name."""
     if not _reachable(PG_HOST, PG_PORT) or shutil.which("psql") is None:
-        _missing("PostgreSQL at 127.0.0.1:5432",
-                 "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
+        _missing(
+            "PostgreSQL at 127.0.0.1:5432",
+            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+        )
     name = f"ct_test_{os.getpid()}_{secrets.token_hex(3)}"
     _psql(f'CREATE DATABASE "{name}"')
     yield name

@@ -1,3 +1,5 @@
+"""Database fixtures: a migrated SQLite file per test, a clean schema on the real PostgreSQL."""
+
 from collections.abc import AsyncIterator
 from pathlib import Path
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -33,6 +33,14 @@ class Health:
         return states
 
 
+@dataclass(frozen=True)
+class DemoHooks:
+    """Set by `calltracking demo`: the demo site and a way to place a simulated call."""
+
+    site_key: str
+    place_call: Callable[[str], Awaitable[str]]
+
+
 @dataclass
 class Services:
     config: Config
@@ -43,6 +51,7 @@ class Services:
     health: Health = field(default_factory=Health)
     signing_key: bytes = b""
     sweep_interval_s: float = 0.5
+    demo: DemoHooks | None = None
 
     def __post_init__(self) -> None:
         self.visitors = VisitorService(self.db, self.node_id, self.config.country_code)

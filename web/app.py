@@ -29,6 +29,10 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     _add_optional_routes(app)
+    if services.demo is not None:
+        from web.demo import setup_demo
+
+        setup_demo(app, services.demo)
     app.cleanup_ctx.append(_lease_updates)
     app.cleanup_ctx.append(_sweeper)
     app.on_shutdown.append(_close_sockets)

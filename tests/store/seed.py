@@ -33,7 +33,7 @@ async def seed_site(
     async with db.write() as conn:
         account = await create_account(conn, name, T0, max_numbers=max_numbers)
         await add_to_reserve(conn, numbers(reserve), T0)
-        base = dataclasses.replace(SiteSettings(), **settings)  # type: ignore[arg-type]
+        base = dataclasses.replace(SiteSettings(), **settings)  # type: ignore[arg-type]  # test kwargs of mixed types
         return await create_site(
             conn,
             account_id=account.id,

@@ -1,0 +1,166 @@
+"""The FastAGI service `agi://HOST:4573/calltracking`: accept, read the header, run the dialogue.
+
+Rules:
+- Every connection gets one budget (`budget_s`, 500 ms by the contract) from the moment it is
+  accepted; the header must arrive within it, less a reserve kept for telling the dialplan
+  about a failure. A peer that closes early, never sends the blank line or sends more than
+  `header_limit` bytes without one is dropped with one log line; the loop never waits on it.
+- Only the script `calltracking` is served (its query string aside); another is refused: logged
+  and closed without a command, so the dialplan, seeing no `CALLTRACKING_KIND`, takes its
+  default route.
+- Connection tasks are asyncio's own per-connection tasks; the server keeps them in a set and
+  `stop()` cancels and awaits them, so none outlives the service.
+- `health` is true while the socket listens; `counters()` counts connections by `Outcome` for
+  /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from agi.channel import AgiChannel, HeaderTooLarge, describe, read_env
+from agi.facts import SCRIPT_NAME, script_name
+from agi.handler import CallTrackingHandler, Outcome
+from agi.protocol import PeerClosed, ProtocolError
+from calltracking.ports import CallRecorder
+
+log = logging.getLogger(__name__)
+
+# Asterisk's block is under 1 KiB; 16 KiB leaves room for long AGI arguments and no more.
+DEFAULT_HEADER_LIMIT = 16 * 1024
+# Part of the budget kept back for setting the error variables after a failure.
+MAX_RESERVE_S = 0.1
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AgiServer:
+    """FastAGI over TCP for one Asterisk (`pbx_id`), resolving calls through `recorder`."""
+
+    def __init__(
+        self,
+        recorder: CallRecorder,
+        pbx_id: str,
+        country_code: str,
+        host: str,
+        port: int,
+        budget_s: float = 0.5,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        header_limit: int = DEFAULT_HEADER_LIMIT,
+    ) -> None:
+        if budget_s <= 0:
+            raise ValueError("budget_s must be positive")
+        self._handler = CallTrackingHandler(recorder, pbx_id, country_code, clock)
+        self._host = host
+        self._port = port
+        self._budget_s = budget_s
+        self._reserve_s = min(MAX_RESERVE_S, budget_s / 5)
+        self._header_limit = header_limit
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._counts: Counter[Outcome] = Counter()
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("AgiServer already started")
+        self._server = await asyncio.start_server(
+            self._on_connect, self._host, self._port, limit=self._header_limit
+        )
+        log.info("FastAGI listening on %s:%d", self._host, self.port)
+
+    async def stop(self) -> None:
+        """Stop listening, cancel the dialogues in progress and wait for them."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        # The tasks were cancelled here on purpose; their CancelledErrors end with them.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+        log.info("FastAGI stopped")
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when 0 was asked for)."""
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def health(self) -> bool:
+        """True while the service accepts connections."""
+        return self._server is not None and self._server.is_serving()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def counters(self) -> dict[str, int]:
+        """Connections so far by outcome, every outcome present (zero included)."""
+        return {outcome.value: self._counts[outcome] for outcome in Outcome}
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            try:
+                outcome = await self._serve(reader, writer)
+            except Exception:
+                # The dialogue has its own boundary; this catches faults of the server code itself.
+                log.exception("FastAGI connection from %s failed", _peer(writer))
+                outcome = Outcome.ERROR
+            # Counted before the close, so whoever sees the socket close sees the count too.
+            self._counts[outcome] += 1
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except ConnectionError:
+                log.debug("FastAGI peer %s had already closed", _peer(writer))
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+            if not writer.is_closing():
+                writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Outcome:
+        deadline = asyncio.get_running_loop().time() + self._budget_s
+        peer = _peer(writer)
+        try:
+            async with asyncio.timeout_at(deadline - self._reserve_s):
+                env = await read_env(reader)
+        except TimeoutError:
+            log.info("FastAGI peer %s sent no complete header in time; closed", peer)
+            return Outcome.HEADER_TIMEOUT
+        except PeerClosed as exc:
+            log.info("FastAGI peer %s closed during the header (%s)", peer, exc)
+            return Outcome.HEADER_CLOSED
+        except HeaderTooLarge as exc:
+            log.warning("FastAGI peer %s sent an oversized header (%s); closed", peer, exc)
+            return Outcome.HEADER_TOO_LARGE
+        except ProtocolError as exc:
+            log.warning("FastAGI peer %s sent no AGI header (%s); closed", peer, exc)
+            return Outcome.BAD_HEADER
+        script = script_name(env)
+        if script != SCRIPT_NAME:
+            log.warning("FastAGI script %r refused, %s from %s", script[:60], describe(env), peer)
+            return Outcome.REFUSED
+        channel = AgiChannel(reader, writer)
+        return await self._handler.handle(channel, env, deadline, self._reserve_s)
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peername = writer.get_extra_info("peername")
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        return f"{peername[0]}:{peername[1]}"
+    return str(peername)

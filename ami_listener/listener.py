@@ -1,0 +1,375 @@
+"""The AMI listener: connection supervisor, one event queue, facts to the `CallRecorder`.
+
+Rules:
+- The panoramisk Manager is built inside the running loop, one per session (connection.py). Its
+  event callback is synchronous and only puts the event, stamped with the receive time, on one
+  `asyncio.Queue`; one consumer task feeds the pure `CallFlow` and awaits the recorder for each
+  fact, so facts of a call reach the recorder in order. Reconcile snapshots and sweep ticks go
+  through the same queue, so they are ordered with the events around them.
+- A full queue (a slow recorder) pauses reading from the socket until it drains; Asterisk then
+  buffers, and drops us past its `writetimeout` (we reconnect and reconcile).
+- Reconnect: exponential back-off with jitter (backoff.py), reset after each successful login;
+  panoramisk's own fixed-interval reconnect is switched off. A refused login is logged and retried
+  the same way (the secret may be fixed on the PBX meanwhile).
+- After each login, and every `reconcile_interval_s` while connected: `CoreShowChannels`; calls it
+  shows are adopted (they may be calls the recorder already has), open calls it does not show are
+  closed `reconciled`. A Ping without reply within `action_timeout_s` drops the connection.
+- Every `sweep_interval_s`, connected or not: pending starts settle, calls nothing confirmed for
+  `stale_call_s` close as `unknown` (reconciled), also the recorder's open calls we never saw.
+- Each fact and each event is one boundary: an exception is logged once with the call and skipped.
+- Caller numbers reach the log masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ami_listener.backoff import Backoff
+from ami_listener.connection import ActionFailed, AmiSession, LoginFailed
+from ami_listener.recordings import RecordingWatcher, asterisk_path
+from calltracking.core import numbers
+from calltracking.core.callflow import (
+    CallAnswered,
+    CallEnded,
+    CallFlow,
+    CallIgnored,
+    CallStarted,
+    Fact,
+    RecordingNamed,
+)
+from calltracking.core.records import OpenCall
+from calltracking.ports import CallRecorder
+
+log = logging.getLogger(__name__)
+_QUEUE_HIGH, _QUEUE_LOW = 10_000, 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Every wait of the listener, so tests can shrink them."""
+
+    connect_timeout_s: float = 10.0
+    login_timeout_s: float = 10.0
+    action_timeout_s: float = 15.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    ping_interval_s: float = 20.0
+    reconcile_interval_s: float = 600.0
+    sweep_interval_s: float = 30.0
+    settle_s: float = 3.0
+    recording_poll_s: float = 2.0
+    recording_wait_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerHealth:
+    connected: bool
+    logged_in: bool
+    last_error: str | None
+    sessions: int  # successful logins so far
+
+    @property
+    def ok(self) -> bool:
+        return self.logged_in
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    headers: dict[str, str]
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    channels: list[dict[str, str]]
+    requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    now: datetime
+
+
+class AmiListener:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        pbx_id: str,
+        trunk_contexts: Collection[str],
+        country_code: str,
+        recordings_dir: str | Path,
+        asterisk_monitor_dir: str,
+        stale_call_s: float,
+        recorder: CallRecorder,
+        timings: Timings | None = None,
+        events: str = "on",
+        clock: Callable[[], datetime] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._host, self._port, self._username, self._secret = host, port, username, secret
+        self._events = events
+        self._recorder = recorder
+        self._t = timings or Timings()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._monitor_dir = asterisk_monitor_dir
+        self.pbx_id = pbx_id
+        self.flow = CallFlow(
+            pbx_id,
+            trunk_contexts,
+            country_code,
+            settle_s=self._t.settle_s,
+            stale_call_s=stale_call_s,
+        )
+        self.recordings = RecordingWatcher(
+            asterisk_monitor_dir, Path(recordings_dir), self._t.recording_wait_s
+        )
+        self._backoff = Backoff(self._t.backoff_initial_s, self._t.backoff_max_s, rng=rng)
+        self._queue: asyncio.Queue[_Event | _Snapshot | _Tick] = asyncio.Queue()
+        self._lock = asyncio.Lock()
+        self._session: AmiSession | None = None
+        self._paused = False
+        self._connected = False
+        self._logged_in = False
+        self._last_error: str | None = None
+        self._sessions = 0
+
+    @property
+    def health(self) -> ListenerHealth:
+        return ListenerHealth(self._connected, self._logged_in, self._last_error, self._sessions)
+
+    # -- the running parts -------------------------------------------------------------------
+    async def run(self) -> None:
+        """Listen until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._consume(), name="ami-consume")
+            tg.create_task(self._sweep_loop(), name="ami-sweep")
+            tg.create_task(self._recording_loop(), name="ami-recordings")
+            await self._supervise()
+
+    async def drain(self) -> None:
+        """Wait until every queued event and snapshot has reached the recorder (for tests)."""
+        await self._queue.join()
+
+    async def sweep(self, now: datetime | None = None) -> None:
+        """One sweep: settle, close stale calls (the run-once hook the sweep loop calls)."""
+        await self._handle(_Tick(now or self._clock()))
+
+    async def poll_recordings(self, now: datetime | None = None) -> None:
+        found, given_up = await self.recordings.poll(now or self._clock())
+        for key, size in found:
+            try:
+                await self._recorder.confirm_recording(key, size)
+                log.info("call %s: recording confirmed, %d bytes", key.linkedid, size)
+            except Exception:
+                log.exception("call %s: confirm_recording failed", key.linkedid)
+        for key in given_up:
+            log.info("call %s: no non-empty recording appeared; not recorded", key.linkedid)
+
+    async def _supervise(self) -> None:
+        while True:
+            logged_in = False
+            try:
+                logged_in = await self._serve_session()
+            except LoginFailed as exc:
+                self._last_error = f"login refused: {exc}"
+                log.error(
+                    "AMI %s:%d: login as %r refused: %s",
+                    self._host,
+                    self._port,
+                    self._username,
+                    exc,
+                )
+            except (OSError, TimeoutError, ActionFailed) as exc:
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "AMI %s:%d: connection failed: %s", self._host, self._port, self._last_error
+                )
+            finally:
+                self._connected = self._logged_in = False
+            if logged_in:
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            log.info("AMI %s:%d: reconnecting in %.1f s", self._host, self._port, delay)
+            await asyncio.sleep(delay)
+
+    async def _serve_session(self) -> bool:
+        """One connection from connect to loss; True when it got logged in."""
+        session = await AmiSession.open(
+            host=self._host,
+            port=self._port,
+            username=self._username,
+            secret=self._secret,
+            events=self._events,
+            on_event=self._on_event,
+            connect_timeout=self._t.connect_timeout_s,
+            login_timeout=self._t.login_timeout_s,
+        )
+        self._session, self._connected, self._logged_in = session, True, True
+        self._sessions += 1
+        self._last_error = None
+        log.info("AMI %s:%d: logged in as %r", self._host, self._port, self._username)
+        loop = asyncio.get_running_loop()
+        try:
+            await self._reconcile(session)
+            next_reconcile = loop.time() + self._t.reconcile_interval_s
+            while True:
+                done, _ = await asyncio.wait({session.lost}, timeout=self._t.ping_interval_s)
+                if done:
+                    log.warning("AMI %s:%d: connection lost", self._host, self._port)
+                    return True
+                await session.action({"Action": "Ping"}, self._t.action_timeout_s)
+                if loop.time() >= next_reconcile:
+                    await self._reconcile(session)
+                    next_reconcile = loop.time() + self._t.reconcile_interval_s
+        except (OSError, TimeoutError) as exc:
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "AMI %s:%d: dropping the connection: %s", self._host, self._port, self._last_error
+            )
+            return True
+        finally:
+            self._session = None
+            self._resume_reading()
+            session.close()
+
+    async def _reconcile(self, session: AmiSession) -> None:
+        requested_at = self._clock()
+        try:
+            replies = await session.action({"Action": "CoreShowChannels"}, self._t.action_timeout_s)
+        except ActionFailed as exc:
+            log.error("AMI CoreShowChannels refused (%s): calls cannot be reconciled", exc)
+            return
+        channels = [r for r in replies if r.get("Event", "").lower() == "coreshowchannel"]
+        log.info("AMI reconcile: %d channels up", len(channels))
+        self._queue.put_nowait(_Snapshot(channels, requested_at))
+
+    def _on_event(self, headers: dict[str, str]) -> None:
+        """panoramisk's callback: synchronous, only queues."""
+        self._queue.put_nowait(_Event(headers, self._clock()))
+        if not self._paused and self._queue.qsize() >= _QUEUE_HIGH:
+            transport = self._session.transport if self._session else None
+            if transport is not None:
+                log.warning("AMI: %d events waiting; pausing the socket", self._queue.qsize())
+                transport.pause_reading()
+                self._paused = True
+
+    def _resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            transport = self._session.transport if self._session else None
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+
+    async def _consume(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                await self._handle(item)
+            except Exception:
+                log.exception("AMI: could not handle %s", _describe(item))
+            finally:
+                self._queue.task_done()
+                if self._paused and self._queue.qsize() <= _QUEUE_LOW:
+                    self._resume_reading()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._t.sweep_interval_s)
+            self._queue.put_nowait(_Tick(self._clock()))
+
+    async def _recording_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._t.recording_poll_s)
+            try:
+                await self.poll_recordings()
+            except Exception:
+                log.exception("AMI: recording poll failed")
+
+    # -- from items to facts to the recorder ---------------------------------------------------
+    async def _handle(self, item: _Event | _Snapshot | _Tick) -> None:
+        async with self._lock:
+            if isinstance(item, _Event):
+                await self._apply(self.flow.feed(item.headers, item.received_at))
+            elif isinstance(item, _Snapshot):
+                now = self._clock()
+                opened = await self._open_calls()
+                await self._apply(
+                    self.flow.adopt(
+                        item.channels, now, requested_at=item.requested_at, open_calls=opened
+                    )
+                )
+            else:
+                await self._apply(self.flow.expire(item.now))
+                await self._apply(self.flow.check_open(await self._open_calls(), item.now))
+
+    async def _open_calls(self) -> list[OpenCall]:
+        try:
+            return await self._recorder.open_calls(self.pbx_id)
+        except Exception:
+            log.exception("AMI: open_calls failed; reconciling without the recorder's view")
+            return []
+
+    async def _apply(self, facts: list[Fact]) -> None:
+        for fact in facts:
+            try:
+                await self._apply_one(fact)
+            except Exception:
+                log.exception(
+                    "call %s: recording %s failed", fact.key.linkedid, type(fact).__name__
+                )
+
+    async def _apply_one(self, fact: Fact) -> None:
+        key = fact.key
+        if isinstance(fact, CallStarted):
+            await self._recorder.start_call(key, fact.did, fact.caller, fact.at)
+            log.info(
+                "call %s: started, did %s, caller %s",
+                key.linkedid,
+                fact.did,
+                numbers.mask(fact.caller),
+            )
+        elif isinstance(fact, CallAnswered):
+            await self._recorder.answer_call(key, fact.at, fact.answered_by)
+            log.info("call %s: answered by %s", key.linkedid, fact.answered_by)
+        elif isinstance(fact, CallEnded):
+            await self._recorder.end_call(
+                key, fact.at, fact.status, fact.hangup_cause, reconciled=fact.reconciled
+            )
+            self.recordings.call_ended(key, self._clock())
+            log.info(
+                "call %s: ended %s (cause %s%s)",
+                key.linkedid,
+                fact.status,
+                fact.hangup_cause,
+                ", reconciled" if fact.reconciled else "",
+            )
+        elif isinstance(fact, RecordingNamed):
+            path = asterisk_path(fact.asterisk_path, self._monitor_dir)
+            await self._recorder.name_recording(key, path)
+            if self.recordings.named(key, path, self._clock()) is None:
+                log.warning(
+                    "call %s: recording %s is outside %s; it cannot be confirmed",
+                    key.linkedid,
+                    path,
+                    self._monitor_dir,
+                )
+        elif isinstance(fact, CallIgnored):
+            log.debug(
+                "call %s: DID %r is not a number; not a tracked call", key.linkedid, fact.raw_did
+            )
+
+
+def _describe(item: _Event | _Snapshot | _Tick) -> str:
+    if isinstance(item, _Event):
+        return f"event {item.headers.get('Event')!r} of {item.headers.get('Linkedid')!r}"
+    return type(item).__name__.lstrip("_").lower()

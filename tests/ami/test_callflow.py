@@ -1,0 +1,421 @@
+"""CallFlow against the real Asterisk transcripts, field by field; order, repeats, garbage."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from calltracking.core.callflow import (
+    CallAnswered,
+    CallEnded,
+    CallFlow,
+    CallIgnored,
+    CallStarted,
+    Fact,
+    RecordingNamed,
+    device,
+)
+from calltracking.core.kinds import CallStatus
+from calltracking.core.records import CallKey, OpenCall
+from tests.ami.transcripts import load
+
+NOW = datetime(2026, 11, 25, 7, 42, tzinfo=UTC)
+MON = "/var/spool/asterisk/monitor/calltracking/"
+OPERATOR = "Local/operator@operators"
+
+# name: (linkedid, did, caller, answered_by, status, cause, recording)
+EXPECTED = {
+    "answered_call": (
+        "1795592516.0",
+        "+74951110001",
+        "+79161234567",
+        OPERATOR,
+        CallStatus.ANSWERED,
+        16,
+        MON + "1795592516.1.wav",
+    ),
+    "answered_call_limited_user": (
+        "1795592516.0",
+        "+74951110001",
+        "+79161234567",
+        OPERATOR,
+        CallStatus.ANSWERED,
+        16,
+        None,
+    ),
+    "no_answer": (
+        "1795592531.14",
+        "+74951110002",
+        "+79031112233",
+        None,
+        CallStatus.MISSED,
+        16,
+        MON + "1795592531.15.wav",
+    ),
+    "busy": (
+        "1795592545.22",
+        "+74951110003",
+        "+79265554433",
+        None,
+        CallStatus.BUSY,
+        16,
+        MON + "1795592545.23.wav",
+    ),
+    "agi_down": (
+        "1795592551.30",
+        "+74951110001",
+        "+79261112233",
+        OPERATOR,
+        CallStatus.ANSWERED,
+        16,
+        MON + "1795592551.31.wav",
+    ),
+    "anonymous_caller": (
+        "1795592565.51",
+        "+74951110001",
+        None,
+        OPERATOR,
+        CallStatus.ANSWERED,
+        16,
+        MON + "1795592565.52.wav",
+    ),
+    "no_callerid": (
+        "1795592571.58",
+        "+74951110001",
+        None,
+        OPERATOR,
+        CallStatus.ANSWERED,
+        16,
+        MON + "1795592571.59.wav",
+    ),
+    "unknown_did": (
+        "1795592578.65",
+        "+74959999999",
+        "+79161234567",
+        OPERATOR,
+        CallStatus.ANSWERED,
+        16,
+        MON + "1795592578.66.wav",
+    ),
+    "caller_hangs_up_during_agi": (
+        "1795592585.72",
+        "+74951110009",
+        "+79161234567",
+        None,
+        CallStatus.MISSED,
+        19,
+        None,
+    ),
+    "answered_call_timestampevents": (
+        "1795592604.76",
+        "+74951110001",
+        "+79161234567",
+        OPERATOR,
+        CallStatus.ANSWERED,
+        16,
+        MON + "1795592604.77.wav",
+    ),
+}
+
+
+def new_flow(**kw: float) -> CallFlow:
+    return CallFlow("pbx1", ["from-trunk"], "7", **kw)
+
+
+def run(events: list[dict[str, str]], flow: CallFlow | None = None) -> list[Fact]:
+    flow = new_flow() if flow is None else flow
+    facts: list[Fact] = []
+    for event in events:
+        facts += flow.feed(event, NOW)
+    return facts
+
+
+def check(facts: list[Fact], name: str) -> None:
+    linkedid, did, caller, answered_by, status, cause, recording = EXPECTED[name]
+    key = CallKey("pbx1", linkedid)
+    assert all(f.key == key for f in facts)
+    kinds = [type(f) for f in facts]
+    assert kinds[0] is CallStarted
+    assert kinds[-1] is CallEnded
+    assert kinds.count(CallStarted) == 1
+    assert kinds.count(CallEnded) == 1
+    started, ended = facts[0], facts[-1]
+    assert isinstance(started, CallStarted)
+    assert isinstance(ended, CallEnded)
+    assert (started.did, started.caller) == (did, caller)
+    answers = [f for f in facts if isinstance(f, CallAnswered)]
+    assert [a.answered_by for a in answers] == ([answered_by] if answered_by else [])
+    assert (ended.status, ended.hangup_cause, ended.reconciled) == (status, cause, False)
+    names = [f.asterisk_path for f in facts if isinstance(f, RecordingNamed)]
+    assert names == ([recording] if recording else [])
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_transcript_gives_one_call_field_by_field(name: str) -> None:
+    check(run(load(name).events), name)
+
+
+def test_timestamps_are_used_when_asterisk_sends_them() -> None:
+    facts = run(load("answered_call_timestampevents").events)
+    started, answered, ended = (
+        next(f for f in facts if isinstance(f, t)) for t in (CallStarted, CallAnswered, CallEnded)
+    )
+    assert isinstance(started, CallStarted)
+    assert isinstance(ended, CallEnded)
+    events = load("answered_call_timestampevents").events
+    first = next(e for e in events if e["Event"] == "Newchannel")
+    last = [e for e in events if e["Event"] == "Hangup"][-1]
+    assert started.at == datetime.fromtimestamp(float(first["Timestamp"]), UTC)
+    assert ended.at == datetime.fromtimestamp(float(last["Timestamp"]), UTC)
+    assert isinstance(answered, CallAnswered)
+    assert started.at < answered.at < ended.at
+
+
+@pytest.mark.parametrize("name", ["answered_call", "busy", "no_answer"])
+@pytest.mark.parametrize("seed", range(5))
+def test_cdr_and_cel_order_against_hangup_does_not_matter(name: str, seed: int) -> None:
+    events = load(name).events
+    rng = random.Random(seed)
+    tail_start = next(i for i, e in enumerate(events) if e["Event"] in ("Hangup", "HangupRequest"))
+    tail = events[tail_start:]
+    side = [e for e in tail if e["Event"] in ("Cdr", "CEL")]
+    rest = [e for e in tail if e["Event"] not in ("Cdr", "CEL")]
+    for e in side:  # each Cdr/CEL anywhere in the tail, before or after the Hangups
+        rest.insert(rng.randrange(len(rest) + 1), e)
+    side_first = events[:tail_start] + side + [e for e in tail if e not in side]
+    assert run(events[:tail_start] + rest) == run(events)
+    assert run(side_first) == run(events)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_repeated_events_change_nothing(name: str) -> None:
+    events = load(name).events
+    assert run([e for e in events for _ in range(2)]) == run(events)
+    assert run(events + events) == run(events)  # a replay after the end, too
+
+
+def test_events_of_calls_started_before_we_listened_are_ignored() -> None:
+    events = load("answered_call").events
+    middle = next(i for i, e in enumerate(events) if e["Event"] == "DialEnd")
+    assert run(events[middle:]) == []
+
+
+def test_a_did_that_is_not_a_number_is_ignored() -> None:
+    events = [
+        dict(e, Exten="s") if e.get("Context") == "from-trunk" else e
+        for e in load("answered_call").events
+    ]
+    facts = run(events)
+    assert [type(f) for f in facts] == [CallIgnored]
+
+
+def test_calltracking_did_variable_wins_over_the_exten() -> None:
+    events = load("answered_call").events
+    first_set = next(i for i, e in enumerate(events) if e.get("Variable") == "__CT_DID")
+    var = dict(events[first_set], Variable="__CALLTRACKING_DID", Value="84957770011")
+    facts = run([*events[:first_set], var, *events[first_set:]])
+    assert isinstance(facts[0], CallStarted)
+    assert facts[0].did == "+74957770011"
+
+
+def test_calltracking_recording_wins_over_mixmonitor() -> None:
+    events = load("answered_call").events
+    at = next(i for i, e in enumerate(events) if e.get("Variable") == "MIXMONITOR_FILENAME")
+    var = dict(events[at], Variable="CALLTRACKING_RECORDING", Value="calls/x.wav")
+    facts = run([*events[: at + 1], var, *events[at + 1 :]])
+    names = [f.asterisk_path for f in facts if isinstance(f, RecordingNamed)]
+    assert names == [MON + "1795592516.1.wav", "calls/x.wav"]
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "Event",
+                    "event",
+                    "Linkedid",
+                    "Uniqueid",
+                    "Channel",
+                    "Context",
+                    "Exten",
+                    "CallerIDNum",
+                    "DialStatus",
+                    "DestChannel",
+                    "Cause",
+                    "Variable",
+                    "Value",
+                    "BridgeUniqueid",
+                    "Timestamp",
+                    "Application",
+                    "ChannelState",
+                ]
+            ),
+            st.one_of(
+                st.sampled_from(
+                    [
+                        "Newchannel",
+                        "Newexten",
+                        "Hangup",
+                        "DialEnd",
+                        "BridgeEnter",
+                        "VarSet",
+                        "from-trunk",
+                        "1.1",
+                        "1.2",
+                        "ANSWER",
+                        "17",
+                        "nan",
+                        "1e400",
+                        "<unknown>",
+                        "s",
+                        "74951110001",
+                        "MIXMONITOR_FILENAME",
+                        "b1",
+                        "6",
+                        "AGI",
+                        "-1",
+                    ]
+                ),
+                st.text(max_size=5),
+            ),
+        ),
+        max_size=40,
+    )
+)
+def test_garbage_never_crashes_and_every_call_starts_before_it_ends(
+    events: list[dict[str, str]],
+) -> None:
+    flow = new_flow()
+    facts: list[Fact] = []
+    for i, event in enumerate(events):
+        facts += flow.feed(event, NOW + timedelta(seconds=i))
+    facts += flow.expire(NOW + timedelta(days=1))
+    facts += flow.adopt(events, NOW + timedelta(days=1))
+    started: set[CallKey] = set()
+    ended: set[CallKey] = set()
+    for fact in facts:
+        if isinstance(fact, CallStarted):
+            assert fact.key not in started
+            started.add(fact.key)
+        elif isinstance(fact, CallEnded):
+            assert fact.key in started
+            assert fact.key not in ended
+            ended.add(fact.key)
+        elif not isinstance(fact, CallIgnored):
+            assert fact.key in started
+
+
+def test_garbage_between_real_events_changes_nothing() -> None:
+    events = load("busy").events
+    junk = [
+        {},
+        {"Event": "Hangup"},
+        {"Event": "Hangup", "Linkedid": "x", "Uniqueid": "y"},
+        {"Event": "DialEnd", "DialStatus": "ANSWER"},
+        {"Event": "Newexten", "Timestamp": "z"},
+    ]
+    mixed = [x for e in events for x in (e, junk[len(e) % len(junk)])]
+    assert run(mixed) == run(events)
+
+
+def test_a_pending_call_settles_after_settle_s_and_a_silent_one_goes_stale() -> None:
+    events = load("answered_call").events
+    flow = new_flow(settle_s=2, stale_call_s=100)
+    opening = events[: next(i for i, e in enumerate(events) if e["Event"] == "LocalBridge")]
+    assert run(opening, flow) == []
+    assert flow.expire(NOW + timedelta(seconds=1)) == []
+    started = flow.expire(NOW + timedelta(seconds=2))
+    assert [type(f) for f in started] == [CallStarted]
+    stale = flow.expire(NOW + timedelta(seconds=100))
+    assert len(stale) == 1
+    assert isinstance(stale[0], CallEnded)
+    assert (stale[0].status, stale[0].reconciled) == (CallStatus.UNKNOWN, True)
+
+
+def test_ended_calls_are_forgotten_after_a_while() -> None:
+    flow = new_flow(forget_s=60)
+    run(load("busy").events, flow)
+    assert len(flow) == 1
+    assert flow.open_keys() == []
+    flow.expire(NOW + timedelta(seconds=59))
+    assert len(flow) == 1
+    flow.expire(NOW + timedelta(seconds=60))
+    assert len(flow) == 0
+
+
+def _snapshot() -> list[dict[str, str]]:
+    return [m for m in load("answered_call").events if m["Event"] == "CoreShowChannel"]
+
+
+def test_adopt_opens_a_call_we_did_not_see_start_and_sees_it_answered() -> None:
+    flow = new_flow()
+    channels = [dict(c, Duration="00:01:05") for c in _snapshot()]
+    facts = flow.adopt(channels, NOW)
+    key = CallKey("pbx1", "1795592516.0")
+    assert facts == [
+        CallStarted(key, "+74951110001", "+79161234567", NOW - timedelta(seconds=65)),
+        CallAnswered(key, NOW, OPERATOR),
+    ]
+    assert flow.adopt(channels, NOW) == []  # still up: nothing new
+    gone = flow.adopt([], NOW + timedelta(seconds=5))
+    assert gone == [CallEnded(key, NOW, CallStatus.ANSWERED, None, reconciled=True)]
+
+
+def test_adopt_closes_open_calls_asterisk_no_longer_shows() -> None:
+    flow = new_flow()
+    events = load("no_answer").events
+    ringing = events[: next(i for i, e in enumerate(events) if e["Event"] == "DialState")]
+    run(ringing, flow)
+    recorder_only = OpenCall(CallKey("pbx1", "9.9"), "c9", NOW - timedelta(hours=1), None)
+    facts = flow.adopt(
+        [],
+        NOW + timedelta(seconds=30),
+        requested_at=NOW + timedelta(seconds=29),
+        open_calls=[recorder_only],
+    )
+    assert facts == [
+        CallEnded(CallKey("pbx1", "1795592531.14"), NOW, CallStatus.UNKNOWN, None, True),
+        CallEnded(recorder_only.key, NOW + timedelta(seconds=30), CallStatus.UNKNOWN, None, True),
+    ]
+
+
+def test_adopt_spares_calls_with_events_after_the_snapshot_was_requested() -> None:
+    flow = new_flow()
+    run(load("no_answer").events[:12], flow)
+    assert flow.adopt([], NOW, requested_at=NOW) == []
+
+
+def test_check_open_closes_stale_recorder_calls_and_repeats_missed_ends() -> None:
+    flow = new_flow(stale_call_s=3600)
+    facts = run(load("busy").events, flow)
+    ended = facts[-1]
+    busy = OpenCall(ended.key, "c1", NOW, None)
+    old = OpenCall(CallKey("pbx1", "7.7"), "c2", NOW - timedelta(hours=2), NOW)
+    young = OpenCall(CallKey("pbx1", "8.8"), "c3", NOW - timedelta(minutes=2), None)
+    other_pbx = OpenCall(CallKey("pbx2", "7.7"), "c4", NOW - timedelta(hours=2), None)
+    assert flow.check_open([busy, old, young, other_pbx], NOW) == [
+        ended,
+        CallEnded(old.key, NOW, CallStatus.UNKNOWN, None, reconciled=True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [
+        ("PJSIP/101-0000002a", "PJSIP/101"),
+        ("Local/operator@operators-00000001;1", "Local/operator@operators"),
+        ("SIP/trunk-peer-0000abcd", "SIP/trunk-peer"),
+        ("DAHDI/1-1", "DAHDI/1-1"),
+        ("", None),
+    ],
+)
+def test_device_names_the_operator_not_the_channel_instance(
+    channel: str,
+    expected: str | None,
+) -> None:
+    assert device(channel) == expected

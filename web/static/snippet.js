@@ -21,8 +21,7 @@
       document.querySelector('script[data-site][src*="snippet.js"]');
     var ds = (script && script.dataset) || {};
     if (!ds.site) return;
-    var activityMs = +ds.activityMs >= 0 && ds.activityMs !== '' ? +ds.activityMs : 15000;
-    var baseMs = +ds.reconnectMs > 0 ? +ds.reconnectMs : 1000;
+    var activityMs = ms(ds.activityMs, 15000), baseMs = ms(ds.reconnectMs, 1000) || 1000;
     var url = ds.ws || (function () {
       var u = new URL(script.src, location.href);
       u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -40,6 +39,7 @@
     var vid = cookies().ct_vid;
     if (vid && ID.test(vid)) st.visitor = vid;
 
+    function ms(v, d) { return v && +v >= 0 ? +v : d; }
     function rand() {
       var b = new Uint8Array(16);
       crypto.getRandomValues(b);
@@ -236,7 +236,7 @@
     new MutationObserver(guard(function (list) {
       list.forEach(function (m) {
         if (m.type === 'childList') m.addedNodes.forEach(scan);
-        if (m.type === 'attributes') scan(m.target);
+        if (m.attributeName === 'href') scan(m.target); // a tel: link around phone elements
         var n = m.target.nodeType === 1 ? m.target : m.target.parentElement;
         check(n && n.closest(SEL));
       });

@@ -110,7 +110,9 @@ def _parse_value(key: str, value: Any, base: SiteSettings) -> Any:
         return value
     if key == "route":
         if value is not None and (not isinstance(value, str) or not _is_dialplan_target(value)):
-            raise InvalidInput(name, "must be null or a dialplan target like sales@operators")
+            raise InvalidInput(
+                name, "must be null or a dialplan target exten@context, e.g. sales@operators"
+            )
         return value or None
     if key == "display_format":
         if not isinstance(value, str) or "X" not in value or len(value) > 40:
@@ -126,8 +128,18 @@ def _parse_value(key: str, value: Any, base: SiteSettings) -> Any:
 
 
 def _is_dialplan_target(value: str) -> bool:
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-@,.+")
-    return 0 < len(value) <= 80 and set(value) <= allowed
+    """`exten@context`, as the shipped dialplan's route step takes it (Goto to that target)."""
+    exten, at, context = value.partition("@")
+    exten_chars = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-+.")
+    context_chars = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+    return (
+        bool(at)
+        and 0 < len(value) <= 80
+        and bool(exten)
+        and bool(context)
+        and set(exten) <= exten_chars
+        and set(context) <= context_chars
+    )
 
 
 def _parse_channels(value: Any) -> tuple[str, ...] | None:

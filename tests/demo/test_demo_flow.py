@@ -32,7 +32,8 @@ async def test_a_call_placed_from_the_landing_page_is_stored_with_its_source(
     port = _free_port()
     ready, stop = asyncio.Event(), asyncio.Event()
     demo = asyncio.create_task(
-        run_demo(Config(), port=port, data=tmp_path / "data", ready=ready, stop=stop))
+        run_demo(Config(), port=port, data=tmp_path / "data", ready=ready, stop=stop)
+    )
     try:
         await asyncio.wait_for(ready.wait(), 20)
         base = f"http://127.0.0.1:{port}"
@@ -40,12 +41,20 @@ async def test_a_call_placed_from_the_landing_page_is_stored_with_its_source(
             async with http.get(f"{base}/demo/") as response:
                 page = await response.text()
             key = page.split('data-site="')[1].split('"')[0]
-            ws = await http.ws_connect(f"{base}/ws", headers={"Origin": base,
-                                                              "User-Agent": DESKTOP_UA})
+            ws = await http.ws_connect(
+                f"{base}/ws", headers={"Origin": base, "User-Agent": DESKTOP_UA}
+            )
             tab = Tab(ws)
-            await tab.send({"type": "hello", "site": key, "visitor": None, "tab": "t",
-                            "url": f"{base}/demo/?utm_source=newsletter&utm_medium=email",
-                            "referrer": ""})
+            await tab.send(
+                {
+                    "type": "hello",
+                    "site": key,
+                    "visitor": None,
+                    "tab": "t",
+                    "url": f"{base}/demo/?utm_source=newsletter&utm_medium=email",
+                    "referrer": "",
+                }
+            )
             assert (await tab.next())["type"] == "welcome"
             number = (await tab.until_kind("dynamic", timeout=10))["e164"]
             async with http.post(f"{base}/demo/call", json={"number": number}) as response:
@@ -58,8 +67,9 @@ async def test_a_call_placed_from_the_landing_page_is_stored_with_its_source(
             row = None
             for _ in range(150):
                 async with db.read() as conn:
-                    row = (await conn.execute(
-                        sa.select(calls).where(calls.c.linkedid == linkedid))).first()
+                    row = (
+                        await conn.execute(sa.select(calls).where(calls.c.linkedid == linkedid))
+                    ).first()
                 if row is not None and row.recording_size:
                     break
                 await asyncio.sleep(0.1)

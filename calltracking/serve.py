@@ -33,6 +33,7 @@ from calltracking.store.outbox import SqlOutbox
 log = logging.getLogger(__name__)
 ALL_PARTS = ("web", "agi", "ami", "workers")
 RELAY_INTERVAL_S = 0.2
+RETENTION_INTERVAL_S = 3600.0
 
 
 def parse_parts(only: str | None, config: Config) -> frozenset[str]:
@@ -128,11 +129,15 @@ async def running(
             await agi.start()
             stack.push_async_callback(agi.stop)
             state.agi_port = agi.port
-            services.health.parts["agi"] = lambda: True
+            services.health.parts["agi"] = lambda: agi.health
+            services.health.counters["agi_dialogues_total"] = lambda: {
+                str(outcome): float(n) for outcome, n in agi.counters().items()
+            }
             log.info("FastAGI listening on %s:%s", config.agi_host, agi.port)
         if "ami" in parts and config.ami_host:
             tasks.append(asyncio.create_task(_ami(services), name="ami-listener"))
         if "workers" in parts:
+            tasks.append(asyncio.create_task(_retention(services), name="retention"))
             with contextlib.suppress(ImportError):
                 from calltracking.workers import run_exporters
 
@@ -152,6 +157,21 @@ async def _relay(services: Services) -> None:
     await relay.run(RELAY_INTERVAL_S, asyncio.Event())
 
 
+async def _retention(services: Services) -> None:
+    """Delete calls, recordings and visits past each account's retention, hourly."""
+    from calltracking.store.retention import purge_expired
+
+    config = services.config
+    while True:
+        try:
+            await purge_expired(
+                services.db, config.recordings_dir, config.asterisk_monitor_dir, services.clock()
+            )
+        except Exception:
+            log.exception("retention run failed; next try in an hour")
+        await asyncio.sleep(RETENTION_INTERVAL_S)
+
+
 async def _ami(services: Services) -> None:
     from ami_listener.listener import AmiListener
 
@@ -169,7 +189,7 @@ async def _ami(services: Services) -> None:
         stale_call_s=config.stale_call_s,
         recorder=services.recorder,
     )
-    services.health.parts["ami"] = lambda: bool(listener.health)
+    services.health.parts["ami"] = lambda: listener.health.logged_in
     await listener.run()
 
 

@@ -22,6 +22,8 @@ class Health:
     """Each running part reports here; /healthz shows it."""
 
     parts: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    # metric name -> {label value -> number}, rendered by /metrics
+    counters: dict[str, Callable[[], dict[str, float]]] = field(default_factory=dict)
 
     def report(self) -> dict[str, bool]:
         states = {}

@@ -82,6 +82,10 @@ async def metrics(request: web.Request) -> web.Response:
     ]
     for name, up in services.health.report().items():
         lines.append(f'calltracking_part_up{{part="{name}"}} {int(up)}')
+    for metric, read in services.health.counters.items():
+        lines.append(f"# TYPE calltracking_{metric} counter")
+        for label, value in read().items():
+            lines.append(f'calltracking_{metric}{{outcome="{label}"}} {value:g}')
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 

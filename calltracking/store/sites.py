@@ -304,3 +304,17 @@ async def account_numbers_in_use(conn: AsyncConnection, account_id: str) -> int:
         .where(sites.c.account_id == account_id, numbers.c.role == "pool")
     )
     return int(value or 0)
+
+
+async def claim_number(
+    conn: AsyncConnection,
+    e164: str,
+    site_id: str,
+    role: str,
+    label: str | None,
+    field: str,
+    now: datetime,
+) -> None:
+    """Put a number into a site as `role` (`default` or `static`), as site creation does:
+    from the reserve, new, or already the site's; Conflict naming `field` otherwise."""
+    await _claim(conn, e164, site_id, role, label, field, now)

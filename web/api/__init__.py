@@ -1,0 +1,42 @@
+"""The operator HTTP API (CONTRACT.md, "Operator HTTP API") under /api/v1.
+
+routes      the route table: path, handler, access, query parameters, schemas
+auth        Bearer tokens, admin vs account
+errors      the error body and its stable codes; the middleware that writes it
+validation  strict checks naming the field; the 64 KiB body limit; cursors
+accounts, numbers, sites, calls, recordings, reports   the handlers
+openapi     the OpenAPI 3.1 document, built from the route table
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from web.api.auth import Access, authorize
+from web.api.context import Ctx
+from web.api.errors import api_errors
+from web.api.routes import ROUTES, Route
+from web.api.validation import check_query
+from web.keys import SERVICES
+
+
+def setup_api(app: web.Application) -> None:
+    app.middlewares.append(api_errors)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, _endpoint(route))
+
+
+def _endpoint(route: Route) -> Handler:
+    allowed = {p.name for p in route.query}
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        services = request.app[SERVICES]
+        principal = None
+        if route.access in (Access.ADMIN, Access.ANY):
+            principal = await authorize(request, services, route.access)
+        check_query(request, allowed)
+        return await route.handler(Ctx(request, services, principal))
+
+    handle.__name__ = route.handler.__name__
+    return handle

@@ -1,0 +1,83 @@
+"""Numbers: the reserve (admin), and moving numbers between the reserve and a site's pool.
+
+Moves are all or nothing; a 409 names what could not be had. A number returned to the reserve
+cools down for the site's `cooldown_days`; meanwhile only that site may take it back.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from calltracking.core.errors import Conflict, InvalidInput
+from calltracking.store import queries
+from calltracking.store.sites import (
+    account_numbers_in_use,
+    add_to_reserve,
+    get_account,
+    move_from_reserve,
+    release_to_reserve,
+)
+from web.api import validation as v
+from web.api.context import Ctx
+from web.api.sites import owned_site
+
+
+async def add_numbers(ctx: Ctx) -> web.StreamResponse:
+    body = await v.read_object(ctx.request)
+    v.check_fields(body, required=("numbers",))
+    wanted = v.e164_list(body["numbers"], "numbers")
+    async with ctx.services.db.write() as conn:
+        added, present = await add_to_reserve(conn, wanted, ctx.now())
+    return web.json_response({"added": added, "already_present": present})
+
+
+async def list_numbers(ctx: Ctx) -> web.StreamResponse:
+    async with ctx.services.db.read() as conn:
+        numbers = await queries.all_numbers(conn, ctx.now())
+    return web.json_response({"numbers": numbers})
+
+
+async def add_site_numbers(ctx: Ctx) -> web.StreamResponse:
+    body = await v.read_object(ctx.request)
+    if "count" in body and "numbers" in body:
+        raise InvalidInput("numbers", "give either count or numbers, not both")
+    v.check_fields(body, required=("numbers",) if "numbers" in body else ("count",))
+    count = v.integer(body["count"], "count", low=1, high=1000) if "count" in body else None
+    wanted = v.e164_list(body["numbers"], "numbers") if "numbers" in body else None
+    async with ctx.services.db.write() as conn:
+        site = await owned_site(ctx, conn)
+        account = await get_account(conn, site.account_id)
+        assert account is not None
+        size = await queries.pool_size(conn, site.id)
+        asked = count if count is not None else len(set(wanted or ()))
+        if size + asked > site.settings.pool_max:
+            raise Conflict(
+                f"the pool has {size} numbers; {asked} more would exceed pool_max "
+                f"{site.settings.pool_max}"
+            )
+        capacity = account.max_numbers - await account_numbers_in_use(conn, account.id)
+        moved = await move_from_reserve(
+            conn,
+            site,
+            count=count,
+            wanted=list(dict.fromkeys(wanted)) if wanted is not None else None,
+            account_capacity=capacity,
+            now=ctx.now(),
+        )
+    return web.json_response({"added": moved, "pool_size": size + len(moved)})
+
+
+async def remove_site_number(ctx: Ctx) -> web.StreamResponse:
+    e164 = v.e164(ctx.path("e164"), "e164")
+    async with ctx.services.db.write() as conn:
+        site = await owned_site(ctx, conn)
+        await release_to_reserve(conn, site, e164, ctx.now())
+        rows = [n for n in await queries.all_numbers(conn, ctx.now()) if n["e164"] == e164]
+    return web.json_response(rows[0])
+
+
+async def site_pool(ctx: Ctx) -> web.StreamResponse:
+    async with ctx.services.db.read() as conn:
+        site = await owned_site(ctx, conn)
+        numbers = await queries.site_pool(conn, site, ctx.now())
+    return web.json_response({"site_id": site.id, "numbers": numbers})

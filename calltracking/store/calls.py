@@ -287,8 +287,11 @@ async def _session(conn: AsyncConnection, visit_id: str | None) -> SessionInfo |
     if visit_id is None:
         return None
     v = (await conn.execute(sa.select(t.visits).where(t.visits.c.id == visit_id))).first()
-    if v is None:
-        return None
+    return None if v is None else session_from_row(v)
+
+
+def session_from_row(v: Any) -> SessionInfo:
+    """A `visits` row as the session a call is attributed to."""
     return SessionInfo(
         source=v.source,
         medium=v.medium,

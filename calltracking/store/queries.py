@@ -22,15 +22,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core import leases as rules
-from calltracking.core.errors import Conflict
+from calltracking.core.errors import Conflict, NotFound
 from calltracking.core.kinds import AttributionKind, ExportState, LeaseEndReason, PoolState
-from calltracking.core.records import SessionInfo
 from calltracking.core.reports.inputs import DisplayPeriod, PoolFacts, VisitRecord
 from calltracking.core.reports.leads import is_lead
 from calltracking.core.reports.localtime import month_bounds, month_of
 from calltracking.core.settings import SiteSettings, settings_to_json
+from calltracking.store import exports
 from calltracking.store import schema as t
-from calltracking.store.calls import record_from_row, record_json
+from calltracking.store.calls import record_from_row, record_json, session_from_row
 from calltracking.store.leasing import end_lease
 from calltracking.store.sites import Site, claim_number, get_site, release_to_reserve
 
@@ -101,7 +101,7 @@ async def calls_json(conn: AsyncConnection, rows: Sequence[Any]) -> list[dict[st
     sessions = {}
     if visit_ids:
         for v in await conn.execute(sa.select(t.visits).where(t.visits.c.id.in_(visit_ids))):
-            sessions[v.id] = _session(v)
+            sessions[v.id] = session_from_row(v)
     states: dict[str, dict[str, str]] = {r.id: {} for r in rows}
     if rows:
         for e in await conn.execute(
@@ -123,22 +123,6 @@ def has_recording(row: Any) -> bool:
     if row.recording_path is None or size is None:
         return False
     return bool(size > WAV_HEADER_BYTES if row.recording_path.endswith(".wav") else size > 0)
-
-
-def _session(v: Any) -> SessionInfo:
-    return SessionInfo(
-        source=v.source,
-        medium=v.medium,
-        campaign=v.campaign,
-        term=v.term,
-        content=v.content,
-        landing_url=v.landing_url,
-        referrer=v.referrer,
-        ga_client_id=v.ga_client_id,
-        ga_session_id=v.ga_session_id,
-        ym_client_id=v.ym_client_id,
-        started_at=v.started_at,
-    )
 
 
 async def patch_call(
@@ -196,32 +180,17 @@ async def _lead_again(conn: AsyncConnection, row: Any) -> bool:
 
 
 async def retry_export(conn: AsyncConnection, row: Any, target: str, now: datetime) -> str:
-    """Set a failed (or skipped-by-error) export back to pending; Conflict when not retryable."""
-    export = (
-        await conn.execute(
-            sa.select(t.exports).where(t.exports.c.call_id == row.id, t.exports.c.target == target)
-        )
-    ).first()
-    if export is None:
-        raise Conflict(f"{target}: this call has no {target} export (it has not ended yet)")
-    retryable = export.state == str(ExportState.FAILED) or (
-        export.state == str(ExportState.SKIPPED) and export.last_error is not None
-    )
-    if row.spam or not retryable:
-        why = "the call is spam" if row.spam else f"the export is {export.state}"
-        raise Conflict(f"{target}: cannot retry: {why}; only failed exports can be retried")
-    await conn.execute(
-        t.exports.update()
-        .where(t.exports.c.call_id == row.id, t.exports.c.target == target)
-        .values(
-            state=str(ExportState.PENDING),
-            attempts=0,
-            next_attempt_at=now,
-            last_error=None,
-            updated_at=now,
-        )
-    )
-    return str(ExportState.PENDING)
+    """The API's retry: a spam call is never exported; otherwise the store's `retry_export`
+    (failed -> pending); Conflict naming why when that cannot be."""
+    if row.spam:
+        raise Conflict(f"{target}: cannot retry: the call is spam")
+    try:
+        fresh = await exports.retry_export(conn, row.id, target, now)
+    except NotFound:
+        raise Conflict(
+            f"{target}: this call has no {target} export (it has not ended yet)"
+        ) from None
+    return str(fresh.state)
 
 
 async def account_zone(conn: AsyncConnection, account_id: str) -> ZoneInfo:
@@ -477,7 +446,7 @@ async def report_inputs(
     sessions = {}
     if visit_ids:
         for row in await conn.execute(sa.select(t.visits).where(t.visits.c.id.in_(visit_ids))):
-            sessions[row.id] = _session(row)
+            sessions[row.id] = session_from_row(row)
     calls = [record_from_row(r, sessions.get(r.visit_id)) for r in call_rows]
     v = t.visits.c
     visits = [

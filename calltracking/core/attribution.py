@@ -17,7 +17,7 @@ A number back in the reserve but still cooling is still attributed to its last h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from calltracking.core.kinds import AttributionKind
 from calltracking.core.settings import SiteSettings
@@ -68,11 +68,12 @@ def attribute(number: NumberFacts, at: datetime) -> Attribution:
     if lease is not None and settings is not None and lease.assigned_at <= at:
         if lease.ended_at is None or lease.ended_at > at:
             return Attribution(AttributionKind.DYNAMIC, 1.0, lease.site_id, lease)
-        since_release = (at - lease.ended_at).total_seconds()
-        if since_release <= settings.hold_s:
+        elapsed = at - lease.ended_at
+        since_release = elapsed.total_seconds()
+        if elapsed <= timedelta(seconds=settings.hold_s):
             confidence = _falling(since_release, settings.hold_s, HELD_MAX, HELD_MIN)
             return Attribution(AttributionKind.HELD, confidence, lease.site_id, lease)
-        if since_release <= settings.cooldown_s:
+        if elapsed <= timedelta(days=settings.cooldown_days):
             confidence = _falling(since_release, settings.cooldown_s, COOLED_MAX, COOLED_MIN)
             return Attribution(AttributionKind.COOLED, confidence, lease.site_id, lease)
     if number.site_id is not None:

@@ -9,8 +9,10 @@ Every error names the field (`settings.hold_s`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from calltracking.core.errors import InvalidInput
@@ -65,10 +67,14 @@ class SiteSettings:
 
     @property
     def cooldown_s(self) -> float:
-        return self.cooldown_days * 86400.0
+        # timedelta, as the store computes cooling_until, so both agree to the microsecond.
+        return timedelta(days=self.cooldown_days).total_seconds()
 
 
 _WHOLE_SECONDS = ("show_delay_s", "idle_timeout_s", "hold_s", "preempt_idle_s")
+# Ten years: longer durations mean nothing here and would overflow date arithmetic.
+MAX_SECONDS = 10 * 366 * 86400
+MAX_DAYS = 3660
 _COUNTS = ("pool_min", "pool_max")
 
 
@@ -93,12 +99,19 @@ def _parse_value(key: str, value: Any, base: SiteSettings) -> Any:
     if key in _WHOLE_SECONDS or key in _COUNTS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidInput(name, "must be a whole number >= 0")
+        if key in _WHOLE_SECONDS and value > MAX_SECONDS:
+            raise InvalidInput(name, f"must be at most {MAX_SECONDS} seconds (ten years)")
         if key == "idle_timeout_s" and value < 1:
             raise InvalidInput(name, "must be at least 1")
         return value
     if key == "cooldown_days":
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise InvalidInput(name, "must be a number of days >= 0")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or not 0 <= value <= MAX_DAYS
+        ):
+            raise InvalidInput(name, f"must be a number of days from 0 to {MAX_DAYS}")
         return float(value)
     if key in ("record_calls", "require_consent"):
         if not isinstance(value, bool):

@@ -27,7 +27,7 @@ from calltracking.core.analytics_ids import ga_client_id, ga_session_id, ym_clie
 from calltracking.core.bots import is_crawler
 from calltracking.core.channels import is_tracked
 from calltracking.core.kinds import AttributionKind, DisplayKind, LeaseEndReason
-from calltracking.core.leases import revocation_due, show_at
+from calltracking.core.leases import show_at
 from calltracking.core.numbers import format_display
 from calltracking.core.traffic import TrafficSource, classify
 from calltracking.store import schema as t
@@ -39,7 +39,7 @@ from calltracking.store.leasing import (
     record_exhaustion,
 )
 from calltracking.store.outbox import new_id
-from calltracking.store.sites import Site, get_site
+from calltracking.store.sites import Site, get_site, site_from_row
 
 TAB_STALE_S = 180.0  # a tab not confirmed by its node for this long has vanished
 
@@ -426,72 +426,79 @@ class VisitorService:
     # -- the sweeper -------------------------------------------------------------------------
 
     async def sweep(self, now: datetime) -> set[str]:
-        """Apply every due time once; returns the visitors whose display may have changed."""
+        """Apply every due time once; returns the visitors whose display may have changed.
+
+        Each step asks the database only for what is due (per site, since delays and timeouts
+        are site settings), so a sweep over many idle-free visitors stays cheap.
+        """
         changed: set[str] = set()
         async with self.db.write() as conn:
-            stale = now - timedelta(seconds=TAB_STALE_S)
-            gone = set(
-                (
-                    await conn.execute(
-                        sa.select(t.tabs.c.visitor_id).where(t.tabs.c.seen_at < stale)
-                    )
-                ).scalars()
+            await conn.execute(
+                t.tabs.delete().where(t.tabs.c.seen_at < now - timedelta(seconds=TAB_STALE_S))
             )
-            if gone:
-                await conn.execute(t.tabs.delete().where(t.tabs.c.seen_at < stale))
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        t.leases.c.id,
-                        t.leases.c.visitor_id,
-                        t.leases.c.site_id,
-                        t.visitors.c.last_activity_at,
-                    )
-                    .join(t.visitors, t.visitors.c.id == t.leases.c.visitor_id)
-                    .where(t.leases.c.ended_at.is_(None))
-                )
-            ).all()
-            sites: dict[str, Site | None] = {}
+            sites = await self._live_sites(conn)
             freed: set[str] = set()
-            for row in rows:
-                site = sites.setdefault(row.site_id, None) or await get_site(conn, row.site_id)
-                sites[row.site_id] = site
-                if site is None:
-                    continue
-                if not await self._open_tabs(conn, row.visitor_id):
-                    await end_lease(conn, row.id, LeaseEndReason.CLOSED, now)
-                    freed.add(site.id)
-                elif revocation_due(row.last_activity_at, site.settings) <= now:
-                    await end_lease(conn, row.id, LeaseEndReason.REVOKED, now)
+            orphaned = await conn.execute(
+                sa.select(t.leases.c.id, t.leases.c.site_id).where(
+                    t.leases.c.ended_at.is_(None),
+                    ~sa.exists().where(t.tabs.c.visitor_id == t.leases.c.visitor_id),
+                )
+            )
+            for lease_id, site_id in orphaned.all():
+                await end_lease(conn, lease_id, LeaseEndReason.CLOSED, now)
+                freed.add(site_id)
+            for site in sites.values():
+                idle_since = now - timedelta(seconds=site.settings.idle_timeout_s)
+                due = await conn.execute(
+                    sa.select(t.leases.c.id, t.leases.c.visitor_id)
+                    .join(t.visitors, t.visitors.c.id == t.leases.c.visitor_id)
+                    .where(
+                        t.leases.c.site_id == site.id,
+                        t.leases.c.ended_at.is_(None),
+                        t.visitors.c.last_activity_at <= idle_since,
+                    )
+                )
+                for lease_id, visitor_id in due.all():
+                    await end_lease(conn, lease_id, LeaseEndReason.REVOKED, now)
                     await conn.execute(
                         t.visitors.update()
-                        .where(t.visitors.c.id == row.visitor_id)
+                        .where(t.visitors.c.id == visitor_id)
                         .values(revoked_at=now)
                     )
-                    changed.add(row.visitor_id)
-                    freed.add(site.id)
-            pending = (
-                await conn.execute(
-                    sa.select(t.displays.c.visitor_id, t.displays.c.site_id).where(
-                        t.displays.c.ended_at.is_(None),
-                        t.displays.c.kind == "initial",
-                        sa.exists().where(t.tabs.c.visitor_id == t.displays.c.visitor_id),
-                    )
-                )
-            ).all()
-            for visitor_id, site_id in pending:
-                site = sites.get(site_id) or await get_site(conn, site_id)
-                sites[site_id] = site
-                if site is None or site.deleted_at is not None:
-                    continue
-                shown, more = await self._decide(conn, site, visitor_id, now)
-                changed.update(more)
-                if shown.kind is not DisplayKind.INITIAL:
                     changed.add(visitor_id)
-            for site_id in freed:
-                site = sites.get(site_id)
-                if site is not None:
-                    changed.update(await self._serve_waiters(conn, site, now))
+                    freed.add(site.id)
+                changed.update(await self._show_due(conn, site, now))
+            for site_id in freed & sites.keys():
+                changed.update(await self._serve_waiters(conn, sites[site_id], now))
+        return changed
+
+    async def _live_sites(self, conn: AsyncConnection) -> dict[str, Site]:
+        rows = await conn.execute(sa.select(t.sites).where(t.sites.c.deleted_at.is_(None)))
+        return {row.id: site_from_row(row) for row in rows}
+
+    async def _show_due(self, conn: AsyncConnection, site: Site, now: datetime) -> set[str]:
+        """Visitors on `initial` whose display delay is over (and who asked, with
+        `lease_on: visible`) get their number."""
+        query = sa.select(t.displays.c.visitor_id).where(
+            t.displays.c.site_id == site.id,
+            t.displays.c.ended_at.is_(None),
+            t.displays.c.kind == str(DisplayKind.INITIAL),
+            t.displays.c.anchor_at <= now - timedelta(seconds=site.settings.show_delay_s),
+            sa.exists().where(t.tabs.c.visitor_id == t.displays.c.visitor_id),
+        )
+        if site.settings.lease_on == "visible":
+            query = query.where(
+                sa.exists().where(
+                    t.visitors.c.id == t.displays.c.visitor_id,
+                    t.visitors.c.wants_number.is_(True),
+                )
+            )
+        changed: set[str] = set()
+        for visitor_id in (await conn.execute(query)).scalars().all():
+            shown, more = await self._decide(conn, site, visitor_id, now)
+            changed.update(more)
+            if shown.kind is not DisplayKind.INITIAL:
+                changed.add(visitor_id)
         return changed
 
 

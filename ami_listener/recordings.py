@@ -80,6 +80,8 @@ class RecordingWatcher:
                     del self._pending[key]
                 continue
             size = -1 if pending.local is None else await asyncio.to_thread(_size, pending.local)
+            if self._pending.get(key) is not pending:
+                continue  # another poll settled it (or it was renamed) while we read the size
             late = now >= pending.deadline
             if size > WAV_HEADER_BYTES and (size == pending.last_size or late):
                 found.append((key, size))

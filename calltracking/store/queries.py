@@ -114,6 +114,7 @@ async def calls_json(conn: AsyncConnection, rows: Sequence[Any]) -> list[dict[st
             states[r.id],
             has_recording=has_recording(r),
         )
+        | {"note": r.note}
         for r in rows
     ]
 

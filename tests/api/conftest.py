@@ -22,10 +22,11 @@ from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallKey
 from calltracking.serve import running
 from calltracking.services import Services
+from tests.support.fixtures import ASTERISK
 
 ADMIN = "admin-secret"
 MONITOR = "/var/spool/asterisk/monitor"
-FIXTURE_WAV = Path("/work/shared/fixtures/asterisk/recording_example.wav")
+FIXTURE_WAV = ASTERISK / "recording_example.wav"
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 
 

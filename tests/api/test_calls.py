@@ -98,6 +98,7 @@ async def test_spam_leaves_leads_and_exports_and_unmarking_restores(api: Api) ->
         "PATCH", f"/api/v1/calls/{call_id}", token, json={"spam": True, "note": "robot"}
     )
     assert (patched["spam"], patched["lead"], patched["exports"]["ga4"]) == (True, False, "skipped")
+    assert patched["note"] == "robot"
     leads = await api.ok("GET", f"/api/v1/accounts/{account}/leads?month=2026-03", token)
     assert leads["leads"] == 0
     async with api.services.db.read() as conn:

@@ -202,6 +202,7 @@ CALL = obj(
         "first_time_caller": {"type": "boolean"},
         "lead": {"type": "boolean"},
         "spam": {"type": "boolean"},
+        "note": nullable({"type": "string"}),
         "reconciled": {"type": "boolean"},
         "recording_url": nullable({"type": "string", "format": "uri"}),
         "exports": obj([], {"ga4": EXPORT_STATE, "metrika": EXPORT_STATE}),

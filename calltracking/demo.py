@@ -15,6 +15,8 @@ import logging
 import random
 import signal
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -97,12 +99,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True, slots=True)
+class DemoInfo:
+    """What the newcomer is told: where to look and how to sign in."""
+
+    base_url: str
+    token: str
+    site_key: str
+
+
 async def run_demo(
     base: Config,
     *,
     port: int,
     data: Path,
-    ready: asyncio.Event | None = None,
+    ready: Callable[[DemoInfo], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
     data.mkdir(parents=True, exist_ok=True)
@@ -151,7 +162,7 @@ async def run_demo(
                 flush=True,
             )
             if ready is not None:
-                ready.set()
+                ready(DemoInfo(base_url, token, site_key))
             await _wait(stop)
     finally:
         await sim.stop()

@@ -32,7 +32,9 @@ async def test_a_call_placed_from_the_landing_page_is_stored_with_its_source(
     port = _free_port()
     ready, stop = asyncio.Event(), asyncio.Event()
     demo = asyncio.create_task(
-        run_demo(Config(), port=port, data=tmp_path / "data", ready=ready, stop=stop)
+        run_demo(
+            Config(), port=port, data=tmp_path / "data", ready=lambda _info: ready.set(), stop=stop
+        )
     )
     try:
         await asyncio.wait_for(ready.wait(), 20)

@@ -39,15 +39,32 @@ def start(path: Path) -> None:
 
 
 def tone(seconds: float, seed: int = 0) -> bytes:
+    """A tone with noise, shaped into "syllables" (bursts of 0.1-0.4 s with pauses), so a
+    waveform of the recording looks like a conversation rather than a solid block."""
     count = int(min(max(seconds, 0.0), MAX_SECONDS) * RATE)
     rng = random.Random(seed)
     step = 2 * math.pi * 425 / RATE
+    envelope = _syllables(count, rng)
     samples = array.array(
-        "h", (int(6000 * math.sin(step * i) + rng.randint(-800, 800)) for i in range(count))
+        "h",
+        (
+            int(envelope[i] * 9000 * math.sin(step * i) + rng.randint(-300, 300))
+            for i in range(count)
+        ),
     )
     if sys.byteorder == "big":  # WAV PCM is little-endian
         samples.byteswap()
     return samples.tobytes()
+
+
+def _syllables(count: int, rng: random.Random) -> list[float]:
+    envelope: list[float] = []
+    while len(envelope) < count:
+        burst = int(RATE * rng.uniform(0.1, 0.4))
+        peak = rng.uniform(0.3, 1.0)
+        envelope.extend(peak * math.sin(math.pi * i / burst) for i in range(burst))
+        envelope.extend(0.0 for _ in range(int(RATE * rng.uniform(0.03, 0.25))))
+    return envelope[:count]
 
 
 def finish(path: Path, talk_s: float, seed: int = 0) -> None:

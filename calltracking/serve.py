@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 ALL_PARTS = ("web", "agi", "ami", "workers")
 RELAY_INTERVAL_S = 0.2
 RETENTION_INTERVAL_S = 3600.0
+STOP_GRACE_S = 5.0
 
 
 def parse_parts(only: str | None, config: Config) -> frozenset[str]:
@@ -96,7 +97,14 @@ async def running(
         state = Running(services)
         tasks: list[asyncio.Task[None]] = []
 
+        stopping = asyncio.Event()
+
         async def cancel_tasks() -> None:
+            # Loops that watch `stopping` finish their round (no database call cut in half);
+            # the rest are cancelled.
+            stopping.set()
+            if tasks:
+                await asyncio.wait(tasks, timeout=STOP_GRACE_S)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -105,7 +113,7 @@ async def running(
 
         stack.push_async_callback(cancel_tasks)
         if "web" in parts or "workers" in parts:
-            tasks.append(asyncio.create_task(_relay(services), name="outbox-relay"))
+            tasks.append(asyncio.create_task(_relay(services, stopping), name="outbox-relay"))
         if "web" in parts:
             from web.app import create_app
 
@@ -152,9 +160,9 @@ def _bound_port(runner: web.AppRunner) -> int:
     raise RuntimeError("web server is not bound")
 
 
-async def _relay(services: Services) -> None:
+async def _relay(services: Services, stopping: asyncio.Event) -> None:
     relay = OutboxRelay(SqlOutbox(services.db), services.bus)
-    await relay.run(RELAY_INTERVAL_S, asyncio.Event())
+    await relay.run(RELAY_INTERVAL_S, stopping)
 
 
 async def _retention(services: Services) -> None:

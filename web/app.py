@@ -100,13 +100,15 @@ async def _lease_updates(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
-    """Apply due times (show delay, idle revocation, vanished tabs) and keep our tabs alive."""
+    """Apply due times (show delay, idle revocation, vanished tabs) and keep our tabs alive.
+    On shutdown the loop finishes its round rather than being cancelled inside a transaction."""
     services, hub = app[SERVICES], app[HUB]
+    stopping = asyncio.Event()
 
     async def sweep_forever() -> None:
         last_touch = 0.0
         loop = asyncio.get_running_loop()
-        while True:
+        while not stopping.is_set():
             try:
                 if loop.time() - last_touch >= TOUCH_INTERVAL_S:
                     await services.visitors.touch_tabs(hub.tab_ids(), services.clock())
@@ -115,14 +117,17 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
                 await hub.refresh(changed)
             except Exception:
                 log.exception("lease sweep failed; trying again")
-            await asyncio.sleep(services.sweep_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), services.sweep_interval_s)
 
     task = asyncio.create_task(sweep_forever(), name="lease-sweeper")
     services.health.parts["sweeper"] = lambda: not task.done()
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    stopping.set()
+    try:
+        await asyncio.wait_for(task, 5.0)
+    except TimeoutError:
+        log.warning("lease sweeper did not stop in time; cancelled")
 
 
 async def _close_sockets(app: web.Application) -> None:

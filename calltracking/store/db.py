@@ -11,6 +11,7 @@ across processes; the partial unique index on active leases is the final guard.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,9 +26,13 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # SQLite has one writer at a time; queueing writers here, in order, beats every one of
+        # them sleeping in SQLite's busy handler (other processes still meet busy_timeout).
+        self._write_lock: asyncio.Lock | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
             self.reader = _sqlite_engine(url, begin="BEGIN")
+            self._write_lock = asyncio.Lock()
         else:
             self.engine = create_async_engine(
                 url, pool_size=10, max_overflow=20, pool_pre_ping=True
@@ -37,7 +42,11 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction: committed on success, rolled back on any exception."""
-        async with self.engine.begin() as conn:
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
             yield conn
 
     @asynccontextmanager

@@ -22,6 +22,8 @@ from calltracking.store import schema as t
 from calltracking.store.outbox import emit, new_id
 from calltracking.store.sites import Site
 
+RESERVE_CANDIDATES = 8
+
 
 @dataclass(frozen=True, slots=True)
 class LeaseRow:
@@ -81,7 +83,7 @@ async def lock_account(conn: AsyncConnection, account_id: str) -> None:
 
 
 async def snapshot(
-    conn: AsyncConnection, site: Site
+    conn: AsyncConnection, site: Site, now: datetime
 ) -> tuple[list[rules.NumberSnapshot], list[rules.NumberSnapshot], int]:
     """The site's pool, the reserve, and how many numbers the account may still take."""
     active = {
@@ -97,14 +99,27 @@ async def snapshot(
             .where(t.leases.c.site_id == site.id, t.leases.c.ended_at.is_(None))
         )
     }
-    rows = await conn.execute(
-        sa.select(t.numbers).where(
-            sa.or_(
-                sa.and_(t.numbers.c.site_id == site.id, t.numbers.c.role.in_(("pool", "static"))),
-                t.numbers.c.site_id.is_(None),
-            )
-        )
+    n = t.numbers.c
+    pool_rows = await conn.execute(
+        sa.select(t.numbers).where(n.site_id == site.id, n.role.in_(("pool", "static")))
     )
+    # Growth takes one reserve number; the rules would pick the first of these, so a few
+    # candidates (never one cooling for another site) are all the snapshot needs.
+    reserve_rows = await conn.execute(
+        sa.select(t.numbers)
+        .where(
+            n.site_id.is_(None),
+            sa.or_(
+                n.cooling_until.is_(None),
+                n.cooling_site_id.is_(None),
+                n.cooling_site_id == site.id,
+                n.cooling_until <= now,
+            ),
+        )
+        .order_by(n.e164)
+        .limit(RESERVE_CANDIDATES)
+    )
+    rows = [*pool_rows, *reserve_rows]
     pool: list[rules.NumberSnapshot] = []
     reserve: list[rules.NumberSnapshot] = []
     for r in rows:
@@ -145,7 +160,7 @@ async def allocate(
     own = await active_lease_of(conn, visitor_id)
     if own is not None:
         return own, []
-    pool, reserve, capacity = await snapshot(conn, site)
+    pool, reserve, capacity = await snapshot(conn, site, now)
     decision = rules.allocate(
         site_id=site.id,
         visitor_id=visitor_id,

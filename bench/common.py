@@ -1,0 +1,228 @@
+"""What the benchmarks share: child processes, statistics, memory, file limits, tables, seeding.
+
+Rules:
+- A child is `python -m bench.<module> ...`; it prints one JSON line when it is ready, serves
+  until its stdin closes (or its own time limit passes), then exits. The parent closes stdin,
+  waits a bounded time, then terminates and at last kills it: no child outlives a run.
+- Percentiles are nearest-rank on the sorted sample; an empty sample gives NaN.
+- Memory is VmRSS from /proc/<pid>/status (Linux; no psutil needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import resource
+import statistics
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from calltracking.core.settings import SiteSettings
+from calltracking.store.db import Database
+from calltracking.store.sites import Site, add_to_reserve, create_account, create_site
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+ORIGIN = "https://shop.example"
+DESKTOP_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0 Safari/537.36"
+)
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+# -- child processes -----------------------------------------------------------------------------
+@dataclass
+class Child:
+    proc: asyncio.subprocess.Process
+    ready: dict[str, Any]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def receive(self, timeout_s: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(timeout_s):
+            line = await self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"child {self.pid} exited (code {self.proc.returncode})")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+
+@asynccontextmanager
+async def child(module: str, *args: str) -> AsyncIterator[Child]:
+    """Start `python -m module args`, wait for its ready line, stop it on exit."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        *args,
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        running = Child(proc, {})
+        running.ready = await running.receive(READY_TIMEOUT_S)
+        yield running
+    finally:
+        await _stop(proc)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await proc.wait()
+        return
+    except TimeoutError:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        async with asyncio.timeout(5):
+            await proc.wait()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+def announce(ready: dict[str, Any]) -> None:
+    """Child side: the one ready line the parent waits for."""
+    sys.stdout.write(json.dumps(ready) + "\n")
+    sys.stdout.flush()
+
+
+async def stdin_lines() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def until_stdin_closes(max_s: float) -> None:
+    """Child side: serve until the parent closes our stdin, at most `max_s`."""
+    reader = await stdin_lines()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max_s):
+            while await reader.readline():
+                pass
+
+
+def quiet_logging() -> None:
+    """Per-call INFO lines would be part of what is measured; benchmarks log warnings only."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+
+# -- numbers ---------------------------------------------------------------------------------------
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    clean = [v for v in values if not math.isnan(v)]
+    return statistics.median(clean) if clean else math.nan
+
+
+def median_row(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Field by field median of repeated runs."""
+    return {key: median([row[key] for row in rows]) for key in rows[0]}
+
+
+def rss_kib(pid: int | None = None) -> int:
+    status = Path(f"/proc/{pid if pid is not None else 'self'}/status").read_text()
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc status")
+
+
+def raise_nofile(wanted: int) -> int:
+    """Raise the soft open-files limit towards `wanted` (children inherit it); the new soft."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+    return str(value)
+
+
+def machine() -> str:
+    import os
+    import platform
+
+    return f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}"
+
+
+# -- seeding -------------------------------------------------------------------------------------
+T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+def reserve_numbers(count: int) -> list[str]:
+    return [f"+7495111{n:04d}" for n in range(1, count + 1)]
+
+
+async def seed_site(db: Database, pool: int) -> Site:
+    """An account and a site on `shop.example` with `pool` reserve numbers it may lease."""
+    async with db.write() as conn:
+        account = await create_account(conn, "bench", T0, max_numbers=pool)
+        await add_to_reserve(conn, reserve_numbers(pool), T0)
+        settings = dataclasses.replace(SiteSettings(), pool_max=pool)
+        return await create_site(
+            conn,
+            account_id=account.id,
+            name="shop",
+            domains=("shop.example",),
+            defaults={
+                "initial": "+74950009001",
+                "expired": "+74950009002",
+                "untracked": "+74950009003",
+            },
+            settings=settings,
+            now=T0,
+        )

@@ -1,0 +1,81 @@
+"""The two websocket servers `bench.ws_bench` measures, each run as its own child process.
+
+- `tracker`: the real tracker's web part (`calltracking.serve.running`) on a fresh SQLite file,
+  with one seeded site whose pool holds `--pool` numbers, `ws_max_per_address` raised so one
+  loopback address may hold every socket. Ready line: `{"port", "site", "pid"}`.
+- `echo`: a bare aiohttp websocket server that sends every text frame back. Ready line:
+  `{"port", "pid"}`.
+Both serve until stdin closes or `--max-seconds` pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+
+from bench.common import LOOPBACK, announce, quiet_logging, seed_site, until_stdin_closes
+from calltracking.config import Config
+from calltracking.serve import running
+
+MAX_SOCKETS = 100_000
+
+
+async def serve_tracker(pool: int, max_s: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-ws-") as tmp:
+        config = Config(
+            database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}",
+            http_host=LOOPBACK,
+            http_port=0,
+            recordings_dir=Path(tmp),
+            ws_max_per_address=MAX_SOCKETS,
+        )
+        async with running(config, ["web"]) as state:
+            site = await seed_site(state.services.db, pool)
+            announce({"port": state.http_port, "site": site.key, "pid": os.getpid()})
+            await until_stdin_closes(max_s)
+
+
+async def _echo(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(max_msg_size=4096)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type is WSMsgType.TEXT:
+            await ws.send_str(msg.data)
+    return ws
+
+
+async def serve_echo(max_s: float) -> None:
+    app = web.Application()
+    app.router.add_get("/ws", _echo)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, LOOPBACK, 0)
+        await site.start()
+        port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+        announce({"port": port, "pid": os.getpid()})
+        await until_stdin_closes(max_s)
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("role", choices=("tracker", "echo"))
+    parser.add_argument("--pool", type=int, default=2000)
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    args = parser.parse_args()
+    quiet_logging()
+    if args.role == "tracker":
+        asyncio.run(serve_tracker(args.pool, args.max_seconds))
+    else:
+        asyncio.run(serve_echo(args.max_seconds))
+
+
+if __name__ == "__main__":
+    main()

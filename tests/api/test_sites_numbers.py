@@ -12,7 +12,9 @@ from tests.api.conftest import ADMIN, T0, Api, defaults, numbers
 from tests.store.seed import DESKTOP_UA
 
 
-async def open_tab(api: Api, site: dict[str, Any]) -> tuple[aiohttp.ClientWebSocketResponse, dict]:
+async def open_tab(
+    api: Api, site: dict[str, Any]
+) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
     ws = await api.session.ws_connect(
         api.base + "/ws", headers={"Origin": "https://shop.example", "User-Agent": DESKTOP_UA}
     )

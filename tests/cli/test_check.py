@@ -56,9 +56,11 @@ async def test_check_names_a_refused_ami_login_and_a_missing_context(tmp_path: P
         await run_checks(await _config(tmp_path, sim.ami_port, ami_secret="wrong"), lines.append)
         refused = "\n".join(lines)
         lines.clear()
+        other = tmp_path / "b"
+        other.mkdir()
         await run_checks(
             await _config(
-                tmp_path / "b" if (tmp_path / "b").mkdir() is None else tmp_path,
+                other,
                 sim.ami_port,
                 trunk_contexts=("from-pstn",),
             ),

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
+from calltracking.core.kinds import AttributionKind
 from calltracking.store.db import Database
 from tests.store.seed import seed_site
 from tests.web.harness import Tab, hello
@@ -92,7 +93,7 @@ async def test_revocation_reaches_tabs_on_both_nodes(pg_db: Database, amqp_url: 
         assert (await on_b.until_kind("dynamic"))["e164"] == number
         expired_a = await on_a.until_kind("expired", timeout=15)
         expired_b = await on_b.until_kind("expired", timeout=15)
-        assert expired_a["e164"] == expired_b["e164"] == site.defaults["expired"]
+        assert expired_a["e164"] == expired_b["e164"] == site.defaults[AttributionKind.EXPIRED]
         # Activity on node B asks for the number again; node A's tab follows.
         await on_b.send({"type": "activity"})
         back_b = await on_b.until_kind("dynamic", timeout=10)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from calltracking.core.kinds import AttributionKind
 from tests.store.seed import numbers
 from tests.web.harness import hello, make_site, open_tab, session, tracker, web_config
 
@@ -18,7 +19,7 @@ async def test_initial_number_until_the_delay_then_a_dynamic_one(tmp_path: Path)
         welcome = await hello(tab, site)
         first = await tab.number()
         assert first["kind"] == "initial"
-        assert first["e164"] == site.defaults["initial"]
+        assert first["e164"] == site.defaults[AttributionKind.INITIAL]
         assert first["display"] == "+7 (495) 000-90-01"
         dynamic = await tab.until_kind("dynamic", timeout=5)
         assert dynamic["e164"] in numbers(3)
@@ -56,7 +57,7 @@ async def test_every_tab_of_a_visitor_shows_the_same_number_and_revocation_reach
         assert second["e164"] == first["e164"]
         expired_one = await one.until_kind("expired", timeout=6)
         expired_two = await two.until_kind("expired", timeout=6)
-        assert expired_one["e164"] == expired_two["e164"] == site.defaults["expired"]
+        assert expired_one["e164"] == expired_two["e164"] == site.defaults[AttributionKind.EXPIRED]
         await two.send({"type": "activity"})
         back_two = await two.until_kind("dynamic")
         back_one = await one.until_kind("dynamic")
@@ -142,4 +143,6 @@ async def test_a_restarted_server_keeps_leases_and_due_revocations(tmp_path: Pat
         tab = await open_tab(http, state)
         await hello(tab, site, visitor=welcome["visitor"])
         assert (await tab.until_kind("dynamic"))["e164"] == number
-        assert (await tab.until_kind("expired", timeout=8))["e164"] == site.defaults["expired"]
+        assert (await tab.until_kind("expired", timeout=8))["e164"] == site.defaults[
+            AttributionKind.EXPIRED
+        ]

@@ -15,17 +15,9 @@ from playwright.async_api import async_playwright, expect
 from calltracking.config import Config
 from calltracking.demo import DemoInfo, run_demo
 from tests.store.seed import DESKTOP_UA
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 LANDING = "/demo/?utm_source=newsletter&utm_medium=email&utm_campaign=demo"
 
@@ -37,6 +29,7 @@ def _free_port() -> int:
 
 
 async def test_the_demo_flow_from_landing_page_to_a_playable_recording(tmp_path: Path) -> None:
+    require_chromium()
     infos: list[DemoInfo] = []
     ready, stop = asyncio.Event(), asyncio.Event()
 

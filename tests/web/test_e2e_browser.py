@@ -33,21 +33,13 @@ from calltracking.serve import Running
 from calltracking.store import schema as t
 from calltracking.store.sites import Site
 from tests.store.seed import numbers, seed_site
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.web.e2e_pages import FAR_PHONE, OWN_DISPLAY, OWN_E164, PHONE, HostPages, host_page
 from tests.web.harness import tracker, web_config
 
 # One Chromium for the module (launching it is most of a test's time); a context per test.
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Headless Chromium says "HeadlessChrome", which the tracker counts as a robot.
 DESKTOP_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -200,8 +192,7 @@ async def new_context(browser: Browser, user_agent: str | None = DESKTOP_UA) -> 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    require_chromium()
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

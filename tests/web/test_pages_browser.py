@@ -22,21 +22,12 @@ from playwright.async_api import Page as BrowserPage
 
 from calltracking.core.kinds import AttributionKind, CallStatus
 from calltracking.serve import Running
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.web.harness import tracker, web_config
 from tests.web.pages_seed import Account, dynamic_number, fail_export, seed_account, seed_call
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 # Chromium logs refused requests itself (the wrong token's 401); those are not the page's errors.
 BROWSER_NETWORK_LOG = re.compile(r"^Failed to load resource")
@@ -45,14 +36,15 @@ VALUES_JS = "ms => Object.fromEntries(ms.map(m => [m.dataset.label, +m.dataset.v
 CALLER = "+79161234567"
 NEW_CALLER = "+79035550101"
 
-if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
-    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
-
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        require_chromium()
+        chromium = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"],
+        )
         yield chromium
         await chromium.close()
 

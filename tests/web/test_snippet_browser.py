@@ -12,7 +12,6 @@ import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Route, async_playwright
 from playwright.async_api import Page as BrowserPage
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.web.snippet_peer import (
     ORIGINAL_DISPLAY,
     ORIGINAL_E164,
@@ -36,16 +36,6 @@ from tests.web.snippet_peer import (
 # One Chromium for the module (launching it is most of a test's time); a context per test.
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
-CHROMIUM = "/usr/bin/chromium"
-HAVE_CHROMIUM = Path(CHROMIUM).exists()
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Headless Chromium says "HeadlessChrome", which the server counts as a robot.
 DESKTOP_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -119,8 +109,7 @@ class Watched:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    if not HAVE_CHROMIUM:
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    require_chromium()
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

@@ -3,7 +3,7 @@
 A transcript is every byte Asterisk sent: one banner line (`Asterisk Call Manager/...\\r\\n`), then
 messages separated by an empty line (`\\r\\n\\r\\n`). `blocks` keeps each message's raw bytes (to
 replay over TCP); `messages` parses them into header dicts (the first of a repeated header wins).
-The folder is `tests/fixtures/asterisk` when the repository carries a copy, else the shared one.
+The folder is `tests/fixtures/asterisk`, a copy of the shared captures.
 """
 
 from __future__ import annotations
@@ -11,19 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from tests.support.fixtures import ASTERISK
 
-_CANDIDATES = (ASTERISK,)
 SEP = b"\r\n\r\n"
 
 
 def fixtures_dir() -> Path:
-    for candidate in _CANDIDATES:
-        if (candidate / "ami_answered_call.txt").is_file():
-            return candidate
-    pytest.skip("the Asterisk fixtures (fixtures/asterisk) are not on this machine")
+    return ASTERISK
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,8 +77,31 @@ async def erase_caller(
             .where(c.id.in_([r.id for r in rows]))
             .values(caller=None, recording_path=None, recording_size=None)
         )
-    log.info("caller %s erased from %d calls", mask(e164), len(rows))
+    scrubbed = await _scrub_outbox(conn, {r.id for r in rows})
+    log.info("caller %s erased from %d calls and %d stored events", mask(e164), len(rows), scrubbed)
     return len(rows), [r.recording_path for r in rows if r.recording_path]
+
+
+async def _scrub_outbox(conn: AsyncConnection, call_ids: set[str]) -> int:
+    """The outbox keeps each call event's body (webhook retries re-read it): forget the caller
+    there too."""
+    if not call_ids:
+        return 0
+    o = t.outbox.c
+    rows = await conn.execute(sa.select(o.seq, o.payload).where(o.key.like("call.%")))
+    changed = 0
+    for seq, payload in rows.all():
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if (
+            not isinstance(data, dict)
+            or data.get("id") not in call_ids
+            or data.get("caller") is None
+        ):
+            continue
+        scrubbed = {**payload, "data": {**data, "caller": None}}
+        await conn.execute(t.outbox.update().where(o.seq == seq).values(payload=scrubbed))
+        changed += 1
+    return changed
 
 
 def delete_recordings(paths: list[str], monitor_dir: str, recordings_dir: Path) -> int:

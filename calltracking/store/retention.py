@@ -12,10 +12,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from calltracking.core.errors import NotFound
 from calltracking.store import schema as t
 from calltracking.store.db import Database
-from calltracking.store.recordings import local_path
+from calltracking.store.recordings import delete_recordings
 
 log = logging.getLogger(__name__)
 DEFAULT_RETENTION_DAYS = 365
@@ -53,13 +52,9 @@ async def purge_expired(
                     )
                 )
             ).all()
-            for _call_id, path in old:
-                if path:
-                    try:
-                        local_path(path, asterisk_monitor_dir, recordings_dir).unlink()
-                        recordings_gone += 1
-                    except (NotFound, OSError):
-                        pass  # already gone, or a path we would never touch
+            recordings_gone += delete_recordings(
+                [path for _call_id, path in old if path], asterisk_monitor_dir, recordings_dir
+            )
             if old:
                 ids = [row[0] for row in old]
                 await conn.execute(t.exports.delete().where(t.exports.c.call_id.in_(ids)))

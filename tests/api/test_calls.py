@@ -163,6 +163,16 @@ async def test_erasing_a_caller_forgets_the_number_and_deletes_recordings(api: A
         assert (call["caller"], call["recording_url"]) == (None, None)
     assert (await api.ok("GET", f"/api/v1/calls/{kept}", token))["caller"] == "+79160000000"
     assert (await api.ok("GET", f"/api/v1/calls/{elsewhere}", token_b))["caller"] == caller
+    async with api.services.db.read() as conn:
+        bodies = (
+            (await conn.execute(sa.select(t.outbox.c.payload).where(t.outbox.c.key.like("call.%"))))
+            .scalars()
+            .all()
+        )
+    callers = {b["data"]["id"]: b["data"]["caller"] for b in bodies}
+    assert callers[first] is None  # the stored event bodies forget the number too
+    assert callers[second] is None
+    assert callers[elsewhere] == caller
     assert await api.ok("DELETE", f"/api/v1/callers/{caller}", token) == {
         "calls": 0,
         "recordings_deleted": 0,

@@ -6,6 +6,8 @@ Rules kept here:
 - a frame that is not a JSON object with a string `type`, a binary frame, or a second hello is
   malformed: an `error` frame, then close 4400; frames over 4 KiB are refused (1009);
 - frames of an unknown `type` are ignored, so the snippet can grow;
+- more than 60 frames in 10 s is a broken or hostile tab: `error`, then close 4400; visibility
+  frames touch the database only when the state changes;
 - one address may hold `CALLTRACKING_WS_MAX_PER_ADDRESS` sockets (4429); the address is the
   peer's, or the last `X-Forwarded-For` hop when the peer is a trusted proxy;
 - nothing a client sends touches another visitor: every change goes through its own visitor id.
@@ -18,6 +20,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,10 +37,25 @@ HELLO_TIMEOUT_S = 10.0
 MAX_FRAME = 4096
 HEARTBEAT_S = 25.0
 MIN_ACTIVITY_INTERVAL_S = 1.0
+FRAME_BURST, FRAME_WINDOW_S = 60, 10.0
 
 
 class Malformed(Exception):
     pass
+
+
+class FrameRate:
+    """At most FRAME_BURST frames in any FRAME_WINDOW_S: the snippet sends a handful a minute,
+    so a tab far past that is broken or hostile and is closed before it loads the database."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def allow(self, now: float) -> bool:
+        while self._times and now - self._times[0] > FRAME_WINDOW_S:
+            self._times.popleft()
+        self._times.append(now)
+        return len(self._times) <= FRAME_BURST
 
 
 def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
@@ -182,8 +200,12 @@ async def _loop(
     ws: web.WebSocketResponse, services: Services, hub: Hub, site: Site, tab: Tab
 ) -> None:
     last_activity = 0.0
+    visible = True
+    rate = FrameRate()
     async for msg in ws:
         try:
+            if not rate.allow(time.monotonic()):
+                raise Malformed(f"more than {FRAME_BURST} frames in {FRAME_WINDOW_S:g} s")
             if msg.type is not WSMsgType.TEXT:
                 raise Malformed("only JSON text frames are accepted")
             frame = parse_frame(msg.data)
@@ -203,7 +225,9 @@ async def _loop(
                 state = frame.get("state")
                 if state not in ("hidden", "visible"):
                     raise Malformed("visibility state is hidden or visible")
-                await services.visitors.visibility(tab.tab_id, state == "visible", services.clock())
+                if (state == "visible") != visible:  # only changes touch the database
+                    visible = state == "visible"
+                    await services.visitors.visibility(tab.tab_id, visible, services.clock())
             elif kind == "want" and site.settings.lease_on == "visible":
                 shown, changed = await services.visitors.want(
                     site, tab.visitor_id, services.clock()

@@ -196,3 +196,21 @@ async def test_healthz_and_metrics_answer(tmp_path: Path) -> None:
 
 
 _ = aiohttp
+
+
+async def test_a_frame_flood_closes_4400_without_touching_other_tabs(tmp_path: Path) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        site = await make_site(state, reserve=3)
+        bystander = await open_tab(http, state)
+        await hello(bystander, site)
+        await bystander.until_kind("dynamic")
+        flood = await open_tab(http, state)
+        await hello(flood, site)
+        await flood.number()
+        for _ in range(100):
+            await flood.send({"type": "visibility", "state": "visible"})
+        error = await flood.next()
+        assert (error["type"], error["code"]) == ("error", "4400")
+        assert "frames" in error["message"]
+        assert await flood.closed_with() == 4400
+        assert not bystander.ws.closed

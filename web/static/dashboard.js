@@ -437,6 +437,7 @@
       listOf(data, "sites").forEach(function (s) { select.appendChild(el("option", { value: s.id, text: s.name })); });
       if (params.site) select.value = params.site;
     }, function () {});
+    var live = 0;
     function load() {
       var f = callFilters();
       $("page-info").textContent = "Loading…";
@@ -447,6 +448,11 @@
         $("prev-page").disabled = index === 0;
         $("next-page").disabled = !(data && data.next);
         $("page-info").textContent = "Page " + (index + 1) + " · " + current.length + " calls";
+        // The first page follows live calls: while one is ringing, look again in a few seconds.
+        clearTimeout(live);
+        if (index === 0 && current.some(function (c) { return c.status === "ringing"; })) {
+          live = setTimeout(load, 5000);
+        }
       }, failed);
     }
     $("call-filters").addEventListener("submit", function (ev) {

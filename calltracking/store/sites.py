@@ -318,3 +318,32 @@ async def claim_number(
     """Put a number into a site as `role` (`default` or `static`), as site creation does:
     from the reserve, new, or already the site's; Conflict naming `field` otherwise."""
     await _claim(conn, e164, site_id, role, label, field, now)
+
+
+async def top_up_pool(conn: AsyncConnection, site: Site, now: datetime) -> list[str]:
+    """Keep at least `pool_min` numbers in the pool, taking what the reserve and the account's
+    `max_numbers` allow (best effort: fewer when fewer can be had)."""
+    have = await conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(numbers)
+        .where(numbers.c.site_id == site.id, numbers.c.role == "pool")
+    )
+    missing = site.settings.pool_min - int(have or 0)
+    if missing <= 0:
+        return []
+    account = await get_account(conn, site.account_id)
+    capacity = (
+        0
+        if account is None
+        else account.max_numbers - await account_numbers_in_use(conn, site.account_id)
+    )
+    candidates = await conn.execute(
+        sa.select(numbers).where(numbers.c.site_id.is_(None)).order_by(numbers.c.e164)
+    )
+    free = [r.e164 for r in candidates if not _cooling_for_other(r, site.id, now)]
+    take = free[: max(0, min(missing, capacity))]
+    if take:
+        await move_from_reserve(
+            conn, site, count=None, wanted=take, account_capacity=capacity, now=now
+        )
+    return take

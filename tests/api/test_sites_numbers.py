@@ -290,6 +290,16 @@ async def test_lowering_pool_max_returns_free_numbers_and_keeps_leased(api: Api)
     await ws.close()
 
 
+async def test_pool_min_keeps_numbers_in_the_pool_as_far_as_the_reserve_allows(api: Api) -> None:
+    await api.ok("POST", "/api/v1/numbers", json={"numbers": numbers(3)})
+    _, token = await api.account()
+    site = await api.site(token, pool_min=2)
+    assert await pool_states(api, token, site["id"]) == {n: "free" for n in numbers(2)}
+    await api.ok("PATCH", f"/api/v1/sites/{site['id']}", token, json={"settings": {"pool_min": 5}})
+    # only one more reserve number exists: the pool takes it and stops there
+    assert await pool_states(api, token, site["id"]) == {n: "free" for n in numbers(3)}
+
+
 async def test_delete_site_closes_sockets_ends_leases_and_cools_the_pool(api: Api) -> None:
     await api.ok("POST", "/api/v1/numbers", json={"numbers": numbers(2)})
     _, token = await api.account()

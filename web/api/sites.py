@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from calltracking.core.errors import InvalidInput, NotFound
 from calltracking.core.settings import SiteSettings, merge_settings, settings_to_json
 from calltracking.store import queries
-from calltracking.store.sites import Account, Site, get_account, get_site, list_sites
+from calltracking.store.sites import Account, Site, get_account, get_site, list_sites, top_up_pool
 from calltracking.store.sites import create_site as store_create_site
 from web.api import validation as v
 from web.api.context import Ctx
@@ -108,6 +108,7 @@ async def create_site(ctx: Ctx) -> web.StreamResponse:
             settings=_within_account(settings, account),
             now=ctx.now(),
         )
+        await top_up_pool(conn, site, ctx.now())
     return web.json_response(site_json(ctx, site), status=201)
 
 
@@ -143,6 +144,7 @@ async def patch_site(ctx: Ctx) -> web.StreamResponse:
             settings=_within_account(settings, account),
             now=ctx.now(),
         )
+        await top_up_pool(conn, site, ctx.now())
     return web.json_response(site_json(ctx, site))
 
 

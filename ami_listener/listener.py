@@ -34,15 +34,15 @@ from ami_listener.backoff import Backoff
 from ami_listener.connection import ActionFailed, AmiSession, LoginFailed
 from ami_listener.recordings import RecordingWatcher, asterisk_path
 from calltracking.core import numbers
-from calltracking.core.callflow import (
+from calltracking.core.callflow.facts import (
     CallAnswered,
     CallEnded,
-    CallFlow,
     CallIgnored,
     CallStarted,
     Fact,
     RecordingNamed,
 )
+from calltracking.core.callflow.reconcile import CallFlow
 from calltracking.core.records import OpenCall
 from calltracking.ports import CallRecorder
 

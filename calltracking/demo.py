@@ -24,8 +24,8 @@ import sqlalchemy as sa
 
 from calltracking.config import Config
 from calltracking.core.settings import SiteSettings
+from calltracking.pbxsim.call_plan import Outcome
 from calltracking.pbxsim.calls import CallSpec
-from calltracking.pbxsim.scenario import Outcome
 from calltracking.pbxsim.sim import PbxSim, SimConfig
 from calltracking.serve import ALL_PARTS, running
 from calltracking.services import DemoHooks, Services

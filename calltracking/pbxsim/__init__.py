@@ -2,8 +2,9 @@
 
 Modules, by role:
 - `messages`: AMI messages as values and their wire form.
-- `snapshots`, `scenario`: pure builders of the event sequence of one inbound call, modelled on
-  the captures in `fixtures/asterisk/` (see `scenario`'s docstring for the differences).
+- `call_plan`, `snapshots`, `call_setup`, `scenario`: pure builders of the event sequence of one
+  inbound call, modelled on the captures in `fixtures/asterisk/` (see `call_setup`'s docstring
+  for the differences).
 - `channels`: live channels folded from the events (CoreShowChannels, Status, Getvar).
 - `ami_server`: the TCP AMI server (logins, actions, event fan-out).
 - `agi_client`: the Asterisk side of FastAGI.
@@ -20,10 +21,10 @@ Python API::
     await sim.stop()
 """
 
+from calltracking.pbxsim.call_plan import HangupBy, Outcome
 from calltracking.pbxsim.calls import CallResult, CallSpec, PlacedCall
 from calltracking.pbxsim.command import add_arguments, run_from_args
 from calltracking.pbxsim.control import run_load
-from calltracking.pbxsim.scenario import HangupBy, Outcome
 from calltracking.pbxsim.sim import PbxSim, SimConfig
 
 __all__ = [

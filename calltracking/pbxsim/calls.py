@@ -21,15 +21,9 @@ from pathlib import Path
 
 from calltracking.pbxsim import recordings
 from calltracking.pbxsim.agi_client import FastAgiSession, agi_env, run_scripted
+from calltracking.pbxsim.call_plan import ANONYMOUS, CallPlan, HangupBy, Outcome, caller_all
 from calltracking.pbxsim.messages import AmiMessage
-from calltracking.pbxsim.scenario import (
-    ANONYMOUS,
-    CallPlan,
-    CallScenario,
-    HangupBy,
-    Outcome,
-    caller_all,
-)
+from calltracking.pbxsim.scenario import CallScenario
 
 DEFAULT_RING_S = {
     Outcome.ANSWERED: 0.0,

@@ -22,8 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from calltracking.pbxsim.call_plan import HangupBy, Outcome
 from calltracking.pbxsim.calls import CallSpec, PlacedCall
-from calltracking.pbxsim.scenario import HangupBy, Outcome
 from calltracking.pbxsim.sim import PbxSim
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calltracking.pbxsim.ami_server import AmiServer
+from calltracking.pbxsim.call_plan import CallPlan, Outcome
 from calltracking.pbxsim.calls import CallEnv, CallResult, CallRun, CallSpec, PlacedCall
 from calltracking.pbxsim.channels import ChannelRegistry
 from calltracking.pbxsim.messages import AmiMessage
-from calltracking.pbxsim.scenario import CallPlan, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from calltracking.exporters.ga4 import build_ga4_payload, send_ga4
 from calltracking.exporters.outcome import Outcome, Skipped
 from calltracking.store.calls import call_record
 from calltracking.store.db import Database
-from calltracking.store.exports import Claim, claim_due, mark_not_configured, record_outcome
+from calltracking.store.exports.rows import Claim, claim_due, mark_not_configured, record_outcome
 from calltracking.store.sites import get_site
 
 log = logging.getLogger(__name__)

@@ -38,18 +38,15 @@ from calltracking.exporters.metrika import (
 from calltracking.exporters.outcome import Hopeless, RetryLater, Sent, backoff_delay
 from calltracking.store.calls import call_record
 from calltracking.store.db import Database
-from calltracking.store.exports import (
-    Claim,
+from calltracking.store.exports.metrika_uploads import (
     Upload,
-    claim_due,
-    mark_not_configured,
-    record_outcome,
     record_upload_status,
     remember_threshold,
     thresholds_enabled,
     upload_detail,
     uploads_to_poll,
 )
+from calltracking.store.exports.rows import Claim, claim_due, mark_not_configured, record_outcome
 from calltracking.store.sites import get_site, list_sites
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from calltracking.core.events import Event
 from calltracking.exporters.outcome import Hopeless, Outcome
 from calltracking.exporters.webhooks import deliver, matches
 from calltracking.store.db import Database
-from calltracking.store.exports import (
+from calltracking.store.exports.webhook_deliveries import (
     Delivery,
     add_deliveries,
     claim_due_deliveries,

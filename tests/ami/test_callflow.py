@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calltracking.core.callflow import (
+from calltracking.core.callflow.facts import (
     CallAnswered,
     CallEnded,
-    CallFlow,
     CallIgnored,
     CallStarted,
     Fact,
     RecordingNamed,
-    device,
 )
+from calltracking.core.callflow.headers import device
+from calltracking.core.callflow.reconcile import CallFlow
 from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallKey, OpenCall
 from tests.ami.transcripts import load

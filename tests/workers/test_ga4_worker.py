@@ -15,7 +15,7 @@ from calltracking.core.errors import Conflict, NotFound
 from calltracking.core.settings import Analytics, Ga4Target
 from calltracking.exporters.outcome import MAX_ATTEMPTS, backoff_delay
 from calltracking.store.db import Database
-from calltracking.store.exports import retry_export
+from calltracking.store.exports.rows import retry_export
 from calltracking.workers.ga4 import Ga4Exporter
 from tests.exporters.fake_ga4 import FakeGa4, running
 from tests.workers.seed import (

@@ -26,7 +26,7 @@ from calltracking.exporters.webhooks import (
     verify,
 )
 from calltracking.store.db import Database
-from calltracking.store.exports import deliveries_for_call
+from calltracking.store.exports.webhook_deliveries import deliveries_for_call
 from calltracking.store.outbox import SqlOutbox
 from calltracking.workers import webhooks
 from calltracking.workers.webhooks import WebhookDispatcher

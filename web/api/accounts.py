@@ -11,7 +11,7 @@ from aiohttp import web
 from calltracking.core.errors import InvalidInput, NotFound
 from calltracking.core.reports.localtime import parse_month
 from calltracking.store import schema as t
-from calltracking.store.queries import month_lead_calls
+from calltracking.store.queries.leads import month_lead_calls
 from calltracking.store.sites import create_account as store_create_account
 from calltracking.store.sites import get_account
 from calltracking.store.tokens import create_token

@@ -13,14 +13,8 @@ from aiohttp import web
 from calltracking.core.errors import NotFound
 from calltracking.core.kinds import AttributionKind, CallStatus
 from calltracking.store.calls import EXPORT_TARGETS
-from calltracking.store.queries import (
-    CallFilter,
-    calls_json,
-    get_call_row,
-    list_calls,
-    patch_call,
-    retry_export,
-)
+from calltracking.store.queries.call_changes import patch_call, retry_export
+from calltracking.store.queries.call_listing import CallFilter, calls_json, get_call_row, list_calls
 from calltracking.store.sites import get_site
 from web.api import validation as v
 from web.api.context import Ctx

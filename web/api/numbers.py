@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from calltracking.core.errors import Conflict, InvalidInput
-from calltracking.store import queries
+from calltracking.store.queries import pool_states
 from calltracking.store.sites import (
     account_numbers_in_use,
     add_to_reserve,
@@ -33,7 +33,7 @@ async def add_numbers(ctx: Ctx) -> web.StreamResponse:
 
 async def list_numbers(ctx: Ctx) -> web.StreamResponse:
     async with ctx.services.db.read() as conn:
-        numbers = await queries.all_numbers(conn, ctx.now())
+        numbers = await pool_states.all_numbers(conn, ctx.now())
     return web.json_response({"numbers": numbers})
 
 
@@ -48,7 +48,7 @@ async def add_site_numbers(ctx: Ctx) -> web.StreamResponse:
         site = await owned_site(ctx, conn)
         account = await get_account(conn, site.account_id)
         assert account is not None
-        size = await queries.pool_size(conn, site.id)
+        size = await pool_states.pool_size(conn, site.id)
         asked = count if count is not None else len(set(wanted or ()))
         if size + asked > site.settings.pool_max:
             raise Conflict(
@@ -72,12 +72,12 @@ async def remove_site_number(ctx: Ctx) -> web.StreamResponse:
     async with ctx.services.db.write() as conn:
         site = await owned_site(ctx, conn)
         await release_to_reserve(conn, site, e164, ctx.now())
-        rows = [n for n in await queries.all_numbers(conn, ctx.now()) if n["e164"] == e164]
+        rows = [n for n in await pool_states.all_numbers(conn, ctx.now()) if n["e164"] == e164]
     return web.json_response(rows[0])
 
 
 async def site_pool(ctx: Ctx) -> web.StreamResponse:
     async with ctx.services.db.read() as conn:
         site = await owned_site(ctx, conn)
-        numbers = await queries.site_pool(conn, site, ctx.now())
+        numbers = await pool_states.site_pool(conn, site, ctx.now())
     return web.json_response({"site_id": site.id, "numbers": numbers})

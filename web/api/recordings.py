@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from calltracking.core.errors import NotFound
-from calltracking.store.queries import get_call_row
+from calltracking.store.queries.call_listing import get_call_row
 from calltracking.store.recordings import (
     RecordingMissing,
     delete_recordings,

@@ -13,7 +13,8 @@ from aiohttp import web
 
 from calltracking.core.errors import InvalidInput
 from calltracking.core.reports import build_report
-from calltracking.store.queries import account_zone, report_inputs
+from calltracking.store.queries.leads import account_zone
+from calltracking.store.queries.report_inputs import report_inputs
 from web.api import validation as v
 from web.api.context import Ctx
 from web.api.sites import owned_site

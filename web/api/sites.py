@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.errors import InvalidInput, NotFound
 from calltracking.core.settings import SiteSettings, merge_settings, settings_to_json
-from calltracking.store import queries
+from calltracking.store.queries import site_changes
 from calltracking.store.sites import Account, Site, get_account, get_site, list_sites, top_up_pool
 from calltracking.store.sites import create_site as store_create_site
 from web.api import validation as v
@@ -135,7 +135,7 @@ async def patch_site(ctx: Ctx) -> web.StreamResponse:
         settings = merge_settings(site.settings, body.get("settings", {}))
         account = await get_account(conn, site.account_id)
         assert account is not None
-        site = await queries.update_site(
+        site = await site_changes.update_site(
             conn,
             site,
             name=name,
@@ -151,7 +151,7 @@ async def patch_site(ctx: Ctx) -> web.StreamResponse:
 async def delete_site(ctx: Ctx) -> web.StreamResponse:
     async with ctx.services.db.write() as conn:
         site = await owned_site(ctx, conn)
-        effects = await queries.delete_site(conn, site, ctx.now())
+        effects = await site_changes.delete_site(conn, site, ctx.now())
     # This node's tabs close now; other nodes close theirs on the lease.released events.
     await ctx.request.app[HUB].close_site(site.id)
     return web.json_response({"id": site.id, "deleted": True, **effects})

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from calltracking.core.errors import InvalidInput
 from calltracking.core.numbers import is_e164
-from calltracking.store.queries import CallCursor
+from calltracking.store.queries.call_listing import CallCursor
 from web.api.errors import BadRequest, BodyTooLarge
 
 MAX_BODY = 64 * 1024

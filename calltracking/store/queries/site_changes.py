@@ -1,0 +1,124 @@
+"""A site's PATCH and DELETE: names, defaults, static numbers, pool size, deletion.
+
+Rules:
+- Callers have checked ownership; every change runs inside the caller's one write transaction.
+- A number leaving a site goes to the reserve, cooling down from its last release (or now).
+- A lowered `pool_max` shrinks the pool free numbers first; leased numbers stay.
+- A deleted site's active leases end `site_deleted`; its calls stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from calltracking.core import leases as rules
+from calltracking.core.errors import Conflict
+from calltracking.core.kinds import LeaseEndReason
+from calltracking.core.settings import SiteSettings, settings_to_json
+from calltracking.store import schema as t
+from calltracking.store.leasing import end_lease
+from calltracking.store.queries.pool_states import active_leases, number_snapshot, pool_size
+from calltracking.store.sites import Site, claim_number, get_site, release_to_reserve
+
+
+async def update_site(
+    conn: AsyncConnection,
+    site: Site,
+    *,
+    name: str | None,
+    domains: Sequence[str] | None,
+    defaults: Mapping[str, str] | None,
+    settings: SiteSettings,
+    now: datetime,
+) -> Site:
+    """Apply a PATCH: names, defaults and static numbers claimed or released, the pool shrunk to
+    a lowered `pool_max` (free numbers first; leased ones stay)."""
+    new_defaults = {str(k): v for k, v in site.defaults.items()}
+    if defaults is not None:
+        new_defaults = dict(defaults)
+    for e164 in settings.static:
+        if e164 in new_defaults.values():
+            raise Conflict(f"settings.static.{e164}: {e164} is one of the site's default numbers")
+    for e164 in set(site.settings.static) - set(settings.static):
+        await release_to_reserve(conn, site, e164, now)
+    for e164, label in settings.static.items():
+        field = f"settings.static.{e164}"
+        await claim_number(conn, e164, site.id, "static", label, field, now)
+    if defaults is not None:
+        for kind, e164 in new_defaults.items():
+            await claim_number(conn, e164, site.id, "default", None, f"defaults.{kind}", now)
+        old = set(site.defaults.values()) - set(new_defaults.values())
+        await _to_reserve(conn, site, sorted(old), now)
+    values: dict[str, Any] = {"settings": settings_to_json(settings, mask_secrets=False)}
+    if name is not None:
+        values["name"] = name
+    if domains is not None:
+        values["domains"] = list(domains)
+    if defaults is not None:
+        values.update({f"default_{kind}": e164 for kind, e164 in new_defaults.items()})
+    await conn.execute(t.sites.update().where(t.sites.c.id == site.id).values(**values))
+    updated = await get_site(conn, site.id)
+    assert updated is not None
+    await _shrink_pool(conn, updated, now)
+    return updated
+
+
+async def _shrink_pool(conn: AsyncConnection, site: Site, now: datetime) -> None:
+    excess = await pool_size(conn, site.id) - site.settings.pool_max
+    if excess <= 0:
+        return
+    leases = await active_leases(conn, site.id)
+    rows = await conn.execute(
+        sa.select(t.numbers).where(t.numbers.c.site_id == site.id, t.numbers.c.role == "pool")
+    )
+    idle = [number_snapshot(r, None) for r in rows if r.e164 not in leases]
+
+    def order(n: rules.NumberSnapshot) -> tuple[bool, float, str]:
+        released = n.last_release.ended_at.timestamp() if n.last_release else 0.0
+        return (rules.in_hold(n, site.settings, now), released, n.e164)
+
+    for number in sorted(idle, key=order)[:excess]:
+        await release_to_reserve(conn, site, number.e164, now)
+
+
+async def _to_reserve(
+    conn: AsyncConnection, site: Site, e164s: Sequence[str], now: datetime
+) -> None:
+    """Numbers leave the site for the reserve, cooling down from their last release (or now)."""
+    cooldown = timedelta(days=site.settings.cooldown_days)
+    for row in await conn.execute(sa.select(t.numbers).where(t.numbers.c.e164.in_(list(e164s)))):
+        await conn.execute(
+            t.numbers.update()
+            .where(t.numbers.c.e164 == row.e164)
+            .values(
+                site_id=None,
+                role="reserve",
+                static_label=None,
+                cooling_site_id=site.id,
+                cooling_until=(row.last_released_at or now) + cooldown,
+            )
+        )
+
+
+async def delete_site(conn: AsyncConnection, site: Site, now: datetime) -> dict[str, int]:
+    """Mark the site deleted, end its active leases (`site_deleted`) and return all its numbers
+    to the reserve, cooling down; its calls stay."""
+    await conn.execute(t.sites.update().where(t.sites.c.id == site.id).values(deleted_at=now))
+    ended = 0
+    for lease in (await active_leases(conn, site.id)).values():
+        ended += await end_lease(conn, lease.id, LeaseEndReason.SITE_DELETED, now) is not None
+    numbers = list(
+        (
+            await conn.execute(sa.select(t.numbers.c.e164).where(t.numbers.c.site_id == site.id))
+        ).scalars()
+    )
+    await _to_reserve(conn, site, numbers, now)
+    await conn.execute(
+        t.visitors.update().where(t.visitors.c.site_id == site.id).values(waiting_since=None)
+    )
+    return {"leases_ended": ended, "numbers_returned": len(numbers)}

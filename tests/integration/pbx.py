@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 from agi import AgiServer
-from ami_listener import AmiListener, Timings
+from ami_listener import AmiListener
 from calltracking.store import schema as t
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
@@ -34,7 +35,7 @@ from calltracking.store.sites import Site, move_from_reserve
 from calltracking.store.visitors import Hello, VisitorService, Welcome
 from tests.agi.test_agi_server import asterisk, linkedid_reply
 from tests.agi.test_agi_server import load as load_fastagi
-from tests.ami.test_listener import FakeAsterisk, Session, after_login, running
+from tests.ami.test_listener import FAST, FakeAsterisk, Session, after_login, running
 from tests.ami.transcripts import fixtures_dir, load
 from tests.store.seed import DESKTOP_UA, seed_site
 
@@ -45,18 +46,7 @@ CAPTURED_CALLER = "+79161234567"
 LANDING = "https://shop.example/?utm_source=yandex&utm_medium=cpc&utm_campaign=spring"
 # Small real waits. recording_wait_s is clock time: with `StepClock` a bare-header WAV is given up
 # within a second of real time, and a real one is confirmed by two equal polls before that.
-TIMINGS = Timings(
-    connect_timeout_s=2,
-    login_timeout_s=2,
-    action_timeout_s=2,
-    backoff_initial_s=0.05,
-    backoff_max_s=0.2,
-    ping_interval_s=0.2,
-    sweep_interval_s=0.1,
-    settle_s=0.5,
-    recording_poll_s=0.05,
-    recording_wait_s=2,
-)
+TIMINGS = dataclasses.replace(FAST, recording_wait_s=2)
 
 # `any_db` with the PostgreSQL case marked `postgres` (the shared fixture's params carry no mark).
 BOTH_DATABASES = pytest.mark.parametrize(

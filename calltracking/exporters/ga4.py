@@ -27,6 +27,7 @@ import aiohttp
 
 from calltracking.core.records import CallRecord
 from calltracking.core.settings import Ga4Target
+from calltracking.exporters.http import request
 from calltracking.exporters.outcome import (
     Hopeless,
     Outcome,
@@ -247,21 +248,18 @@ async def send_ga4(
         return Hopeless(f"{detail}: invalid payload: {'; '.join(problems)}")
     url = f"{endpoint.rstrip('/')}/mp/collect"
     query = {"measurement_id": target.measurement_id, "api_secret": target.api_secret}
-    try:
-        async with session.post(
-            url,
-            params=query,
-            data=encode_payload(payload),
-            headers={"Content-Type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-            allow_redirects=False,
-        ) as response:
-            await response.read()
-            outcome = outcome_for_status(response.status, detail)
-    except TimeoutError:
-        outcome = RetryLater(f"{detail}: no answer within {timeout_s} s")
-    except aiohttp.ClientError as exc:
-        outcome = RetryLater(f"{detail}: {_redact(exc, target.api_secret)}")
+    answer = await request(
+        session,
+        "POST",
+        url,
+        detail=detail,
+        timeout_s=timeout_s,
+        secret=target.api_secret,
+        params=query,
+        data=encode_payload(payload),
+        headers={"Content-Type": "application/json"},
+    )
+    outcome = answer if isinstance(answer, RetryLater) else outcome_for_status(answer[0], detail)
     log.debug("ga4 send to %s: %s", target.measurement_id, outcome)
     return outcome
 
@@ -293,8 +291,3 @@ async def debug_ga4(
         body = await response.json(content_type=None)
     messages = body.get("validationMessages", []) if isinstance(body, dict) else []
     return [m for m in messages if isinstance(m, dict)]
-
-
-def _redact(exc: BaseException, secret: str) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text.replace(secret, "****") if secret else text

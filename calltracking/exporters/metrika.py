@@ -30,6 +30,7 @@ import aiohttp
 from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallRecord
 from calltracking.core.settings import MetrikaTarget
+from calltracking.exporters.http import request
 from calltracking.exporters.outcome import (
     Hopeless,
     Outcome,
@@ -156,21 +157,19 @@ async def upload_calls(
     form = aiohttp.FormData()
     form.add_field("file", csv_text.encode(), filename="calls.csv", content_type="text/csv")
     query = {"client_id_type": "CLIENT_ID", "comment": comment}
-    try:
-        async with session.post(
-            f"{base}/upload_calls",
-            params=query,
-            data=form,
-            headers=_headers(target),
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-            allow_redirects=False,
-        ) as response:
-            body = await response.read()
-            status = response.status
-    except TimeoutError:
-        return RetryLater(f"{detail}: no answer within {timeout_s} s")
-    except aiohttp.ClientError as exc:
-        return RetryLater(f"{detail}: {type(exc).__name__}: {exc}")
+    answer = await request(
+        session,
+        "POST",
+        f"{base}/upload_calls",
+        detail=detail,
+        timeout_s=timeout_s,
+        params=query,
+        data=form,
+        headers=_headers(target),
+    )
+    if isinstance(answer, RetryLater):
+        return answer
+    status, body = answer
     if not 200 <= status < 300:
         return _failure(status, detail, body)
     receipt = _receipt(body)
@@ -198,19 +197,17 @@ async def upload_status(
     if not _COUNTER_RE.fullmatch(upload_id):
         raise MetrikaError(Hopeless(f"metrika: upload id {upload_id!r} is not a number"))
     detail = f"metrika counter {target.counter_id} upload {upload_id} status"
-    try:
-        async with session.get(
-            f"{base}/calls_uploading/{upload_id}",
-            headers=_headers(target),
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-            allow_redirects=False,
-        ) as response:
-            body = await response.read()
-            status = response.status
-    except TimeoutError:
-        raise MetrikaError(RetryLater(f"{detail}: no answer within {timeout_s} s")) from None
-    except aiohttp.ClientError as exc:
-        raise MetrikaError(RetryLater(f"{detail}: {type(exc).__name__}: {exc}")) from None
+    answer = await request(
+        session,
+        "GET",
+        f"{base}/calls_uploading/{upload_id}",
+        detail=detail,
+        timeout_s=timeout_s,
+        headers=_headers(target),
+    )
+    if isinstance(answer, RetryLater):
+        raise MetrikaError(answer)
+    status, body = answer
     if not 200 <= status < 300:
         failure = _failure(status, detail, body)
         if isinstance(failure, RetryLater | Hopeless):
@@ -234,19 +231,17 @@ async def enable_extended_threshold(
     if isinstance(base, Hopeless):
         return base
     detail = f"metrika counter {target.counter_id} extended threshold"
-    try:
-        async with session.post(
-            f"{base}/calls_extended_threshold",
-            headers=_headers(target),
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-            allow_redirects=False,
-        ) as response:
-            body = await response.read()
-            status = response.status
-    except TimeoutError:
-        return RetryLater(f"{detail}: no answer within {timeout_s} s")
-    except aiohttp.ClientError as exc:
-        return RetryLater(f"{detail}: {type(exc).__name__}: {exc}")
+    answer = await request(
+        session,
+        "POST",
+        f"{base}/calls_extended_threshold",
+        detail=detail,
+        timeout_s=timeout_s,
+        headers=_headers(target),
+    )
+    if isinstance(answer, RetryLater):
+        return answer
+    status, body = answer
     if 200 <= status < 300:
         return Sent(f"{detail}: HTTP {status}")
     return _failure(status, detail, body)

@@ -28,6 +28,7 @@ from yarl import URL
 
 from calltracking.core.events import Event
 from calltracking.core.settings import WebhookTarget
+from calltracking.exporters.http import request
 from calltracking.exporters.outcome import Hopeless, Outcome, RetryLater, outcome_for_status
 
 log = logging.getLogger(__name__)
@@ -99,20 +100,16 @@ async def deliver(
         EVENT_HEADER: event.key,
         DELIVERY_HEADER: event.id,
     }
-    try:
-        async with session.post(
-            target.url,
-            data=body,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-            allow_redirects=False,
-        ) as response:
-            await response.read()
-            outcome = outcome_for_status(response.status, detail)
-    except TimeoutError:
-        outcome = RetryLater(f"{detail}: no answer within {timeout_s} s")
-    except aiohttp.ClientError as exc:
-        outcome = RetryLater(f"{detail}: {type(exc).__name__}: {exc}")
+    answer = await request(
+        session,
+        "POST",
+        target.url,
+        detail=detail,
+        timeout_s=timeout_s,
+        data=body,
+        headers=headers,
+    )
+    outcome = answer if isinstance(answer, RetryLater) else outcome_for_status(answer[0], detail)
     log.debug("%s to %s: %s", detail, _host(target.url), outcome)
     return outcome
 

@@ -314,10 +314,15 @@ class AmiListener:
 
     async def _open_calls(self) -> list[OpenCall]:
         try:
-            return await self._recorder.open_calls(self.pbx_id)
+            opened = await self._recorder.open_calls(self.pbx_id)
         except Exception:
             log.exception("AMI: open_calls failed; reconciling without the recorder's view")
             return []
+        # After a restart the watcher has forgotten what Asterisk named before: the store has not.
+        for call in opened:
+            if call.recording_path and call.key not in self.recordings:
+                self.recordings.named(call.key, call.recording_path, self._clock())
+        return opened
 
     async def _apply(self, facts: list[Fact]) -> None:
         for fact in facts:

@@ -70,6 +70,9 @@ class RecordingWatcher:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._pending
+
     async def poll(self, now: datetime) -> tuple[list[tuple[CallKey, int]], list[CallKey]]:
         """Check ended calls' files: (confirmed with their sizes, given up)."""
         found: list[tuple[CallKey, int]] = []

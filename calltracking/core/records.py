@@ -115,3 +115,5 @@ class OpenCall:
     call_id: str
     started_at: datetime
     answered_at: datetime | None
+    # Named by Asterisk but not yet confirmed: a restarted listener still confirms it.
+    recording_path: str | None = None

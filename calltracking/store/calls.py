@@ -119,7 +119,13 @@ class SqlCallRecorder:
                 sa.select(t.calls).where(t.calls.c.pbx_id == pbx_id, t.calls.c.ended_at.is_(None))
             )
             return [
-                OpenCall(CallKey(r.pbx_id, r.linkedid), r.id, r.started_at, r.answered_at)
+                OpenCall(
+                    CallKey(r.pbx_id, r.linkedid),
+                    r.id,
+                    r.started_at,
+                    r.answered_at,
+                    r.recording_path if r.recording_size is None else None,
+                )
                 for r in rows
             ]
 

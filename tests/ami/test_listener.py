@@ -99,7 +99,13 @@ class MemoryRecorder:
 
     async def open_calls(self, pbx_id: str) -> list[OpenCall]:
         return [
-            OpenCall(key, key.linkedid, c.started_at, c.answered_at)
+            OpenCall(
+                key,
+                key.linkedid,
+                c.started_at,
+                c.answered_at,
+                c.recording if c.recording_size is None else None,
+            )
             for key, c in self.calls.items()
             if key.pbx_id == pbx_id and c.ended_at is None
         ]
@@ -405,6 +411,34 @@ async def test_a_call_that_ended_during_the_outage_is_closed_reconciled(tmp_path
     call = recorder.calls[CallKey("pbx1", "1795592516.0")]
     assert (call.status, call.reconciled, call.answered_by) == (CallStatus.ANSWERED, True, OPERATOR)
     assert call.starts == 1
+
+
+async def test_a_restarted_listener_still_confirms_the_recording_of_a_call_it_closes(
+    tmp_path: Path,
+) -> None:
+    before, _after = split_at_bridge(load("answered_call"))
+    recorder = MemoryRecorder()
+    async with (
+        FakeAsterisk([Session(stream=before, then_close=True)]) as server,
+        running(make_listener(server.port, recorder, tmp_path)),
+    ):
+        key = CallKey("pbx1", "1795592516.0")
+        await until(
+            lambda: recorder.calls.get(key) is not None and bool(recorder.calls[key].recording)
+        )
+    stored = recorder.calls[key].recording
+    assert stored is not None
+    target = tmp_path / stored.removeprefix(MONITOR + "/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(fixtures_dir() / "recording_example.wav", target)
+    # A new listener (the tracker restarted): Asterisk no longer shows the call.
+    async with (
+        FakeAsterisk([Session()]) as server,
+        running(make_listener(server.port, recorder, tmp_path)),
+    ):
+        await until(lambda: recorder.calls[key].recording_size is not None)
+    call = recorder.calls[key]
+    assert (call.reconciled, call.recording_size) == (True, target.stat().st_size)
 
 
 async def test_a_call_ringing_when_we_connect_is_adopted(tmp_path: Path) -> None:

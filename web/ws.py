@@ -113,6 +113,7 @@ def parse_hello(frame: dict[str, Any], user_agent: str | None) -> tuple[str, Hel
         ga_cookies=ga_cookies,
         ym=text("ym", 40),
         user_agent=user_agent,
+        automated=frame.get("automation") is True,
     )
 
 

@@ -69,6 +69,7 @@ class Hello:
     ga_cookies: Mapping[str, str] | None = None
     ym: str | None = None
     user_agent: str | None = None
+    automated: bool = False  # the browser reported navigator.webdriver: a headless robot
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,7 @@ class VisitorService:
         return Welcome(visitor_id, visit_id, tab_id, shown, frozenset(changed))
 
     async def _visitor(self, conn: AsyncConnection, site: Site, hello: Hello, now: datetime) -> str:
-        bot = is_crawler(hello.user_agent)
+        bot = hello.automated or is_crawler(hello.user_agent)
         if hello.visitor_id:
             row = (
                 await conn.execute(

@@ -33,7 +33,7 @@ from calltracking.serve import Running
 from calltracking.store import schema as t
 from calltracking.store.sites import Site
 from tests.store.seed import numbers, seed_site
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from tests.support.browser import AUTOMATED_ARGS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.web.e2e_pages import FAR_PHONE, OWN_DISPLAY, OWN_E164, PHONE, HostPages, host_page
 from tests.web.harness import tracker, web_config
 
@@ -405,6 +405,24 @@ async def test_lease_on_visible_leases_nothing_until_the_phone_is_scrolled_into_
     "user_agent", [GOOGLEBOT_UA, None], ids=["googlebot", "headless-chrome-default"]
 )
 async def test_a_crawler_gets_no_dynamic_number(
+    tracked: Tracked, browser: Browser, user_agent: str | None
+) -> None:
+    await _gets_no_dynamic_number(tracked, browser, user_agent)
+
+
+async def test_an_automated_browser_with_a_desktop_user_agent_gets_no_dynamic_number(
+    tracked: Tracked,
+) -> None:
+    # navigator.webdriver is true here (no AutomationControlled switch): the snippet reports it.
+    async with async_playwright() as playwright:
+        robot = await playwright.chromium.launch(executable_path=CHROMIUM, args=AUTOMATED_ARGS)
+        try:
+            await _gets_no_dynamic_number(tracked, robot, DESKTOP_UA)
+        finally:
+            await robot.close()
+
+
+async def _gets_no_dynamic_number(
     tracked: Tracked, browser: Browser, user_agent: str | None
 ) -> None:
     site = await tracked.site()

@@ -119,6 +119,12 @@ async def test_a_crawler_never_gets_a_dynamic_number(tmp_path: Path) -> None:
         headless = await open_tab(http, state, user_agent="Mozilla/5.0 HeadlessChrome/126.0")
         await hello(headless, site)
         assert (await headless.number())["kind"] == "untracked"
+        automated = await open_tab(http, state)  # a desktop user agent, but driven by WebDriver
+        await hello(automated, site, automation=True)
+        assert (await automated.number())["kind"] == "untracked"
+        person = await open_tab(http, state)
+        await hello(person, site, automation=False)
+        assert (await person.until_kind("dynamic"))["kind"] == "dynamic"
 
 
 async def test_lease_on_visible_waits_for_want(tmp_path: Path) -> None:

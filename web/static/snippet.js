@@ -88,11 +88,14 @@
       var c = cookies(), gc = null;
       Object.keys(c).forEach(function (k) { if (k.indexOf('_ga_') === 0) (gc = gc || {})[k] = c[k]; });
       var sid = str(x.sid) || (ds.ga && gc ? session(gc['_ga_' + ds.ga.replace(/^G-/i, '')]) : null);
-      return {
+      var h = {
         type: 'hello', site: ds.site, visitor: st.visitor, tab: tab, url: location.href,
         referrer: document.referrer, ga: c._ga || (str(x.cid) ? 'GA1.1.' + x.cid : null),
         ga_session: sid, ga_cookies: gc, ym: str(x.ym) || c._ym_uid || null
       };
+      // A browser driven by automation says so (WebDriver spec); such visitors get no number.
+      if (navigator.webdriver === true) h.automation = true;
+      return h;
     }
 
     // Phone elements: the original text node (or children) and tel: href are kept for restoring.

@@ -347,8 +347,15 @@ class AmiListener:
             await self._recorder.answer_call(key, fact.at, fact.answered_by)
             log.info("call %s: answered by %s", key.linkedid, fact.answered_by)
         elif isinstance(fact, CallEnded):
+            at = fact.at
+            if fact.reconciled:
+                # Closed after an outage: the recording stopped being written at the hangup,
+                # which is closer to the truth than the moment we noticed.
+                written = await self.recordings.last_written(key)
+                if written is not None and written < at:
+                    at = written
             await self._recorder.end_call(
-                key, fact.at, fact.status, fact.hangup_cause, reconciled=fact.reconciled
+                key, at, fact.status, fact.hangup_cause, reconciled=fact.reconciled
             )
             self.recordings.call_ended(key, self._clock())
             log.info(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 from calltracking.core.records import CallKey
@@ -73,6 +73,15 @@ class RecordingWatcher:
     def __contains__(self, key: object) -> bool:
         return key in self._pending
 
+    async def last_written(self, key: CallKey) -> datetime | None:
+        """When the call's recording file was last written (MixMonitor closes it at hangup), or
+        None when there is no such file."""
+        pending = self._pending.get(key)
+        if pending is None or pending.local is None:
+            return None
+        stamp = await asyncio.to_thread(_mtime, pending.local)
+        return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
+
     async def poll(self, now: datetime) -> tuple[list[tuple[CallKey, int]], list[CallKey]]:
         """Check ended calls' files: (confirmed with their sizes, given up)."""
         found: list[tuple[CallKey, int]] = []
@@ -95,6 +104,13 @@ class RecordingWatcher:
             else:
                 pending.last_size = size
         return found, given_up
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
 
 
 def _size(path: Path) -> int:

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -431,6 +432,8 @@ async def test_a_restarted_listener_still_confirms_the_recording_of_a_call_it_cl
     target = tmp_path / stored.removeprefix(MONITOR + "/")
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(fixtures_dir() / "recording_example.wav", target)
+    hung_up = datetime.now(UTC) - timedelta(minutes=5)  # MixMonitor's last write
+    os.utime(target, (hung_up.timestamp(), hung_up.timestamp()))
     # A new listener (the tracker restarted): Asterisk no longer shows the call.
     async with (
         FakeAsterisk([Session()]) as server,
@@ -439,6 +442,9 @@ async def test_a_restarted_listener_still_confirms_the_recording_of_a_call_it_cl
         await until(lambda: recorder.calls[key].recording_size is not None)
     call = recorder.calls[key]
     assert (call.reconciled, call.recording_size) == (True, target.stat().st_size)
+    # The end is when the recording stopped, not when the restarted listener noticed.
+    assert call.ended_at is not None
+    assert abs((call.ended_at - hung_up).total_seconds()) < 1
 
 
 async def test_a_call_ringing_when_we_connect_is_adopted(tmp_path: Path) -> None:

@@ -138,17 +138,16 @@ async def snapshot(
             cooling_until=r.cooling_until,
         )
         (pool if r.site_id is not None else reserve).append(snap)
-    account = (
-        await conn.execute(
-            sa.select(t.accounts.c.max_numbers).where(t.accounts.c.id == site.account_id)
-        )
-    ).scalar_one()
-    in_use = await conn.scalar(
+    in_use = (
         sa.select(sa.func.count())
         .select_from(t.numbers.join(t.sites, t.numbers.c.site_id == t.sites.c.id))
         .where(t.sites.c.account_id == site.account_id, t.numbers.c.role == "pool")
+        .scalar_subquery()
     )
-    return pool, reserve, int(account) - int(in_use or 0)
+    capacity = await conn.scalar(
+        sa.select(t.accounts.c.max_numbers - in_use).where(t.accounts.c.id == site.account_id)
+    )
+    return pool, reserve, int(capacity or 0)
 
 
 async def allocate(
@@ -156,10 +155,13 @@ async def allocate(
 ) -> tuple[LeaseRow | None, list[str]]:
     """Give `visitor_id` a number. Returns (the lease or None when exhausted, visitor ids whose
     lease was taken back under pressure)."""
-    await lock_account(conn, site.account_id)
-    own = await active_lease_of(conn, visitor_id)
-    if own is not None:
-        return own, []
+    if conn.dialect.name == "postgresql":
+        # Another transaction (the visitor's other tab) may have leased before we got the lock;
+        # SQLite writers are serial, so the caller's own check still holds there.
+        await lock_account(conn, site.account_id)
+        own = await active_lease_of(conn, visitor_id)
+        if own is not None:
+            return own, []
     pool, reserve, capacity = await snapshot(conn, site, now)
     decision = rules.allocate(
         site_id=site.id,

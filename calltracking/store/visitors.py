@@ -236,11 +236,12 @@ class VisitorService:
             lease, preempted = await allocate(conn, site, visitor_id, visit.id, now)
             changed.update(preempted)
         if lease is not None:
-            await conn.execute(
-                t.visitors.update()
-                .where(t.visitors.c.id == visitor_id)
-                .values(waiting_since=None, revoked_at=None)
-            )
+            if visitor.waiting_since is not None or visitor.revoked_at is not None:
+                await conn.execute(
+                    t.visitors.update()
+                    .where(t.visitors.c.id == visitor_id)
+                    .values(waiting_since=None, revoked_at=None)
+                )
             return await self._show_lease(conn, site, visitor_id, lease.number, now), changed
         if now < show_at(visit.started_at, settings) or (
             settings.lease_on == "visible" and not visitor.wants_number
@@ -261,9 +262,10 @@ class VisitorService:
             return await self._show(
                 conn, site, visitor_id, DisplayKind.UNTRACKED, now, now
             ), changed
-        await conn.execute(
-            t.visitors.update().where(t.visitors.c.id == visitor_id).values(waiting_since=None)
-        )
+        if visitor.waiting_since is not None:
+            await conn.execute(
+                t.visitors.update().where(t.visitors.c.id == visitor_id).values(waiting_since=None)
+            )
         return await self._show_lease(conn, site, visitor_id, lease.number, now), changed
 
     async def _in_hold(

@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from calltracking.core.kinds import AttributionKind
+from calltracking.store import schema as t
 from tests.store.seed import numbers
 from tests.web.harness import hello, make_site, open_tab, session, tracker, web_config
 
@@ -28,19 +31,29 @@ async def test_initial_number_until_the_delay_then_a_dynamic_one(tmp_path: Path)
 
 async def test_reload_does_not_restart_the_delay(tmp_path: Path) -> None:
     async with tracker(web_config(tmp_path)) as state, session() as http:
-        site = await make_site(state, reserve=3, show_delay_s=2)
+        site = await make_site(state, reserve=3, show_delay_s=3)
         tab = await open_tab(http, state)
         welcome = await hello(tab, site)
         assert (await tab.number())["kind"] == "initial"
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(2)
         await tab.ws.close()
         again = await open_tab(http, state)
-        await hello(again, site, visitor=welcome["visitor"], referrer="https://shop.example/")
+        reloaded = await hello(
+            again, site, visitor=welcome["visitor"], referrer="https://shop.example/"
+        )
+        assert reloaded["session"] == welcome["session"]  # the same visit: its delay goes on
         assert (await again.number())["kind"] == "initial"
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         await again.until_kind("dynamic")
-        assert loop.time() - started < 1.9  # the remaining delay, not a fresh 2 s
+        async with state.services.db.read() as conn:
+            started = await conn.scalar(
+                sa.select(t.visits.c.started_at).where(t.visits.c.id == welcome["session"])
+            )
+            assigned = await conn.scalar(sa.select(t.leases.c.assigned_at))
+        assert assigned is not None
+        assert started is not None
+        waited = (assigned - started).total_seconds()
+        # Not before the delay, and well before a delay restarted by the reload (at >= 5 s).
+        assert 3 <= waited < 5
 
 
 async def test_every_tab_of_a_visitor_shows_the_same_number_and_revocation_reaches_all(

@@ -20,7 +20,8 @@ from datetime import datetime
 
 from aiohttp import web
 
-from calltracking.core.events import Event
+from calltracking.core.events import Event, EventKey
+from calltracking.core.kinds import DisplayKind
 from calltracking.store.visitors import Shown, VisitorService
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,24 @@ class Hub:
         )
 
     async def on_event(self, event: Event) -> None:
-        """Bus handler: a lease or pool change somewhere; refresh the visitor if it is here."""
+        """Bus handler: a lease or pool change somewhere; refresh the visitor if it is here and
+        its tabs do not already show the change (this node's own changes come back this way)."""
         visitor = event.data.get("visitor")
-        if isinstance(visitor, str):
+        if isinstance(visitor, str) and self.has(visitor) and not self._already_shown(event):
             await self.refresh([visitor])
+
+    def _already_shown(self, event: Event) -> bool:
+        tabs = self._by_visitor.get(str(event.data.get("visitor")), set())
+        shown = {tab.shown for tab in tabs}
+        if len(shown) != 1 or None in shown:
+            return False
+        (current,) = shown
+        assert current is not None
+        number = event.data.get("number")
+        if event.key == EventKey.LEASE_ASSIGNED:
+            return current.kind is DisplayKind.DYNAMIC and current.e164 == number
+        if event.key == EventKey.LEASE_RELEASED:
+            return not (current.kind is DisplayKind.DYNAMIC and current.e164 == number)
+        if event.key == EventKey.POOL_EXHAUSTED:
+            return current.kind is DisplayKind.UNTRACKED
+        return False

@@ -1,7 +1,8 @@
 """A site's settings: defaults, validation and key-by-key merging (PATCH semantics).
 
 Rules (CONTRACT.md, Operator HTTP API): durations are whole seconds >= 0, `idle_timeout_s` >= 1,
-`cooldown_days` may be fractional, `pool_min <= pool_max`, `lease_on` is "load" or "visible",
+`cooldown_days` may be fractional, `pool_min <= pool_max`, `lease_on` is "load", "visible" or
+"interaction", `max_leases_per_address` is null (5, or a quarter of `pool_max` if fewer) or >= 1,
 static numbers are E.164 mapped to a label, channels are rules `channels.parse_rule` accepts.
 Every error names the field (`settings.hold_s`).
 """
@@ -63,7 +64,15 @@ class SiteSettings:
     record_calls: bool = True
     lease_on: str = "load"
     require_consent: bool = False
+    max_leases_per_address: int | None = None
     analytics: Analytics = field(default_factory=Analytics)
+
+    @property
+    def lease_cap_per_address(self) -> int:
+        """How many of the site's leases one client address may hold (CONTRACT.md v1.1)."""
+        if self.max_leases_per_address is not None:
+            return self.max_leases_per_address
+        return max(1, min(DEFAULT_LEASES_PER_ADDRESS, self.pool_max // 4))
 
     @property
     def cooldown_s(self) -> float:
@@ -71,6 +80,8 @@ class SiteSettings:
         return timedelta(days=self.cooldown_days).total_seconds()
 
 
+DEFAULT_LEASES_PER_ADDRESS = 5
+LEASE_ON = ("load", "visible", "interaction")
 _WHOLE_SECONDS = ("show_delay_s", "idle_timeout_s", "hold_s", "preempt_idle_s")
 # Ten years: longer durations mean nothing here and would overflow date arithmetic.
 MAX_SECONDS = 10 * 366 * 86400
@@ -118,8 +129,14 @@ def _parse_value(key: str, value: Any, base: SiteSettings) -> Any:
             raise InvalidInput(name, "must be true or false")
         return value
     if key == "lease_on":
-        if value not in ("load", "visible"):
-            raise InvalidInput(name, 'must be "load" or "visible"')
+        if value not in LEASE_ON:
+            raise InvalidInput(name, 'must be "load", "visible" or "interaction"')
+        return value
+    if key == "max_leases_per_address":
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000
+        ):
+            raise InvalidInput(name, "must be null or a whole number from 1 to 100000")
         return value
     if key == "route":
         if value is not None and (not isinstance(value, str) or not _is_dialplan_target(value)):

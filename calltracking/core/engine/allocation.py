@@ -1,0 +1,79 @@
+"""Which number a visitor gets, over the engine's indexed pool, in the order of
+`core.leases.allocate` (its docstring states the rules; a property test proves both agree), plus
+one rule past it: under pressure, an address holding several leases gives one back to a visitor
+from another address, however busy its tabs keep them (an `activity` flood from one address
+cannot hold a pool).
+
+`Policy` switches the parts the seed article's policy does differently (the simulator's
+baseline): a free number chosen at random, holds that never yield, no pre-emption, and
+revocation counted from the assignment whatever the activity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from calltracking.core.engine.pool import Lease, Number
+
+if TYPE_CHECKING:
+    from calltracking.core.engine.site import SiteEngine, Visitor
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    random_free: bool = False
+    holds_yield: bool = True
+    preempt: bool = True
+    activity_renews: bool = True
+
+    @classmethod
+    def seed(cls) -> Policy:
+        return cls(random_free=True, holds_yield=False, preempt=False, activity_renews=False)
+
+
+Choice = tuple[str, Lease | None]  # the number, and the lease it takes back (pre-emption)
+
+
+def choose(engine: SiteEngine, visitor: Visitor, now: datetime) -> Choice | None:
+    policy, pool, settings = engine.policy, engine.pool, engine.settings
+    own = engine._own_hold(visitor, now)
+    if own is not None:
+        return own.e164, None
+    hold = timedelta(seconds=settings.hold_s)
+    first = pool.first_idle()
+    if first is not None and _free(first, hold, now):
+        if policy.random_free:
+            return _random_free(engine, hold, now), None
+        return first.e164, None
+    if pool.leasable_count < settings.pool_max and engine.capacity > 0 and engine.reserve:
+        return engine.reserve[0], None
+    if first is not None and policy.holds_yield:
+        return first.e164, None
+    if not policy.preempt:
+        return None
+    idlest = pool.idlest()
+    if idlest is not None and now - idlest.last_activity_at > timedelta(
+        seconds=settings.preempt_idle_s
+    ):
+        return idlest.e164, idlest
+    top, count = pool.top_address()
+    if top is not None and count > 1 and top != visitor.address:
+        victim = pool.idlest_of(top)
+        if victim is not None:
+            return victim.e164, victim
+    return None
+
+
+def _free(number: Number, hold: timedelta, now: datetime) -> bool:
+    return number.released_at is None or now - number.released_at > hold
+
+
+def _random_free(engine: SiteEngine, hold: timedelta, now: datetime) -> str:
+    free = sorted(
+        n.e164
+        for n in engine.pool.numbers.values()
+        if not n.static and n.lease is None and _free(n, hold, now)
+    )
+    return engine.rng.choice(free)

@@ -10,7 +10,7 @@ from calltracking.bus.base import Bus
 from calltracking.config import Config
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
-from calltracking.store.visitors import VisitorService
+from calltracking.store.deciders import DeciderService
 
 
 def utc_now() -> datetime:
@@ -56,5 +56,5 @@ class Services:
     demo: DemoHooks | None = None
 
     def __post_init__(self) -> None:
-        self.visitors = VisitorService(self.db, self.node_id, self.config.country_code)
+        self.visitors = DeciderService(self.db, self.node_id, self.config.country_code)
         self.recorder = SqlCallRecorder(self.db)

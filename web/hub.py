@@ -22,7 +22,8 @@ from aiohttp import web
 
 from calltracking.core.events import Event, EventKey
 from calltracking.core.kinds import DisplayKind
-from calltracking.store.visitors import Shown, VisitorService
+from calltracking.store.deciders import DeciderService
+from calltracking.store.visitors import Shown
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 5.0
@@ -41,7 +42,7 @@ class Tab:
 
 
 class Hub:
-    def __init__(self, visitors: VisitorService, clock: Callable[[], datetime]) -> None:
+    def __init__(self, visitors: DeciderService, clock: Callable[[], datetime]) -> None:
         self.visitors = visitors
         self.clock = clock
         self._by_visitor: dict[str, set[Tab]] = defaultdict(set)

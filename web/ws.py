@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -169,6 +170,7 @@ async def _serve(
     if not origin_allowed(request.headers.get("Origin"), site.domains):
         await _refuse(ws, 4403, "origin not allowed for this site")
         return
+    hello = dataclasses.replace(hello, address=address)
     welcome = await services.visitors.hello(site, hello, services.clock())
     tab = Tab(ws, site.id, welcome.visitor_id, welcome.tab_id, address)
     hub.add(tab)
@@ -229,7 +231,7 @@ async def _loop(
                 if (state == "visible") != visible:  # only changes touch the database
                     visible = state == "visible"
                     await services.visitors.visibility(tab.tab_id, visible, services.clock())
-            elif kind == "want" and site.settings.lease_on == "visible":
+            elif kind == "want" and site.settings.lease_on in ("visible", "interaction"):
                 shown, changed = await services.visitors.want(
                     site, tab.visitor_id, services.clock()
                 )

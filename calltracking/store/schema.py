@@ -83,6 +83,9 @@ sites = sa.Table(
     sa.Column("settings", sa.JSON, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("deleted_at", UtcDateTime),
+    # Bumped by every change to the site's pool or leases: a node deciding for the site from
+    # memory reloads when it is not the version it wrote last (store/deciders.py).
+    sa.Column("state_version", sa.Integer, nullable=False, server_default="0"),
 )
 
 # A number is in one place: the reserve (site_id NULL, role 'reserve'), one site's pool
@@ -149,6 +152,7 @@ leases = sa.Table(
     sa.Column("assigned_at", UtcDateTime, nullable=False),
     sa.Column("ended_at", UtcDateTime),
     sa.Column("end_reason", sa.String(20)),
+    sa.Column("address", sa.String(64)),  # the client address group (per-address lease cap)
     sa.Index("ix_leases_number_assigned", "number", "assigned_at"),
     sa.Index("ix_leases_visitor", "visitor_id"),
     sa.Index("ix_leases_site_assigned", "site_id", "assigned_at"),

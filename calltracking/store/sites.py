@@ -20,6 +20,7 @@ from calltracking.core.errors import Conflict, InvalidInput, NotFound
 from calltracking.core.kinds import AttributionKind
 from calltracking.core.numbers import is_e164
 from calltracking.core.settings import SiteSettings, settings_from_json, settings_to_json
+from calltracking.store import site_state
 from calltracking.store.outbox import new_id
 from calltracking.store.schema import accounts, leases, numbers, sites
 
@@ -188,6 +189,7 @@ async def _claim(
                 e164=e164, site_id=site_id, role=role, static_label=label, added_at=now
             )
         )
+        await site_state.bump(conn, site_id)
         return
     if row.site_id == site_id and row.role in (role, "default") and role == "default":
         return
@@ -208,6 +210,7 @@ async def _claim(
         .where(numbers.c.e164 == e164)
         .values(site_id=site_id, role=role, static_label=label)
     )
+    await site_state.bump(conn, site_id)
 
 
 def _cooling_for_other(row: Any, site_id: str, now: datetime) -> bool:
@@ -242,6 +245,7 @@ async def release_to_reserve(conn: AsyncConnection, site: Site, e164: str, now: 
             cooling_until=since + timedelta(days=site.settings.cooldown_days),
         )
     )
+    await site_state.bump(conn, site.id)
 
 
 async def move_from_reserve(
@@ -294,6 +298,7 @@ async def move_from_reserve(
         )
         if result.rowcount != len(chosen):
             raise Conflict("some numbers were taken meanwhile; try again")
+        await site_state.bump(conn, site.id)
     return chosen
 
 

@@ -313,6 +313,11 @@ def _agrees_with_the_specification(site: SiteEngine, now: datetime) -> None:
     if isinstance(want, spec.Exhausted):
         # Past the specification's order only the fair-share rule may still find a number.
         assert got is None or (got[1] is not None and site.pool.per_address[got[1].address] > 1)
+    elif want.source is spec.Source.PREEMPT:
+        # Leases idle equally long may be taken in either order; the idle time must agree.
+        assert got is not None and got[1] is not None
+        chosen = site.pool.numbers[want.e164].lease
+        assert chosen is not None and got[1].last_activity_at == chosen.last_activity_at
     else:
         assert got is not None and got[0] == want.e164
 

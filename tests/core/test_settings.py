@@ -54,6 +54,7 @@ DOCUMENTED = {
     "record_calls",
     "lease_on",
     "require_consent",
+    "max_leases_per_address",
     "analytics",
 }
 GA4 = {"measurement_id": "G-ABC123", "api_secret": "ga4-secret-1234"}
@@ -78,9 +79,20 @@ def test_defaults_are_the_documented_ones() -> None:
         "record_calls": True,
         "lease_on": "load",
         "require_consent": False,
+        "max_leases_per_address": None,
         "analytics": {"ga4": None, "metrika": None, "webhooks": []},
     }
     assert BASE.cooldown_s == 7 * 86_400
+    assert BASE.lease_cap_per_address == 5  # a quarter of pool_max 20
+
+
+@pytest.mark.parametrize(
+    ("pool_max", "given", "cap"),
+    [(20, None, 5), (40, None, 5), (8, None, 2), (3, None, 1), (0, None, 1), (3, 7, 7)],
+)
+def test_the_per_address_lease_cap(pool_max: int, given: int | None, cap: int) -> None:
+    settings = SiteSettings(pool_max=pool_max, max_leases_per_address=given)
+    assert settings.lease_cap_per_address == cap
 
 
 @pytest.mark.parametrize(
@@ -115,6 +127,9 @@ def test_defaults_are_the_documented_ones() -> None:
         ("record_calls", False, False),
         ("lease_on", "visible", "visible"),
         ("lease_on", "load", "load"),
+        ("lease_on", "interaction", "interaction"),
+        ("max_leases_per_address", None, None),
+        ("max_leases_per_address", 1, 1),
         ("require_consent", True, True),
         (
             "analytics",
@@ -173,6 +188,9 @@ def refusals() -> list[Any]:
         ("settings.record_calls", {"record_calls": "true"}),
         ("settings.require_consent", {"require_consent": None}),
         ("settings.lease_on", {"lease_on": "click"}),
+        ("settings.max_leases_per_address", {"max_leases_per_address": 0}),
+        ("settings.max_leases_per_address", {"max_leases_per_address": True}),
+        ("settings.max_leases_per_address", {"max_leases_per_address": "5"}),
         ("settings.lease_on", {"lease_on": None}),
         ("settings.route", {"route": "sales operators"}),
         ("settings.route", {"route": "x" * 81}),
@@ -426,8 +444,9 @@ def patches(draw: st.DrawFn) -> dict[str, Any]:
         "route": st.none() | st.from_regex(r"[a-z0-9_-]{1,20}@[a-z0-9_-]{1,20}", fullmatch=True),
         "display_format": st.text(alphabet="X +()-0123456789", max_size=39).map(lambda t: t + "X"),
         "record_calls": st.booleans(),
-        "lease_on": st.sampled_from(["load", "visible"]),
+        "lease_on": st.sampled_from(["load", "visible", "interaction"]),
         "require_consent": st.booleans(),
+        "max_leases_per_address": st.none() | st.integers(min_value=1, max_value=100_000),
         "analytics": targets,
     }
     keys = draw(st.sets(st.sampled_from(sorted(values))))

@@ -32,7 +32,8 @@ from calltracking.store import schema as t
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from calltracking.store.sites import Site, move_from_reserve
-from calltracking.store.visitors import Hello, VisitorService, Welcome
+from calltracking.store.deciders import DeciderService
+from calltracking.store.visitors import Hello, Welcome
 from tests.agi.test_agi_server import asterisk, linkedid_reply
 from tests.agi.test_agi_server import load as load_fastagi
 from tests.ami.test_listener import FAST, FakeAsterisk, Session, after_login, running
@@ -93,7 +94,7 @@ class Scene:
 
     db: Database
     site: Site
-    visitors: VisitorService
+    visitors: DeciderService
     welcome: Welcome
     hello_at: datetime
 
@@ -132,7 +133,7 @@ async def seed_scene(db: Database, hello_at: datetime, **settings: Any) -> Scene
     """`seed_site` (5 reserve numbers; `settings` are SiteSettings fields), then one visitor
     arriving from a yandex/cpc/spring ad at `hello_at` is leased a number."""
     site = await seed_site(db, reserve=5, **settings)
-    visitors = VisitorService(db, "node-1", "7")
+    visitors = DeciderService(db, "node-1", "7")
     welcome = await visitors.hello(
         site, Hello(url=LANDING, referrer="", user_agent=DESKTOP_UA), hello_at
     )

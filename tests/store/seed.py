@@ -30,6 +30,8 @@ async def seed_site(
     defaults_base: int = 9000,
     **settings: object,
 ) -> Site:
+    # Tests play many visitors from one loopback address; the per-address cap has its own tests.
+    settings.setdefault("max_leases_per_address", 10_000)
     async with db.write() as conn:
         account = await create_account(conn, name, T0, max_numbers=max_numbers)
         await add_to_reserve(conn, numbers(reserve), T0)

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from calltracking.core.kinds import DisplayKind
 from calltracking.store import schema as t
 from calltracking.store.db import Database
-from calltracking.store.visitors import Hello, VisitorService
+from calltracking.store.deciders import DeciderService
+from calltracking.store.visitors import Hello
 from tests.store.seed import DESKTOP_UA, T0, seed_site
 
 RACERS = 200
@@ -28,7 +29,7 @@ async def _race(db: Database, site_key: str, tasks: int, offset: int) -> list[st
     async with db.read() as conn:
         site = await get_site_by_key(conn, site_key)
     assert site is not None
-    service = VisitorService(db, node_id=f"node-{offset}", country_code="7")
+    service = DeciderService(db, node_id=f"node-{offset}", country_code="7")
     shown: list[str] = []
 
     async def one(i: int) -> None:
@@ -121,7 +122,7 @@ async def test_two_processes_racing_on_postgres_never_lease_a_number_twice(
 
 async def test_a_visitor_in_hold_gets_the_same_number_back(any_db: Database) -> None:
     site = await seed_site(any_db, reserve=3, hold_s=600)
-    service = VisitorService(any_db, "n1", "7")
+    service = DeciderService(any_db, "n1", "7")
     first = await service.hello(
         site, Hello(url="https://shop.example/", referrer="", user_agent=DESKTOP_UA), T0
     )

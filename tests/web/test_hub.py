@@ -12,14 +12,15 @@ from aiohttp import web
 from calltracking.core.events import Event
 from calltracking.core.kinds import DisplayKind
 from calltracking.store.db import Database
-from calltracking.store.visitors import Shown, VisitorService
+from calltracking.store.deciders import DeciderService
+from calltracking.store.visitors import Shown
 from web.hub import Hub, Tab
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 NUMBER = "+74951110001"
 
 
-class CountingVisitors(VisitorService):
+class CountingVisitors(DeciderService):
     """The real service, counting how often the hub asks it to recompute."""
 
     def __init__(self, db: Database) -> None:

@@ -13,7 +13,8 @@ from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from calltracking.store.exports.rows import ExportRow, exports_for_call
 from calltracking.store.sites import Site
-from calltracking.store.visitors import Hello, VisitorService
+from calltracking.store.deciders import DeciderService
+from calltracking.store.visitors import Hello
 from tests.store.seed import DESKTOP_UA, T0, seed_site
 
 GA_COOKIE = "GA1.1.1234567890.1700000000"
@@ -44,7 +45,7 @@ class Tracked:
 
 async def seed_tracked(db: Database, analytics: Analytics) -> Tracked:
     site = await seed_site(db, reserve=3, pool_max=3, analytics=analytics)
-    visitors = VisitorService(db, node_id="node-1", country_code="7")
+    visitors = DeciderService(db, node_id="node-1", country_code="7")
     hello = Hello(
         url=LANDING,
         referrer="",

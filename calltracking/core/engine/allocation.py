@@ -59,7 +59,7 @@ def choose(engine: SiteEngine, visitor: Visitor, now: datetime) -> Choice | None
     ):
         return idlest.e164, idlest
     top, count = pool.top_address()
-    if top is not None and count > 1 and top != visitor.address:
+    if top and count > 1 and top != visitor.address:  # "" is no address: never grouped
         victim = pool.idlest_of(top)
         if victim is not None:
             return victim.e164, victim

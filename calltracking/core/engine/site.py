@@ -97,6 +97,33 @@ class SiteEngine:
     def update_rules(self, rules: SiteRules) -> None:
         self.rules = rules
 
+    def restore(self, visitor: Visitor, now: datetime) -> None:
+        """Take back a visitor as the store kept it (after a restart, or from another node):
+        its due display delay and its place among waiters resume."""
+        self.visitors[visitor.visitor_id] = visitor
+        if visitor.waiting_since is not None and visitor.tabs:
+            self._waiting[visitor.visitor_id] = visitor.waiting_since
+            self._waiting = dict(sorted(self._waiting.items(), key=lambda item: item[1]))
+        if visitor.shown is not None and visitor.shown[0] is DisplayKind.INITIAL:
+            assert visitor.visit_started_at is not None
+            delay = timedelta(seconds=self.settings.show_delay_s)
+            self._schedule_show(visitor, max(now, visitor.visit_started_at + delay))
+
+    def forget_idle(self, now: datetime) -> int:
+        """Drop visitors with no tab, no lease and no visit left to continue (bounded memory;
+        the store still has them, and a returning one is restored from it)."""
+        idle = [
+            v.visitor_id
+            for v in self.visitors.values()
+            if not v.tabs
+            and v.visitor_id not in self.pool.leases
+            and (v.last_seen_at is None or visit_rules.visit_is_over(v.last_seen_at, now, 0))
+            and self._own_hold(v, now) is None
+        ]
+        for visitor_id in idle:
+            del self.visitors[visitor_id]
+        return len(idle)
+
     def offer_reserve(self, numbers: list[str], capacity: int) -> None:
         self.reserve = list(numbers)
         self.capacity = capacity
@@ -127,7 +154,7 @@ class SiteEngine:
         address = address_key(event.address)
         visitor = self.visitors.get(event.visitor_id or "")
         if visitor is None:
-            if not self.hello_rate.allow(address, now):
+            if address and not self.hello_rate.allow(address, now):
                 # No rows for a flood: the tab is answered `untracked` and forgotten.
                 out.append(ev.Refused(None, address, "hello_rate", now))
                 out.append(ev.Welcomed(self.ids(), "", event.tab_id))
@@ -145,8 +172,11 @@ class SiteEngine:
             self._touch(self.pool.leases[visitor.visitor_id], now)
         assert visitor.visit_id is not None
         out.append(ev.Welcomed(visitor.visitor_id, visitor.visit_id, event.tab_id))
-        visitor.shown = None  # a new tab needs the current number whatever it is
-        self._decide(visitor, now, out)
+        self._decide(visitor, now, out)  # the new tab is sent `shown(visitor)` by its adapter
+        assert visitor.visit_started_at is not None
+        shows_at = visitor.visit_started_at + timedelta(seconds=self.settings.show_delay_s)
+        if shows_at > now and _waits_for_delay(visitor):
+            self._schedule_show(visitor, shows_at)
 
     def _visit(
         self, visitor: Visitor, event: ev.TabOpened, now: datetime, out: list[ev.Effect]
@@ -174,9 +204,6 @@ class SiteEngine:
                 now,
             )
         )
-        delay = self.settings.show_delay_s
-        if delay > 0:
-            self._schedule_show(visitor, now + timedelta(seconds=delay))
 
     def _closed(self, visitor: Visitor, tab_id: str, now: datetime, out: list[ev.Effect]) -> None:
         if visitor.tabs.pop(tab_id, None) is None or visitor.tabs:
@@ -251,6 +278,8 @@ class SiteEngine:
     # -- deciding -----------------------------------------------------------------------------
 
     def _decide(self, visitor: Visitor, now: datetime, out: list[ev.Effect]) -> None:
+        if not visitor.tabs:
+            return  # nothing shows it; a lease now would never end
         kind = self._choose_display(visitor, now, out)
         if kind is DisplayKind.DYNAMIC:
             lease = self.pool.leases[visitor.visitor_id]
@@ -275,18 +304,24 @@ class SiteEngine:
             settings.lease_on in _WANT_FIRST and not visitor.wants
         ):
             return DisplayKind.INITIAL
-        if self.pool.per_address[visitor.address] >= settings.lease_cap_per_address:
-            out.append(ev.Refused(visitor.visitor_id, visitor.address, "address_cap", now))
+        if self._capped(visitor):
+            if visitor.waiting_since is None:  # waits for its address to hold fewer
+                out.append(ev.Refused(visitor.visitor_id, visitor.address, "address_cap", now))
+                self._start_waiting(visitor, now)
             return DisplayKind.UNTRACKED
         if self._allocate(visitor, now, out):
             self._stop_waiting(visitor)
             return DisplayKind.DYNAMIC
         if visitor.waiting_since is None:
-            visitor.waiting_since = now
-            self._waiting[visitor.visitor_id] = now
+            self._start_waiting(visitor, now)
             top, count = self.pool.top_address()
             out.append(ev.PoolExhausted(visitor.visitor_id, visitor.address, top, count, now))
         return DisplayKind.UNTRACKED
+
+    def _capped(self, visitor: Visitor) -> bool:
+        if not visitor.address:
+            return False  # in-process callers (tests, tools) name no address
+        return self.pool.per_address[visitor.address] >= self.settings.lease_cap_per_address
 
     def _own_hold(self, visitor: Visitor, now: datetime) -> Number | None:
         number = self.pool.numbers.get(visitor.held or "")
@@ -352,9 +387,15 @@ class SiteEngine:
     def _serve_waiters(self, now: datetime, out: list[ev.Effect]) -> None:
         for visitor_id in list(self._waiting):
             visitor = self.visitors[visitor_id]
+            if self._capped(visitor):
+                continue  # its address still holds its share; the next in line may not
             self._decide(visitor, now, out)
             if visitor.visitor_id not in self.pool.leases:
                 break
+
+    def _start_waiting(self, visitor: Visitor, now: datetime) -> None:
+        visitor.waiting_since = now
+        self._waiting[visitor.visitor_id] = now
 
     def _stop_waiting(self, visitor: Visitor) -> None:
         if visitor.waiting_since is not None:

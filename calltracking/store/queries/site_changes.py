@@ -21,6 +21,7 @@ from calltracking.core.errors import Conflict
 from calltracking.core.kinds import LeaseEndReason
 from calltracking.core.settings import SiteSettings, settings_to_json
 from calltracking.store import schema as t
+from calltracking.store import site_state
 from calltracking.store.leasing import end_lease
 from calltracking.store.queries.pool_states import active_leases, number_snapshot, pool_size
 from calltracking.store.sites import Site, claim_number, get_site, release_to_reserve
@@ -62,6 +63,7 @@ async def update_site(
     if defaults is not None:
         values.update({f"default_{kind}": e164 for kind, e164 in new_defaults.items()})
     await conn.execute(t.sites.update().where(t.sites.c.id == site.id).values(**values))
+    await site_state.bump(conn, site.id)
     updated = await get_site(conn, site.id)
     assert updated is not None
     await _shrink_pool(conn, updated, now)
@@ -103,12 +105,14 @@ async def _to_reserve(
                 cooling_until=(row.last_released_at or now) + cooldown,
             )
         )
+    await site_state.bump(conn, site.id)
 
 
 async def delete_site(conn: AsyncConnection, site: Site, now: datetime) -> dict[str, int]:
     """Mark the site deleted, end its active leases (`site_deleted`) and return all its numbers
     to the reserve, cooling down; its calls stay."""
     await conn.execute(t.sites.update().where(t.sites.c.id == site.id).values(deleted_at=now))
+    await site_state.bump(conn, site.id)
     ended = 0
     for lease in (await active_leases(conn, site.id)).values():
         ended += await end_lease(conn, lease.id, LeaseEndReason.SITE_DELETED, now) is not None

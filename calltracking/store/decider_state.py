@@ -1,0 +1,223 @@
+"""Loading a site engine's state from the database: the pool with its leases and releases,
+the visitors that have open tabs or a lease, and, on demand, a returning visitor.
+
+Queries load state; they decide nothing (the engine does). Everything the engine remembers
+between events is either here or derived from it, so a restarted node, or a node that lost
+the site's lock to another for a while, resumes exactly where the database says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from calltracking.core.engine import SiteEngine, SiteRules, Visitor
+from calltracking.core.engine.pool import Lease, Number
+from calltracking.core.kinds import DisplayKind
+from calltracking.core.leases import NumberSnapshot, is_cooling_for
+from calltracking.core.traffic import TrafficSource
+from calltracking.store import schema as t
+from calltracking.store.sites import Site, account_numbers_in_use, get_account
+
+RESERVE_CANDIDATES = 8
+CHUNK = 500
+
+
+def rules_of(site: Site) -> SiteRules:
+    return SiteRules(site.id, site.settings, dict(site.defaults), tuple(site.domains))
+
+
+async def load_engine(
+    conn: AsyncConnection, site: Site, now: datetime, ids: Callable[[], str]
+) -> SiteEngine:
+    engine = SiteEngine(rules_of(site), ids=ids)
+    n = t.numbers.c
+    numbers = {
+        r.e164: Number(
+            r.e164,
+            static=r.role == "static",
+            last_visitor_id=r.last_visitor_id,
+            released_at=r.last_released_at,
+        )
+        for r in await conn.execute(
+            sa.select(n.e164, n.role, n.last_visitor_id, n.last_released_at).where(
+                n.site_id == site.id, n.role.in_(("pool", "static"))
+            )
+        )
+    }
+    le, v = t.leases.c, t.visitors.c
+    active = (
+        await conn.execute(
+            sa.select(
+                le.id,
+                le.number,
+                le.visitor_id,
+                le.visit_id,
+                le.assigned_at,
+                le.address,
+                v.last_activity_at,
+            )
+            .join(t.visitors, v.id == le.visitor_id)
+            .where(le.site_id == site.id, le.ended_at.is_(None))
+            .order_by(v.last_activity_at)
+        )
+    ).all()
+    for row in active:
+        number = numbers.get(row.number)
+        if number is not None:
+            number.lease = Lease(
+                row.id,
+                row.number,
+                row.visitor_id,
+                row.visit_id,
+                row.address or "",
+                row.assigned_at,
+                row.last_activity_at,
+            )
+    leased_first = sorted(numbers.values(), key=lambda num: num.lease is None)
+    for number in leased_first:  # leases keep their activity order
+        engine.pool.add(number)
+    with_tabs = (
+        await conn.execute(
+            sa.select(t.tabs.c.visitor_id)
+            .join(t.visitors, v.id == t.tabs.c.visitor_id)
+            .where(v.site_id == site.id)
+            .distinct()
+        )
+    ).scalars()
+    wanted = {row.visitor_id for row in active} | set(with_tabs)
+    await restore_visitors(conn, engine, wanted, now)
+    await offer_reserve(conn, engine, site, now)
+    return engine
+
+
+async def restore_visitors(
+    conn: AsyncConnection, engine: SiteEngine, visitor_ids: Iterable[str], now: datetime
+) -> None:
+    """Put these visitors (as the store has them) into the engine; unknown ids are skipped."""
+    ids = sorted(set(visitor_ids) - engine.visitors.keys())
+    for start in range(0, len(ids), CHUNK):
+        for visitor in await _visitors(conn, engine, ids[start : start + CHUNK]):
+            engine.restore(visitor, now)
+
+
+async def _visitors(conn: AsyncConnection, engine: SiteEngine, ids: Sequence[str]) -> list[Visitor]:
+    v, vi, tb, d = t.visitors.c, t.visits.c, t.tabs.c, t.displays.c
+    rows = await conn.execute(
+        sa.select(t.visitors).where(v.id.in_(ids), v.site_id == engine.rules.site_id)
+    )
+    found = {r.id: r for r in rows}
+    if not found:
+        return []
+    visits = {}
+    for r in await conn.execute(
+        sa.select(
+            vi.id,
+            vi.visitor_id,
+            vi.started_at,
+            vi.last_seen_at,
+            vi.source,
+            vi.medium,
+            vi.campaign,
+            vi.tracked,
+        )
+        .where(vi.visitor_id.in_(list(found)))
+        .order_by(vi.started_at)
+    ):
+        visits[r.visitor_id] = r  # the latest wins
+    tabs: dict[str, dict[str, bool]] = {}
+    for tab in await conn.execute(
+        sa.select(tb.id, tb.visitor_id, tb.visible).where(tb.visitor_id.in_(list(found)))
+    ):
+        tabs.setdefault(tab.visitor_id, {})[tab.id] = bool(tab.visible)
+    shown: dict[str, tuple[DisplayKind, str]] = {}
+    for disp in await conn.execute(
+        sa.select(d.visitor_id, d.kind, d.e164).where(
+            d.visitor_id.in_(list(found)), d.ended_at.is_(None)
+        )
+    ):
+        shown[disp.visitor_id] = (DisplayKind(disp.kind), disp.e164)
+    held = {
+        n.last_visitor_id: n.e164
+        for n in sorted(engine.pool.numbers.values(), key=_released)
+        if n.last_visitor_id in found and n.lease is None
+    }
+    restored = []
+    for visitor_id, row in found.items():
+        visit = visits.get(visitor_id)
+        lease = engine.pool.leases.get(visitor_id)
+        restored.append(
+            Visitor(
+                visitor_id,
+                lease.address if lease else "",
+                bot=bool(row.bot),
+                tabs=tabs.get(visitor_id, {}),
+                visit_id=visit.id if visit else None,
+                visit_started_at=visit.started_at if visit else None,
+                visit_source=TrafficSource(visit.source, visit.medium, visit.campaign)
+                if visit
+                else None,
+                visit_tracked=bool(visit.tracked) if visit else False,
+                last_seen_at=visit.last_seen_at if visit else row.last_seen_at,
+                last_activity_at=row.last_activity_at,
+                revoked_at=row.revoked_at,
+                waiting_since=row.waiting_since,
+                wants=bool(row.wants_number),
+                held=held.get(visitor_id),
+                shown=_current_display(shown.get(visitor_id), lease),
+            )
+        )
+    return restored
+
+
+def _current_display(
+    display: tuple[DisplayKind, str] | None, lease: Lease | None
+) -> tuple[DisplayKind, str] | None:
+    if lease is not None:
+        return (DisplayKind.DYNAMIC, lease.e164)
+    return display
+
+
+def _released(number: Number) -> float:
+    return number.released_at.timestamp() if number.released_at else 0.0
+
+
+async def offer_reserve(
+    conn: AsyncConnection, engine: SiteEngine, site: Site, now: datetime
+) -> None:
+    """The few reserve numbers growth would pick from (never one cooling for another site),
+    and how many more numbers the account may take."""
+    n = t.numbers.c
+    rows = await conn.execute(
+        sa.select(n.e164, n.cooling_site_id, n.cooling_until)
+        .where(
+            n.site_id.is_(None),
+            sa.or_(
+                n.cooling_until.is_(None),
+                n.cooling_site_id.is_(None),
+                n.cooling_site_id == site.id,
+                n.cooling_until <= now,
+            ),
+        )
+        .order_by(n.e164)
+        .limit(RESERVE_CANDIDATES)
+    )
+    candidates = [
+        r.e164
+        for r in rows
+        if not is_cooling_for(
+            NumberSnapshot(
+                r.e164, None, cooling_site_id=r.cooling_site_id, cooling_until=r.cooling_until
+            ),
+            site.id,
+            now,
+        )
+    ]
+    account = await get_account(conn, site.account_id)
+    capacity = 0
+    if account is not None:
+        capacity = account.max_numbers - await account_numbers_in_use(conn, site.account_id)
+    engine.offer_reserve(candidates, capacity)

@@ -1,0 +1,363 @@
+"""A batch of engine effects written in one transaction, a statement per kind of row (not per
+effect), with their outbox events. A visitor is answered only after the commit that holds the
+batch, so nobody is ever told a number the database does not have.
+
+Ordering inside the flush keeps the foreign keys and the one-active-lease-per-number index
+satisfied: visitors, visits and tabs first; leases that end before leases that start; a lease
+that starts and ends inside one batch is inserted already ended.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from calltracking.core.engine import SiteEngine
+from calltracking.core.engine import events as ev
+from calltracking.core.events import Event, EventKey
+from calltracking.core.kinds import DisplayKind
+from calltracking.store import schema as t
+from calltracking.store.outbox import new_id
+
+
+def _cut(value: str | None, size: int) -> str | None:
+    return value[:size] if value else value
+
+
+class BatchWrites:
+    def __init__(self, site_id: str, node_id: str) -> None:
+        self.site_id = site_id
+        self.node_id = node_id
+        self.visitors_new: list[dict[str, Any]] = []
+        self.visits_new: dict[str, dict[str, Any]] = {}
+        self.visit_ids: dict[str, dict[str, Any]] = {}  # visit -> analytics ids seen again
+        self.tabs_new: dict[str, dict[str, Any]] = {}
+        self.tabs_gone: set[str] = set()
+        self.tabs_visible: dict[str, bool] = {}
+        self.tabs_seen: set[str] = set()
+        self.leases_new: dict[str, dict[str, Any]] = {}
+        self.leases_ended: list[dict[str, Any]] = []
+        self.released: list[dict[str, Any]] = []
+        self.grown: list[str] = []
+        self.got_number: set[str] = set()
+        self.display_changes: dict[str, list[tuple[DisplayKind | None, str, datetime]]] = {}
+        self.pool_events: list[dict[str, Any]] = []
+        self.outbox: list[Event] = []
+        self.touched: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.touched or self.tabs_gone or self.tabs_visible or self.tabs_seen)
+
+    # -- collecting ---------------------------------------------------------------------------
+
+    def add(self, effects: list[ev.Effect], engine: SiteEngine) -> None:
+        for effect in effects:
+            self._add(effect, engine)
+
+    def _add(self, effect: ev.Effect, engine: SiteEngine) -> None:
+        if isinstance(effect, ev.VisitorCreated):
+            self.visitors_new.append(
+                {
+                    "id": effect.visitor_id,
+                    "site_id": self.site_id,
+                    "created_at": effect.at,
+                    "last_seen_at": effect.at,
+                    "last_activity_at": effect.at,
+                    "bot": effect.bot,
+                    "wants_number": False,
+                }
+            )
+        elif isinstance(effect, ev.VisitStarted):
+            src = effect.source
+            self.visits_new[effect.visit_id] = {
+                "id": effect.visit_id,
+                "visitor_id": effect.visitor_id,
+                "site_id": self.site_id,
+                "started_at": effect.at,
+                "last_seen_at": effect.at,
+                "source": src.source[:100],
+                "medium": src.medium[:100],
+                "campaign": _cut(src.campaign, 200),
+                "term": _cut(src.term, 200),
+                "content": _cut(src.content, 200),
+                "landing_url": _cut(effect.url, 2000),
+                "referrer": _cut(effect.referrer, 2000),
+                "tracked": effect.tracked,
+                "got_number": False,
+                "ga_client_id": None,
+                "ga_session_id": None,
+                "ym_client_id": None,
+            }
+        elif isinstance(effect, ev.Show):
+            self.show(effect.visitor_id, effect.kind, effect.e164, effect.at)
+        elif isinstance(effect, ev.LeaseStarted):
+            self.leases_new[effect.lease_id] = {
+                "id": effect.lease_id,
+                "site_id": self.site_id,
+                "number": effect.e164,
+                "visitor_id": effect.visitor_id,
+                "visit_id": effect.visit_id,
+                "assigned_at": effect.at,
+                "ended_at": None,
+                "end_reason": None,
+                "address": effect.address[:64],
+            }
+            if effect.visit_id:
+                self.got_number.add(effect.visit_id)
+            self._event(EventKey.LEASE_ASSIGNED, _lease_data(self.site_id, effect), effect.at)
+        elif isinstance(effect, ev.LeaseEnded):
+            new = self.leases_new.get(effect.lease_id)
+            if new is not None:
+                new.update(ended_at=effect.at, end_reason=str(effect.reason))
+            else:
+                self.leases_ended.append(
+                    {
+                        "b_id": effect.lease_id,
+                        "ended_at": effect.at,
+                        "end_reason": str(effect.reason),
+                    }
+                )
+            self.released.append(
+                {"b_e164": effect.e164, "at": effect.at, "visitor": effect.visitor_id}
+            )
+            self._event(EventKey.LEASE_RELEASED, _lease_data(self.site_id, effect), effect.at)
+        elif isinstance(effect, ev.PoolGrown):
+            self.grown.append(effect.e164)
+        elif isinstance(effect, ev.PoolExhausted):
+            self.pool_events.append(
+                {
+                    "site_id": self.site_id,
+                    "kind": "exhausted",
+                    "visitor_id": effect.visitor_id,
+                    "at": effect.at,
+                }
+            )
+            data = {
+                "site_id": self.site_id,
+                "visitor": effect.visitor_id,
+                "address": effect.address,
+                "top_address": effect.top_address,
+                "top_address_leases": effect.top_address_leases,
+            }
+            self._event(EventKey.POOL_EXHAUSTED, data, effect.at)
+        visitor_id = getattr(effect, "visitor_id", None)
+        if visitor_id and visitor_id in engine.visitors:
+            self.touched.add(visitor_id)
+
+    def show(self, visitor_id: str, kind: DisplayKind | None, e164: str, at: datetime) -> None:
+        """A display change; kind None closes the open display (the last tab closed)."""
+        self.display_changes.setdefault(visitor_id, []).append((kind, e164, at))
+
+    def _event(self, key: str, data: dict[str, Any], at: datetime) -> None:
+        self.outbox.append(Event(key=key, id=new_id(), occurred_at=at, data=data))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def flush(self, conn: AsyncConnection, engine: SiteEngine) -> None:
+        b = sa.bindparam
+        visitor_rows, visit_rows = self._visitor_state(engine)
+        if self.visitors_new:
+            await conn.execute(t.visitors.insert(), self.visitors_new)
+        if self.visits_new:
+            await conn.execute(t.visits.insert(), list(self.visits_new.values()))
+        if self.tabs_new:
+            await conn.execute(t.tabs.insert(), list(self.tabs_new.values()))
+        if self.grown:
+            await self._grow(conn)
+        if self.leases_ended:
+            await conn.execute(
+                t.leases.update()
+                .where(t.leases.c.id == b("b_id"))
+                .values(ended_at=b("ended_at"), end_reason=b("end_reason")),
+                self.leases_ended,
+            )
+        if self.released:
+            await conn.execute(
+                t.numbers.update()
+                .where(t.numbers.c.e164 == b("b_e164"))
+                .values(
+                    last_released_at=b("at"),
+                    last_visitor_id=b("visitor"),
+                    cooling_site_id=self.site_id,
+                ),
+                self.released,
+            )
+        if self.leases_new:
+            await conn.execute(t.leases.insert(), list(self.leases_new.values()))
+        if self.got_number:
+            await conn.execute(
+                t.visits.update()
+                .where(t.visits.c.id.in_(sorted(self.got_number)))
+                .values(got_number=True)
+            )
+        await self._displays(conn, engine)
+        await self._tabs(conn)
+        await self._visitors(conn, visitor_rows, visit_rows)
+        if self.pool_events:
+            await conn.execute(t.pool_events.insert(), self.pool_events)
+        if self.outbox:
+            await conn.execute(
+                t.outbox.insert(),
+                [
+                    {
+                        "event_id": e.id,
+                        "key": e.key,
+                        "payload": e.to_json(),
+                        "occurred_at": e.occurred_at,
+                    }
+                    for e in self.outbox
+                ],
+            )
+
+    async def _grow(self, conn: AsyncConnection) -> None:
+        result = await conn.execute(
+            t.numbers.update()
+            .where(t.numbers.c.e164.in_(self.grown), t.numbers.c.site_id.is_(None))
+            .values(
+                site_id=self.site_id,
+                role="pool",
+                cooling_site_id=None,
+                cooling_until=None,
+                last_released_at=None,
+                last_visitor_id=None,
+            )
+        )
+        if result.rowcount != len(self.grown):
+            raise StaleState("a reserve number was taken by another site meanwhile")
+
+    async def _displays(self, conn: AsyncConnection, engine: SiteEngine) -> None:
+        if not self.display_changes:
+            return
+        b = sa.bindparam
+        closes = [
+            {"b_visitor": visitor_id, "at": changes[0][2]}
+            for visitor_id, changes in self.display_changes.items()
+        ]
+        await conn.execute(
+            t.displays.update()
+            .where(t.displays.c.visitor_id == b("b_visitor"), t.displays.c.ended_at.is_(None))
+            .values(ended_at=b("at")),
+            closes,
+        )
+        rows = []
+        for visitor_id, changes in self.display_changes.items():
+            visitor = engine.visitors.get(visitor_id)
+            for i, (kind, e164, at) in enumerate(changes):
+                if kind is None or kind is DisplayKind.DYNAMIC:
+                    continue
+                ended = changes[i + 1][2] if i + 1 < len(changes) else None
+                rows.append(
+                    {
+                        "site_id": self.site_id,
+                        "visitor_id": visitor_id,
+                        "kind": str(kind),
+                        "e164": e164,
+                        "started_at": at,
+                        "ended_at": ended,
+                        "anchor_at": _anchor(kind, visitor, at),
+                    }
+                )
+        if rows:
+            await conn.execute(t.displays.insert(), rows)
+
+    async def _tabs(self, conn: AsyncConnection) -> None:
+        b = sa.bindparam
+        if self.tabs_gone:
+            await conn.execute(t.tabs.delete().where(t.tabs.c.id.in_(sorted(self.tabs_gone))))
+        visible = [
+            {"b_id": tab, "visible": value}
+            for tab, value in self.tabs_visible.items()
+            if tab not in self.tabs_gone and tab not in self.tabs_new
+        ]
+        if visible:
+            await conn.execute(
+                t.tabs.update().where(t.tabs.c.id == b("b_id")).values(visible=b("visible")),
+                visible,
+            )
+
+    def _visitor_state(
+        self, engine: SiteEngine
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Rows for the touched visitors' columns and their current visits' last sight."""
+        rows, visits = [], []
+        for visitor_id in sorted(self.touched):
+            v = engine.visitors.get(visitor_id)
+            if v is None or v.last_seen_at is None:
+                continue
+            rows.append(
+                {
+                    "b_id": visitor_id,
+                    "last_seen_at": v.last_seen_at,
+                    "last_activity_at": v.last_activity_at or v.last_seen_at,
+                    "revoked_at": v.revoked_at,
+                    "waiting_since": v.waiting_since,
+                    "wants_number": v.wants,
+                    "bot": v.bot,
+                }
+            )
+            new_visit = self.visits_new.get(v.visit_id or "")
+            if new_visit is not None:
+                new_visit["last_seen_at"] = v.last_seen_at
+            elif v.visit_id:
+                visits.append({"b_id": v.visit_id, "last_seen_at": v.last_seen_at})
+        return rows, visits
+
+    async def _visitors(
+        self, conn: AsyncConnection, rows: list[dict[str, Any]], visits: list[dict[str, Any]]
+    ) -> None:
+        b = sa.bindparam
+        if rows:
+            await conn.execute(
+                t.visitors.update()
+                .where(t.visitors.c.id == b("b_id"))
+                .values(
+                    last_seen_at=b("last_seen_at"),
+                    last_activity_at=b("last_activity_at"),
+                    revoked_at=b("revoked_at"),
+                    waiting_since=b("waiting_since"),
+                    wants_number=b("wants_number"),
+                    bot=b("bot"),
+                ),
+                rows,
+            )
+        if visits:
+            await conn.execute(
+                t.visits.update()
+                .where(t.visits.c.id == b("b_id"))
+                .values(last_seen_at=b("last_seen_at")),
+                visits,
+            )
+        for visit_id, ids in self.visit_ids.items():
+            if visit_id not in self.visits_new and ids:
+                await conn.execute(t.visits.update().where(t.visits.c.id == visit_id).values(**ids))
+
+
+class StaleState(Exception):
+    """The database moved under the engine: reload and run the batch again."""
+
+
+def _anchor(kind: DisplayKind, visitor: Any, at: datetime) -> datetime:
+    if visitor is not None:
+        if kind is DisplayKind.INITIAL and visitor.visit_started_at is not None:
+            return visitor.visit_started_at  # type: ignore[no-any-return]
+        if kind is DisplayKind.EXPIRED and visitor.revoked_at is not None:
+            return visitor.revoked_at  # type: ignore[no-any-return]
+    return at
+
+
+def _lease_data(site_id: str, effect: ev.LeaseStarted | ev.LeaseEnded) -> dict[str, Any]:
+    ended = isinstance(effect, ev.LeaseEnded)
+    return {
+        "id": effect.lease_id,
+        "site_id": site_id,
+        "number": effect.e164,
+        "visitor": effect.visitor_id,
+        "started_at": (
+            effect.assigned_at if isinstance(effect, ev.LeaseEnded) else effect.at
+        ).isoformat(),
+        "ended_at": effect.at.isoformat() if ended else None,
+        "reason": str(effect.reason) if isinstance(effect, ev.LeaseEnded) else None,
+    }

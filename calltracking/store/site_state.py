@@ -1,0 +1,41 @@
+"""The version of a site's pool and leases, and the lock that orders changes to them.
+
+Every write that changes a site's numbers or leases bumps `sites.state_version` in its own
+transaction. A node deciding for a site from memory (store/deciders.py) takes the site's lock,
+reads the version, and reloads its state from the database when the version is not the one it
+wrote last: another node, or an operator's change, came in between.
+
+The lock: on PostgreSQL a transaction-scoped advisory lock per site (only what allocation
+really contends for: one site's pool, never the account); SQLite writers are serial anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from calltracking.store import schema as t
+
+
+def lock_key(site_id: str) -> int:
+    """A stable signed 64-bit key for `pg_advisory_xact_lock`."""
+    digest = hashlib.blake2b(f"calltracking.site:{site_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def lock_site(conn: AsyncConnection, site_id: str) -> int:
+    """Lock the site's state for this transaction and return its version."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(site_id))))
+    version = await conn.scalar(sa.select(t.sites.c.state_version).where(t.sites.c.id == site_id))
+    return int(version or 0)
+
+
+async def bump(conn: AsyncConnection, site_id: str) -> None:
+    await conn.execute(
+        t.sites.update()
+        .where(t.sites.c.id == site_id)
+        .values(state_version=t.sites.c.state_version + 1)
+    )

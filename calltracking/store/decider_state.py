@@ -186,10 +186,11 @@ def _released(number: Number) -> float:
 
 
 async def offer_reserve(
-    conn: AsyncConnection, engine: SiteEngine, site: Site, now: datetime
+    conn: AsyncConnection, engine: SiteEngine, site: Site, now: datetime, want: int = 0
 ) -> None:
-    """The few reserve numbers growth would pick from (never one cooling for another site),
-    and how many more numbers the account may take."""
+    """The reserve numbers growth would pick from (never one cooling for another site): a few,
+    or `want` for a batch that may grow by that many; and how many more numbers the account
+    may take."""
     n = t.numbers.c
     rows = await conn.execute(
         sa.select(n.e164, n.cooling_site_id, n.cooling_until)
@@ -203,7 +204,7 @@ async def offer_reserve(
             ),
         )
         .order_by(n.e164)
-        .limit(RESERVE_CANDIDATES)
+        .limit(max(RESERVE_CANDIDATES, want))
     )
     candidates = [
         r.e164
@@ -216,8 +217,12 @@ async def offer_reserve(
             now,
         )
     ]
-    account = await get_account(conn, site.account_id)
-    capacity = 0
-    if account is not None:
-        capacity = account.max_numbers - await account_numbers_in_use(conn, site.account_id)
-    engine.offer_reserve(candidates, capacity)
+    engine.offer_reserve(candidates, await account_capacity(conn, site.account_id))
+
+
+async def account_capacity(conn: AsyncConnection, account_id: str) -> int:
+    """How many more numbers the account may hold (negative: over its `max_numbers`)."""
+    account = await get_account(conn, account_id)
+    if account is None:
+        return 0
+    return account.max_numbers - await account_numbers_in_use(conn, account_id)

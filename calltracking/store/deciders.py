@@ -39,7 +39,13 @@ from calltracking.core.numbers import format_display
 from calltracking.store import schema as t
 from calltracking.store import site_state
 from calltracking.store.db import Database
-from calltracking.store.decider_state import load_engine, offer_reserve, restore_visitors, rules_of
+from calltracking.store.decider_state import (
+    account_capacity,
+    load_engine,
+    offer_reserve,
+    restore_visitors,
+    rules_of,
+)
 from calltracking.store.decider_writes import BatchWrites, StaleState
 from calltracking.store.outbox import new_id
 from calltracking.store.sites import Site, get_site
@@ -306,13 +312,15 @@ class DeciderService:
                 slot.engine = await load_engine(conn, slot.site, first_now, new_id)
             engine = slot.engine
             engine.update_rules(rules_of(slot.site))
+            if _may_grow(engine, len(batch)):
+                await offer_reserve(conn, engine, slot.site, first_now, want=len(batch))
             writes = BatchWrites(slot.site.id, self.node_id)
             results = []
             for op, _now, _ in batch:
                 results.append(await op(conn, engine, writes))
             await writes.flush(conn, engine)
             if writes.grown:
-                await offer_reserve(conn, engine, slot.site, first_now)
+                await _check_account_limit(conn, slot.site.account_id)
             if writes:
                 await site_state.bump(conn, slot.site.id)
                 version += 1
@@ -422,6 +430,25 @@ class DeciderService:
             for site_id, visitor_id, tab_id in rows:
                 stale.setdefault(site_id, []).append((visitor_id, tab_id))
         return stale
+
+
+def _may_grow(engine: SiteEngine, batch_size: int) -> bool:
+    return (
+        engine.pool.leasable_count < engine.settings.pool_max
+        and engine.capacity > 0
+        and len(engine.reserve) < batch_size
+    )
+
+
+async def _check_account_limit(conn: AsyncConnection, account_id: str) -> None:
+    """Growth is decided per site; the account's `max_numbers` spans its sites, so a batch
+    that grew re-checks it under the account's row lock (rare: only when a pool grows)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            sa.select(t.accounts.c.id).where(t.accounts.c.id == account_id).with_for_update()
+        )
+    if await account_capacity(conn, account_id) < 0:
+        raise StaleState("another site of the account grew meanwhile")
 
 
 async def _noop(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:

@@ -284,7 +284,7 @@ async def until(check: Callable[[], object], within_s: float = 10.0) -> None:
 
 
 async def stored(
-    db: Database, check: Callable[[list[Any]], object], within_s: float = 10.0
+    db: Database, check: Callable[[list[Any]], object], within_s: float = 30.0
 ) -> list[Any]:
     """Poll the calls table until `check(rows)` holds; the rows."""
     async with asyncio.timeout(within_s):

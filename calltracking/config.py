@@ -53,7 +53,9 @@ class Config:
     signing_key: str = field(default="", repr=False)  # for recording URLs; random when empty
     agi_allow: str = ""  # FastAGI peers allowed (addresses or networks); empty: any peer
     webhook_allow_private: bool = False  # webhooks may reach loopback/private/link-local targets
-    http_header_timeout_s: float = 10.0  # a request head (or the next, on keep-alive) within this
+    # A request head (or the next, on keep-alive) within this; above the 15 s for which clients
+    # such as aiohttp keep an idle connection, so they close it first.
+    http_header_timeout_s: float = 20.0
     http_body_timeout_s: float = 30.0  # a request body within this once its head arrived
     http_max_connections: int = 0  # open HTTP connections at most; 0: from the descriptor limit
 

@@ -12,7 +12,7 @@ def test_the_hardening_settings_have_safe_defaults() -> None:
     config = load_config({})
     assert config.webhook_allow_private is False
     assert config.agi_allow == ""
-    assert (config.http_header_timeout_s, config.http_body_timeout_s) == (10.0, 30.0)
+    assert (config.http_header_timeout_s, config.http_body_timeout_s) == (20.0, 30.0)
     assert config.http_max_connections == 0
 
 

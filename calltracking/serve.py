@@ -133,6 +133,7 @@ async def running(
             log.info("web listening on http://%s:%s", config.http_host, state.http_port)
         if "agi" in parts:
             from agi.server import AgiServer
+            from calltracking.core.netpolicy import parse_networks
 
             agi = AgiServer(
                 services.recorder,
@@ -140,6 +141,7 @@ async def running(
                 config.country_code,
                 config.agi_host,
                 config.agi_port,
+                allow=parse_networks(config.agi_allow),
             )
             await agi.start()
             stack.push_async_callback(agi.stop)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import resource
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +19,14 @@ import pytest
 
 from calltracking.config import Config
 from calltracking.serve import running
-from web.limits import PAGE_MARGIN, guard_accept_errors
+from web.limits import (
+    PAGE_MARGIN,
+    ConnectionGate,
+    HttpLimits,
+    address_key,
+    guard_accept_errors,
+    http_limits,
+)
 
 BOT = "127.0.0.2"
 OTHER = "127.0.0.3"
@@ -170,3 +178,36 @@ async def test_accept_errors_are_logged_once_a_minute_not_once_each(
     assert len(lines) == 1
     assert "Too many open files" in lines[0]
     assert seen == ["something else"]  # other errors reach the handler that was there
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),  # the same /64: one customer
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+    ],
+)
+def test_an_ipv6_address_counts_with_its_64(host: str, key: str) -> None:
+    assert address_key(host) == key
+
+
+def test_the_default_bound_leaves_descriptors_for_everything_else() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limits = http_limits(Config(ws_max_per_address=200))
+    assert limits.max_per_address == 200 + PAGE_MARGIN
+    assert limits.max_connections <= max(16, soft * 3 // 4)
+    assert http_limits(Config(http_max_connections=50)).max_connections == 50
+
+
+def test_a_trusted_proxy_is_not_held_to_the_per_address_cap() -> None:
+    limits = HttpLimits(
+        1.0, 1.0, max_connections=10, max_per_address=2, trusted=frozenset({"10.0.0.1"})
+    )
+    gate = ConnectionGate(limits, clock=lambda: 0.0)
+    assert [gate.admit("10.0.0.1") for _ in range(5)] == ["10.0.0.1"] * 5
+    assert [gate.admit("10.0.0.2") for _ in range(3)] == ["10.0.0.2", "10.0.0.2", None]
+    gate.release("10.0.0.2")
+    assert gate.admit("10.0.0.2") == "10.0.0.2"
+    assert (gate.open, gate.refused) == (7, 1)

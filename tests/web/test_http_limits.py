@@ -110,7 +110,7 @@ async def test_silent_and_dripping_sockets_from_one_address_are_cut_off_while_he
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="web.limits")
-    async with tracker(tmp_path, http_header_timeout_s=5.0, http_max_connections=1000) as port:
+    async with tracker(tmp_path, http_header_timeout_s=10.0, http_max_connections=1000) as port:
         # One after the other: 300 at once would overflow the listen backlog, and the late
         # ones would arrive after the first were already cut off.
         peers = [await _open(port) for _ in range(300)]

@@ -10,6 +10,8 @@ Rules:
   default route.
 - Connection tasks are asyncio's own per-connection tasks; the server keeps them in a set and
   `stop()` cancels and awaits them, so none outlives the service.
+- A peer outside `allow` (CALLTRACKING_AGI_ALLOW; empty allows any) is closed at once, before a
+  byte is read, and counted as refused; such refusals are logged at most once a minute.
 - `health` is true while the socket listens; `counters()` counts connections by `Outcome` for
   /metrics.
 """
@@ -26,6 +28,8 @@ from agi.channel import AgiChannel, HeaderTooLarge, describe, read_env
 from agi.facts import SCRIPT_NAME, script_name
 from agi.handler import CallTrackingHandler, Outcome
 from agi.protocol import PeerClosed, ProtocolError
+from calltracking.core.netpolicy import Network, allowed_peer
+from calltracking.core.throttle import LogThrottle
 from calltracking.ports import CallRecorder
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,7 @@ class AgiServer:
         *,
         clock: Callable[[], datetime] = _utc_now,
         header_limit: int = DEFAULT_HEADER_LIMIT,
+        allow: tuple[Network, ...] = (),
     ) -> None:
         if budget_s <= 0:
             raise ValueError("budget_s must be positive")
@@ -66,6 +71,8 @@ class AgiServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._counts: Counter[Outcome] = Counter()
+        self._allow = allow
+        self._refusals = LogThrottle(60.0)
 
     async def start(self) -> None:
         if self._server is not None:
@@ -136,6 +143,8 @@ class AgiServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Outcome:
         deadline = asyncio.get_running_loop().time() + self._budget_s
         peer = _peer(writer)
+        if not self._peer_allowed(writer):
+            return Outcome.REFUSED
         try:
             async with asyncio.timeout_at(deadline - self._reserve_s):
                 env = await read_env(reader)
@@ -157,6 +166,21 @@ class AgiServer:
             return Outcome.REFUSED
         channel = AgiChannel(reader, writer)
         return await self._handler.handle(channel, env, deadline, self._reserve_s)
+
+    def _peer_allowed(self, writer: asyncio.StreamWriter) -> bool:
+        peername = writer.get_extra_info("peername")
+        host = str(peername[0]) if isinstance(peername, tuple) and peername else ""
+        if allowed_peer(host, self._allow):
+            return True
+        held = self._refusals.admit("peer", asyncio.get_running_loop().time())
+        if held is not None:
+            log.warning(
+                "FastAGI peer %s is not in CALLTRACKING_AGI_ALLOW; closed (%d more refused since"
+                " the last such line)",
+                host,
+                held,
+            )
+        return False
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

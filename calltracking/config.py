@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from calltracking.core.netpolicy import parse_networks
+
 PREFIX = "CALLTRACKING_"
 
 
@@ -49,6 +51,13 @@ class Config:
     stale_call_s: float = 14400.0
     public_url: str = ""  # how browsers reach this tracker (for snippet tags); empty: from request
     signing_key: str = field(default="", repr=False)  # for recording URLs; random when empty
+    agi_allow: str = ""  # FastAGI peers allowed (addresses or networks); empty: any peer
+    webhook_allow_private: bool = False  # webhooks may reach loopback/private/link-local targets
+    # A request head (or the next, on keep-alive) within this; above the 15 s for which clients
+    # such as aiohttp keep an idle connection, so they close it first.
+    http_header_timeout_s: float = 20.0
+    http_body_timeout_s: float = 30.0  # a request body within this once its head arrived
+    http_max_connections: int = 0  # open HTTP connections at most; 0: from the descriptor limit
 
     def describe(self) -> dict[str, str]:
         """Every setting for a start-up log line, secrets and passwords masked."""
@@ -135,10 +144,17 @@ def _check(config: Config) -> None:
         raise ConfigError(f"{PREFIX}COUNTRY_CODE: {config.country_code!r} is not a country code")
     if config.ami_host and not config.ami_username:
         raise ConfigError(f"{PREFIX}AMI_USERNAME: required when CALLTRACKING_AMI_HOST is set")
-    for name in ("export_interval_s", "stale_call_s"):
+    timeouts = ("http_header_timeout_s", "http_body_timeout_s")
+    for name in ("export_interval_s", "stale_call_s", *timeouts):
         if getattr(config, name) <= 0:
             raise ConfigError(f"{PREFIX}{name.upper()}: must be greater than 0")
     if config.ws_max_per_address < 1:
         raise ConfigError(f"{PREFIX}WS_MAX_PER_ADDRESS: must be at least 1")
+    if config.http_max_connections < 0:
+        raise ConfigError(f"{PREFIX}HTTP_MAX_CONNECTIONS: must be 0 (automatic) or more")
+    try:
+        parse_networks(config.agi_allow)
+    except ValueError as exc:
+        raise ConfigError(f"{PREFIX}AGI_ALLOW: {exc}") from None
     if not config.trunk_contexts:
         raise ConfigError(f"{PREFIX}TRUNK_CONTEXTS: name at least one context")

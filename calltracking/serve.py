@@ -116,16 +116,24 @@ async def running(
             tasks.append(asyncio.create_task(_relay(services, stopping), name="outbox-relay"))
         if "web" in parts:
             from web.app import create_app
+            from web.limits import LimitedSite, body_deadline, guard_accept_errors, http_limits
 
-            runner = web.AppRunner(create_app(services), shutdown_timeout=5)
+            limits = http_limits(config)
+            app = create_app(services)
+            app.middlewares.append(body_deadline(limits.body_timeout_s))
+            runner = web.AppRunner(
+                app, shutdown_timeout=5, keepalive_timeout=limits.header_timeout_s
+            )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, config.http_host, config.http_port)
+            stack.callback(guard_accept_errors(asyncio.get_running_loop()))
+            site = LimitedSite(runner, limits, config.http_host, config.http_port)
             await site.start()
             state.http_port = _bound_port(runner)
             log.info("web listening on http://%s:%s", config.http_host, state.http_port)
         if "agi" in parts:
             from agi.server import AgiServer
+            from calltracking.core.netpolicy import parse_networks
 
             agi = AgiServer(
                 services.recorder,
@@ -133,6 +141,7 @@ async def running(
                 config.country_code,
                 config.agi_host,
                 config.agi_port,
+                allow=parse_networks(config.agi_allow),
             )
             await agi.start()
             stack.push_async_callback(agi.stop)

@@ -1,10 +1,12 @@
 """`GET /ws`: the visitor websocket (CONTRACT.md, "Visitor websocket and site snippet").
 
 Rules kept here:
-- the first frame must be a hello within 10 s (else close 4408); the hello names the site (unknown:
+- the first frame must be a hello within 10 s of the upgrade (else close 4408), however many pings
+  come meanwhile; the hello names the site (unknown:
   4404) and the `Origin` must be one of its domains or their subdomains (else 4403);
 - a frame that is not a JSON object with a string `type`, a binary frame, or a second hello is
-  malformed: an `error` frame, then close 4400; frames over 4 KiB are refused (1009);
+  malformed: an `error` frame, then close 4400; so is JSON nested deeper than `MAX_DEPTH` or text
+  with a NUL or a lone surrogate (no store takes it); frames over 4 KiB are refused (1009);
 - frames of an unknown `type` are ignored, so the snippet can grow;
 - more than 60 frames in 10 s is a broken or hostile tab: `error`, then close 4400; visibility
   frames touch the database only when the state changes;
@@ -25,7 +27,7 @@ from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from calltracking.services import Services
 from calltracking.store.sites import Site, get_site_by_key
@@ -36,6 +38,7 @@ from web.keys import HUB, SERVICES
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10.0
 MAX_FRAME = 4096
+MAX_DEPTH = 8  # the snippet's frames nest two deep; room to grow, none for a RecursionError
 HEARTBEAT_S = 25.0
 MIN_ACTIVITY_INTERVAL_S = 1.0
 FRAME_BURST, FRAME_WINDOW_S = 60, 10.0
@@ -77,11 +80,35 @@ def origin_allowed(origin: str | None, domains: tuple[str, ...]) -> bool:
 def parse_frame(data: str) -> dict[str, Any]:
     try:
         frame = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise Malformed("not JSON") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise Malformed("a frame is a JSON object with a string type")
+    _check_values(frame)
     return frame
+
+
+def _check_values(frame: dict[str, Any]) -> None:
+    """Depth and text that every store accepts, walked without recursion."""
+    pending: list[tuple[Any, int]] = [(frame, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value or (not value.isascii() and not _encodable(value)):
+                raise Malformed("text with a NUL or a lone surrogate")
+        elif isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise Malformed(f"a frame nests at most {MAX_DEPTH} deep")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_hello(frame: dict[str, Any], user_agent: str | None) -> tuple[str, Hello]:
@@ -145,12 +172,24 @@ async def _refuse(ws: web.WebSocketResponse, code: int, message: str) -> None:
     await ws.close(code=code, message=message.encode()[:120])
 
 
+async def _first_frame(ws: web.WebSocketResponse) -> WSMessage | None:
+    """The first frame that is not a ping or pong, or None when none came within
+    HELLO_TIMEOUT_S of the upgrade: one deadline for the whole wait, so pings cannot reset it."""
+    try:
+        async with asyncio.timeout(HELLO_TIMEOUT_S):
+            while True:
+                msg = await ws.receive()
+                if msg.type not in (WSMsgType.PING, WSMsgType.PONG):
+                    return msg
+    except TimeoutError:
+        return None
+
+
 async def _serve(
     request: web.Request, ws: web.WebSocketResponse, services: Services, hub: Hub, address: str
 ) -> None:
-    try:
-        msg = await ws.receive(timeout=HELLO_TIMEOUT_S)
-    except TimeoutError:
+    msg = await _first_frame(ws)
+    if msg is None:
         await _refuse(ws, 4408, "no hello in time")
         return
     if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):

@@ -4,7 +4,10 @@ Rules (CONTRACT.md, Operator HTTP API): durations are whole seconds >= 0, `idle_
 `cooldown_days` may be fractional, `pool_min <= pool_max`, `lease_on` is "load", "visible" or
 "interaction", `max_leases_per_address` is null (5, or a quarter of `pool_max` if fewer) or >= 1,
 static numbers are E.164 mapped to a label, channels are rules `channels.parse_rule` accepts.
-Every error names the field (`settings.hold_s`).
+Every error names the field (`settings.hold_s`). Webhook URLs given in a change may not name a
+loopback, private, link-local or multicast address or `localhost` unless the caller allows
+private targets (CALLTRACKING_WEBHOOK_ALLOW_PRIVATE); settings already stored are not judged again
+here (the delivery checks the address it connects to).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from calltracking.core.errors import InvalidInput
+from calltracking.core.netpolicy import url_refusal
 
 E164_PREFIX = "+"
 
@@ -89,7 +93,9 @@ MAX_DAYS = 3660
 _COUNTS = ("pool_min", "pool_max")
 
 
-def merge_settings(base: SiteSettings, patch: Mapping[str, Any]) -> SiteSettings:
+def merge_settings(
+    base: SiteSettings, patch: Mapping[str, Any], *, allow_private_webhooks: bool = False
+) -> SiteSettings:
     """Apply `patch` key by key over `base`; `analytics` targets given are replaced whole."""
     if not isinstance(patch, Mapping):
         raise InvalidInput("settings", "must be an object")
@@ -102,7 +108,19 @@ def merge_settings(base: SiteSettings, patch: Mapping[str, Any]) -> SiteSettings
     merged = dataclasses.replace(base, **changes)
     if merged.pool_min > merged.pool_max:
         raise InvalidInput("settings.pool_min", "must not exceed pool_max")
+    analytics = patch.get("analytics")
+    if not allow_private_webhooks and isinstance(analytics, Mapping) and "webhooks" in analytics:
+        _check_webhook_targets(merged.analytics.webhooks)
     return merged
+
+
+def _check_webhook_targets(hooks: tuple[WebhookTarget, ...]) -> None:
+    for i, hook in enumerate(hooks):
+        reason = url_refusal(hook.url)
+        if reason is not None:
+            raise InvalidInput(
+                f"settings.analytics.webhooks[{i}].url", f"must be a public target ({reason})"
+            )
 
 
 def _parse_value(key: str, value: Any, base: SiteSettings) -> Any:
@@ -310,7 +328,7 @@ def settings_to_json(settings: SiteSettings, *, mask_secrets: bool = True) -> di
 
 def settings_from_json(data: Mapping[str, Any]) -> SiteSettings:
     """Rebuild stored settings (unmasked JSON written by `settings_to_json(mask_secrets=False)`)."""
-    return merge_settings(SiteSettings(), data)
+    return merge_settings(SiteSettings(), data, allow_private_webhooks=True)
 
 
 def mask(secret: str) -> str:

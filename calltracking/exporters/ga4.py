@@ -31,7 +31,6 @@ from calltracking.exporters.http import request
 from calltracking.exporters.outcome import (
     Hopeless,
     Outcome,
-    RetryLater,
     Skipped,
     outcome_for_status,
 )
@@ -259,7 +258,7 @@ async def send_ga4(
         data=encode_payload(payload),
         headers={"Content-Type": "application/json"},
     )
-    outcome = answer if isinstance(answer, RetryLater) else outcome_for_status(answer[0], detail)
+    outcome = answer if not isinstance(answer, tuple) else outcome_for_status(answer[0], detail)
     log.debug("ga4 send to %s: %s", target.measurement_id, outcome)
     return outcome
 

@@ -167,7 +167,7 @@ async def upload_calls(
         data=form,
         headers=_headers(target),
     )
-    if isinstance(answer, RetryLater):
+    if isinstance(answer, RetryLater | Hopeless):
         return answer
     status, body = answer
     if not 200 <= status < 300:
@@ -205,7 +205,7 @@ async def upload_status(
         timeout_s=timeout_s,
         headers=_headers(target),
     )
-    if isinstance(answer, RetryLater):
+    if isinstance(answer, RetryLater | Hopeless):
         raise MetrikaError(answer)
     status, body = answer
     if not 200 <= status < 300:
@@ -239,7 +239,7 @@ async def enable_extended_threshold(
         timeout_s=timeout_s,
         headers=_headers(target),
     )
-    if isinstance(answer, RetryLater):
+    if isinstance(answer, RetryLater | Hopeless):
         return answer
     status, body = answer
     if 200 <= status < 300:

@@ -29,7 +29,7 @@ from yarl import URL
 from calltracking.core.events import Event
 from calltracking.core.settings import WebhookTarget
 from calltracking.exporters.http import request
-from calltracking.exporters.outcome import Hopeless, Outcome, RetryLater, outcome_for_status
+from calltracking.exporters.outcome import Hopeless, Outcome, outcome_for_status
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ async def deliver(
         data=body,
         headers=headers,
     )
-    outcome = answer if isinstance(answer, RetryLater) else outcome_for_status(answer[0], detail)
+    outcome = answer if not isinstance(answer, tuple) else outcome_for_status(answer[0], detail)
     log.debug("%s to %s: %s", detail, _host(target.url), outcome)
     return outcome
 

@@ -16,6 +16,7 @@ from datetime import datetime
 
 import aiohttp
 
+from calltracking.exporters.targets import webhook_session
 from calltracking.services import Services
 from calltracking.workers import webhooks
 from calltracking.workers.ga4 import Ga4Exporter
@@ -27,12 +28,15 @@ DUE_POLL_S = 1.0
 
 async def run_exporters(services: Services) -> None:
     config = services.config
-    async with aiohttp.ClientSession() as session:
+    # Webhook URLs come from tenants, so their session reaches only public addresses (unless
+    # the operator allows private ones); GA4 and Metrika endpoints come from the operator.
+    hooks_session = webhook_session(allow_private=config.webhook_allow_private)
+    async with aiohttp.ClientSession() as session, hooks_session:
         ga4 = Ga4Exporter(services.db, config.ga4_endpoint, session)
         metrika = MetrikaExporter(
             services.db, config.metrika_endpoint, session, poll_s=config.export_interval_s
         )
-        hooks = webhooks.WebhookDispatcher(services.db, session, services.clock)
+        hooks = webhooks.WebhookDispatcher(services.db, hooks_session, services.clock)
         subscription = await services.bus.subscribe(webhooks.QUEUE, webhooks.KEYS, hooks.handle)
         try:
             async with asyncio.TaskGroup() as tasks:

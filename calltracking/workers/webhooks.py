@@ -11,6 +11,8 @@ Rules:
   are now: a webhook removed (or whose URL changed) since the event fails its delivery.
 - A delivery is `delivered` on 2xx, retried on 5xx/408/429/timeouts up to `MAX_ATTEMPTS`
   attempts, `failed` on another 4xx.
+- The session given decides which addresses may be reached (`exporters.targets.webhook_session`):
+  a refused target is a `failed` delivery whose error says why, never retried.
 """
 
 from __future__ import annotations

@@ -4,13 +4,18 @@ oversized frames, a flood from one address; none of it touches another visitor."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import web.ws
+from calltracking.serve import Running
 from tests.web.harness import hello, make_site, open_tab, session, tracker, web_config
 
 
@@ -214,3 +219,170 @@ async def test_a_frame_flood_closes_4400_without_touching_other_tabs(tmp_path: P
         assert "frames" in error["message"]
         assert await flood.closed_with() == 4400
         assert not bystander.ws.closed
+
+
+# --- the hello deadline, nesting and text no store takes ---------------------------------------
+
+
+async def test_pings_do_not_extend_the_hello_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web.ws, "HELLO_TIMEOUT_S", 0.5)
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        tab = await open_tab(http, state)
+
+        async def keep_pinging() -> None:
+            while not tab.ws.closed:
+                await tab.ws.ping()
+                await asyncio.sleep(0.1)  # the client's pace: well inside each deadline
+
+        pinging = asyncio.create_task(keep_pinging())
+        try:
+            assert (await tab.next())["code"] == "4408"
+            assert await tab.closed_with() == 4408
+        finally:
+            pinging.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await pinging
+
+
+DEEP = '{"type": "hello", "site": "s", "x": ' + "[" * 1500 + "]" * 1500 + "}"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        DEEP,
+        '{"type": "hello", "site": "\\ud800"}',
+        '{"type": "hello", "site": "shop", "url": "https://shop.example/\\udfff"}',
+        '{"type": "hello", "site": "shop\\u0000"}',
+        '{"type": "hello", "site": "shop", "visitor": "v\\u0000"}',
+    ],
+    ids=["nested-1500", "surrogate-site", "surrogate-url", "nul-site", "nul-visitor"],
+)
+async def test_deep_nesting_nul_and_lone_surrogates_close_4400_not_1011(
+    tmp_path: Path, payload: str
+) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        await make_site(state)
+        tab = await open_tab(http, state)
+        await tab.ws.send_str(payload)
+        error = await tab.next()
+        assert error["type"] == "error" and error["code"] == "4400"
+        assert await tab.closed_with() == 4400
+
+
+async def test_a_deeply_nested_frame_after_hello_closes_4400(tmp_path: Path) -> None:
+    async with tracker(web_config(tmp_path)) as state, session() as http:
+        site = await make_site(state, reserve=2)
+        tab = await open_tab(http, state)
+        await hello(tab, site)
+        await tab.number()
+        await tab.ws.send_str('{"type": "future", "x": ' + "[" * 1500 + "]" * 1500 + "}")
+        assert (await tab.next())["code"] == "4400"
+        assert await tab.closed_with() == 4400
+
+
+# --- property: any frame gets a close code or is ignored, never 1011 or a traceback ----------
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=40)
+    | st.sampled_from(["\ud800", "\x00", "\udfff\ud800", "hello", "shop.example"])
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_frames = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["hello", "activity", "visibility", "want", "x"]) | _values,
+        "site": _values,
+        "state": st.sampled_from(["hidden", "visible"]) | _values,
+        "visitor": _values,
+        "url": _values,
+        "ga_cookies": _values,
+        "automation": _values,
+    },
+).map(json.dumps)
+_payloads = (
+    _frames
+    | st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=300)
+    | st.integers(1, 2500).map(lambda n: "[" * n + "]" * n)
+    | st.binary(max_size=64)
+)
+ALLOWED_CLOSES = {1000, 1007, 1009, 4400, 4403, 4404}
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def _exercise(state: Running, site_key: str, payloads: list[str | bytes], greet: bool) -> int:
+    async with session() as http:
+        tab = await open_tab(http, state)
+        if greet:
+            await tab.send({"type": "hello", "site": site_key, "url": "https://shop.example/"})
+        for payload in payloads:
+            if tab.ws.closed:
+                break
+            if isinstance(payload, bytes):
+                await tab.ws.send_bytes(payload)
+            else:
+                await tab.ws.send_str(payload)
+        await tab.ws.close()
+        code = tab.ws.close_code
+        assert code is not None
+        return code
+
+
+def test_any_frame_gets_a_close_code_or_is_ignored_never_1011(tmp_path: Path) -> None:
+    loop = asyncio.new_event_loop()
+    stack = contextlib.AsyncExitStack()
+    errors = _Errors()
+    logging.getLogger("web").addHandler(errors)
+    try:
+        state = loop.run_until_complete(stack.enter_async_context(tracker(web_config(tmp_path))))
+        site = loop.run_until_complete(make_site(state, reserve=5))
+
+        @settings(max_examples=40, deadline=None)
+        @given(st.lists(_payloads, min_size=1, max_size=4), st.booleans())
+        def check(payloads: list[str | bytes], greet: bool) -> None:
+            code = loop.run_until_complete(_exercise(state, site.key, payloads, greet))
+            assert code in ALLOWED_CLOSES
+            assert errors.lines == []
+
+        check()
+    finally:
+        logging.getLogger("web").removeHandler(errors)
+        loop.run_until_complete(stack.aclose())
+        loop.close()
+
+
+@given(st.text(max_size=300) | _frames)
+def test_parse_frame_and_hello_give_a_frame_or_malformed(data: str) -> None:
+    try:
+        frame = web.ws.parse_frame(data)
+    except web.ws.Malformed:
+        return
+    assert isinstance(frame["type"], str)
+    try:
+        site, hello_ = web.ws.parse_hello(frame, "Mozilla/5.0")
+    except web.ws.Malformed:
+        return
+    texts = [site, hello_.url, hello_.referrer, hello_.visitor_id or "", hello_.ga or ""]
+    for text in texts:
+        assert "\x00" not in text
+        text.encode("utf-8")  # no lone surrogates reach a store

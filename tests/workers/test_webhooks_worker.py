@@ -19,6 +19,7 @@ from calltracking.bus.relay import OutboxRelay
 from calltracking.core.events import Event
 from calltracking.core.settings import Analytics, WebhookTarget
 from calltracking.exporters.outcome import backoff_delay
+from calltracking.exporters.targets import webhook_session
 from calltracking.exporters.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -34,6 +35,13 @@ from tests.workers.seed import CALL_AT, Clock, Tracked, seed_tracked
 
 NOW = CALL_AT + timedelta(minutes=2)
 SECRET = "whsec-0123456789abcdef"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    # The receiver listens on 127.0.0.1, which only an operator's allowance lets through.
+    async with webhook_session(allow_private=True) as session:
+        yield session
 
 
 @dataclass
@@ -188,3 +196,22 @@ async def test_a_hopeless_answer_fails_the_delivery_without_retry(ended_only: Se
         (delivery,) = await deliveries_for_call(conn, call_id)
     assert (delivery.state, delivery.attempts) == ("failed", 1)
     assert len(setup.receiver.received) == 1
+
+
+async def test_a_loopback_target_is_a_failed_delivery_with_the_reason_logged(
+    ended_only: Setup,
+) -> None:
+    setup = ended_only
+    call_id = await setup.tracked.call()
+    async with webhook_session(allow_private=False) as guarded:
+        dispatcher = WebhookDispatcher(setup.tracked.db, guarded, setup.clock, jitter=lambda: 0.0)
+        for event in await setup.events():
+            await dispatcher.handle(event)
+        assert await dispatcher.run_once(NOW + timedelta(days=1)) == {}  # not retried
+    async with setup.tracked.db.read() as conn:
+        (delivery,) = await deliveries_for_call(conn, call_id)
+    assert (delivery.state, delivery.attempts) == ("failed", 1)
+    assert delivery.last_error is not None
+    assert "target refused" in delivery.last_error
+    assert "loopback" in delivery.last_error
+    assert setup.receiver.received == []

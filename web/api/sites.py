@@ -94,7 +94,11 @@ async def create_site(ctx: Ctx) -> web.StreamResponse:
         _domains(body["domains"]),
         _defaults(body["defaults"]),
     )
-    settings = merge_settings(SiteSettings(), body.get("settings", {}))
+    settings = merge_settings(
+        SiteSettings(),
+        body.get("settings", {}),
+        allow_private_webhooks=ctx.services.config.webhook_allow_private,
+    )
     async with ctx.services.db.write() as conn:
         account = await get_account(conn, account_id)
         if account is None:
@@ -132,7 +136,11 @@ async def patch_site(ctx: Ctx) -> web.StreamResponse:
     defaults = _defaults(body["defaults"]) if "defaults" in body else None
     async with ctx.services.db.write() as conn:
         site = await owned_site(ctx, conn)
-        settings = merge_settings(site.settings, body.get("settings", {}))
+        settings = merge_settings(
+            site.settings,
+            body.get("settings", {}),
+            allow_private_webhooks=ctx.services.config.webhook_allow_private,
+        )
         account = await get_account(conn, site.account_id)
         assert account is not None
         site = await site_changes.update_site(

@@ -31,8 +31,8 @@ from ami_listener import AmiListener
 from calltracking.store import schema as t
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
-from calltracking.store.sites import Site, move_from_reserve
 from calltracking.store.deciders import DeciderService
+from calltracking.store.sites import Site, move_from_reserve
 from calltracking.store.visitors import Hello, Welcome
 from tests.agi.test_agi_server import asterisk, linkedid_reply
 from tests.agi.test_agi_server import load as load_fastagi

@@ -11,9 +11,9 @@ from calltracking.core.settings import Analytics
 from calltracking.store import schema as t
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
+from calltracking.store.deciders import DeciderService
 from calltracking.store.exports.rows import ExportRow, exports_for_call
 from calltracking.store.sites import Site
-from calltracking.store.deciders import DeciderService
 from calltracking.store.visitors import Hello
 from tests.store.seed import DESKTOP_UA, T0, seed_site
 

@@ -49,6 +49,7 @@ class Config:
     stale_call_s: float = 14400.0
     public_url: str = ""  # how browsers reach this tracker (for snippet tags); empty: from request
     signing_key: str = field(default="", repr=False)  # for recording URLs; random when empty
+    metrics_port: int = 0  # /healthz, /livez, /metrics for a process without the web part; 0: none
 
     def describe(self) -> dict[str, str]:
         """Every setting for a start-up log line, secrets and passwords masked."""
@@ -121,7 +122,7 @@ def _convert(name: str, value: Any, default: Any) -> Any:
 
 
 def _check(config: Config) -> None:
-    for name in ("http_port", "agi_port", "ami_port"):
+    for name in ("http_port", "agi_port", "ami_port", "metrics_port"):
         port = getattr(config, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{PREFIX}{name.upper()}: {port} is not a TCP port")

@@ -154,6 +154,7 @@ async def _serve(
         return
     if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
         return
+    started = time.monotonic()  # hello -> number, for /metrics
     try:
         if msg.type is not WSMsgType.TEXT:
             raise Malformed("only JSON text frames are accepted")
@@ -184,6 +185,7 @@ async def _serve(
             }
         )
         await hub.send(tab, welcome.shown)
+        services.metrics.hello_done(time.monotonic() - started, hello.visitor_id == tab.visitor_id)
         await hub.push(tab.visitor_id, welcome.shown)
         await hub.refresh(welcome.changed)
         await _loop(ws, services, hub, site, tab)

@@ -4,6 +4,7 @@ database-wide figures, and independence of the registries of two apps in one pro
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -140,3 +141,23 @@ def test_ami_event_lag_prefers_asterisks_timestamp(
     headers: dict[str, str], received_at: datetime, lag: float
 ) -> None:
     assert event_lag_s(headers, received_at, NOW) == pytest.approx(lag)
+
+
+async def test_a_process_without_the_web_part_serves_health_and_metrics_on_its_port(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    config = web_config(tmp_path, agi_port=0, metrics_port=port)
+    async with running(config, ["agi"]) as state, session() as http:
+        assert state.http_port is None
+        async with http.get(f"http://127.0.0.1:{port}/livez") as response:
+            assert response.status == 200
+        async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+            body = await response.json()
+            assert response.status == 200 and body["parts"] == {"agi": True, "database": True}
+        await fastagi_dialogue(state.agi_port or 0, "74951110001")
+        samples = await scrape(http, port)
+    assert value(samples, "calltracking_agi_dialogue_seconds_count") == 1
+    assert not any(name == "calltracking_metrics_db_ok" for name, _ in samples)

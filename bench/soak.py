@@ -154,10 +154,13 @@ async def _steady(run: Run, sockets: Sockets, rng: random.Random) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + args.minutes * 60
     call_debt = churn_debt = 0.0
+    last = loop.time()
     while loop.time() < end:
         tick = loop.time()
-        call_debt += args.calls_per_s
-        churn_debt += args.churn_per_s
+        # Owed by elapsed time, so a slow round is made up in the next one.
+        call_debt += args.calls_per_s * (tick - last)
+        churn_debt += args.churn_per_s * (tick - last)
+        last = tick
         leased = sockets.leased_numbers()
         while call_debt >= 1 and leased:
             call_debt -= 1
@@ -166,7 +169,7 @@ async def _steady(run: Run, sockets: Sockets, rng: random.Random) -> None:
         if churn_debt >= 1:
             count, churn_debt = int(churn_debt), churn_debt - int(churn_debt)
             await sockets.close_random(count, rng)
-            await sockets.open_many(count)
+            await sockets.open_many(count, wait=False)  # the call rate does not wait on them
         await asyncio.sleep(max(0.0, 1.0 - (loop.time() - tick)))
 
 

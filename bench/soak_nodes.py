@@ -149,17 +149,18 @@ class Sockets:
     closed_by_server: int = 0
     _next: int = 0
 
-    async def open_many(self, count: int) -> None:
-        started = [self.open_one() for _ in range(count)]
-        await asyncio.gather(*started)
+    async def open_many(self, count: int, wait: bool = True) -> None:
+        """Open `count` sockets; with `wait`, return once each has its number or gave up."""
+        await asyncio.gather(*(self.open_one(wait) for _ in range(count)))
 
-    async def open_one(self) -> None:
+    async def open_one(self, wait: bool = True) -> None:
         key, self._next = self._next, self._next + 1
         ready = asyncio.get_running_loop().create_future()
         visitor = Visitor(asyncio.create_task(self._run(key, ready), name=f"visitor-{key}"))
         self.open[key] = visitor
-        # Ready once it has its number or gave up; a socket closed while opening ends too.
-        await asyncio.wait({ready, visitor.task}, return_when=asyncio.FIRST_COMPLETED)
+        if wait:
+            # Ready once it has its number or gave up; a socket closed while opening ends too.
+            await asyncio.wait({ready, visitor.task}, return_when=asyncio.FIRST_COMPLETED)
 
     async def close_random(self, count: int, rng: random.Random) -> None:
         for key in rng.sample(sorted(self.open), min(count, len(self.open))):
@@ -180,15 +181,16 @@ class Sockets:
 
     async def _run(self, key: int, ready: asyncio.Future[None]) -> None:
         port = self.ports[key % len(self.ports)]
-        async with self.opening:
-            try:
-                ws = await self.http.ws_connect(
-                    f"http://{LOOPBACK}:{port}/ws",
-                    headers={"Origin": ORIGIN, "User-Agent": DESKTOP_UA},
-                )
-            except (aiohttp.ClientError, OSError):
-                self._give_up(key, ready)
-                return
+        await self.opening.acquire()  # held from the handshake to the first number
+        try:
+            ws = await self.http.ws_connect(
+                f"http://{LOOPBACK}:{port}/ws",
+                headers={"Origin": ORIGIN, "User-Agent": DESKTOP_UA},
+            )
+        except (aiohttp.ClientError, OSError):
+            self.opening.release()
+            self._give_up(key, ready)
+            return
         try:
             try:
                 sent = time.perf_counter()
@@ -197,6 +199,8 @@ class Sockets:
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
                 self._give_up(key, ready)
                 return
+            finally:
+                self.opening.release()
             ready.set_result(None)
             async for msg in ws:
                 self._on_frame(key, msg)

@@ -122,7 +122,11 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     hub: Hub = request.app[HUB]
     address = client_address(request, services.config.trusted_proxies)
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionError:  # the client left during the handshake (seen in bench/soak.py)
+        log.info("visitor socket from %s closed during the handshake", address)
+        return ws
     if hub.connections_from(address) >= services.config.ws_max_per_address:
         await ws.close(code=4429, message=b"too many connections from this address")
         return ws

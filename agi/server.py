@@ -73,6 +73,8 @@ class AgiServer:
         self._counts: Counter[Outcome] = Counter()
         self._allow = allow
         self._refusals = LogThrottle(60.0)
+        # Seconds of each connection from accept to close; serve.py points it at /metrics.
+        self.observe_dialogue: Callable[[float], None] = lambda seconds: None
 
     async def start(self) -> None:
         if self._server is not None:
@@ -82,12 +84,15 @@ class AgiServer:
         )
         log.info("FastAGI listening on %s:%d", self._host, self.port)
 
-    async def stop(self) -> None:
-        """Stop listening, cancel the dialogues in progress and wait for them."""
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Stop listening, give the dialogues in progress `grace_s` to finish, cancel the rest
+        and wait for them."""
         server, self._server = self._server, None
         if server is None:
             return
         server.close()
+        if self._tasks and grace_s > 0:
+            await asyncio.wait(list(self._tasks), timeout=grace_s)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -120,6 +125,7 @@ class AgiServer:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        started = asyncio.get_running_loop().time()
         try:
             try:
                 outcome = await self._serve(reader, writer)
@@ -129,6 +135,7 @@ class AgiServer:
                 outcome = Outcome.ERROR
             # Counted before the close, so whoever sees the socket close sees the count too.
             self._counts[outcome] += 1
+            self.observe_dialogue(asyncio.get_running_loop().time() - started)
             writer.close()
             try:
                 await writer.wait_closed()

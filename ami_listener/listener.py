@@ -142,6 +142,8 @@ class AmiListener:
         self._logged_in = False
         self._last_error: str | None = None
         self._sessions = 0
+        # Called after each event's facts are stored (for the event-lag histogram of /metrics).
+        self.observe_event: Callable[[dict[str, str], datetime], None] = lambda h, at: None
 
     @property
     def health(self) -> ListenerHealth:
@@ -300,6 +302,7 @@ class AmiListener:
         async with self._lock:
             if isinstance(item, _Event):
                 await self._apply(self.flow.feed(item.headers, item.received_at))
+                self.observe_event(item.headers, item.received_at)
             elif isinstance(item, _Snapshot):
                 now = self._clock()
                 opened = await self._open_calls()

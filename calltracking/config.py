@@ -58,6 +58,7 @@ class Config:
     http_header_timeout_s: float = 20.0
     http_body_timeout_s: float = 30.0  # a request body within this once its head arrived
     http_max_connections: int = 0  # open HTTP connections at most; 0: from the descriptor limit
+    metrics_port: int = 0  # /healthz, /livez, /metrics for a process without the web part; 0: none
 
     def describe(self) -> dict[str, str]:
         """Every setting for a start-up log line, secrets and passwords masked."""
@@ -130,7 +131,7 @@ def _convert(name: str, value: Any, default: Any) -> Any:
 
 
 def _check(config: Config) -> None:
-    for name in ("http_port", "agi_port", "ami_port"):
+    for name in ("http_port", "agi_port", "ami_port", "metrics_port"):
         port = getattr(config, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{PREFIX}{name.upper()}: {port} is not a TCP port")

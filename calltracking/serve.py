@@ -35,6 +35,9 @@ ALL_PARTS = ("web", "agi", "ami", "workers")
 RELAY_INTERVAL_S = 0.2
 RETENTION_INTERVAL_S = 3600.0
 STOP_GRACE_S = 5.0
+AGI_DRAIN_S = 2.0  # longer than any dialogue's budget
+FLUSH_TIMEOUT_S = 5.0
+RELAY_BATCH = 100
 
 
 def parse_parts(only: str | None, config: Config) -> frozenset[str]:
@@ -111,6 +114,9 @@ async def running(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+        if "web" in parts or "workers" in parts:
+            # Runs after the tasks stopped and the tabs closed: their last events leave now.
+            stack.push_async_callback(_flush_outbox, services)
         stack.push_async_callback(cancel_tasks)
         if "web" in parts or "workers" in parts:
             tasks.append(asyncio.create_task(_relay(services, stopping), name="outbox-relay"))
@@ -144,7 +150,9 @@ async def running(
                 allow=parse_networks(config.agi_allow),
             )
             await agi.start()
-            stack.push_async_callback(agi.stop)
+            # In-flight dialogues finish (each is bounded by its budget) before the rest stops.
+            stack.push_async_callback(agi.stop, AGI_DRAIN_S)
+            agi.observe_dialogue = services.metrics.agi_dialogue_done
             state.agi_port = agi.port
             services.health.parts["agi"] = lambda: agi.health
             services.health.counters["agi_dialogues_total"] = lambda: {
@@ -159,6 +167,8 @@ async def running(
                 from calltracking.workers import run_exporters
 
                 tasks.append(asyncio.create_task(run_exporters(services), name="exporters"))
+        if "web" not in parts and config.metrics_port:
+            await _serve_ops(stack, services, config)
         yield state
 
 
@@ -172,6 +182,28 @@ def _bound_port(runner: web.AppRunner) -> int:
 async def _relay(services: Services, stopping: asyncio.Event) -> None:
     relay = OutboxRelay(SqlOutbox(services.db), services.bus)
     await relay.run(RELAY_INTERVAL_S, stopping)
+
+
+async def _flush_outbox(services: Services) -> None:
+    """On the way out: publish what is pending, a bounded number of rounds."""
+    relay = OutboxRelay(SqlOutbox(services.db), services.bus, batch=RELAY_BATCH)
+    try:
+        async with asyncio.timeout(FLUSH_TIMEOUT_S):
+            while await relay.run_once() >= RELAY_BATCH:
+                pass
+    except Exception:
+        log.exception("outbox flush at shutdown failed; the next start publishes the rest")
+
+
+async def _serve_ops(stack: AsyncExitStack, services: Services, config: Config) -> None:
+    """/healthz, /livez and /metrics for a process without the web part (agi, ami, workers)."""
+    from web.app import create_ops_app
+
+    runner = web.AppRunner(create_ops_app(services))
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    await web.TCPSite(runner, config.http_host, config.metrics_port).start()
+    log.info("health and metrics on http://%s:%s", config.http_host, _bound_port(runner))
 
 
 async def _retention(services: Services) -> None:
@@ -207,6 +239,12 @@ async def _ami(services: Services) -> None:
         recorder=services.recorder,
     )
     services.health.parts["ami"] = lambda: listener.health.logged_in
+    listener.observe_event = services.metrics.ami_event_done
+    services.metrics.read_counter(
+        "calltracking_ami_reconnects",
+        "AMI sessions after the first (each one a reconnect).",
+        lambda: max(0, listener.health.sessions - 1),
+    )
     await listener.run()
 
 

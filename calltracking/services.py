@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from calltracking.bus.base import Bus
 from calltracking.config import Config
+from calltracking.metrics import Metrics
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from calltracking.store.deciders import DeciderService
@@ -19,10 +20,10 @@ def utc_now() -> datetime:
 
 @dataclass
 class Health:
-    """Each running part reports here; /healthz shows it."""
+    """Each running part reports here; /healthz shows it, /metrics as `calltracking_part_up`."""
 
     parts: dict[str, Callable[[], bool]] = field(default_factory=dict)
-    # metric name -> {label value -> number}, rendered by /metrics
+    # metric name -> {outcome -> count}, exported as counters `calltracking_<name>{outcome}`
     counters: dict[str, Callable[[], dict[str, float]]] = field(default_factory=dict)
 
     def report(self) -> dict[str, bool]:
@@ -58,3 +59,4 @@ class Services:
     def __post_init__(self) -> None:
         self.visitors = DeciderService(self.db, self.node_id, self.config.country_code)
         self.recorder = SqlCallRecorder(self.db)
+        self.metrics = Metrics(self.health.report, self.health.counters)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from calltracking.services import Services
 from web.hub import Hub
@@ -27,6 +28,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/ws", visitor_socket)
     app.router.add_get("/snippet.js", snippet)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", metrics)
     _add_optional_routes(app)
     if services.demo is not None:
@@ -37,6 +39,23 @@ def create_app(services: Services) -> web.Application:
     app.cleanup_ctx.append(_sweeper)
     app.on_shutdown.append(_close_sockets)
     services.health.parts["web"] = lambda: True
+    hub = app[HUB]
+    services.metrics.read_gauge(
+        "calltracking_ws_tabs", "Open visitor tabs on this node.", hub.__len__
+    )
+    services.metrics.read_counter(
+        "calltracking_number_frames", "Number frames sent to tabs.", lambda: hub.pushed
+    )
+    return app
+
+
+def create_ops_app(services: Services) -> web.Application:
+    """Health and metrics only, for a process without the web part (CALLTRACKING_METRICS_PORT)."""
+    app = web.Application()
+    app[SERVICES] = services
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -70,23 +89,17 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
+async def livez(request: web.Request) -> web.Response:
+    """The process and its event loop answer (container health checks); readiness is /healthz."""
+    return web.json_response({"status": "ok"})
+
+
 async def metrics(request: web.Request) -> web.Response:
-    services, hub = request.app[SERVICES], request.app[HUB]
-    lines = [
-        "# HELP calltracking_ws_tabs Open visitor tabs on this node.",
-        "# TYPE calltracking_ws_tabs gauge",
-        f"calltracking_ws_tabs {len(hub)}",
-        "# HELP calltracking_number_frames_total Number frames sent to tabs.",
-        "# TYPE calltracking_number_frames_total counter",
-        f"calltracking_number_frames_total {hub.pushed}",
-    ]
-    for name, up in services.health.report().items():
-        lines.append(f'calltracking_part_up{{part="{name}"}} {int(up)}')
-    for metric, read in services.health.counters.items():
-        lines.append(f"# TYPE calltracking_{metric} counter")
-        for label, value in read().items():
-            lines.append(f'calltracking_{metric}{{outcome="{label}"}} {value:g}')
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    """Prometheus exposition (calltracking/metrics.py); the web nodes add database-wide figures."""
+    services = request.app[SERVICES]
+    db = services.db if HUB in request.app else None  # only web nodes read database figures
+    body = await services.metrics.render(db, services.clock())
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def _lease_updates(app: web.Application) -> AsyncIterator[None]:

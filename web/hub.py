@@ -128,7 +128,8 @@ class Hub:
     async def close_all(self) -> None:
         tabs = [tab for tabs in self._by_visitor.values() for tab in tabs]
         await asyncio.gather(
-            *(tab.ws.close(code=1001, message=b"server shutdown") for tab in tabs),
+            # 1012 "service restart": the snippet reconnects with back-off, to another node.
+            *(tab.ws.close(code=1012, message=b"service restart") for tab in tabs),
             return_exceptions=True,
         )
 

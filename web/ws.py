@@ -150,7 +150,11 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     hub: Hub = request.app[HUB]
     address = client_address(request, services.config.trusted_proxies)
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionError:  # the client left during the handshake (seen in bench/soak.py)
+        log.info("visitor socket from %s closed during the handshake", address)
+        return ws
     if hub.connections_from(address) >= services.config.ws_max_per_address:
         await ws.close(code=4429, message=b"too many connections from this address")
         return ws
@@ -194,6 +198,7 @@ async def _serve(
         return
     if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
         return
+    started = time.monotonic()  # hello -> number, for /metrics
     try:
         if msg.type is not WSMsgType.TEXT:
             raise Malformed("only JSON text frames are accepted")
@@ -225,6 +230,7 @@ async def _serve(
             }
         )
         await hub.send(tab, welcome.shown)
+        services.metrics.hello_done(time.monotonic() - started, hello.visitor_id == tab.visitor_id)
         await hub.push(tab.visitor_id, welcome.shown)
         await hub.refresh(welcome.changed)
         await _loop(ws, services, hub, site, tab)

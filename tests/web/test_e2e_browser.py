@@ -320,7 +320,7 @@ async def test_a_tracker_restart_keeps_the_number_on_the_page(
     port = tracked.state.http_port
     assert port is not None
 
-    await tracked.stop()  # closes the socket (1001): the snippet keeps its number, retries
+    await tracked.stop()  # closes the socket (1012): the snippet keeps its number, retries
     await tab.page.wait_for_function(
         "() => !window.calltracking.state().connected", polling=POLL_MS
     )

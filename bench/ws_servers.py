@@ -1,8 +1,9 @@
 """The two websocket servers `bench.ws_bench` measures, each run as its own child process.
 
 - `tracker`: the real tracker's web part (`calltracking.serve.running`) on a fresh SQLite file,
-  with one seeded site whose pool holds `--pool` numbers, `ws_max_per_address` raised so one
-  loopback address may hold every socket. Ready line: `{"port", "site", "pid"}`.
+  with one seeded site whose pool holds `--pool` numbers, loopback trusted as a proxy so that
+  each socket's `X-Forwarded-For` is its own visitor's address.
+  Ready line: `{"port", "site", "pid"}`.
 - `echo`: a bare aiohttp websocket server that sends every text frame back. Ready line:
   `{"port", "pid"}`.
 Both serve until stdin closes or `--max-seconds` pass.
@@ -33,6 +34,9 @@ async def serve_tracker(pool: int, max_s: float) -> None:
             http_port=0,
             recordings_dir=Path(tmp),
             ws_max_per_address=MAX_SOCKETS,
+            # Each bench socket names its own client address in X-Forwarded-For, as visitors
+            # behind a proxy do, so the per-address caps and hello rate see distinct people.
+            trusted_proxies=(LOOPBACK,),
         )
         async with running(config, ["web"]) as state:
             site = await seed_site(state.services.db, pool)

@@ -196,8 +196,8 @@ def test_a_flood_of_new_visitors_from_one_address_is_refused_after_a_burst() -> 
     for i in range(100):
         effects = site.handle(ev.TabOpened(None, f"t{i}", "192.0.2.77"), at(i * 0.05))
         refused += any(isinstance(e, ev.Refused) and e.rule == "hello_rate" for e in effects)
-    assert 60 <= refused <= 72  # a burst of about 30 passed, the rest did not
-    assert len(site.visitors) < 40
+    assert 30 <= refused <= 40  # a burst of 60 (and 2/s after it) passed, the rest did not
+    assert len(site.visitors) < 70
     other = open_tab(site, 6, address="192.0.2.78")  # other addresses are not affected
     assert shown(site, other)[0] is DisplayKind.DYNAMIC  # type: ignore[index]
 

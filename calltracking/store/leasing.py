@@ -141,7 +141,7 @@ async def snapshot(
     in_use = (
         sa.select(sa.func.count())
         .select_from(t.numbers.join(t.sites, t.numbers.c.site_id == t.sites.c.id))
-        .where(t.sites.c.account_id == site.account_id, t.numbers.c.role == "pool")
+        .where(t.sites.c.account_id == site.account_id)  # pool, static and defaults
         .scalar_subquery()
     )
     capacity = await conn.scalar(

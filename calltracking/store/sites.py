@@ -1,9 +1,16 @@
 """Accounts, sites and their numbers: the reserve, pools, defaults and static numbers.
 
-A number is in exactly one place: the reserve (site_id NULL), one site's pool (role `pool` or
-`static`) or one site's defaults (role `default`). Moving numbers is all or nothing.
-A number returned to the reserve cools down for its site's `cooldown_days` from its last release;
-meanwhile only that site may take it back.
+Rules (CONTRACT.md "Numbers"):
+- A number is in exactly one place: the reserve (site_id NULL), one site's pool (role `pool` or
+  `static`) or one site's defaults (role `default`). Moving numbers is all or nothing.
+- Only the admin adds numbers to the shared reserve (`add_to_reserve`). A site may name default
+  or static numbers new to the system: they are its account's own (`owner_account_id`) and,
+  when the site drops them, they leave the system (the row is deleted), never the reserve.
+- A number taken from the reserve goes back to it, cooling down for its site's `cooldown_days`:
+  a pool number from its last release, a default or static one (shown until now) from now;
+  meanwhile only that site may take it back.
+- A number held anywhere else (another site, another account) is a 409 Conflict.
+- An account's `max_numbers` counts every number it holds: pool, static and defaults.
 """
 
 from __future__ import annotations
@@ -147,7 +154,11 @@ async def create_site(
     settings: SiteSettings,
     now: datetime,
 ) -> Site:
+    for e164 in settings.static:
+        if e164 in defaults.values():
+            raise Conflict(f"settings.static.{e164}: {e164} is one of the site's default numbers")
     site_id, key = new_id(), new_id()[:20]
+    held_before = await account_numbers_in_use(conn, account_id)
     await conn.execute(
         sites.insert().values(
             id=site_id,
@@ -162,52 +173,74 @@ async def create_site(
             created_at=now,
         )
     )
+    owner = NumberOwner(site_id, account_id)
     for kind in ("initial", "expired", "untracked"):
-        await _claim(conn, defaults[kind], site_id, "default", None, f"defaults.{kind}", now)
+        await _claim(conn, defaults[kind], owner, "default", None, f"defaults.{kind}", now)
     for e164, label in settings.static.items():
-        await _claim(conn, e164, site_id, "static", label, f"settings.static.{e164}", now)
+        await _claim(conn, e164, owner, "static", label, f"settings.static.{e164}", now)
+    await check_account_capacity(conn, account_id, held_before)
     site = await get_site(conn, site_id)
     assert site is not None
     return site
 
 
+@dataclass(frozen=True, slots=True)
+class NumberOwner:
+    """The site a number is claimed for, and the account that then holds it."""
+
+    site_id: str
+    account_id: str
+
+
 async def _claim(
     conn: AsyncConnection,
     e164: str,
-    site_id: str,
+    owner: NumberOwner,
     role: str,
     label: str | None,
     field: str,
     now: datetime,
 ) -> None:
-    """Put a number into this site as `role`: from the reserve, new, or already the site's."""
+    """Put a number into this site as `role`: from the reserve, new (then the account's own),
+    or already the site's; Conflict naming `field` when it is held anywhere else."""
+    site_id = owner.site_id
     row = (await conn.execute(sa.select(numbers).where(numbers.c.e164 == e164))).first()
     if row is None:
         await conn.execute(
             numbers.insert().values(
-                e164=e164, site_id=site_id, role=role, static_label=label, added_at=now
+                e164=e164,
+                site_id=site_id,
+                role=role,
+                static_label=label,
+                added_at=now,
+                owner_account_id=owner.account_id,
             )
         )
         return
-    if row.site_id == site_id and row.role in (role, "default") and role == "default":
+    if row.site_id == site_id and row.role == role == "default":
         return
     if row.site_id is not None and row.site_id != site_id:
         raise Conflict(f"{field}: {e164} belongs to another site")
+    if row.owner_account_id not in (None, owner.account_id):
+        raise Conflict(f"{field}: {e164} belongs to another account")
     if row.site_id is None and _cooling_for_other(row, site_id, now):
         raise Conflict(f"{field}: {e164} is cooling down from another site")
-    if row.site_id == site_id and row.role == "pool" and role == "static":
-        active = await conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(leases)
-            .where(leases.c.number == e164, leases.c.ended_at.is_(None))
-        )
-        if active:
-            raise Conflict(f"{field}: {e164} is leased now")
+    if row.site_id == site_id and row.role == "pool" and await _leased_now(conn, e164):
+        raise Conflict(f"{field}: {e164} is leased now")
     await conn.execute(
         numbers.update()
         .where(numbers.c.e164 == e164)
         .values(site_id=site_id, role=role, static_label=label)
     )
+
+
+async def _leased_now(conn: AsyncConnection, e164: str) -> bool:
+    active = await conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(leases)
+        .where(leases.c.number == e164, leases.c.ended_at.is_(None))
+    )
+    return bool(active)
 
 
 def _cooling_for_other(row: Any, site_id: str, now: datetime) -> bool:
@@ -218,22 +251,28 @@ def _cooling_for_other(row: Any, site_id: str, now: datetime) -> bool:
     )
 
 
-async def release_to_reserve(conn: AsyncConnection, site: Site, e164: str, now: datetime) -> None:
-    """Return a pool number to the reserve, cooling down for the site's `cooldown_days`."""
+async def release_to_reserve(conn: AsyncConnection, site: Site, e164: str, now: datetime) -> bool:
+    """Drop a pool or static number of the site (`drop_number`); NotFound when it is not one,
+    Conflict while it is leased. Returns True when it went back to the reserve."""
     row = (await conn.execute(sa.select(numbers).where(numbers.c.e164 == e164))).first()
     if row is None or row.site_id != site.id or row.role not in ("pool", "static"):
         raise NotFound(f"{e164} is not in this site's pool")
-    active = await conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(leases)
-        .where(leases.c.number == e164, leases.c.ended_at.is_(None))
-    )
-    if active:
+    if await _leased_now(conn, e164):
         raise Conflict(f"{e164} is leased now; it can be removed once released")
-    since = row.last_released_at or now
+    return await drop_number(conn, site, row, now)
+
+
+async def drop_number(conn: AsyncConnection, site: Site, row: Any, now: datetime) -> bool:
+    """A number leaves the site. The account's own number leaves the system (False); one taken
+    from the reserve goes back to it cooling for the site's `cooldown_days` (True): a pool
+    number from its last release, a default or static one from now, as it was shown until now."""
+    if row.owner_account_id is not None:
+        await conn.execute(numbers.delete().where(numbers.c.e164 == row.e164))
+        return False
+    since = (row.last_released_at or now) if row.role == "pool" else now
     await conn.execute(
         numbers.update()
-        .where(numbers.c.e164 == e164)
+        .where(numbers.c.e164 == row.e164)
         .values(
             site_id=None,
             role="reserve",
@@ -242,6 +281,7 @@ async def release_to_reserve(conn: AsyncConnection, site: Site, e164: str, now: 
             cooling_until=since + timedelta(days=site.settings.cooldown_days),
         )
     )
+    return True
 
 
 async def move_from_reserve(
@@ -298,18 +338,31 @@ async def move_from_reserve(
 
 
 async def account_numbers_in_use(conn: AsyncConnection, account_id: str) -> int:
+    """Every number the account's sites hold: pool, static and defaults."""
     value = await conn.scalar(
         sa.select(sa.func.count())
         .select_from(numbers.join(sites, numbers.c.site_id == sites.c.id))
-        .where(sites.c.account_id == account_id, numbers.c.role == "pool")
+        .where(sites.c.account_id == account_id)
     )
     return int(value or 0)
+
+
+async def check_account_capacity(conn: AsyncConnection, account_id: str, held_before: int) -> None:
+    """Conflict when a change made the account hold more numbers than its `max_numbers`
+    (a change that holds fewer or as many as before always passes)."""
+    account = await get_account(conn, account_id)
+    held = await account_numbers_in_use(conn, account_id)
+    if account is not None and held > account.max_numbers and held > held_before:
+        raise Conflict(
+            f"the account would hold {held} numbers (pool, static and defaults); "
+            f"its max_numbers is {account.max_numbers}"
+        )
 
 
 async def claim_number(
     conn: AsyncConnection,
     e164: str,
-    site_id: str,
+    site: Site,
     role: str,
     label: str | None,
     field: str,
@@ -317,7 +370,7 @@ async def claim_number(
 ) -> None:
     """Put a number into a site as `role` (`default` or `static`), as site creation does:
     from the reserve, new, or already the site's; Conflict naming `field` otherwise."""
-    await _claim(conn, e164, site_id, role, label, field, now)
+    await _claim(conn, e164, NumberOwner(site.id, site.account_id), role, label, field, now)
 
 
 async def top_up_pool(conn: AsyncConnection, site: Site, now: datetime) -> list[str]:

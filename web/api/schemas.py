@@ -77,7 +77,16 @@ NUMBER = obj(
         "e164": E164,
         "state": {
             "type": "string",
-            "enum": ["reserve", "cooling", "default", "free", "leased", "held", "static"],
+            "enum": [
+                "reserve",
+                "cooling",
+                "default",
+                "free",
+                "leased",
+                "held",
+                "static",
+                "removed",
+            ],
         },
         "site_id": nullable({"type": "string"}),
         "label": nullable({"type": "string"}),
@@ -143,6 +152,7 @@ SITE_DELETED = obj(
         "deleted": {"type": "boolean"},
         "leases_ended": {"type": "integer"},
         "numbers_returned": {"type": "integer"},
+        "numbers_removed": {"type": "integer"},
     },
 )
 SITE_NUMBERS_IN: Schema = {

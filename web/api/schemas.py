@@ -256,3 +256,12 @@ ERASED = obj(
     ["calls", "recordings_deleted"],
     {"calls": {"type": "integer"}, "recordings_deleted": {"type": "integer"}},
 )
+TOKEN_REVOKED = obj(
+    ["prefix", "admin", "revoked_at"],
+    {
+        "prefix": {"type": "string"},
+        "admin": {"type": "boolean"},
+        "account_id": nullable({"type": "string"}),
+        "revoked_at": TIME,
+    },
+)

@@ -115,9 +115,12 @@ async def running(
         if "web" in parts or "workers" in parts:
             tasks.append(asyncio.create_task(_relay(services, stopping), name="outbox-relay"))
         if "web" in parts:
+            from web.access_log import RedactingAccessLogger
             from web.app import create_app
 
-            runner = web.AppRunner(create_app(services), shutdown_timeout=5)
+            runner = web.AppRunner(
+                create_app(services), shutdown_timeout=5, access_log_class=RedactingAccessLogger
+            )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, config.http_host, config.http_port)

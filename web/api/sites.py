@@ -17,6 +17,7 @@ from calltracking.store.sites import Account, Site, get_account, get_site, list_
 from calltracking.store.sites import create_site as store_create_site
 from web.api import validation as v
 from web.api.context import Ctx
+from web.api.masked import keep_stored_secrets
 from web.keys import HUB
 
 DEFAULT_KINDS = ("initial", "expired", "untracked")
@@ -94,7 +95,8 @@ async def create_site(ctx: Ctx) -> web.StreamResponse:
         _domains(body["domains"]),
         _defaults(body["defaults"]),
     )
-    settings = merge_settings(SiteSettings(), body.get("settings", {}))
+    fresh = SiteSettings()
+    settings = merge_settings(fresh, keep_stored_secrets(body.get("settings", {}), fresh.analytics))
     async with ctx.services.db.write() as conn:
         account = await get_account(conn, account_id)
         if account is None:
@@ -132,7 +134,8 @@ async def patch_site(ctx: Ctx) -> web.StreamResponse:
     defaults = _defaults(body["defaults"]) if "defaults" in body else None
     async with ctx.services.db.write() as conn:
         site = await owned_site(ctx, conn)
-        settings = merge_settings(site.settings, body.get("settings", {}))
+        patch = keep_stored_secrets(body.get("settings", {}), site.settings.analytics)
+        settings = merge_settings(site.settings, patch)
         account = await get_account(conn, site.account_id)
         assert account is not None
         site = await site_changes.update_site(

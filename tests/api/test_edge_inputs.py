@@ -103,7 +103,6 @@ BODIES = [
 async def test_bodies_that_cannot_be_stored_or_parsed_are_400(
     api: Api, body: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _, token = await api.account()
     for path in ("/api/v1/sites", "/api/v1/accounts"):
         status, answer = await api.req(
             "POST", path, ADMIN, data=body, headers={"Content-Type": "application/json"}
@@ -162,7 +161,7 @@ async def test_a_newline_in_a_failing_path_cannot_forge_a_log_line(
     def explode(*_: Any) -> None:
         raise RuntimeError("boom")
 
-    api.services.clock = explode  # type: ignore[method-assign,assignment]
+    api.services.clock = explode  # type: ignore[assignment]
     caplog.set_level(logging.ERROR, logger="web.api.errors")
     forged = "/api/v1/calls/x%0AINFO%20web.api%20forged/recording"
     status, answer = await api.req(

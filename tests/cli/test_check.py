@@ -40,7 +40,7 @@ async def test_check_reports_each_part_and_fails_on_what_is_down(tmp_path: Path)
     finally:
         await sim.stop()
     text = "\n".join(lines)
-    assert "ok   database: reachable, schema revision 0001" in text
+    assert "ok   database: reachable, schema revision " in text  # the head, whatever it is
     assert "ok   AMI: login as 'calltracking'" in text
     assert "ok   dialplan: trunk context [from-trunk] exists" in text
     assert "site 'shop'" in text

@@ -11,14 +11,14 @@ from dataclasses import replace
 from aiohttp import web
 
 from calltracking.core.errors import Conflict, InvalidInput
-from calltracking.store.queries import pool_states, site_changes
-from calltracking.store.sites import (
+from calltracking.store.number_moves import (
     account_numbers_in_use,
     add_to_reserve,
-    get_account,
     move_from_reserve,
     release_to_reserve,
 )
+from calltracking.store.queries import pool_states, site_changes
+from calltracking.store.sites import get_account
 from web.api import validation as v
 from web.api.context import Ctx
 from web.api.sites import owned_site

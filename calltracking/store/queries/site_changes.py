@@ -3,7 +3,7 @@
 Rules:
 - Callers have checked ownership; every change runs inside the caller's one write transaction.
 - A number leaving a site goes back to the reserve, cooling down, when it came from there; a
-  number the account brought itself leaves the system (`sites.drop_number`).
+  number the account brought itself leaves the system (`number_moves.drop_number`).
 - A change that makes the account hold more than `max_numbers` (pool, static and defaults) is a
   409 Conflict; the caller's transaction then changes nothing.
 - A lowered `pool_max` shrinks the pool free numbers first; leased numbers stay.
@@ -25,16 +25,15 @@ from calltracking.core.kinds import LeaseEndReason
 from calltracking.core.settings import SiteSettings, settings_to_json
 from calltracking.store import schema as t
 from calltracking.store.leasing import end_lease
-from calltracking.store.queries.pool_states import active_leases, number_snapshot, pool_size
-from calltracking.store.sites import (
-    Site,
+from calltracking.store.number_moves import (
     account_numbers_in_use,
     check_account_capacity,
     claim_number,
     drop_number,
-    get_site,
     release_to_reserve,
 )
+from calltracking.store.queries.pool_states import active_leases, number_snapshot, pool_size
+from calltracking.store.sites import Site, get_site
 
 
 async def update_site(
@@ -100,7 +99,7 @@ async def _shrink_pool(conn: AsyncConnection, site: Site, now: datetime) -> None
 
 
 async def _drop(conn: AsyncConnection, site: Site, e164s: Sequence[str], now: datetime) -> int:
-    """Numbers leave the site (`sites.drop_number`); returns how many went back to the reserve."""
+    """Numbers leave the site (`drop_number`); returns how many went back to the reserve."""
     returned = 0
     for row in await conn.execute(sa.select(t.numbers).where(t.numbers.c.e164.in_(list(e164s)))):
         returned += await drop_number(conn, site, row, now)

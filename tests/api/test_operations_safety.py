@@ -65,10 +65,12 @@ async def test_the_access_log_masks_callers_and_signatures(
     await api.ok("DELETE", f"/api/v1/callers/%2B{CALLER[1:]}", token)
     signature = "ab" * 32
     await api.req("GET", "/api/v1/calls/x/recording", None, params={"exp": "99", "sig": signature})
+    await api.ok("DELETE", f"/api/v1/tokens/{token}", token)
     lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"][1:]
-    assert len(lines) == 3  # after the account's creation
+    assert len(lines) == 4  # after the account's creation
     text = "\n".join(lines)
     assert CALLER not in text and CALLER[1:] not in text and signature not in text
+    assert token not in text and f"/api/v1/tokens/{token[:12]}..." in lines[3]
     assert "/api/v1/callers/+791" in lines[0] and "<redacted>" in lines[2]
 
 

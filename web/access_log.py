@@ -3,8 +3,9 @@
 Rules: a caller's number in a path (`DELETE /api/v1/callers/+79161234567`) is masked to its
 first four and last two characters; a token named in a path (`DELETE /api/v1/tokens/...` takes
 the whole token too) keeps only its 12-character prefix; the `sig` of a signed recording URL
-(replayable until it expires) and any `token` query value are replaced by `<redacted>`; the path is logged as sent
-(percent-encoded) and through `%r`, so it cannot break a line or forge another one.
+(replayable until it expires) and any `token` query value are replaced by `<redacted>`; the
+path is logged as sent (percent-encoded) and through `%r`, so it cannot break a line or forge
+another one.
 """
 
 from __future__ import annotations

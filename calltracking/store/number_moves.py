@@ -204,7 +204,13 @@ async def move_from_reserve(
 
 
 async def account_numbers_in_use(conn: AsyncConnection, account_id: str) -> int:
-    """Every number the account's sites hold: pool, static and defaults."""
+    """Every number the account's sites hold: pool, static and defaults. On PostgreSQL the
+    account row is locked first (as allocation does), so two changes of one account cannot both
+    pass `max_numbers` on counts that ignore each other; SQLite writers are serial anyway."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            sa.select(accounts.c.id).where(accounts.c.id == account_id).with_for_update()
+        )
     value = await conn.scalar(
         sa.select(sa.func.count())
         .select_from(numbers.join(sites, numbers.c.site_id == sites.c.id))

@@ -164,9 +164,8 @@ async def visitor(api: Api, site_id: str, at: datetime, url: str) -> str:
     return welcome.shown.e164
 
 
-@pytest.fixture
-async def pg_api(tmp_path: Path, pg_url: str) -> AsyncIterator[Api]:
-    """The tracker on a clean schema of the session's PostgreSQL database."""
+async def clean_postgres(pg_url: str) -> str:
+    """Empty the session's PostgreSQL database (the tracker migrates it on start)."""
     import sqlalchemy as sa
 
     from calltracking.store.db import Database
@@ -176,5 +175,21 @@ async def pg_api(tmp_path: Path, pg_url: str) -> AsyncIterator[Api]:
         await conn.execute(sa.text("DROP SCHEMA public CASCADE"))
         await conn.execute(sa.text("CREATE SCHEMA public"))
     await db.close()
-    async with serving(tmp_path, database_url=pg_url) as client:
+    return pg_url
+
+
+@pytest.fixture
+async def pg_api(tmp_path: Path, pg_url: str) -> AsyncIterator[Api]:
+    """The tracker on a clean schema of the session's PostgreSQL database."""
+    async with serving(tmp_path, database_url=await clean_postgres(pg_url)) as client:
+        yield client
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    """The tracker on SQLite, then on PostgreSQL."""
+    url = None
+    if request.param == "postgres":
+        url = await clean_postgres(request.getfixturevalue("pg_url"))
+    async with serving(tmp_path, database_url=url) as client:
         yield client

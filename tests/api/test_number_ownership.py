@@ -7,10 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.api.conftest import Api, defaults, numbers
 from tests.store.seed import DESKTOP_UA
 
 BROUGHT = "+74957770011"
+
+
+@pytest.fixture
+def api(any_api: Api) -> Api:
+    return any_api  # every rule here holds on SQLite and on PostgreSQL
 
 
 async def shown_number(api: Api, site: dict[str, Any]) -> dict[str, Any]:

@@ -210,7 +210,8 @@ def reserve_numbers(count: int) -> list[str]:
 async def seed_site(db: Database, pool: int) -> Site:
     """An account and a site on `shop.example` with `pool` reserve numbers it may lease."""
     async with db.write() as conn:
-        account = await create_account(conn, "bench", T0, max_numbers=pool)
+        # max_numbers counts the three defaults too
+        account = await create_account(conn, "bench", T0, max_numbers=pool + 3)
         await add_to_reserve(conn, reserve_numbers(pool), T0)
         settings = dataclasses.replace(SiteSettings(), pool_max=pool)
         return await create_site(

@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     who = create.add_mutually_exclusive_group(required=True)
     who.add_argument("--admin", action="store_true", help="a token that manages accounts")
     who.add_argument("--account", metavar="ID", help="a token for one account")
+    revoke = token_commands.add_parser(
+        "revoke", help="revoke a token at once (named by its first 12 characters, or whole)"
+    )
+    revoke.add_argument("prefix", metavar="TOKEN_PREFIX")
 
     sim = commands.add_parser(
         "pbx-sim",
@@ -119,8 +123,10 @@ async def _dispatch(args: argparse.Namespace, config: Config) -> int:
             await db.close()
         return 0
     if args.command == "token":
-        from calltracking.store.tokens import create_token_cli
+        from calltracking.store.tokens import create_token_cli, revoke_token_cli
 
+        if args.token_command == "revoke":
+            return await revoke_token_cli(config, args.prefix)
         return await create_token_cli(config, admin=args.admin, account_id=args.account)
     if args.command == "check":
         from calltracking.check import run_checks

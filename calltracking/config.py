@@ -130,6 +130,9 @@ def _convert(name: str, value: Any, default: Any) -> Any:
         raise ConfigError(f"{setting}: {value!r} is not a valid {kind}") from None
 
 
+MIN_SIGNING_KEY_BYTES = 32
+
+
 def _check(config: Config) -> None:
     for name in ("http_port", "agi_port", "ami_port", "metrics_port"):
         port = getattr(config, name)
@@ -159,3 +162,9 @@ def _check(config: Config) -> None:
         raise ConfigError(f"{PREFIX}AGI_ALLOW: {exc}") from None
     if not config.trunk_contexts:
         raise ConfigError(f"{PREFIX}TRUNK_CONTEXTS: name at least one context")
+    if config.signing_key and len(config.signing_key.encode()) < MIN_SIGNING_KEY_BYTES:
+        # A short key can be guessed offline from one signed recording URL.
+        raise ConfigError(
+            f"{PREFIX}SIGNING_KEY: must be at least {MIN_SIGNING_KEY_BYTES} bytes "
+            "(e.g. `openssl rand -hex 32`), or unset for a random key per start"
+        )

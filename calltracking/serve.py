@@ -121,6 +121,7 @@ async def running(
         if "web" in parts or "workers" in parts:
             tasks.append(asyncio.create_task(_relay(services, stopping), name="outbox-relay"))
         if "web" in parts:
+            from web.access_log import RedactingAccessLogger
             from web.app import create_app
             from web.limits import LimitedSite, body_deadline, guard_accept_errors, http_limits
 
@@ -128,7 +129,10 @@ async def running(
             app = create_app(services)
             app.middlewares.append(body_deadline(limits.body_timeout_s))
             runner = web.AppRunner(
-                app, shutdown_timeout=5, keepalive_timeout=limits.header_timeout_s
+                app,
+                shutdown_timeout=5,
+                keepalive_timeout=limits.header_timeout_s,
+                access_log_class=RedactingAccessLogger,
             )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)

@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from calltracking.quiet_log import QuietLog
 from calltracking.services import Services
 from web.hub import Hub
 from web.keys import HUB, SERVICES
@@ -121,6 +122,7 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     async def sweep_forever() -> None:
         last_touch = 0.0
         loop = asyncio.get_running_loop()
+        sweeps = QuietLog(log, "lease sweep failed; trying again")
         while not stopping.is_set():
             try:
                 if loop.time() - last_touch >= TOUCH_INTERVAL_S:
@@ -128,8 +130,10 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
                     last_touch = loop.time()
                 changed = await services.visitors.sweep(services.clock())
                 await hub.refresh(changed)
-            except Exception:
-                log.exception("lease sweep failed; trying again")
+            except Exception as exc:
+                sweeps.failed(exc, loop.time())  # one line a minute while the database is away
+            else:
+                sweeps.recovered()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), services.sweep_interval_s)
 

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from calltracking.bus.base import Bus
 from calltracking.core.events import Event
+from calltracking.quiet_log import QuietLog
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class OutboxRelay:
         self._bus = bus
         self._batch = batch
         self._failing = False
+        self._rounds = QuietLog(log, "outbox relay round failed")
 
     async def run_once(self) -> int:
         """Publish one batch of pending events; return how many were confirmed and marked."""
@@ -82,8 +84,11 @@ class OutboxRelay:
             published = 0
             try:
                 published = await self.run_once()
-            except Exception:
-                log.exception("outbox relay round failed; retrying in %ss", interval_s)
+            except Exception as exc:
+                # One line a minute while the database is away, not a traceback per round.
+                self._rounds.failed(exc, asyncio.get_running_loop().time())
+            else:
+                self._rounds.recovered()
             if published >= self._batch:
                 continue  # more may be waiting: no pause while there is a backlog
             with contextlib.suppress(TimeoutError):

@@ -67,6 +67,10 @@ tokens = sa.Table(
     sa.Column("admin", sa.Boolean, nullable=False, default=False),
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # The token's first characters, shown to operators so they can name it to revoke it (NULL for
+    # tokens made before revision 0002a: those are revoked by giving the whole token).
+    sa.Column("prefix", sa.String(16), index=True),
+    sa.Column("revoked_at", UtcDateTime),  # a revoked token authenticates no one
 )
 
 sites = sa.Table(
@@ -89,7 +93,9 @@ sites = sa.Table(
 )
 
 # A number is in one place: the reserve (site_id NULL, role 'reserve'), one site's pool
-# (role 'pool' or 'static'), or one site's defaults (role 'default').
+# (role 'pool' or 'static'), or one site's defaults (role 'default'). `owner_account_id` is set
+# on a number an account brought itself (a default or static number new to the system): it is
+# that account's alone and is deleted when its site drops it, never entering the reserve.
 numbers = sa.Table(
     "numbers",
     metadata,
@@ -102,6 +108,7 @@ numbers = sa.Table(
     sa.Column("last_released_at", UtcDateTime),
     sa.Column("last_visitor_id", ID),  # holder of the last ended lease (hold, LRU)
     sa.Column("added_at", UtcDateTime, nullable=False),
+    sa.Column("owner_account_id", ID),
 )
 
 visitors = sa.Table(

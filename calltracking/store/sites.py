@@ -1,28 +1,57 @@
-"""Accounts, sites and their numbers: the reserve, pools, defaults and static numbers.
+"""Accounts and sites: reading them, creating them (a site's defaults and static numbers are
+claimed through `number_moves`, whose rules apply).
 
-A number is in exactly one place: the reserve (site_id NULL), one site's pool (role `pool` or
-`static`) or one site's defaults (role `default`). Moving numbers is all or nothing.
-A number returned to the reserve cools down for its site's `cooldown_days` from its last release;
-meanwhile only that site may take it back.
+The number functions (`add_to_reserve`, `move_from_reserve`, `release_to_reserve`,
+`top_up_pool`, ...) live in `number_moves` and are re-exported here for existing callers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from calltracking.core.errors import Conflict, InvalidInput, NotFound
+from calltracking.core.errors import Conflict
 from calltracking.core.kinds import AttributionKind
-from calltracking.core.numbers import is_e164
 from calltracking.core.settings import SiteSettings, settings_from_json, settings_to_json
-from calltracking.store import site_state
+from calltracking.store.number_moves import (
+    NumberOwner,
+    account_numbers_in_use,
+    add_to_reserve,
+    check_account_capacity,
+    claim_for,
+    claim_number,
+    drop_number,
+    move_from_reserve,
+    release_to_reserve,
+    top_up_pool,
+)
 from calltracking.store.outbox import new_id
-from calltracking.store.schema import accounts, leases, numbers, sites
+from calltracking.store.schema import accounts, sites
+
+__all__ = [  # the number functions are re-exported for callers that import them from here
+    "Account",
+    "Site",
+    "account_numbers_in_use",
+    "add_to_reserve",
+    "check_account_capacity",
+    "claim_number",
+    "create_account",
+    "create_site",
+    "drop_number",
+    "get_account",
+    "get_site",
+    "get_site_by_key",
+    "list_sites",
+    "move_from_reserve",
+    "release_to_reserve",
+    "site_from_row",
+    "top_up_pool",
+]
 
 DEFAULT_ORDER = (AttributionKind.INITIAL, AttributionKind.EXPIRED, AttributionKind.UNTRACKED)
 
@@ -119,25 +148,6 @@ async def create_account(
     return account
 
 
-async def add_to_reserve(
-    conn: AsyncConnection, values: Sequence[str], now: datetime
-) -> tuple[int, int]:
-    """Add numbers to the reserve, all or nothing; returns (added, already present)."""
-    for i, value in enumerate(values):
-        if not is_e164(value):
-            raise InvalidInput(f"numbers[{i}]", f"{value!r} is not an E.164 number")
-    unique = list(dict.fromkeys(values))
-    existing = set(
-        (await conn.execute(sa.select(numbers.c.e164).where(numbers.c.e164.in_(unique)))).scalars()
-    )
-    fresh = [n for n in unique if n not in existing]
-    if fresh:
-        await conn.execute(
-            numbers.insert(), [{"e164": n, "role": "reserve", "added_at": now} for n in fresh]
-        )
-    return len(fresh), len(unique) - len(fresh)
-
-
 async def create_site(
     conn: AsyncConnection,
     *,
@@ -148,7 +158,11 @@ async def create_site(
     settings: SiteSettings,
     now: datetime,
 ) -> Site:
+    for e164 in settings.static:
+        if e164 in defaults.values():
+            raise Conflict(f"settings.static.{e164}: {e164} is one of the site's default numbers")
     site_id, key = new_id(), new_id()[:20]
+    held_before = await account_numbers_in_use(conn, account_id)
     await conn.execute(
         sites.insert().values(
             id=site_id,
@@ -163,192 +177,12 @@ async def create_site(
             created_at=now,
         )
     )
+    owner = NumberOwner(site_id, account_id)
     for kind in ("initial", "expired", "untracked"):
-        await _claim(conn, defaults[kind], site_id, "default", None, f"defaults.{kind}", now)
+        await claim_for(conn, defaults[kind], owner, "default", None, f"defaults.{kind}", now)
     for e164, label in settings.static.items():
-        await _claim(conn, e164, site_id, "static", label, f"settings.static.{e164}", now)
+        await claim_for(conn, e164, owner, "static", label, f"settings.static.{e164}", now)
+    await check_account_capacity(conn, account_id, held_before)
     site = await get_site(conn, site_id)
     assert site is not None
     return site
-
-
-async def _claim(
-    conn: AsyncConnection,
-    e164: str,
-    site_id: str,
-    role: str,
-    label: str | None,
-    field: str,
-    now: datetime,
-) -> None:
-    """Put a number into this site as `role`: from the reserve, new, or already the site's."""
-    row = (await conn.execute(sa.select(numbers).where(numbers.c.e164 == e164))).first()
-    if row is None:
-        await conn.execute(
-            numbers.insert().values(
-                e164=e164, site_id=site_id, role=role, static_label=label, added_at=now
-            )
-        )
-        await site_state.bump(conn, site_id)
-        return
-    if row.site_id == site_id and row.role in (role, "default") and role == "default":
-        return
-    if row.site_id is not None and row.site_id != site_id:
-        raise Conflict(f"{field}: {e164} belongs to another site")
-    if row.site_id is None and _cooling_for_other(row, site_id, now):
-        raise Conflict(f"{field}: {e164} is cooling down from another site")
-    if row.site_id == site_id and row.role == "pool" and role == "static":
-        active = await conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(leases)
-            .where(leases.c.number == e164, leases.c.ended_at.is_(None))
-        )
-        if active:
-            raise Conflict(f"{field}: {e164} is leased now")
-    await conn.execute(
-        numbers.update()
-        .where(numbers.c.e164 == e164)
-        .values(site_id=site_id, role=role, static_label=label)
-    )
-    await site_state.bump(conn, site_id)
-
-
-def _cooling_for_other(row: Any, site_id: str, now: datetime) -> bool:
-    return (
-        row.cooling_until is not None
-        and row.cooling_site_id not in (None, site_id)
-        and now < row.cooling_until
-    )
-
-
-async def release_to_reserve(conn: AsyncConnection, site: Site, e164: str, now: datetime) -> None:
-    """Return a pool number to the reserve, cooling down for the site's `cooldown_days`."""
-    row = (await conn.execute(sa.select(numbers).where(numbers.c.e164 == e164))).first()
-    if row is None or row.site_id != site.id or row.role not in ("pool", "static"):
-        raise NotFound(f"{e164} is not in this site's pool")
-    active = await conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(leases)
-        .where(leases.c.number == e164, leases.c.ended_at.is_(None))
-    )
-    if active:
-        raise Conflict(f"{e164} is leased now; it can be removed once released")
-    since = row.last_released_at or now
-    await conn.execute(
-        numbers.update()
-        .where(numbers.c.e164 == e164)
-        .values(
-            site_id=None,
-            role="reserve",
-            static_label=None,
-            cooling_site_id=site.id,
-            cooling_until=since + timedelta(days=site.settings.cooldown_days),
-        )
-    )
-    await site_state.bump(conn, site.id)
-
-
-async def move_from_reserve(
-    conn: AsyncConnection,
-    site: Site,
-    *,
-    count: int | None,
-    wanted: Sequence[str] | None,
-    account_capacity: int,
-    now: datetime,
-) -> list[str]:
-    """Move reserve numbers into the pool, all or nothing; 409 naming what could not be had."""
-    if wanted is not None:
-        for i, value in enumerate(wanted):
-            if not is_e164(value):
-                raise InvalidInput(f"numbers[{i}]", f"{value!r} is not an E.164 number")
-        if len(wanted) > account_capacity:
-            raise Conflict(f"the account may take {account_capacity} more numbers")
-        rows = {
-            r.e164: r
-            for r in await conn.execute(sa.select(numbers).where(numbers.c.e164.in_(list(wanted))))
-        }
-        problems = []
-        for value in wanted:
-            row = rows.get(value)
-            if row is None:
-                problems.append(f"{value} is not in the reserve")
-            elif row.site_id is not None:
-                problems.append(f"{value} is in a pool or defaults already")
-            elif _cooling_for_other(row, site.id, now):
-                problems.append(f"{value} is cooling down from another site")
-        if problems:
-            raise Conflict("; ".join(problems))
-        chosen = list(wanted)
-    else:
-        assert count is not None
-        if count > account_capacity:
-            raise Conflict(f"the account may take {account_capacity} more numbers")
-        candidates = await conn.execute(
-            sa.select(numbers).where(numbers.c.site_id.is_(None)).order_by(numbers.c.e164)
-        )
-        chosen = [r.e164 for r in candidates if not _cooling_for_other(r, site.id, now)][:count]
-        if len(chosen) < count:
-            raise Conflict(f"only {len(chosen)} reserve numbers can be had, {count} asked")
-    if chosen:
-        result = await conn.execute(
-            numbers.update()
-            .where(numbers.c.e164.in_(chosen), numbers.c.site_id.is_(None))
-            .values(site_id=site.id, role="pool", cooling_site_id=None, cooling_until=None)
-        )
-        if result.rowcount != len(chosen):
-            raise Conflict("some numbers were taken meanwhile; try again")
-        await site_state.bump(conn, site.id)
-    return chosen
-
-
-async def account_numbers_in_use(conn: AsyncConnection, account_id: str) -> int:
-    value = await conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(numbers.join(sites, numbers.c.site_id == sites.c.id))
-        .where(sites.c.account_id == account_id, numbers.c.role == "pool")
-    )
-    return int(value or 0)
-
-
-async def claim_number(
-    conn: AsyncConnection,
-    e164: str,
-    site_id: str,
-    role: str,
-    label: str | None,
-    field: str,
-    now: datetime,
-) -> None:
-    """Put a number into a site as `role` (`default` or `static`), as site creation does:
-    from the reserve, new, or already the site's; Conflict naming `field` otherwise."""
-    await _claim(conn, e164, site_id, role, label, field, now)
-
-
-async def top_up_pool(conn: AsyncConnection, site: Site, now: datetime) -> list[str]:
-    """Keep at least `pool_min` numbers in the pool, taking what the reserve and the account's
-    `max_numbers` allow (best effort: fewer when fewer can be had)."""
-    have = await conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(numbers)
-        .where(numbers.c.site_id == site.id, numbers.c.role == "pool")
-    )
-    missing = site.settings.pool_min - int(have or 0)
-    if missing <= 0:
-        return []
-    account = await get_account(conn, site.account_id)
-    capacity = (
-        0
-        if account is None
-        else account.max_numbers - await account_numbers_in_use(conn, site.account_id)
-    )
-    candidates = await conn.execute(
-        sa.select(numbers).where(numbers.c.site_id.is_(None)).order_by(numbers.c.e164)
-    )
-    free = [r.e164 for r in candidates if not _cooling_for_other(r, site.id, now)]
-    take = free[: max(0, min(missing, capacity))]
-    if take:
-        await move_from_reserve(
-            conn, site, count=None, wanted=take, account_capacity=capacity, now=now
-        )
-    return take

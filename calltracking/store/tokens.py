@@ -1,11 +1,19 @@
 """API tokens: random, shown once, stored as SHA-256 hashes. The configured admin token
-(`CALLTRACKING_ADMIN_TOKEN`) works without being stored."""
+(`CALLTRACKING_ADMIN_TOKEN`) works without being stored (and so cannot be revoked here: change
+the setting).
+
+Revocation: a token is named by its first PREFIX_LEN characters (kept in clear; the rest is
+~200 random bits, so the prefix gives nothing away) or by its whole value (tokens made before
+the prefix was stored). A revoked token authenticates no one from the next request on. The admin
+may revoke any stored token; an account only its own, others answer NotFound like a missing one.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -13,12 +21,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.config import Config
-from calltracking.core.errors import NotFound
+from calltracking.core.errors import Conflict, InvalidInput, NotFound
 from calltracking.store.db import Database
 from calltracking.store.outbox import new_id
 from calltracking.store.schema import accounts, tokens
 
 TOKEN_PREFIX = "ct_"
+PREFIX_LEN = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +57,43 @@ async def create_token(
             admin=admin,
             token_hash=hash_token(token),
             created_at=now,
+            prefix=token[:PREFIX_LEN],
         )
     )
     return token
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedToken:
+    prefix: str
+    admin: bool
+    account_id: str | None
+    revoked_at: datetime
+
+
+async def revoke_token(
+    conn: AsyncConnection, given: str, scope: str | None, now: datetime
+) -> RevokedToken:
+    """Revoke the token named by `given` (its prefix or whole value). `scope` None: the admin,
+    any token; else only that account's. Revoking twice keeps the first time."""
+    if len(given) < PREFIX_LEN:
+        raise InvalidInput("prefix", f"give at least the token's first {PREFIX_LEN} characters")
+    query = sa.select(tokens).where(
+        sa.or_(tokens.c.token_hash == hash_token(given), tokens.c.prefix == given[:PREFIX_LEN])
+    )
+    if scope is not None:
+        query = query.where(tokens.c.account_id == scope, tokens.c.admin.is_(False))
+    rows = list(await conn.execute(query))
+    exact = [r for r in rows if r.token_hash == hash_token(given)]
+    rows = exact or rows
+    if not rows:
+        raise NotFound(f"no token {given[:PREFIX_LEN]}...")
+    if len(rows) > 1:
+        raise Conflict(f"{given[:PREFIX_LEN]} names several tokens; give the whole token")
+    row = rows[0]
+    revoked_at = row.revoked_at or now
+    await conn.execute(tokens.update().where(tokens.c.id == row.id).values(revoked_at=revoked_at))
+    return RevokedToken(row.prefix or given[:PREFIX_LEN], row.admin, row.account_id, revoked_at)
 
 
 async def authenticate(conn: AsyncConnection, token: str, admin_token: str) -> Principal | None:
@@ -59,7 +102,7 @@ async def authenticate(conn: AsyncConnection, token: str, admin_token: str) -> P
     row = (
         await conn.execute(
             sa.select(tokens.c.admin, tokens.c.account_id).where(
-                tokens.c.token_hash == hash_token(token)
+                tokens.c.token_hash == hash_token(token), tokens.c.revoked_at.is_(None)
             )
         )
     ).first()
@@ -84,4 +127,22 @@ async def create_token_cli(config: Config, *, admin: bool, account_id: str | Non
     finally:
         await db.close()
     print(token)
+    return 0
+
+
+async def revoke_token_cli(config: Config, given: str) -> int:
+    from calltracking.store.migrate import migrate
+
+    db = Database(config.database_url)
+    try:
+        await migrate(db)
+        async with db.write() as conn:
+            revoked = await revoke_token(conn, given.strip(), None, datetime.now(UTC))
+    except (NotFound, Conflict, InvalidInput) as exc:
+        print(f"calltracking: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    owner = "admin" if revoked.admin else f"account {revoked.account_id}"
+    print(f"revoked {revoked.prefix}... ({owner}) at {revoked.revoked_at.isoformat()}")
     return 0

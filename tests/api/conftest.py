@@ -115,12 +115,14 @@ class Api:
 
 @asynccontextmanager
 async def serving(
-    tmp_path: Path, tweak: Callable[[Services], None] | None = None
+    tmp_path: Path,
+    tweak: Callable[[Services], None] | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[Api]:
     recordings = tmp_path / "recordings"
     recordings.mkdir()
     config = Config(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}",
+        database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'api.db'}",
         http_port=0,
         admin_token=ADMIN,
         recordings_dir=recordings,
@@ -160,3 +162,34 @@ async def visitor(api: Api, site_id: str, at: datetime, url: str) -> str:
     hello = Hello(url=url, referrer="", user_agent=DESKTOP_UA)
     welcome = await api.services.visitors.hello(site, hello, at)
     return welcome.shown.e164
+
+
+async def clean_postgres(pg_url: str) -> str:
+    """Empty the session's PostgreSQL database (the tracker migrates it on start)."""
+    import sqlalchemy as sa
+
+    from calltracking.store.db import Database
+
+    db = Database(pg_url)
+    async with db.engine.begin() as conn:
+        await conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        await conn.execute(sa.text("CREATE SCHEMA public"))
+    await db.close()
+    return pg_url
+
+
+@pytest.fixture
+async def pg_api(tmp_path: Path, pg_url: str) -> AsyncIterator[Api]:
+    """The tracker on a clean schema of the session's PostgreSQL database."""
+    async with serving(tmp_path, database_url=await clean_postgres(pg_url)) as client:
+        yield client
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    """The tracker on SQLite, then on PostgreSQL."""
+    url = None
+    if request.param == "postgres":
+        url = await clean_postgres(request.getfixturevalue("pg_url"))
+    async with serving(tmp_path, database_url=url) as client:
+        yield client

@@ -13,16 +13,18 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from calltracking.quiet_log import QuietLog
 from web.api.auth import Access, authorize
 from web.api.context import Ctx
-from web.api.errors import api_errors
+from web.api.errors import OUTAGE_LOG, api_errors, log
 from web.api.routes import ROUTES, Route
-from web.api.validation import check_query
+from web.api.validation import check_path, check_query
 from web.keys import SERVICES
 
 
 def setup_api(app: web.Application) -> None:
     app.middlewares.append(api_errors)
+    app[OUTAGE_LOG] = QuietLog(log, "API: database unavailable")
     for route in ROUTES:
         app.router.add_route(route.method, route.path, _endpoint(route))
 
@@ -36,6 +38,7 @@ def _endpoint(route: Route) -> Handler:
         if route.access in (Access.ADMIN, Access.ANY):
             principal = await authorize(request, services, route.access)
         check_query(request, allowed)
+        check_path(request)
         return await route.handler(Ctx(request, services, principal))
 
     handle.__name__ = route.handler.__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,6 +19,8 @@ from calltracking.store.tokens import create_token
 from web.api import validation as v
 from web.api.calls import with_recording_urls
 from web.api.context import Ctx
+
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 
 
 def _timezone(value: Any) -> str:
@@ -73,6 +76,8 @@ async def account_leads(ctx: Ctx) -> web.StreamResponse:
     month = ctx.request.query.get("month")
     if month is None:
         raise InvalidInput("month", "is required (YYYY-MM)")
+    if not _MONTH.fullmatch(month) or not v.MIN_YEAR <= int(month[:4]) <= v.MAX_YEAR:
+        raise InvalidInput("month", f"must be YYYY-MM, years {v.MIN_YEAR} to {v.MAX_YEAR}")
     parse_month(month)
     async with ctx.services.db.read() as conn:
         account = await get_account(conn, account_id)

@@ -31,7 +31,12 @@ def bearer_token(request: web.Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send Authorization: Bearer <token>")
-    return token.strip()
+    token = token.strip()
+    # Tokens are printable ASCII; anything else (a header that was not UTF-8 arrives with
+    # surrogate escapes) is no token, and must not reach `encode()`.
+    if not token.isascii() or not token.isprintable() or len(token) > 512:
+        raise Unauthorized("the token is not valid")
+    return token
 
 
 async def authorize(request: web.Request, services: Services, access: Access) -> Principal:

@@ -12,16 +12,23 @@ The exception tree (domain errors from calltracking.core.errors plus the HTTP-on
     ├── Forbidden         403 forbidden
     └── BodyTooLarge      413 too_large
 
+A database that cannot be reached (connection refused or lost, a pool timeout, SQLite busy) is
+503 `unavailable`, logged as one line per minute at most (`QuietLog`), not a traceback per
+request. Anything else unexpected is 500 `internal` with one traceback. Paths are logged with
+`%r` (escaped and cut short): a `%0A` in a URL cannot write a fake log line.
+
 Only paths under /api/ get JSON errors; other routes keep aiohttp's own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from sqlalchemy import exc as sa_exc
 
 from calltracking.core.errors import (
     Conflict,
@@ -30,6 +37,7 @@ from calltracking.core.errors import (
     NotFound,
     PoolExhausted,
 )
+from calltracking.quiet_log import QuietLog
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,21 @@ HTTP_CODES = {
     405: "method_not_allowed",
     413: "too_large",
 }
+OUTAGE_LOG = web.AppKey("api_outage_log", QuietLog)
+_OUTAGES = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database (or its connection) is away, rather than this request being wrong."""
+    if isinstance(exc, _OUTAGES):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 def status_of(exc: DomainError) -> int:
@@ -91,8 +114,9 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/api/"):
         return await handler(request)
+    outages = request.app.get(OUTAGE_LOG)
     try:
-        return await handler(request)
+        response = await handler(request)
     except DomainError as exc:
         return error_response(status_of(exc), exc.code, exc.message, getattr(exc, "field", None))
     except web.HTTPException as exc:
@@ -101,6 +125,13 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         code = HTTP_CODES.get(exc.status, "error")
         message = "no such endpoint" if exc.status == 404 else exc.reason
         return error_response(exc.status, code, message)
-    except Exception:
-        log.exception("API %s %s failed", request.method, request.path)
+    except Exception as exc:
+        if is_outage(exc):
+            if outages is not None:
+                outages.failed(exc, asyncio.get_running_loop().time())
+            return error_response(503, "unavailable", "the database is unavailable; try again")
+        log.exception("API %s %r failed", request.method, request.path[:300])
         return error_response(500, "internal", "internal error; the server log has the details")
+    if outages is not None:
+        outages.recovered()
+    return response

@@ -6,17 +6,19 @@ cools down for the site's `cooldown_days`; meanwhile only that site may take it 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
 from calltracking.core.errors import Conflict, InvalidInput
-from calltracking.store.queries import pool_states
-from calltracking.store.sites import (
+from calltracking.store.number_moves import (
     account_numbers_in_use,
     add_to_reserve,
-    get_account,
     move_from_reserve,
     release_to_reserve,
 )
+from calltracking.store.queries import pool_states, site_changes
+from calltracking.store.sites import get_account
 from web.api import validation as v
 from web.api.context import Ctx
 from web.api.sites import owned_site
@@ -68,12 +70,26 @@ async def add_site_numbers(ctx: Ctx) -> web.StreamResponse:
 
 
 async def remove_site_number(ctx: Ctx) -> web.StreamResponse:
+    """A static number leaves `settings.static` too; a number the account brought itself leaves
+    the system (state `removed`), one from the reserve goes back to it, cooling."""
     e164 = v.e164(ctx.path("e164"), "e164")
     async with ctx.services.db.write() as conn:
         site = await owned_site(ctx, conn)
-        await release_to_reserve(conn, site, e164, ctx.now())
+        if e164 in site.settings.static:
+            static = {n: label for n, label in site.settings.static.items() if n != e164}
+            await site_changes.update_site(
+                conn,
+                site,
+                name=None,
+                domains=None,
+                defaults=None,
+                settings=replace(site.settings, static=static),
+                now=ctx.now(),
+            )
+        else:
+            await release_to_reserve(conn, site, e164, ctx.now())
         rows = [n for n in await pool_states.all_numbers(conn, ctx.now()) if n["e164"] == e164]
-    return web.json_response(rows[0])
+    return web.json_response(rows[0] if rows else {"e164": e164, "state": "removed"})
 
 
 async def site_pool(ctx: Ctx) -> web.StreamResponse:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from web.api import accounts, calls, numbers, recordings, reports, schemas, sites
+from web.api import accounts, calls, numbers, recordings, reports, schemas, sites, tokens
 from web.api.auth import Access
 from web.api.context import Ctx
 
@@ -253,6 +253,15 @@ ROUTES: tuple[Route, ...] = (
         Access.ANY,
         response=schemas.ERASED,
         errors=(422,),
+    ),
+    Route(
+        "DELETE",
+        f"{V1}/tokens/{{prefix}}",
+        tokens.revoke_token_handler,
+        "Revoke a token (named by its first 12 characters): 401 from the next request on",
+        Access.ANY,
+        response=schemas.TOKEN_REVOKED,
+        errors=(404, 409, 422),
     ),
 )
 

@@ -77,7 +77,16 @@ NUMBER = obj(
         "e164": E164,
         "state": {
             "type": "string",
-            "enum": ["reserve", "cooling", "default", "free", "leased", "held", "static"],
+            "enum": [
+                "reserve",
+                "cooling",
+                "default",
+                "free",
+                "leased",
+                "held",
+                "static",
+                "removed",
+            ],
         },
         "site_id": nullable({"type": "string"}),
         "label": nullable({"type": "string"}),
@@ -144,6 +153,7 @@ SITE_DELETED = obj(
         "deleted": {"type": "boolean"},
         "leases_ended": {"type": "integer"},
         "numbers_returned": {"type": "integer"},
+        "numbers_removed": {"type": "integer"},
     },
 )
 SITE_NUMBERS_IN: Schema = {
@@ -246,4 +256,13 @@ AUDIO: Schema = {"type": "string", "format": "binary"}
 ERASED = obj(
     ["calls", "recordings_deleted"],
     {"calls": {"type": "integer"}, "recordings_deleted": {"type": "integer"}},
+)
+TOKEN_REVOKED = obj(
+    ["prefix", "admin", "revoked_at"],
+    {
+        "prefix": {"type": "string"},
+        "admin": {"type": "boolean"},
+        "account_id": nullable({"type": "string"}),
+        "revoked_at": TIME,
+    },
 )

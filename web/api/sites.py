@@ -17,6 +17,7 @@ from calltracking.store.sites import Account, Site, get_account, get_site, list_
 from calltracking.store.sites import create_site as store_create_site
 from web.api import validation as v
 from web.api.context import Ctx
+from web.api.masked import keep_stored_secrets
 from web.keys import HUB
 
 DEFAULT_KINDS = ("initial", "expired", "untracked")
@@ -94,9 +95,10 @@ async def create_site(ctx: Ctx) -> web.StreamResponse:
         _domains(body["domains"]),
         _defaults(body["defaults"]),
     )
+    fresh = SiteSettings()
     settings = merge_settings(
-        SiteSettings(),
-        body.get("settings", {}),
+        fresh,
+        keep_stored_secrets(body.get("settings", {}), fresh.analytics),
         allow_private_webhooks=ctx.services.config.webhook_allow_private,
     )
     async with ctx.services.db.write() as conn:
@@ -136,10 +138,9 @@ async def patch_site(ctx: Ctx) -> web.StreamResponse:
     defaults = _defaults(body["defaults"]) if "defaults" in body else None
     async with ctx.services.db.write() as conn:
         site = await owned_site(ctx, conn)
+        patch = keep_stored_secrets(body.get("settings", {}), site.settings.analytics)
         settings = merge_settings(
-            site.settings,
-            body.get("settings", {}),
-            allow_private_webhooks=ctx.services.config.webhook_allow_private,
+            site.settings, patch, allow_private_webhooks=ctx.services.config.webhook_allow_private
         )
         account = await get_account(conn, site.account_id)
         assert account is not None

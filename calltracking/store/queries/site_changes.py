@@ -2,7 +2,10 @@
 
 Rules:
 - Callers have checked ownership; every change runs inside the caller's one write transaction.
-- A number leaving a site goes to the reserve, cooling down from its last release (or now).
+- A number leaving a site goes back to the reserve, cooling down, when it came from there; a
+  number the account brought itself leaves the system (`number_moves.drop_number`).
+- A change that makes the account hold more than `max_numbers` (pool, static and defaults) is a
+  409 Conflict; the caller's transaction then changes nothing.
 - A lowered `pool_max` shrinks the pool free numbers first; leased numbers stay.
 - A deleted site's active leases end `site_deleted`; its calls stay.
 """
@@ -10,7 +13,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,8 +26,15 @@ from calltracking.core.settings import SiteSettings, settings_to_json
 from calltracking.store import schema as t
 from calltracking.store import site_state
 from calltracking.store.leasing import end_lease
+from calltracking.store.number_moves import (
+    account_numbers_in_use,
+    check_account_capacity,
+    claim_number,
+    drop_number,
+    release_to_reserve,
+)
 from calltracking.store.queries.pool_states import active_leases, number_snapshot, pool_size
-from calltracking.store.sites import Site, claim_number, get_site, release_to_reserve
+from calltracking.store.sites import Site, get_site
 
 
 async def update_site(
@@ -45,16 +55,18 @@ async def update_site(
     for e164 in settings.static:
         if e164 in new_defaults.values():
             raise Conflict(f"settings.static.{e164}: {e164} is one of the site's default numbers")
-    for e164 in set(site.settings.static) - set(settings.static):
+    held_before = await account_numbers_in_use(conn, site.account_id)
+    for e164 in sorted(set(site.settings.static) - set(settings.static)):
         await release_to_reserve(conn, site, e164, now)
     for e164, label in settings.static.items():
         field = f"settings.static.{e164}"
-        await claim_number(conn, e164, site.id, "static", label, field, now)
+        await claim_number(conn, e164, site, "static", label, field, now)
     if defaults is not None:
         for kind, e164 in new_defaults.items():
-            await claim_number(conn, e164, site.id, "default", None, f"defaults.{kind}", now)
-        old = set(site.defaults.values()) - set(new_defaults.values())
-        await _to_reserve(conn, site, sorted(old), now)
+            await claim_number(conn, e164, site, "default", None, f"defaults.{kind}", now)
+        old = set(site.defaults.values()) - set(new_defaults.values()) - set(settings.static)
+        await _drop(conn, site, sorted(old), now)
+    await check_account_capacity(conn, site.account_id, held_before)
     values: dict[str, Any] = {"settings": settings_to_json(settings, mask_secrets=False)}
     if name is not None:
         values["name"] = name
@@ -88,29 +100,17 @@ async def _shrink_pool(conn: AsyncConnection, site: Site, now: datetime) -> None
         await release_to_reserve(conn, site, number.e164, now)
 
 
-async def _to_reserve(
-    conn: AsyncConnection, site: Site, e164s: Sequence[str], now: datetime
-) -> None:
-    """Numbers leave the site for the reserve, cooling down from their last release (or now)."""
-    cooldown = timedelta(days=site.settings.cooldown_days)
+async def _drop(conn: AsyncConnection, site: Site, e164s: Sequence[str], now: datetime) -> int:
+    """Numbers leave the site (`drop_number`); returns how many went back to the reserve."""
+    returned = 0
     for row in await conn.execute(sa.select(t.numbers).where(t.numbers.c.e164.in_(list(e164s)))):
-        await conn.execute(
-            t.numbers.update()
-            .where(t.numbers.c.e164 == row.e164)
-            .values(
-                site_id=None,
-                role="reserve",
-                static_label=None,
-                cooling_site_id=site.id,
-                cooling_until=(row.last_released_at or now) + cooldown,
-            )
-        )
-    await site_state.bump(conn, site.id)
+        returned += await drop_number(conn, site, row, now)
+    return returned
 
 
 async def delete_site(conn: AsyncConnection, site: Site, now: datetime) -> dict[str, int]:
-    """Mark the site deleted, end its active leases (`site_deleted`) and return all its numbers
-    to the reserve, cooling down; its calls stay."""
+    """Mark the site deleted, end its active leases (`site_deleted`), return its numbers from the
+    reserve there (cooling down) and remove the ones its account brought; its calls stay."""
     await conn.execute(t.sites.update().where(t.sites.c.id == site.id).values(deleted_at=now))
     await site_state.bump(conn, site.id)
     ended = 0
@@ -121,8 +121,12 @@ async def delete_site(conn: AsyncConnection, site: Site, now: datetime) -> dict[
             await conn.execute(sa.select(t.numbers.c.e164).where(t.numbers.c.site_id == site.id))
         ).scalars()
     )
-    await _to_reserve(conn, site, numbers, now)
+    returned = await _drop(conn, site, numbers, now)
     await conn.execute(
         t.visitors.update().where(t.visitors.c.site_id == site.id).values(waiting_since=None)
     )
-    return {"leases_ended": ended, "numbers_returned": len(numbers)}
+    return {
+        "leases_ended": ended,
+        "numbers_returned": returned,
+        "numbers_removed": len(numbers) - returned,
+    }

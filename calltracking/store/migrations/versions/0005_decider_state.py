@@ -1,14 +1,14 @@
 """deciders: site state version, lease address
 
 Revision ID: 0005a
-Revises: 0001
+Revises: 0002a
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005a"
-down_revision = "0001"
+down_revision = "0002a"
 branch_labels = None
 depends_on = None
 

@@ -11,9 +11,11 @@ Rules:
 - Reconnect: exponential back-off with jitter (backoff.py), reset after each successful login;
   panoramisk's own fixed-interval reconnect is switched off. A refused login is logged and retried
   the same way (the secret may be fixed on the PBX meanwhile).
-- After each login, and every `reconcile_interval_s` while connected: `CoreShowChannels`; calls it
-  shows are adopted (they may be calls the recorder already has), open calls it does not show are
-  closed `reconciled`. A Ping without reply within `action_timeout_s` drops the connection.
+- After each login, and every `reconcile_interval_s` while connected: `CoreShowChannels`, then
+  `Getvar` of the DID and recording variables on each call's first channel (variables.py); calls
+  it shows are adopted whatever context they are in (they may be calls the recorder already has),
+  open calls it does not show are closed `reconciled`, at the recording's last write when that is
+  later than their last event. A Ping without reply within `action_timeout_s` drops the connection.
 - Every `sweep_interval_s`, connected or not: pending starts settle, calls nothing confirmed for
   `stale_call_s` close as `unknown` (reconciled), also the recorder's open calls we never saw.
 - Each fact and each event is one boundary: an exception is logged once with the call and skipped.
@@ -33,6 +35,7 @@ from pathlib import Path
 from ami_listener.backoff import Backoff
 from ami_listener.connection import ActionFailed, AmiSession, LoginFailed
 from ami_listener.recordings import RecordingWatcher, asterisk_path
+from ami_listener.variables import read_variables
 from calltracking.core import numbers
 from calltracking.core.callflow.facts import (
     CallAnswered,
@@ -42,12 +45,15 @@ from calltracking.core.callflow.facts import (
     Fact,
     RecordingNamed,
 )
-from calltracking.core.callflow.reconcile import CallFlow
+from calltracking.core.callflow.headers import normalised
+from calltracking.core.callflow.reconcile import CallFlow, reconciled_end
+from calltracking.core.callflow.snapshot import channels_to_ask
 from calltracking.core.records import OpenCall
 from calltracking.ports import CallRecorder
 
 log = logging.getLogger(__name__)
 _QUEUE_HIGH, _QUEUE_LOW = 10_000, 1_000
+_MAX_ASKED = 2_000  # channels asked about per reconcile (3 Getvar each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,9 @@ class _Event:
 class _Snapshot:
     channels: list[dict[str, str]]
     requested_at: datetime
+    # uniqueid -> what Getvar read; the consumer waits for it at the snapshot's place in the
+    # queue, so events that arrive meanwhile are still applied after the snapshot.
+    variables: asyncio.Future[dict[str, dict[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +259,17 @@ class AmiListener:
             log.error("AMI CoreShowChannels refused (%s): calls cannot be reconciled", exc)
             return
         channels = [r for r in replies if r.get("Event", "").lower() == "coreshowchannel"]
-        log.info("AMI reconcile: %d channels up", len(channels))
-        self._queue.put_nowait(_Snapshot(channels, requested_at))
+        variables: asyncio.Future[dict[str, dict[str, str]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.put_nowait(_Snapshot(channels, requested_at, variables))
+        asked = channels_to_ask([normalised(c) for c in channels])[:_MAX_ASKED]
+        found: dict[str, dict[str, str]] = {}
+        try:
+            found = await read_variables(session, asked, self._t.action_timeout_s)
+        finally:
+            variables.set_result(found)  # also when the session died: reconcile without them
+        log.info("AMI reconcile: %d channels up, variables read on %d", len(channels), len(found))
 
     def _on_event(self, headers: dict[str, str]) -> None:
         """panoramisk's callback: synchronous, only queues."""
@@ -301,13 +319,17 @@ class AmiListener:
             if isinstance(item, _Event):
                 await self._apply(self.flow.feed(item.headers, item.received_at))
             elif isinstance(item, _Snapshot):
+                found = await item.variables
                 now = self._clock()
                 opened = await self._open_calls()
-                await self._apply(
-                    self.flow.adopt(
-                        item.channels, now, requested_at=item.requested_at, open_calls=opened
-                    )
+                facts = self.flow.adopt(
+                    item.channels,
+                    now,
+                    requested_at=item.requested_at,
+                    open_calls=opened,
+                    variables=found,
                 )
+                await self._apply(facts)
             else:
                 await self._apply(self.flow.expire(item.now))
                 await self._apply(self.flow.check_open(await self._open_calls(), item.now))
@@ -349,11 +371,9 @@ class AmiListener:
         elif isinstance(fact, CallEnded):
             at = fact.at
             if fact.reconciled:
-                # Closed after an outage: the recording stopped being written at the hangup,
-                # which is closer to the truth than the moment we noticed.
-                written = await self.recordings.last_written(key)
-                if written is not None and written < at:
-                    at = written
+                # Closed after an outage: MixMonitor wrote until the hangup, which is closer to
+                # the truth than the last event seen or the moment we noticed.
+                at = reconciled_end(fact, await self.recordings.last_written(key))
             await self._recorder.end_call(
                 key, at, fact.status, fact.hangup_cause, reconciled=fact.reconciled
             )

@@ -181,24 +181,38 @@ async def _retention(services: Services) -> None:
 
 
 async def _ami(services: Services) -> None:
+    from ami_listener.leadership import Leadership
     from ami_listener.listener import AmiListener
 
     config = services.config
-    listener = AmiListener(
-        host=config.ami_host,
-        port=config.ami_port,
-        username=config.ami_username,
-        secret=config.ami_secret,
-        pbx_id=config.pbx_id,
-        trunk_contexts=config.trunk_contexts,
-        country_code=config.country_code,
-        recordings_dir=config.recordings_dir,
-        asterisk_monitor_dir=config.asterisk_monitor_dir,
-        stale_call_s=config.stale_call_s,
-        recorder=services.recorder,
+    leadership = Leadership(config.database_url, config.pbx_id)
+    current: list[AmiListener] = []
+
+    async def listen() -> None:
+        # A fresh listener per term of office: it logs in and reconciles what the last holder
+        # (this process or another one) followed.
+        listener = AmiListener(
+            host=config.ami_host,
+            port=config.ami_port,
+            username=config.ami_username,
+            secret=config.ami_secret,
+            pbx_id=config.pbx_id,
+            trunk_contexts=config.trunk_contexts,
+            country_code=config.country_code,
+            recordings_dir=config.recordings_dir,
+            asterisk_monitor_dir=config.asterisk_monitor_dir,
+            stale_call_s=config.stale_call_s,
+            recorder=services.recorder,
+        )
+        current[:] = [listener]
+        await listener.run()
+
+    # A standby (another process holds the PBX's lock) is healthy; the active one is when
+    # logged in.
+    services.health.parts["ami"] = lambda: (
+        not leadership.active or bool(current and current[0].health.logged_in)
     )
-    services.health.parts["ami"] = lambda: listener.health.logged_in
-    await listener.run()
+    await leadership.run(listen)
 
 
 async def serve_forever(config: Config, parts: Collection[str]) -> None:

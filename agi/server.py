@@ -10,6 +10,11 @@ Rules:
   default route.
 - Connection tasks are asyncio's own per-connection tasks; the server keeps them in a set and
   `stop()` cancels and awaits them, so none outlives the service.
+- While the event loop is late (guard.py: a tick more than `max_lag_s` late, by default the
+  whole budget, which no session could keep then), a session is answered at once: its header
+  is read and the socket closed without a command, so the dialplan, seeing no
+  `CALLTRACKING_KIND`, takes its default route instead of waiting on a process that cannot
+  keep the budget.
 - `health` is true while the socket listens; `counters()` counts connections by `Outcome` for
   /metrics.
 """
@@ -24,6 +29,7 @@ from datetime import UTC, datetime
 
 from agi.channel import AgiChannel, HeaderTooLarge, describe, read_env
 from agi.facts import SCRIPT_NAME, script_name
+from agi.guard import LoopWatchdog
 from agi.handler import CallTrackingHandler, Outcome
 from agi.protocol import PeerClosed, ProtocolError
 from calltracking.ports import CallRecorder
@@ -54,6 +60,7 @@ class AgiServer:
         *,
         clock: Callable[[], datetime] = _utc_now,
         header_limit: int = DEFAULT_HEADER_LIMIT,
+        max_lag_s: float | None = None,
     ) -> None:
         if budget_s <= 0:
             raise ValueError("budget_s must be positive")
@@ -66,6 +73,7 @@ class AgiServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._counts: Counter[Outcome] = Counter()
+        self.watchdog = LoopWatchdog(budget_s if max_lag_s is None else max_lag_s)
 
     async def start(self) -> None:
         if self._server is not None:
@@ -73,6 +81,7 @@ class AgiServer:
         self._server = await asyncio.start_server(
             self._on_connect, self._host, self._port, limit=self._header_limit
         )
+        self.watchdog.start()
         log.info("FastAGI listening on %s:%d", self._host, self.port)
 
     async def stop(self) -> None:
@@ -81,6 +90,7 @@ class AgiServer:
         if server is None:
             return
         server.close()
+        await self.watchdog.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -155,6 +165,9 @@ class AgiServer:
         if script != SCRIPT_NAME:
             log.warning("FastAGI script %r refused, %s from %s", script[:60], describe(env), peer)
             return Outcome.REFUSED
+        if not self.watchdog.healthy():
+            log.warning("FastAGI: loop late; %s answered at once, unattributed", describe(env))
+            return Outcome.OVERLOADED
         channel = AgiChannel(reader, writer)
         return await self._handler.handle(channel, env, deadline, self._reserve_s)
 

@@ -108,3 +108,29 @@ async def test_without_a_test_call_an_idle_pbx_proves_nothing_and_fails(tmp_path
     assert "--call DID" in text
     assert "info AMI read" not in text
     assert code == 1
+
+
+async def test_no_test_call_within_the_wait_fails_every_right(tmp_path: Path) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'ct.db'}"
+    db = Database(db_url)
+    await migrate(db)
+    await db.close()
+    sim = PbxSim(SimConfig(port=0))
+    await sim.start()
+    lines: list[str] = []
+    try:
+        config = Config(
+            database_url=db_url, ami_host="127.0.0.1", ami_port=sim.ami_port,
+            ami_username="calltracking", ami_secret="calltracking",
+        )  # fmt: skip
+        # A call to another number proves nothing about the test number's rights.
+        other = await sim.place_call(CallSpec("74951110002", "+79161234567", talk_s=0.1))
+        code = await run_checks(config, lines.append, call_did=DID, wait_s=0.5)
+        await other.finished
+    finally:
+        await sim.stop()
+    text = "\n".join(lines)
+    assert f"FAIL AMI: no test call to {DID} within 0.5 s" in text
+    for right in ("call", "dialplan", "agi"):
+        assert f"FAIL AMI read right `{right}`: not proven (no test call)" in text
+    assert code == 1

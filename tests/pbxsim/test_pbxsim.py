@@ -367,6 +367,28 @@ async def test_timestampevents_and_restricted_read_rights() -> None:
     assert stamps == sorted(stamps)
 
 
+async def test_dropping_ami_sessions_cuts_every_client_like_a_network_loss(sim: PbxSim) -> None:
+    clients = [await Ami.connect(sim.ami_port) for _ in range(2)]
+    for n, c in enumerate(clients):
+        await c.send(Action="Login", ActionID=f"l{n}", Username="calltracking",
+                     Secret="calltracking")  # fmt: skip
+        await c.until_reply(f"l{n}")
+    assert sim.ami_logins == 2
+    assert sim.drop_ami_sessions() == 2
+    for c in clients:
+        assert await _read_until_cut(c)
+        await c.close()
+
+
+async def _read_until_cut(client: Ami) -> bool:
+    """Read whatever was in flight; True once the connection is cut."""
+    try:
+        while True:
+            await client.read()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return True
+
+
 # -- FastAGI -------------------------------------------------------------------------------------
 class TinyFastAgi:
     """Reads the env block, asks for the Linkedid, sets variables, closes (like the tracker)."""

@@ -18,7 +18,8 @@ Rules:
   later than their last event. A Ping without reply within `action_timeout_s` drops the connection.
 - Every `sweep_interval_s`, connected or not: pending starts settle, calls nothing confirmed for
   `stale_call_s` close as `unknown` (reconciled), also the recorder's open calls we never saw.
-- Each fact and each event is one boundary: an exception is logged once with the call and skipped.
+- Each event is one boundary, and each fact (facts_sink.py): an exception is logged once with
+  the call and skipped.
 - Caller numbers reach the log masked.
 """
 
@@ -34,19 +35,11 @@ from pathlib import Path
 
 from ami_listener.backoff import Backoff
 from ami_listener.connection import ActionFailed, AmiSession, LoginFailed
-from ami_listener.recordings import RecordingWatcher, asterisk_path
+from ami_listener.facts_sink import FactSink
+from ami_listener.recordings import RecordingWatcher
 from ami_listener.variables import read_variables
-from calltracking.core import numbers
-from calltracking.core.callflow.facts import (
-    CallAnswered,
-    CallEnded,
-    CallIgnored,
-    CallStarted,
-    Fact,
-    RecordingNamed,
-)
 from calltracking.core.callflow.headers import normalised
-from calltracking.core.callflow.reconcile import CallFlow, reconciled_end
+from calltracking.core.callflow.reconcile import CallFlow
 from calltracking.core.callflow.snapshot import channels_to_ask
 from calltracking.core.records import OpenCall
 from calltracking.ports import CallRecorder
@@ -130,7 +123,6 @@ class AmiListener:
         self._recorder = recorder
         self._t = timings or Timings()
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._monitor_dir = asterisk_monitor_dir
         self.pbx_id = pbx_id
         self.flow = CallFlow(
             pbx_id,
@@ -142,6 +134,7 @@ class AmiListener:
         self.recordings = RecordingWatcher(
             asterisk_monitor_dir, Path(recordings_dir), self._t.recording_wait_s
         )
+        self._sink = FactSink(recorder, self.recordings, asterisk_monitor_dir, self._clock)
         self._backoff = Backoff(self._t.backoff_initial_s, self._t.backoff_max_s, rng=rng)
         self._queue: asyncio.Queue[_Event | _Snapshot | _Tick] = asyncio.Queue()
         self._lock = asyncio.Lock()
@@ -317,7 +310,7 @@ class AmiListener:
     async def _handle(self, item: _Event | _Snapshot | _Tick) -> None:
         async with self._lock:
             if isinstance(item, _Event):
-                await self._apply(self.flow.feed(item.headers, item.received_at))
+                await self._sink.apply(self.flow.feed(item.headers, item.received_at))
             elif isinstance(item, _Snapshot):
                 found = await item.variables
                 now = self._clock()
@@ -329,10 +322,10 @@ class AmiListener:
                     open_calls=opened,
                     variables=found,
                 )
-                await self._apply(facts)
+                await self._sink.apply(facts)
             else:
-                await self._apply(self.flow.expire(item.now))
-                await self._apply(self.flow.check_open(await self._open_calls(), item.now))
+                await self._sink.apply(self.flow.expire(item.now))
+                await self._sink.apply(self.flow.check_open(await self._open_calls(), item.now))
 
     async def _open_calls(self) -> list[OpenCall]:
         try:
@@ -345,60 +338,6 @@ class AmiListener:
             if call.recording_path and call.key not in self.recordings:
                 self.recordings.named(call.key, call.recording_path, self._clock())
         return opened
-
-    async def _apply(self, facts: list[Fact]) -> None:
-        for fact in facts:
-            try:
-                await self._apply_one(fact)
-            except Exception:
-                log.exception(
-                    "call %s: recording %s failed", fact.key.linkedid, type(fact).__name__
-                )
-
-    async def _apply_one(self, fact: Fact) -> None:
-        key = fact.key
-        if isinstance(fact, CallStarted):
-            await self._recorder.start_call(key, fact.did, fact.caller, fact.at)
-            log.info(
-                "call %s: started, did %s, caller %s",
-                key.linkedid,
-                fact.did,
-                numbers.mask(fact.caller),
-            )
-        elif isinstance(fact, CallAnswered):
-            await self._recorder.answer_call(key, fact.at, fact.answered_by)
-            log.info("call %s: answered by %s", key.linkedid, fact.answered_by)
-        elif isinstance(fact, CallEnded):
-            at = fact.at
-            if fact.reconciled:
-                # Closed after an outage: MixMonitor wrote until the hangup, which is closer to
-                # the truth than the last event seen or the moment we noticed.
-                at = reconciled_end(fact, await self.recordings.last_written(key))
-            await self._recorder.end_call(
-                key, at, fact.status, fact.hangup_cause, reconciled=fact.reconciled
-            )
-            self.recordings.call_ended(key, self._clock())
-            log.info(
-                "call %s: ended %s (cause %s%s)",
-                key.linkedid,
-                fact.status,
-                fact.hangup_cause,
-                ", reconciled" if fact.reconciled else "",
-            )
-        elif isinstance(fact, RecordingNamed):
-            path = asterisk_path(fact.asterisk_path, self._monitor_dir)
-            await self._recorder.name_recording(key, path)
-            if self.recordings.named(key, path, self._clock()) is None:
-                log.warning(
-                    "call %s: recording %s is outside %s; it cannot be confirmed",
-                    key.linkedid,
-                    path,
-                    self._monitor_dir,
-                )
-        elif isinstance(fact, CallIgnored):
-            log.debug(
-                "call %s: DID %r is not a number; not a tracked call", key.linkedid, fact.raw_did
-            )
 
 
 def _describe(item: _Event | _Snapshot | _Tick) -> str:

@@ -9,6 +9,7 @@ compared apart.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
@@ -21,6 +22,7 @@ import pytest
 from aiohttp import ClientSession
 
 from calltracking.pbxsim import CallSpec, HangupBy, Outcome, PbxSim, SimConfig, run_load
+from calltracking.pbxsim.command import add_arguments, config_from_args
 from calltracking.pbxsim.control import parse_call, parse_line, start_http
 from calltracking.pbxsim.messages import AmiMessage, parse_lines, parse_stream
 from tests.support.fixtures import ASTERISK
@@ -558,3 +560,18 @@ async def test_caller_hangs_up_during_a_real_fastagi_dialogue() -> None:
     assert facts["hangup_request"] == facts["hangup"] == ["19"]
     assert [c[0] for c in facts["cdr"]] == ["NO ANSWER"]
     assert not [m for m in simulated if m.event == "DialBegin"]
+
+
+def test_cli_flags_for_the_shipped_dialplan_shape_timestamps_and_read_rights() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(
+        parser.parse_args(["--route-context", "operators", "--timestampevents", "--read", "call"])
+    )
+    assert (config.route_context, config.timestampevents, config.read) == (
+        "operators",
+        True,
+        "call",
+    )
+    default = config_from_args(parser.parse_args([]))
+    assert (default.route_context, default.timestampevents, default.read) == ("", False, "all")

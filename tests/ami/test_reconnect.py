@@ -7,6 +7,7 @@ Against the recorded Asterisk transcripts (tests/ami's small AMI server, which n
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from calltracking.core.records import CallKey
 from calltracking.pbxsim import CallSpec, Outcome, PbxSim, SimConfig
 from tests.ami.expected import OPERATOR
 from tests.ami.test_listener import (
+    FAST,
     FakeAsterisk,
     MemoryRecorder,
     Session,
@@ -113,12 +115,14 @@ async def test_a_trunk_call_found_in_operators_is_not_lost(tmp_path: Path) -> No
         placed = await sim.place_call(CallSpec("74951110006", "+79161234567", talk_s=20))
         await until(lambda: placed.state == "answered")
         key = CallKey("pbx1", placed.linkedid)
-        listener = make_listener(sim.ami_port, recorder, monitor)
+        # MixMonitor's file is written after the Hangup; on a busy machine that can take a while.
+        patient = dataclasses.replace(FAST, recording_wait_s=30)
+        listener = make_listener(sim.ami_port, recorder, monitor, timings=patient)
         async with running(listener):
             await until(lambda: key in recorder.calls and recorder.calls[key].answered_at)
             assert recorder.calls[key].ended_at is None  # found while it is still up
             await placed.finished
-            await until(lambda: recorder.calls[key].recording_size is not None)
+            await until(lambda: recorder.calls[key].recording_size is not None, within_s=30)
     finally:
         await sim.stop()
     call = recorder.calls[key]
@@ -156,4 +160,6 @@ async def test_a_call_abandoned_after_3_s_lasts_3_s_by_asterisks_timestamps(
     call = recorder.calls[CallKey("pbx1", placed.linkedid)]
     assert call.status is CallStatus.MISSED and call.ended_at is not None
     duration = call.ended_at - call.started_at
-    assert abs(duration - timedelta(seconds=3)) < timedelta(seconds=0.5)
+    # By the times we read the events it lasted about 0.3 s; by Asterisk's own, 3 s (plus the
+    # scheduling delays of a busy machine, scaled by the PBX's speed).
+    assert timedelta(seconds=3) <= duration < timedelta(seconds=6)

@@ -6,6 +6,7 @@ left the trunk context)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,10 +14,23 @@ from calltracking.pbxsim import CallSpec, PbxSim, SimConfig
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from tests.ami.test_listener import running
-from tests.integration.pbx import BOTH_DATABASES, MONITOR, PBX, call_rows, listener, stored, until
+from tests.integration.pbx import (
+    BOTH_DATABASES,
+    MONITOR,
+    PBX,
+    TIMINGS,
+    call_rows,
+    listener,
+    stored,
+    until,
+)
 from tests.store.seed import seed_site
 
 pytestmark = BOTH_DATABASES
+
+
+def real_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 async def test_a_call_found_in_operators_at_connect_is_stored_once_answered_and_recorded(
@@ -33,12 +47,15 @@ async def test_a_call_found_in_operators_at_connect_is_stored_once_answered_and_
     try:
         placed = await sim.place_call(CallSpec(did.removeprefix("+"), "+79161234567", talk_s=30))
         await until(lambda: placed.state == "answered")
-        ami = listener(sim.ami_port, SqlCallRecorder(any_db), recordings, lambda: datetime.now(UTC))
+        # MixMonitor's file is written after the Hangup; on a busy machine that can take a while.
+        patient = dataclasses.replace(TIMINGS, recording_wait_s=30)
+        recorder = SqlCallRecorder(any_db)
+        ami = listener(sim.ami_port, recorder, recordings, real_clock, timings=patient)
         async with running(ami):
             rows = await stored(any_db, lambda r: len(r) == 1 and r[0].answered_at is not None)
             assert rows[0].ended_at is None  # found while it is up
             await placed.finished
-            rows = await stored(any_db, lambda r: r[0].recording_size is not None, within_s=20)
+            rows = await stored(any_db, lambda r: r[0].recording_size is not None, within_s=30)
     finally:
         await sim.stop()
     rows = await call_rows(any_db)

@@ -11,7 +11,8 @@ Rules:
   most `max_lag_s` (this catches sessions the loop accepts in the same turn it recovers in,
   before the tick has run).
 - After an unhealthy tick the loop counts as unhealthy for `hold_s` more, so a loop that
-  recovers for a moment between stalls is not trusted at once.
+  recovers for a moment between stalls is not trusted at once (half a second: long enough to
+  see a second stall, short enough that one GC pause costs few calls their attribution).
 - `LoopWatchdog.healthy()` is pure reading, cheap enough for every connection.
 """
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 class LoopWatchdog:
-    def __init__(self, max_lag_s: float, *, interval_s: float = 0.05, hold_s: float = 1.0) -> None:
+    def __init__(self, max_lag_s: float, *, interval_s: float = 0.05, hold_s: float = 0.5) -> None:
         if max_lag_s <= 0 or interval_s <= 0:
             raise ValueError("max_lag_s and interval_s must be positive")
         self.max_lag_s = max_lag_s

@@ -44,6 +44,8 @@ async def test_a_session_reaching_a_frozen_loop_is_answered_at_once_then_served_
         assert received == b""  # not one command: no CALLTRACKING_KIND, the dialplan fails over
         assert counted(server) == {Outcome.OVERLOADED: 1}
         assert server.watchdog.worst_lag_s >= FREEZE_S / 2
+        # Back to the default (the whole budget), so a busy test machine's lag does not count.
+        server.watchdog.max_lag_s = 5
         async with asyncio.timeout(10):
             while not server.watchdog.healthy():  # noqa: ASYNC110  # it holds for hold_s
                 await asyncio.sleep(0.05)

@@ -49,6 +49,7 @@ class Outcome(StrEnum):
     HANGUP = "hangup"  # the channel or socket went away mid-dialogue
     BUDGET_EXCEEDED = "budget_exceeded"  # error variables set (if the channel answered)
     ERROR = "error"  # error variables set (if the channel answered)
+    OVERLOADED = "overloaded"  # the event loop was late: closed at once, no variables
 
 
 class ChannelGone(AgiError):

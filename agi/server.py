@@ -12,6 +12,11 @@ Rules:
   `stop()` cancels and awaits them, so none outlives the service.
 - A peer outside `allow` (CALLTRACKING_AGI_ALLOW; empty allows any) is closed at once, before a
   byte is read, and counted as refused; such refusals are logged at most once a minute.
+- While the event loop is late (guard.py: a tick more than `max_lag_s` late, by default the
+  whole budget, which no session could keep then), a session is answered at once: its header
+  is read and the socket closed without a command, so the dialplan, seeing no
+  `CALLTRACKING_KIND`, takes its default route instead of waiting on a process that cannot
+  keep the budget.
 - `health` is true while the socket listens; `counters()` counts connections by `Outcome` for
   /metrics.
 """
@@ -26,6 +31,7 @@ from datetime import UTC, datetime
 
 from agi.channel import AgiChannel, HeaderTooLarge, describe, read_env
 from agi.facts import SCRIPT_NAME, script_name
+from agi.guard import LoopWatchdog
 from agi.handler import CallTrackingHandler, Outcome
 from agi.protocol import PeerClosed, ProtocolError
 from calltracking.core.netpolicy import Network, allowed_peer
@@ -59,6 +65,7 @@ class AgiServer:
         clock: Callable[[], datetime] = _utc_now,
         header_limit: int = DEFAULT_HEADER_LIMIT,
         allow: tuple[Network, ...] = (),
+        max_lag_s: float | None = None,
     ) -> None:
         if budget_s <= 0:
             raise ValueError("budget_s must be positive")
@@ -75,6 +82,7 @@ class AgiServer:
         self._refusals = LogThrottle(60.0)
         # Seconds of each connection from accept to close; serve.py points it at /metrics.
         self.observe_dialogue: Callable[[float], None] = lambda seconds: None
+        self.watchdog = LoopWatchdog(budget_s if max_lag_s is None else max_lag_s)
 
     async def start(self) -> None:
         if self._server is not None:
@@ -82,6 +90,7 @@ class AgiServer:
         self._server = await asyncio.start_server(
             self._on_connect, self._host, self._port, limit=self._header_limit
         )
+        self.watchdog.start()
         log.info("FastAGI listening on %s:%d", self._host, self.port)
 
     async def stop(self, grace_s: float = 0.0) -> None:
@@ -93,6 +102,7 @@ class AgiServer:
         server.close()
         if self._tasks and grace_s > 0:
             await asyncio.wait(list(self._tasks), timeout=grace_s)
+        await self.watchdog.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -171,6 +181,9 @@ class AgiServer:
         if script != SCRIPT_NAME:
             log.warning("FastAGI script %r refused, %s from %s", script[:60], describe(env), peer)
             return Outcome.REFUSED
+        if not self.watchdog.healthy():
+            log.warning("FastAGI: loop late; %s answered at once, unattributed", describe(env))
+            return Outcome.OVERLOADED
         channel = AgiChannel(reader, writer)
         return await self._handler.handle(channel, env, deadline, self._reserve_s)
 

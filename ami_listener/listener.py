@@ -11,12 +11,15 @@ Rules:
 - Reconnect: exponential back-off with jitter (backoff.py), reset after each successful login;
   panoramisk's own fixed-interval reconnect is switched off. A refused login is logged and retried
   the same way (the secret may be fixed on the PBX meanwhile).
-- After each login, and every `reconcile_interval_s` while connected: `CoreShowChannels`; calls it
-  shows are adopted (they may be calls the recorder already has), open calls it does not show are
-  closed `reconciled`. A Ping without reply within `action_timeout_s` drops the connection.
+- After each login, and every `reconcile_interval_s` while connected: `CoreShowChannels`, then
+  `Getvar` of the DID and recording variables on each call's first channel (variables.py); calls
+  it shows are adopted whatever context they are in (they may be calls the recorder already has),
+  open calls it does not show are closed `reconciled`, at the recording's last write when that is
+  later than their last event. A Ping without reply within `action_timeout_s` drops the connection.
 - Every `sweep_interval_s`, connected or not: pending starts settle, calls nothing confirmed for
   `stale_call_s` close as `unknown` (reconciled), also the recorder's open calls we never saw.
-- Each fact and each event is one boundary: an exception is logged once with the call and skipped.
+- Each event is one boundary, and each fact (facts_sink.py): an exception is logged once with
+  the call and skipped.
 - Caller numbers reach the log masked.
 """
 
@@ -32,22 +35,18 @@ from pathlib import Path
 
 from ami_listener.backoff import Backoff
 from ami_listener.connection import ActionFailed, AmiSession, LoginFailed
-from ami_listener.recordings import RecordingWatcher, asterisk_path
-from calltracking.core import numbers
-from calltracking.core.callflow.facts import (
-    CallAnswered,
-    CallEnded,
-    CallIgnored,
-    CallStarted,
-    Fact,
-    RecordingNamed,
-)
+from ami_listener.facts_sink import FactSink
+from ami_listener.recordings import RecordingWatcher
+from ami_listener.variables import read_variables
+from calltracking.core.callflow.headers import normalised
 from calltracking.core.callflow.reconcile import CallFlow
+from calltracking.core.callflow.snapshot import channels_to_ask
 from calltracking.core.records import OpenCall
 from calltracking.ports import CallRecorder
 
 log = logging.getLogger(__name__)
 _QUEUE_HIGH, _QUEUE_LOW = 10_000, 1_000
+_MAX_ASKED = 2_000  # channels asked about per reconcile (3 Getvar each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +88,9 @@ class _Event:
 class _Snapshot:
     channels: list[dict[str, str]]
     requested_at: datetime
+    # uniqueid -> what Getvar read; the consumer waits for it at the snapshot's place in the
+    # queue, so events that arrive meanwhile are still applied after the snapshot.
+    variables: asyncio.Future[dict[str, dict[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,6 @@ class AmiListener:
         self._recorder = recorder
         self._t = timings or Timings()
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._monitor_dir = asterisk_monitor_dir
         self.pbx_id = pbx_id
         self.flow = CallFlow(
             pbx_id,
@@ -133,6 +134,7 @@ class AmiListener:
         self.recordings = RecordingWatcher(
             asterisk_monitor_dir, Path(recordings_dir), self._t.recording_wait_s
         )
+        self._sink = FactSink(recorder, self.recordings, asterisk_monitor_dir, self._clock)
         self._backoff = Backoff(self._t.backoff_initial_s, self._t.backoff_max_s, rng=rng)
         self._queue: asyncio.Queue[_Event | _Snapshot | _Tick] = asyncio.Queue()
         self._lock = asyncio.Lock()
@@ -252,8 +254,17 @@ class AmiListener:
             log.error("AMI CoreShowChannels refused (%s): calls cannot be reconciled", exc)
             return
         channels = [r for r in replies if r.get("Event", "").lower() == "coreshowchannel"]
-        log.info("AMI reconcile: %d channels up", len(channels))
-        self._queue.put_nowait(_Snapshot(channels, requested_at))
+        variables: asyncio.Future[dict[str, dict[str, str]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.put_nowait(_Snapshot(channels, requested_at, variables))
+        asked = channels_to_ask([normalised(c) for c in channels])[:_MAX_ASKED]
+        found: dict[str, dict[str, str]] = {}
+        try:
+            found = await read_variables(session, asked, self._t.action_timeout_s)
+        finally:
+            variables.set_result(found)  # also when the session died: reconcile without them
+        log.info("AMI reconcile: %d channels up, variables read on %d", len(channels), len(found))
 
     def _on_event(self, headers: dict[str, str]) -> None:
         """panoramisk's callback: synchronous, only queues."""
@@ -301,19 +312,23 @@ class AmiListener:
     async def _handle(self, item: _Event | _Snapshot | _Tick) -> None:
         async with self._lock:
             if isinstance(item, _Event):
-                await self._apply(self.flow.feed(item.headers, item.received_at))
+                await self._sink.apply(self.flow.feed(item.headers, item.received_at))
                 self.observe_event(item.headers, item.received_at)
             elif isinstance(item, _Snapshot):
+                found = await item.variables
                 now = self._clock()
                 opened = await self._open_calls()
-                await self._apply(
-                    self.flow.adopt(
-                        item.channels, now, requested_at=item.requested_at, open_calls=opened
-                    )
+                facts = self.flow.adopt(
+                    item.channels,
+                    now,
+                    requested_at=item.requested_at,
+                    open_calls=opened,
+                    variables=found,
                 )
+                await self._sink.apply(facts)
             else:
-                await self._apply(self.flow.expire(item.now))
-                await self._apply(self.flow.check_open(await self._open_calls(), item.now))
+                await self._sink.apply(self.flow.expire(item.now))
+                await self._sink.apply(self.flow.check_open(await self._open_calls(), item.now))
 
     async def _open_calls(self) -> list[OpenCall]:
         try:
@@ -326,62 +341,6 @@ class AmiListener:
             if call.recording_path and call.key not in self.recordings:
                 self.recordings.named(call.key, call.recording_path, self._clock())
         return opened
-
-    async def _apply(self, facts: list[Fact]) -> None:
-        for fact in facts:
-            try:
-                await self._apply_one(fact)
-            except Exception:
-                log.exception(
-                    "call %s: recording %s failed", fact.key.linkedid, type(fact).__name__
-                )
-
-    async def _apply_one(self, fact: Fact) -> None:
-        key = fact.key
-        if isinstance(fact, CallStarted):
-            await self._recorder.start_call(key, fact.did, fact.caller, fact.at)
-            log.info(
-                "call %s: started, did %s, caller %s",
-                key.linkedid,
-                fact.did,
-                numbers.mask(fact.caller),
-            )
-        elif isinstance(fact, CallAnswered):
-            await self._recorder.answer_call(key, fact.at, fact.answered_by)
-            log.info("call %s: answered by %s", key.linkedid, fact.answered_by)
-        elif isinstance(fact, CallEnded):
-            at = fact.at
-            if fact.reconciled:
-                # Closed after an outage: the recording stopped being written at the hangup,
-                # which is closer to the truth than the moment we noticed.
-                written = await self.recordings.last_written(key)
-                if written is not None and written < at:
-                    at = written
-            await self._recorder.end_call(
-                key, at, fact.status, fact.hangup_cause, reconciled=fact.reconciled
-            )
-            self.recordings.call_ended(key, self._clock())
-            log.info(
-                "call %s: ended %s (cause %s%s)",
-                key.linkedid,
-                fact.status,
-                fact.hangup_cause,
-                ", reconciled" if fact.reconciled else "",
-            )
-        elif isinstance(fact, RecordingNamed):
-            path = asterisk_path(fact.asterisk_path, self._monitor_dir)
-            await self._recorder.name_recording(key, path)
-            if self.recordings.named(key, path, self._clock()) is None:
-                log.warning(
-                    "call %s: recording %s is outside %s; it cannot be confirmed",
-                    key.linkedid,
-                    path,
-                    self._monitor_dir,
-                )
-        elif isinstance(fact, CallIgnored):
-            log.debug(
-                "call %s: DID %r is not a number; not a tracked call", key.linkedid, fact.raw_did
-            )
 
 
 def _describe(item: _Event | _Snapshot | _Tick) -> str:

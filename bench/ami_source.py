@@ -29,9 +29,9 @@ RATE = 10.0  # calls per simulated second; times `speed`, the asked wall rate
 class CountingSim(PbxSim):
     emitted = 0
 
-    def emit(self, messages: list[AmiMessage]) -> None:
+    def emit(self, messages: list[AmiMessage], at: float | None = None) -> None:
         self.emitted += len(messages)
-        super().emit(messages)
+        super().emit(messages, at)
 
 
 async def serve(calls: int, speed: float, talk_s: float, max_s: float) -> None:

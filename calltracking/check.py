@@ -1,9 +1,10 @@
 """`calltracking check`: what works and what does not, one line per check, for PBX operators.
 
 Checks: the database (reachable, schema current), the broker (when configured), the AMI login,
-the event classes the AMI user receives (read rights `call,cdr,dialplan` and `agi` as far as the
-traffic seen during the check shows them), that each trunk context exists in the dialplan
-(`ShowDialPlan`), that the FastAGI port answers, and each site's pool and default numbers.
+that each trunk context exists in the dialplan (`ShowDialPlan`), the AMI user's read rights
+`call`, `dialplan` and `agi` (proven by events only, check_call.py: with `--call DID` from one
+test call to that number, else from a short window of traffic; a right not proven is a failure),
+that the FastAGI port answers, and each site's pool and default numbers.
 Exit status 1 when any check fails.
 """
 
@@ -16,13 +17,15 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from calltracking.check_call import EXAMPLES, NEEDED, TestCall, seen_classes, watch_test_call
 from calltracking.config import Config
 from calltracking.store.db import Database
 from calltracking.store.schema import numbers
 from calltracking.store.sites import list_sites
 
 AMI_TIMEOUT_S = 5.0
-REQUIRED_CLASSES = ("call", "cdr", "dialplan", "agi")
+TRAFFIC_WINDOW_S = 2.0
+CALL_WAIT_S = 120.0
 
 
 class Report:
@@ -37,11 +40,19 @@ class Report:
         self._write(f"{mark} {what}")
 
 
-async def run_checks(config: Config, write: Callable[[str], None] = print) -> int:
+async def run_checks(
+    config: Config,
+    write: Callable[[str], None] = print,
+    *,
+    call_did: str | None = None,
+    wait_s: float = CALL_WAIT_S,
+) -> int:
+    """Every check, one line each; 1 when one failed. `call_did`: wait up to `wait_s` for a
+    test call to that number and prove the AMI read rights from its events."""
     report = Report(write)
     await _check_database(config, report)
     await _check_broker(config, report)
-    await _check_ami(config, report)
+    await _check_ami(config, report, call_did, wait_s)
     await _check_agi(config, report)
     return 1 if report.failed else 0
 
@@ -88,7 +99,7 @@ async def _check_broker(config: Config, report: Report) -> None:
         report.line(False, f"broker: {exc.__class__.__name__}: {exc}"[:300])
 
 
-async def _check_ami(config: Config, report: Report) -> None:
+async def _check_ami(config: Config, report: Report, call_did: str | None, wait_s: float) -> None:
     if not config.ami_host:
         report.line(None, "AMI: no CALLTRACKING_AMI_HOST, listener off")
         return
@@ -119,18 +130,7 @@ async def _check_ami(config: Config, report: Report) -> None:
                 f"dialplan: trunk context [{context}] "
                 + ("exists" if exists else "not found (or no reporting right)"),
             )
-        seen = await _seen_classes(reader, seconds=2.0)
-        missing = [c for c in REQUIRED_CLASSES if c not in seen]
-        report.line(
-            None,
-            f"AMI read rights seen in 2 s of traffic: {', '.join(sorted(seen)) or 'none'}"
-            + (
-                f"; not seen: {', '.join(missing)} (needs read = call,cdr,dialplan,agi;"
-                " check with `manager show user`)"
-                if missing
-                else ""
-            ),
-        )
+        await _check_rights(config, report, reader, call_did, wait_s)
     except (OSError, TimeoutError) as exc:
         report.line(False, f"AMI: {exc.__class__.__name__}: {exc}")
     finally:
@@ -194,20 +194,46 @@ async def _ami_login(
     return "Response: Success" in reply
 
 
-async def _seen_classes(reader: asyncio.StreamReader, seconds: float) -> set[str]:
-    seen: set[str] = set()
-    with contextlib.suppress(TimeoutError, asyncio.IncompleteReadError):
-        async with asyncio.timeout(seconds):
-            while True:
-                raw = (await reader.readuntil(b"\r\n\r\n")).decode(errors="replace")
-                for line in raw.splitlines():
-                    if line.startswith("Privilege:"):
-                        seen.update(
-                            p.strip()
-                            for p in line.split(":", 1)[1].split(",")
-                            if p.strip() != "all"
-                        )
-    return seen
+async def _check_rights(
+    config: Config,
+    report: Report,
+    reader: asyncio.StreamReader,
+    call_did: str | None,
+    wait_s: float,
+) -> None:
+    hint = "needs read = call,dialplan,agi (check with `manager show user`)"
+    if call_did is None:
+        seen = await seen_classes(reader, TRAFFIC_WINDOW_S)
+        for right in NEEDED:
+            ok = right in seen
+            report.line(
+                ok,
+                f"AMI read right `{right}`: "
+                + (
+                    f"seen in {TRAFFIC_WINDOW_S:g} s of traffic"
+                    if ok
+                    else f"not proven: no {EXAMPLES[right]} event in {TRAFFIC_WINDOW_S:g} s; "
+                    "prove it with `calltracking check --call DID` and one test call"
+                ),
+            )
+        return
+    report.line(None, f"AMI: waiting up to {wait_s:g} s for a test call to {call_did}")
+    call = TestCall(call_did, config.trunk_contexts, config.country_code)
+    await watch_test_call(reader, call, wait_s)
+    if not call.linkedid:
+        report.line(False, f"AMI: no test call to {call_did} within {wait_s:g} s")
+    for right in NEEDED:
+        if right in call.proven:
+            report.line(True, f"AMI read right `{right}`: {EXAMPLES[right]} of the test call")
+        elif call.linkedid:
+            extra = " (or the FastAGI did not run)" if right == "agi" else ""
+            report.line(
+                False,
+                f"AMI read right `{right}`: the test call brought no {EXAMPLES[right]} "
+                f"event{extra}; {hint}",
+            )
+        else:
+            report.line(False, f"AMI read right `{right}`: not proven (no test call)")
 
 
 async def _check_agi(config: Config, report: Report) -> None:

@@ -59,10 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("migrate", help="create or upgrade the database schema")
-    commands.add_parser(
+    check = commands.add_parser(
         "check",
         help="check database, broker, AMI, FastAGI and sites; one "
         "line per check, non-zero exit when one fails",
+    )
+    check.add_argument(
+        "--call",
+        metavar="DID",
+        help="wait for one test call to this number and prove each AMI read right from its events",
+    )
+    check.add_argument(
+        "--wait", type=float, default=120.0, metavar="S", help="how long to wait for it [120]"
     )
 
     token = commands.add_parser("token", help="manage API tokens")
@@ -131,7 +139,7 @@ async def _dispatch(args: argparse.Namespace, config: Config) -> int:
     if args.command == "check":
         from calltracking.check import run_checks
 
-        return await run_checks(config)
+        return await run_checks(config, call_did=args.call, wait_s=args.wait)
     if args.command == "demo":
         from calltracking.demo import run_demo
 

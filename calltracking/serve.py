@@ -226,30 +226,49 @@ async def _retention(services: Services) -> None:
 
 
 async def _ami(services: Services) -> None:
+    from ami_listener.leadership import Leadership
     from ami_listener.listener import AmiListener
 
     config = services.config
-    listener = AmiListener(
-        host=config.ami_host,
-        port=config.ami_port,
-        username=config.ami_username,
-        secret=config.ami_secret,
-        pbx_id=config.pbx_id,
-        trunk_contexts=config.trunk_contexts,
-        country_code=config.country_code,
-        recordings_dir=config.recordings_dir,
-        asterisk_monitor_dir=config.asterisk_monitor_dir,
-        stale_call_s=config.stale_call_s,
-        recorder=services.recorder,
+    leadership = Leadership(config.database_url, config.pbx_id)
+    current: list[AmiListener] = []
+    ended_sessions = [0]  # AMI sessions of listeners whose term ended
+
+    async def listen() -> None:
+        # A fresh listener per term of office: it logs in and reconciles what the last holder
+        # (this process or another one) followed.
+        listener = AmiListener(
+            host=config.ami_host,
+            port=config.ami_port,
+            username=config.ami_username,
+            secret=config.ami_secret,
+            pbx_id=config.pbx_id,
+            trunk_contexts=config.trunk_contexts,
+            country_code=config.country_code,
+            recordings_dir=config.recordings_dir,
+            asterisk_monitor_dir=config.asterisk_monitor_dir,
+            stale_call_s=config.stale_call_s,
+            recorder=services.recorder,
+        )
+        listener.observe_event = services.metrics.ami_event_done
+        current[:] = [listener]
+        try:
+            await listener.run()
+        finally:
+            ended_sessions[0] += listener.health.sessions
+            current.clear()
+
+    # A standby (another process holds the PBX's lock) is healthy; the active one is when
+    # logged in.
+    services.health.parts["ami"] = lambda: (
+        not leadership.active or bool(current and current[0].health.logged_in)
     )
-    services.health.parts["ami"] = lambda: listener.health.logged_in
-    listener.observe_event = services.metrics.ami_event_done
     services.metrics.read_counter(
         "calltracking_ami_reconnects",
         "AMI sessions after the first (each one a reconnect).",
-        lambda: max(0, listener.health.sessions - 1),
+        lambda: max(0, ended_sessions[0] + sum(x.health.sessions for x in current) - 1),
     )
-    await listener.run()
+    await leadership.run(listen)
 
 
 async def serve_forever(config: Config, parts: Collection[str]) -> None:

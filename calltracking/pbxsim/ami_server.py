@@ -8,7 +8,8 @@ Rules (each seen in `fixtures/asterisk/ami_login_*.txt` and `ami_answered_call.t
   user: `Response: Error` / `Message: Authentication failed`, the socket is closed, and the other
   sessions get `InvalidPassword` / `InvalidAccountID`.
 - `Events: off` means no events at all; `on` (or absent) all; a class list (`call,cdr`) those
-  classes, judged by the event's `Privilege`.
+  classes, judged by the event's `Privilege`. The user's `read` classes (manager.conf) filter
+  the same way on top: a user with `read = call,cdr` never gets Newexten/VarSet (`dialplan`).
 - Every reply carries the action's `ActionID` second; action names are case-insensitive; unknown
   actions get `Message: Invalid/unknown command`; actions before login get
   `Authentication Required`. `Logoff` answers `Goodbye` and closes.
@@ -47,8 +48,9 @@ def _hms(seconds: float) -> str:
 class _Session:
     """One client connection: its login state, event filter and outgoing queue."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, read: set[str] | None) -> None:
         self.writer = writer
+        self.read = read  # the user's read classes (None: all)
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.username = ""
         self.logged_in = False
@@ -66,10 +68,11 @@ class _Session:
     def wants(self, message: AmiMessage) -> bool:
         if not self.logged_in:
             return False
-        if self.event_classes is None:
-            return True
         classes = {c.strip() for c in message.privilege.split(",")} - {"all"}
-        return bool(classes & self.event_classes)
+        for allowed in (self.read, self.event_classes):
+            if allowed is not None and not classes & allowed:
+                return False
+        return True
 
 
 def _event_filter(value: str) -> set[str] | None:
@@ -83,8 +86,15 @@ def _event_filter(value: str) -> set[str] | None:
 
 class AmiServer:
     def __init__(
-        self, registry: ChannelRegistry, username: str, secret: str, clock: Callable[[], float]
+        self,
+        registry: ChannelRegistry,
+        username: str,
+        secret: str,
+        clock: Callable[[], float],
+        read: str = "all",
     ) -> None:
+        self._read = _event_filter(read)
+        self.logins = 0
         self._registry = registry
         self._username = username
         self._secret = secret
@@ -115,6 +125,13 @@ class AmiServer:
         if self._server is not None:
             await self._server.wait_closed()
 
+    def drop_sessions(self) -> int:
+        """Abort every connection (a network loss: no Goodbye, nothing flushed)."""
+        sessions = list(self._sessions)
+        for session in sessions:
+            session.writer.transport.abort()
+        return len(sessions)
+
     def publish(self, messages: list[AmiMessage]) -> None:
         for session in list(self._sessions):
             for message in messages:
@@ -126,7 +143,7 @@ class AmiServer:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        session = _Session(writer)
+        session = _Session(writer, self._read)
         self._sessions.add(session)
         sender = asyncio.create_task(self._write_loop(session))
         try:
@@ -237,6 +254,7 @@ class AmiServer:
             log.info("AMI login refused for %r from %s", user, session.remote)
             return False
         session.logged_in = True
+        self.logins += 1
         session.username = user
         session.event_classes = _event_filter(action.get("Events"))
         session.send(reply("Success", aid, [("Message", "Authentication accepted")]))

@@ -41,6 +41,7 @@ class CallPlan:
     agi_app_data: str
     recording_path: str  # as Asterisk names it (MIXMONITOR_FILENAME)
     dial_timeout_s: int
+    route_context: str = ""  # the shipped dialplan's route (SimConfig.route_context)
 
 
 def caller_all(caller: str | None) -> str:

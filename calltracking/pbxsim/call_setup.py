@@ -71,12 +71,11 @@ class CallSetup:
         self.recording_file = ""
         self.cdr_source = ""
         self.dial_data = ""
+        self.context = plan.context  # the dialplan context the inbound channel runs in now
 
     # -- helpers -------------------------------------------------------------------------------
     def _exten(self, priority: int, app: str, data: str, context: str | None = None) -> AmiMessage:
-        self.inbound = replace(
-            self.inbound, priority=priority, context=context or self.plan.context
-        )
+        self.inbound = replace(self.inbound, priority=priority, context=context or self.context)
         return newexten(self.inbound, app, data)
 
     def _set(self, name: str, value: str) -> AmiMessage:
@@ -122,8 +121,7 @@ class CallSetup:
             self._exten(
                 1, "NoOp", f"Inbound call to DID {plan.did} from {caller_all(plan.caller)}"
             ),
-            self._exten(2, "Set", f"__CT_DID={plan.did}"),
-            self._set("__CT_DID", plan.did),
+            *self._did_variable(),
             self._exten(3, "Set", f"__CT_CALLER={number}"),
             self._set("__CT_CALLER", number),
             self._exten(4, "Set", f"CDR(userfield)=did={plan.did}"),
@@ -133,6 +131,26 @@ class CallSetup:
             self._cel(self.inbound, "APP_START", at, CelApp("AGI", plan.agi_app_data)),
         ]
         self.userfield = f"did={plan.did}"
+        return out
+
+    def _did_variable(self) -> list[AmiMessage]:
+        """Priority 2: the captures' `__CT_DID`, or the shipped dialplan's CALLTRACKING_DID."""
+        did = self.plan.did
+        name = "CALLTRACKING_DID" if self.plan.route_context else "__CT_DID"
+        return [self._exten(2, "Set", f"{name}={did}"), self._set(name, did)]
+
+    def _move_on(self) -> list[AmiMessage]:
+        """The shipped dialplan's `Goto(calltracking-default-route,...)`, then on to the route
+        context, where the Dial runs (the channel has left the trunk context)."""
+        route, default = self.plan.route_context, "calltracking-default-route"
+        if not route:
+            return []
+        did = self.plan.did
+        out = [
+            self._exten(1, "NoOp", f"calltracking: default route for DID {did}", context=default),
+            self._exten(2, "Goto", f"{route},s,1", context=default),
+        ]
+        self.context = route
         return out
 
     def agi_command(self, command_id: int, command: str, end: tuple[int, str] | None) -> AmiMessage:
@@ -204,6 +222,7 @@ class CallSetup:
         target = route.split("@", 1)[0] if route else plan.operator
         self.dial_data = f"PJSIP/{target},{plan.dial_timeout_s}"
         out = [
+            *self._move_on(),
             self._exten(14, "Gosub", f"did-targets,{plan.did},1"),
             self._set("LOCAL(ARGC)", "0"),
             self._exten(1, "Return", target, context="did-targets"),

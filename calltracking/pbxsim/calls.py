@@ -66,7 +66,7 @@ class CallResult:
 class CallEnv:
     """What a call needs from the simulator around it."""
 
-    emit: Callable[[list[AmiMessage]], None]
+    emit: Callable[[list[AmiMessage], float], None]  # messages, simulated time
     speed: float
     agi: tuple[str, int] | None
     monitor_dir: Path | None
@@ -113,6 +113,9 @@ class CallRun:
     def _now(self) -> float:
         return self._t0_wall + (time.monotonic() - self._t0_mono) * self._env.speed
 
+    def _emit(self, messages: list[AmiMessage]) -> None:
+        self._env.emit(messages, self._now())
+
     async def _sleep(self, simulated_s: float) -> None:
         if simulated_s > 0:
             await asyncio.sleep(simulated_s / self._env.speed)
@@ -141,17 +144,17 @@ class CallRun:
 
     def set_variable(self, name: str, value: str) -> None:
         self._placed.agi_variables[name] = value
-        self._env.emit([self._scenario.agi_set(name, value)])
+        self._emit([self._scenario.agi_set(name, value)])
 
     def command_started(self, command_id: int, command: str) -> None:
-        self._env.emit([self._scenario.agi_command(command_id, command, None)])
+        self._emit([self._scenario.agi_command(command_id, command, None)])
 
     def command_finished(self, command_id: int, command: str, code: int, result: str) -> None:
-        self._env.emit([self._scenario.agi_command(command_id, command, (code, result))])
+        self._emit([self._scenario.agi_command(command_id, command, (code, result))])
 
     # -- the call ------------------------------------------------------------------------------
     async def run(self) -> CallResult:
-        spec, sc, emit = self._spec, self._scenario, self._env.emit
+        spec, sc, emit = self._spec, self._scenario, self._emit
         emit(sc.setup(self._now()))
         self._placed.state = "agi"
         self.set_up.set()
@@ -179,7 +182,7 @@ class CallRun:
 
     async def _dial(self) -> float:
         """Ring, then answer and talk, or fail; returns the talk time (0 when not answered)."""
-        spec, sc, emit = self._spec, self._scenario, self._env.emit
+        spec, sc, emit = self._spec, self._scenario, self._emit
         ring = spec.ring_seconds
         if ring > 0 or spec.outcome is Outcome.MISSED:
             emit(sc.ringing())
@@ -198,7 +201,7 @@ class CallRun:
 
     def _caller_gives_up(self) -> None:
         self._dead = True
-        self._env.emit(self._scenario.caller_gave_up())
+        self._emit(self._scenario.caller_gave_up())
 
     async def _agi(self) -> str:
         gives_up = self._spec.outcome is Outcome.HANGUP_DURING_AGI

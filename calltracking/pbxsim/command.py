@@ -76,6 +76,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--talk-s", type=_positive, default=30.0, help="load profile: mean talk time [30]")
     add("--seed", type=int, help="load profile: random seed")
     add("--exit-when-done", action="store_true", help="stop once all placed calls have ended")
+    add(
+        "--route-context",
+        default="",
+        help="emit the shipped dialplan's shape: CALLTRACKING_DID, then the call moves on to "
+        "this context (e.g. operators), where it is dialed [off: the captures' shape]",
+    )
+    add(
+        "--timestampevents",
+        action="store_true",
+        help="every event carries Timestamp: (manager.conf timestampevents = yes)",
+    )
+    add("--read", default="all",
+        help="the AMI user's read classes, e.g. call,cdr: a user lacking rights [all]")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -83,6 +96,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         host=args.host, port=args.port, username=args.username, secret=args.secret,
         context=args.context, trunk=args.trunk, operator=args.operator, speed=args.speed,
         agi=args.agi, monitor_dir=args.monitor_dir, asterisk_monitor_dir=args.asterisk_monitor_dir,
+        route_context=args.route_context, timestampevents=args.timestampevents, read=args.read,
     )  # fmt: skip
 
 

@@ -82,3 +82,14 @@ def parse_stream(data: bytes) -> list[AmiMessage]:
     if text.startswith("Asterisk Call Manager"):
         text = text.partition("\n")[2]
     return [parse_lines(block.split("\n")) for block in text.split("\n\n") if block.strip()]
+
+
+def with_timestamp(message: AmiMessage, at: float) -> AmiMessage:
+    """The event with `Timestamp: <epoch.usec>` after its Privilege (timestampevents = yes);
+    action-list events (no Privilege) carry none."""
+    headers = list(message.headers)
+    if not message.has("Event") or not message.has("Privilege") or message.has("Timestamp"):
+        return message
+    index = next(i for i, (k, _) in enumerate(headers) if k.lower() == "privilege") + 1
+    headers.insert(index, ("Timestamp", f"{at:.6f}"))
+    return AmiMessage(tuple(headers))

@@ -22,7 +22,7 @@ from calltracking.pbxsim.ami_server import AmiServer
 from calltracking.pbxsim.call_plan import CallPlan, Outcome
 from calltracking.pbxsim.calls import CallEnv, CallResult, CallRun, CallSpec, PlacedCall
 from calltracking.pbxsim.channels import ChannelRegistry
-from calltracking.pbxsim.messages import AmiMessage
+from calltracking.pbxsim.messages import AmiMessage, with_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,15 @@ class SimConfig:
     asterisk_monitor_dir: str | None = None  # how Asterisk names that folder in events
     dial_timeout_s: int = 30
     late_close_s: float = 1.0  # MixMonitor closes the file this long after the Hangup
+    # manager.conf `timestampevents = yes`: every event carries `Timestamp: <epoch.usec>` (the
+    # call's simulated time), as in fixtures/asterisk/ami_answered_call_timestampevents.txt.
+    timestampevents: bool = False
+    # The AMI user's `read` classes (manager.conf), e.g. "call,cdr" for a user lacking rights.
+    read: str = "all"
+    # Empty: the captures' dialplan (the Dial runs in the trunk context). A context name: the
+    # shipped dialplan's shape; the trunk channel sets CALLTRACKING_DID, then goes on through
+    # `calltracking-default-route` to this context, where the Dial runs (extensions_calltracking).
+    route_context: str = ""
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -54,7 +63,11 @@ class PbxSim:
         self.registry = ChannelRegistry()
         self.calls: dict[str, PlacedCall] = {}
         self._ami = AmiServer(
-            self.registry, self.config.username, self.config.secret, clock=time.time
+            self.registry,
+            self.config.username,
+            self.config.secret,
+            clock=time.time,
+            read=self.config.read,
         )
         self._ami.contexts = {self.config.context}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -75,11 +88,22 @@ class PbxSim:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._ami.stop()
 
-    def emit(self, messages: list[AmiMessage]) -> None:
+    def emit(self, messages: list[AmiMessage], at: float | None = None) -> None:
         now = time.time()
         for message in messages:
             self.registry.fold(message, now)
+        if self.config.timestampevents:
+            messages = [with_timestamp(m, now if at is None else at) for m in messages]
         self._ami.publish(messages)
+
+    def drop_ami_sessions(self) -> int:
+        """Cut every AMI connection at once (a network loss); how many were cut."""
+        return self._ami.drop_sessions()
+
+    @property
+    def ami_logins(self) -> int:
+        """Successful AMI logins so far."""
+        return self._ami.logins
 
     # -- calls ---------------------------------------------------------------------------------
     def _uniqueid(self) -> str:
@@ -108,6 +132,7 @@ class PbxSim:
             operator=cfg.operator, bridge_id=str(uuid.uuid4()),
             agi_app_data=f"agi://{agi_host}:{agi_port}/calltracking,{spec.did}",
             recording_path=f"{folder.rstrip('/')}/{uid}.wav", dial_timeout_s=timeout,
+            route_context=cfg.route_context,
         )  # fmt: skip
 
     async def place_call(self, spec: CallSpec) -> PlacedCall:

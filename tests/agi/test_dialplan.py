@@ -1,8 +1,11 @@
 """The shipped dialplan files, read by a small parser and run by a small interpreter.
 
 The interpreter knows only what the shipped context uses (Set, GotoIf, Goto, AGI, MixMonitor,
-NoOp, Log; CUT, LEN, DIALPLAN_EXISTS, STRFTIME, CALLERID(name); `$[a = b]` and `!=`), so a change
-that reaches for something else fails here first and gets a look from someone who knows Asterisk.
+NoOp, Log; CUT, LEN, DIALPLAN_EXISTS, STRFTIME, CALLERID(name); `$[a = b]` and `!=`; the `T`
+extension an expired TIMEOUT(absolute) jumps to), so a change that reaches for something else
+fails here first and gets a look from someone who knows Asterisk. A frozen tracker is modelled
+as Asterisk behaves with the shipped guard (res_agi.c run_agi, pbx.c): with AGIEXITONHANGUP=yes
+the absolute timeout ends AGI() with AGISTATUS=HANGUP and the call continues at `T`.
 """
 
 from __future__ import annotations
@@ -68,8 +71,9 @@ def parse_ini(text: str) -> list[tuple[str, dict[str, list[str]]]]:
     sections: list[tuple[str, dict[str, list[str]]]] = []
     for raw in text.splitlines():
         line = _strip_comment(raw)
-        if line.startswith("[") and line.endswith("]"):
-            sections.append((line[1:-1], {}))
+        header = re.fullmatch(r"\[([^\]]+)\](\([^)]*\))?", line)  # `[name]`, `[name](+)`
+        if header:
+            sections.append((header[1], {}))
         elif line:
             key, _, value = (part.strip() for part in line.partition("="))
             sections[-1][1].setdefault(key, []).append(value)
@@ -91,6 +95,7 @@ class Call:
     plan: Plan
     agi: dict[str, str] | None
     caller_name: str = ""
+    frozen: bool = False  # the tracker accepts the connection and never answers
     existing: set[tuple[str, str]] = field(default_factory=set)  # (context, exten) elsewhere
     vars: dict[str, str] = field(default_factory=dict)
     visited: list[str] = field(default_factory=list)
@@ -133,6 +138,12 @@ class Call:
             return None
         if step.app == "AGI":
             self.agi_calls.append(args.split(","))
+            if self.frozen:
+                # Only the guard ends the wait: a timeout that is set, and AGI() leaving on it.
+                assert float(self.vars.get("TIMEOUT(absolute)", "0")) > 0, "AGI() unguarded"
+                assert self.vars.get("AGIEXITONHANGUP") == "yes", "AGI() would wait on"
+                self.vars["AGISTATUS"] = "HANGUP"
+                return ("T", "1")
             self.vars["AGISTATUS"] = "FAILURE" if self.agi is None else "SUCCESS"
             self.vars.update(self.agi or {})
             return None
@@ -296,9 +307,10 @@ def test_call_without_did_skips_the_agi(plan: Plan) -> None:
 
 def test_manager_user_has_the_least_rights_the_listener_needs() -> None:
     sections = parse_ini((DIALPLAN / "manager_calltracking.conf").read_text())
-    assert [name for name, _ in sections] == ["calltracking"]
-    user = sections[0][1]
-    assert set(user["read"][0].split(",")) == {"call", "cdr", "dialplan", "agi"}
+    assert [name for name, _ in sections] == ["general", "calltracking"]
+    assert sections[0][1] == {"timestampevents": ["yes"]}  # Asterisk's own event times
+    user = sections[1][1]
+    assert set(user["read"][0].split(",")) == {"call", "dialplan", "agi"}  # Cdr is not used
     assert user["write"] == ["reporting"]  # CoreShowChannels and Getvar, nothing that acts
     assert user["deny"] == ["0.0.0.0/0.0.0.0"]
     assert len(user["permit"]) == 1
@@ -312,3 +324,29 @@ def test_pjsip_example_endpoint_enters_the_inbound_context(plan: Plan) -> None:
     assert endpoints
     assert all(values["context"] == [INBOUND] for values in endpoints)
     assert INBOUND in plan
+
+
+def test_a_frozen_tracker_holds_the_call_at_most_the_guard_then_the_default_route(
+    plan: Plan,
+) -> None:
+    call = Call(plan, agi=None, frozen=True, caller_name="Ivan")
+    assert call.run("74951110001") == ("operators", "s", "1")
+    assert len(call.agi_calls) == 1
+    assert call.visited.count(INBOUND) >= 2  # through `T` and back to the failover path
+    assert DEFAULT_ROUTE in call.visited
+    assert call.vars["TIMEOUT(absolute)"] == "0"  # no limit left on the rest of the call
+    assert call.vars["CALLERID(name)"] == "Ivan"
+    assert call.recordings == [f"calltracking/2026/11/25/{UNIQUEID}.wav"]
+
+
+def test_the_agi_guard_is_short_and_lifted_once_the_tracker_answered(plan: Plan) -> None:
+    steps = next(s for p, s in plan[INBOUND].items() if _pattern_matches(p, "74951110001"))
+    apps = [(step.app, step.args) for step in steps]
+    agi = next(i for i, (app, _) in enumerate(apps) if app == "AGI")
+    before = dict(a.split("=", 1) for app, a in apps[:agi] if app == "Set")
+    assert 0 < float(before["TIMEOUT(absolute)"]) <= 3
+    assert before["AGIEXITONHANGUP"] == "yes"
+    assert apps[agi + 1] == ("Set", "TIMEOUT(absolute)=0")
+    call = Call(plan, agi=tracked())
+    call.run("74951110001")
+    assert call.vars["TIMEOUT(absolute)"] == "0"

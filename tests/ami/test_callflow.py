@@ -18,7 +18,8 @@ from calltracking.core.callflow.facts import (
     RecordingNamed,
 )
 from calltracking.core.callflow.headers import device
-from calltracking.core.callflow.reconcile import CallFlow
+from calltracking.core.callflow.reconcile import CallFlow, reconciled_end
+from calltracking.core.callflow.snapshot import channels_to_ask
 from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallKey, OpenCall
 from tests.ami.expected import EXPECTED as SHARED
@@ -263,16 +264,109 @@ def _snapshot() -> list[dict[str, str]]:
 
 def test_adopt_opens_a_call_we_did_not_see_start_and_sees_it_answered() -> None:
     flow = new_flow()
-    channels = [dict(c, Duration="00:01:05") for c in _snapshot()]
+    # The call is 65 s old; the operator leg that answered it was dialed 40 s ago.
+    channels = [
+        dict(c, Duration="00:00:40" if "operators" in c["Channel"] else "00:01:05")
+        for c in _snapshot()
+    ]
     facts = flow.adopt(channels, NOW)
     key = CallKey("pbx1", "1795592516.0")
     assert facts == [
         CallStarted(key, "+74951110001", "+79161234567", NOW - timedelta(seconds=65)),
-        CallAnswered(key, NOW, OPERATOR),
+        CallAnswered(key, NOW - timedelta(seconds=40), OPERATOR),
     ]
     assert flow.adopt(channels, NOW) == []  # still up: nothing new
     gone = flow.adopt([], NOW + timedelta(seconds=5))
-    assert gone == [CallEnded(key, NOW, CallStatus.ANSWERED, None, reconciled=True)]
+    assert gone == [CallEnded(key, NOW, CallStatus.ANSWERED, None, True, up_until=NOW)]
+
+
+def _moved_on(context: str = "operators") -> list[dict[str, str]]:
+    """The captured snapshot with the dialplan's `;2` half moved on to `context`, as the shipped
+    dialplan does (default route, operators, a site's route)."""
+    return [
+        dict(c, Context=context) if c["Channel"].endswith("from-trunk-00000000;2") else c
+        for c in _snapshot()
+    ]
+
+
+def _trunk_call(
+    context: str, *, did_var: bool
+) -> tuple[list[dict[str, str]], dict[str, dict[str, str]]]:
+    """A trunk call (IAX2, owning its Linkedid) bridged to an operator, now in `context`."""
+    trunk = {
+        "Event": "CoreShowChannel", "Channel": "IAX2/trunk-6759", "ChannelState": "6",
+        "CallerIDNum": "+79161234567", "Context": context, "Exten": "s", "Priority": "2",
+        "Uniqueid": "1795600000.7", "Linkedid": "1795600000.7", "Application": "Dial",
+        "ApplicationData": "PJSIP/101,30", "Duration": "00:00:12", "BridgeId": "b-1",
+    }  # fmt: skip
+    operator = dict(
+        trunk, Channel="PJSIP/101-0000002a", Uniqueid="1795600000.8", Context="internal",
+        CallerIDNum="74951110006", Application="AppDial", ApplicationData="(Outgoing Line)",
+        Duration="00:00:09",
+    )  # fmt: skip
+    variables = {"1795600000.7": {"CALLTRACKING_RECORDING": "calltracking/x/1795600000.7.wav"}}
+    if did_var:
+        variables["1795600000.7"]["CALLTRACKING_DID"] = "74951110006"
+    return [trunk, operator], variables
+
+
+@pytest.mark.parametrize("context", ["operators", "calltracking-default-route", "sales"])
+def test_adopt_finds_a_trunk_call_that_moved_on_by_its_did_variable(context: str) -> None:
+    flow = new_flow()
+    channels, variables = _trunk_call(context, did_var=True)
+    facts = flow.adopt(channels, NOW, variables=variables)
+    key = CallKey("pbx1", "1795600000.7")
+    assert facts == [
+        CallStarted(key, "+74951110006", "+79161234567", NOW - timedelta(seconds=12)),
+        CallAnswered(key, NOW - timedelta(seconds=9), "PJSIP/101"),
+        RecordingNamed(key, "calltracking/x/1795600000.7.wav"),
+    ]
+    assert flow.open_keys() == [key]
+
+
+def test_adopt_leaves_a_call_without_trunk_context_or_did_variable_alone() -> None:
+    flow = new_flow()
+    channels, variables = _trunk_call("internal", did_var=False)  # e.g. an outbound call
+    assert flow.adopt(channels, NOW, variables=variables) == []
+    assert flow.open_keys() == []
+
+
+def test_adopt_of_a_local_call_in_operators_is_answered_with_its_recording() -> None:
+    flow = new_flow()
+    variables = {"1795592516.1": {"MIXMONITOR_FILENAME": MON + "1795592516.1.wav"}}
+    facts = flow.adopt(_moved_on(), NOW, variables=variables)
+    key = CallKey("pbx1", "1795592516.0")
+    assert [type(f) for f in facts] == [CallStarted, CallAnswered, RecordingNamed]
+    assert facts[1] == CallAnswered(key, NOW, OPERATOR)  # the capture's Durations are 0
+    assert facts[2] == RecordingNamed(key, MON + "1795592516.1.wav")
+    ended = flow.adopt([], NOW + timedelta(seconds=4))
+    assert ended == [CallEnded(key, NOW, CallStatus.ANSWERED, None, True, up_until=NOW)]
+
+
+def test_channels_to_ask_are_each_calls_owner_and_its_dialplan_half() -> None:
+    channels = [{k.lower(): v for k, v in c.items()} for c in _moved_on()]
+    channels += [
+        {k.lower(): v for k, v in c.items()} for c in _trunk_call("operators", did_var=True)[0]
+    ]
+    assert channels_to_ask(channels) == [
+        ("Local/74951110001@from-trunk-00000000;1", "1795592516.0"),
+        ("Local/74951110001@from-trunk-00000000;2", "1795592516.1"),
+        ("IAX2/trunk-6759", "1795600000.7"),
+    ]
+
+
+def test_a_reconciled_end_is_the_recordings_last_write_when_later_than_the_last_event() -> None:
+    key = CallKey("pbx1", "1.1")
+    seen = CallEnded(key, NOW, CallStatus.ANSWERED, 16, True, up_until=NOW)
+    later, earlier = NOW + timedelta(seconds=4), NOW - timedelta(seconds=4)
+    assert reconciled_end(seen, later) == later  # the call talked on while we were away
+    assert reconciled_end(seen, earlier) == NOW  # recording stopped early: the event stands
+    assert reconciled_end(seen, None) == NOW
+    noticed = CallEnded(key, NOW, CallStatus.UNKNOWN, None, True)  # no event known
+    assert reconciled_end(noticed, earlier) == earlier
+    assert reconciled_end(noticed, later) == NOW
+    live = CallEnded(key, NOW, CallStatus.ANSWERED, 16)
+    assert reconciled_end(live, later) == NOW  # a hangup we saw is the end
 
 
 def test_adopt_closes_open_calls_asterisk_no_longer_shows() -> None:
@@ -288,7 +382,7 @@ def test_adopt_closes_open_calls_asterisk_no_longer_shows() -> None:
         open_calls=[recorder_only],
     )
     assert facts == [
-        CallEnded(CallKey("pbx1", "1795592531.14"), NOW, CallStatus.UNKNOWN, None, True),
+        CallEnded(CallKey("pbx1", "1795592531.14"), NOW, CallStatus.UNKNOWN, None, True, NOW),
         CallEnded(recorder_only.key, NOW + timedelta(seconds=30), CallStatus.UNKNOWN, None, True),
     ]
 

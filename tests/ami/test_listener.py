@@ -121,6 +121,7 @@ class Session:
     channels: list[dict[str, str]] = field(default_factory=list)  # CoreShowChannel headers
     then_close: bool = False
     tail: bytes = b""  # raw bytes after the stream (truncated messages)
+    variables: dict[str, dict[str, str]] = field(default_factory=dict)  # channel -> Getvar values
 
 
 class FakeAsterisk:
@@ -174,6 +175,8 @@ class FakeAsterisk:
                             }
                         )
                     )
+                elif name == "Getvar" and session is not None:
+                    writer.write(self._getvar(action, session))
                 elif name == "CoreShowChannels" and session is not None:
                     self._show_channels(writer, action_id, session)
                     task = asyncio.create_task(self._stream(writer, session))
@@ -208,6 +211,19 @@ class FakeAsterisk:
         )
         index = self.logins - self.refuse_logins - 1
         return self.sessions[index] if index < len(self.sessions) else Session()
+
+    @staticmethod
+    def _getvar(action: dict[str, str], session: Session) -> bytes:
+        """Asterisk's reply: the value (empty when unset), or an error for a gone channel."""
+        aid, channel = action.get("ActionID", ""), action.get("Channel", "")
+        shown = {c.get("Channel") for c in session.channels}
+        if channel not in shown:
+            return render({"Response": "Error", "ActionID": aid, "Message": "No such channel"})
+        variable = action.get("Variable", "")
+        value = session.variables.get(channel, {}).get(variable, "")
+        return render(
+            {"Response": "Success", "ActionID": aid, "Variable": variable, "Value": value}
+        )
 
     @staticmethod
     def _show_channels(writer: asyncio.StreamWriter, action_id: str, session: Session) -> None:

@@ -27,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 from agi import AgiServer
-from ami_listener import AmiListener
+from ami_listener import AmiListener, Timings
 from calltracking.store import schema as t
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
@@ -170,7 +170,11 @@ def linkedid_of(name: str) -> str:
 
 
 def listener(
-    port: int, recorder: SqlCallRecorder, recordings: Path, clock: Callable[[], datetime]
+    port: int,
+    recorder: SqlCallRecorder,
+    recordings: Path,
+    clock: Callable[[], datetime],
+    timings: Timings = TIMINGS,
 ) -> AmiListener:
     return AmiListener(
         host="127.0.0.1",
@@ -184,7 +188,7 @@ def listener(
         asterisk_monitor_dir=MONITOR,
         stale_call_s=14_400,
         recorder=recorder,
-        timings=TIMINGS,
+        timings=timings,
         clock=clock,
     )
 

@@ -9,6 +9,7 @@ compared apart.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
@@ -21,6 +22,7 @@ import pytest
 from aiohttp import ClientSession
 
 from calltracking.pbxsim import CallSpec, HangupBy, Outcome, PbxSim, SimConfig, run_load
+from calltracking.pbxsim.command import add_arguments, config_from_args
 from calltracking.pbxsim.control import parse_call, parse_line, start_http
 from calltracking.pbxsim.messages import AmiMessage, parse_lines, parse_stream
 from tests.support.fixtures import ASTERISK
@@ -299,6 +301,96 @@ async def test_core_show_channels_and_getvar_during_a_call(sim: PbxSim, ami: Ami
     assert reply.get("Value").endswith(f"/{placed.uniqueid}.wav")
 
 
+async def _listing(ami: Ami) -> list[AmiMessage]:
+    await ami.send(Action="CoreShowChannels", ActionID="csc")
+    listing = await ami.until_reply("csc")
+    while listing[-1].event != "CoreShowChannelsComplete":
+        listing.append(await ami.read())
+    return [m for m in listing if m.event == "CoreShowChannel"]
+
+
+async def test_shipped_dialplan_shape_moves_the_call_on_and_getvar_reads_its_did() -> None:
+    sim = PbxSim(SimConfig(port=0, speed=SPEED, route_context="operators"))
+    await sim.start()
+    ami = await Ami.connect(sim.ami_port)
+    try:
+        await ami.send(Action="Login", ActionID="l", Username="calltracking",
+                       Secret="calltracking")  # fmt: skip
+        await ami.until_reply("l")
+        placed = await sim.place_call(CallSpec("74951110001", "+79161234567", talk_s=100.0))
+        contexts = []
+        while (message := await ami.read()).event != "BridgeEnter":
+            if message.event == "Newexten" and message.get("Channel") == placed.channel:
+                contexts.append(message.get("Context"))
+        assert contexts[0] == "from-trunk" and contexts[-1] == "operators"
+        assert "calltracking-default-route" in contexts
+        rows = await _listing(ami)
+        inbound = next(r for r in rows if r.get("Channel") == placed.channel)
+        assert (inbound.get("Context"), inbound.get("Uniqueid"), inbound.get("Linkedid")) == (
+            "operators", placed.uniqueid, placed.linkedid,
+        )  # fmt: skip
+        assert inbound.get("ChannelState") == "6" and inbound.get("BridgeId")
+        await ami.send(Action="Getvar", ActionID="g", Channel=placed.channel,
+                       Variable="CALLTRACKING_DID")  # fmt: skip
+        assert (await ami.until_reply("g"))[-1].get("Value") == "74951110001"
+        await ami.send(Action="Getvar", ActionID="h", Channel="PJSIP/gone-00000099",
+                       Variable="CALLTRACKING_DID")  # fmt: skip
+        assert (await ami.until_reply("h"))[-1].get("Message") == "No such channel"
+    finally:
+        await ami.close()
+        await sim.stop()
+
+
+async def test_timestampevents_and_restricted_read_rights() -> None:
+    sim = PbxSim(SimConfig(port=0, speed=SPEED, timestampevents=True, read="call,cdr"))
+    await sim.start()
+    ami = await Ami.connect(sim.ami_port)
+    try:
+        await ami.send(Action="Login", ActionID="l", Username="calltracking",
+                       Secret="calltracking")  # fmt: skip
+        await ami.until_reply("l")
+        placed = await sim.place_call(CallSpec("74951110001", "+79161234567", talk_s=0.5))
+        seen: list[AmiMessage] = []
+        while not (
+            seen and seen[-1].event == "Hangup" and seen[-1].get("Channel") == placed.channel
+        ):
+            seen.append(await ami.read())
+        await placed.finished
+    finally:
+        await ami.close()
+        await sim.stop()
+    events = {m.event for m in seen}
+    assert {"Newchannel", "DialBegin", "BridgeEnter", "Hangup"} <= events
+    assert not events & {"Newexten", "VarSet", "AGIExecStart", "AGIExecEnd"}  # no dialplan, agi
+    for m in seen:
+        keys = [k for k, _ in m.headers]
+        assert keys[1:3] == ["Privilege", "Timestamp"], m
+    stamps = [float(m.get("Timestamp")) for m in seen]
+    assert stamps == sorted(stamps)
+
+
+async def test_dropping_ami_sessions_cuts_every_client_like_a_network_loss(sim: PbxSim) -> None:
+    clients = [await Ami.connect(sim.ami_port) for _ in range(2)]
+    for n, c in enumerate(clients):
+        await c.send(Action="Login", ActionID=f"l{n}", Username="calltracking",
+                     Secret="calltracking")  # fmt: skip
+        await c.until_reply(f"l{n}")
+    assert sim.ami_logins == 2
+    assert sim.drop_ami_sessions() == 2
+    for c in clients:
+        assert await _read_until_cut(c)
+        await c.close()
+
+
+async def _read_until_cut(client: Ami) -> bool:
+    """Read whatever was in flight; True once the connection is cut."""
+    try:
+        while True:
+            await client.read()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return True
+
+
 # -- FastAGI -------------------------------------------------------------------------------------
 class TinyFastAgi:
     """Reads the env block, asks for the Linkedid, sets variables, closes (like the tracker)."""
@@ -468,3 +560,18 @@ async def test_caller_hangs_up_during_a_real_fastagi_dialogue() -> None:
     assert facts["hangup_request"] == facts["hangup"] == ["19"]
     assert [c[0] for c in facts["cdr"]] == ["NO ANSWER"]
     assert not [m for m in simulated if m.event == "DialBegin"]
+
+
+def test_cli_flags_for_the_shipped_dialplan_shape_timestamps_and_read_rights() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(
+        parser.parse_args(["--route-context", "operators", "--timestampevents", "--read", "call"])
+    )
+    assert (config.route_context, config.timestampevents, config.read) == (
+        "operators",
+        True,
+        "call",
+    )
+    default = config_from_args(parser.parse_args([]))
+    assert (default.route_context, default.timestampevents, default.read) == ("", False, "all")

@@ -5,8 +5,8 @@ CallIgnored     instead of CallStarted for a trunk call whose DID is not a numbe
                 follows for that Linkedid.
 CallAnswered    once; `answered_by` is the device (`headers.device`), e.g. `PJSIP/101`.
 RecordingNamed  after CallStarted, again whenever the name changes (also after the end).
-CallEnded       once, `reconciled` when a snapshot or staleness ended it; repeated only for a
-                recorder that missed it.
+CallEnded       once, `reconciled` when a snapshot or staleness ended it (then `up_until` is the
+                last event's time when known); repeated only for a recorder that missed it.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ class CallEnded:
     status: CallStatus
     hangup_cause: int | None
     reconciled: bool = False
+    # A reconciled end: the last moment an event showed the call up (None: not known). The
+    # real end lies after it, so a recording written later is a better end (`reconciled_end`).
+    up_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,7 +255,8 @@ class CallTracker:
         if call.dial_status == "ANSWER" and not call.answered and status is None:
             self._answer(call, at, "", out)  # DIALSTATUS said so though no DialEnd/bridge was seen
         known, cause = outcome(call, reconciled)
-        call.ended = CallEnded(call.key, at, status or known, cause, reconciled)
+        up_until = call.last_at if reconciled else None
+        call.ended = CallEnded(call.key, at, status or known, cause, reconciled, up_until)
         out.append(call.ended)
         self._report_recording(call, out)
         for uid in call.trunk:

@@ -1,0 +1,99 @@
+"""Facts of the call flow, carried to the `CallRecorder` and the recording watcher.
+
+Rules:
+- Each fact is one boundary: an exception is logged once with the call and skipped.
+- A reconciled end is at the recording's last write when that is the better estimate
+  (`reconcile.reconciled_end`); every end starts the wait for the recording's file.
+- A recording named outside Asterisk's monitor folder is stored but can never be confirmed
+  (logged once).
+- Caller numbers reach the log masked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from ami_listener.recordings import RecordingWatcher, asterisk_path
+from calltracking.core import numbers
+from calltracking.core.callflow.facts import (
+    CallAnswered,
+    CallEnded,
+    CallIgnored,
+    CallStarted,
+    Fact,
+    RecordingNamed,
+)
+from calltracking.core.callflow.reconcile import reconciled_end
+from calltracking.ports import CallRecorder
+
+log = logging.getLogger(__name__)
+
+
+class FactSink:
+    def __init__(
+        self,
+        recorder: CallRecorder,
+        recordings: RecordingWatcher,
+        monitor_dir: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._recorder = recorder
+        self.recordings = recordings
+        self._monitor_dir = monitor_dir
+        self._clock = clock
+
+    async def apply(self, facts: list[Fact]) -> None:
+        for fact in facts:
+            try:
+                await self._one(fact)
+            except Exception:
+                log.exception(
+                    "call %s: recording %s failed", fact.key.linkedid, type(fact).__name__
+                )
+
+    async def _one(self, fact: Fact) -> None:
+        key = fact.key
+        if isinstance(fact, CallStarted):
+            await self._recorder.start_call(key, fact.did, fact.caller, fact.at)
+            log.info(
+                "call %s: started, did %s, caller %s",
+                key.linkedid,
+                fact.did,
+                numbers.mask(fact.caller),
+            )
+        elif isinstance(fact, CallAnswered):
+            await self._recorder.answer_call(key, fact.at, fact.answered_by)
+            log.info("call %s: answered by %s", key.linkedid, fact.answered_by)
+        elif isinstance(fact, CallEnded):
+            at = fact.at
+            if fact.reconciled:
+                # Closed after an outage: MixMonitor wrote until the hangup, which is closer to
+                # the truth than the last event seen or the moment we noticed.
+                at = reconciled_end(fact, await self.recordings.last_written(key))
+            await self._recorder.end_call(
+                key, at, fact.status, fact.hangup_cause, reconciled=fact.reconciled
+            )
+            self.recordings.call_ended(key, self._clock())
+            log.info(
+                "call %s: ended %s (cause %s%s)",
+                key.linkedid,
+                fact.status,
+                fact.hangup_cause,
+                ", reconciled" if fact.reconciled else "",
+            )
+        elif isinstance(fact, RecordingNamed):
+            path = asterisk_path(fact.asterisk_path, self._monitor_dir)
+            await self._recorder.name_recording(key, path)
+            if self.recordings.named(key, path, self._clock()) is None:
+                log.warning(
+                    "call %s: recording %s is outside %s; it cannot be confirmed",
+                    key.linkedid,
+                    path,
+                    self._monitor_dir,
+                )
+        elif isinstance(fact, CallIgnored):
+            log.debug(
+                "call %s: DID %r is not a number; not a tracked call", key.linkedid, fact.raw_did
+            )

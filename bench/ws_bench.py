@@ -106,10 +106,10 @@ async def open_one(
     gate: asyncio.Semaphore,
     result: Result,
     sockets: list[aiohttp.ClientWebSocketResponse],
+    n: int,
 ) -> None:
     try:
         async with gate:
-            n = len(sockets) + result.failed
             visitor_address = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
             headers = {
                 "Origin": ORIGIN,
@@ -150,9 +150,11 @@ async def measure(server: str, n: int, pool: int, opening: int) -> Result:
                     gate = asyncio.Semaphore(opening)
                     begin = time.perf_counter()
                     async with asyncio.TaskGroup() as tg:
-                        for _ in range(n):
+                        for i in range(n):
                             tg.create_task(
-                                open_one(http, url, hello, server == "echo", gate, result, sockets)
+                                open_one(
+                                    http, url, hello, server == "echo", gate, result, sockets, i
+                                )
                             )
                     result.open_s = time.perf_counter() - begin
                     await asyncio.sleep(SETTLE_S)

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from web.api.auth import Access, authorize
+from web.api.call_feed import setup_call_feed
 from web.api.context import Ctx
 from web.api.errors import api_errors
 from web.api.routes import ROUTES, Route
@@ -23,6 +24,7 @@ from web.keys import SERVICES
 
 def setup_api(app: web.Application) -> None:
     app.middlewares.append(api_errors)
+    setup_call_feed(app)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, _endpoint(route))
 

@@ -13,7 +13,18 @@ from typing import Any
 
 from aiohttp import web
 
-from web.api import accounts, calls, numbers, recordings, reports, schemas, sites
+from web.api import (
+    accounts,
+    call_feed,
+    calls,
+    numbers,
+    product_schemas,
+    qualification,
+    recordings,
+    reports,
+    schemas,
+    sites,
+)
 from web.api.auth import Access
 from web.api.context import Ctx
 
@@ -55,6 +66,14 @@ CALL_QUERY = (
     UNTIL,
     Param("kind", {"type": "string", "enum": schemas.KINDS}, "attribution kind"),
     Param("status", {"type": "string", "enum": schemas.STATUSES}, "call status"),
+    Param("source", _string("visit source (or a static number's label), any case"), ""),
+    Param("medium", _string("visit medium, any case"), ""),
+    Param("campaign", _string("part of the campaign, any case"), ""),
+    Param("number", _string("digits of the number dialled"), ""),
+    Param("caller", _string("digits of the caller's number"), ""),
+    Param("tag", _string("a tag set on the call"), ""),
+    Param("text", _string("text in the caller, number, note, answerer, source or campaign"), ""),
+    Param("target", {"type": "string", "enum": ["true", "false"]}, "target calls only, or not"),
     Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "page size"),
     Param("cursor", _string("the `next` of the previous page"), "continue a listing"),
 )
@@ -63,6 +82,7 @@ SIGNED_QUERY = (
     Param("sig", _string("signed URL signature"), "HMAC of the call id and exp"),
 )
 V1 = "/api/v1"
+ACCOUNT_PARAM = Param("account", _string("account id (required with the admin token)"), "")
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -253,6 +273,42 @@ ROUTES: tuple[Route, ...] = (
         Access.ANY,
         response=schemas.ERASED,
         errors=(422,),
+    ),
+)
+
+
+# ---- dashboard product: live feed, qualification (tags, target calls), overview, test events --
+ROUTES += (
+    Route(
+        "GET",
+        f"{V1}/calls/stream",
+        call_feed.call_stream,
+        "Live calls (server-sent events `call`), with the list's filters",
+        Access.ANY,
+        query=tuple(p for p in CALL_QUERY if p.name not in ("limit", "cursor")),
+        response={"type": "string", "description": "text/event-stream"},
+        errors=(422,),
+    ),
+    Route(
+        "GET",
+        f"{V1}/qualification",
+        qualification.get_qualification,
+        "The account's call tags and target-call rule",
+        Access.ANY,
+        query=(ACCOUNT_PARAM,),
+        response=product_schemas.QUALIFICATION,
+        errors=(404, 422),
+    ),
+    Route(
+        "PUT",
+        f"{V1}/qualification",
+        qualification.put_qualification,
+        "Set the account's call tags (dropped tags leave its calls) and target-call rule",
+        Access.ANY,
+        query=(ACCOUNT_PARAM,),
+        body=product_schemas.QUALIFICATION_IN,
+        response=product_schemas.QUALIFICATION,
+        errors=(400, 404, 413, 422),
     ),
 )
 

@@ -161,13 +161,16 @@ async def test_a_changed_setting_is_saved_and_a_bad_one_is_refused_at_its_field(
     await dash.shot("site-settings")
 
 
-async def test_a_new_call_appears_in_the_list_and_in_the_csv(dash: Dash) -> None:
+async def test_a_new_call_appears_in_an_open_list_without_refresh_and_in_the_csv(
+    dash: Dash,
+) -> None:
     page, site = dash.page, dash.account.site
     first = await seed_call(dash.state, site.defaults[AttributionKind.INITIAL], CALLER, ago_s=300)
     await dash.sign_in()
     await dash.open(f"/dashboard/calls?site={site.id}")
     rows = page.locator("#calls-body tr[data-call]")
     await expect(rows).to_have_count(1)
+    await expect(page.locator("#live-state")).to_be_visible()  # the feed is open
 
     second = await seed_call(
         dash.state,
@@ -176,11 +179,13 @@ async def test_a_new_call_appears_in_the_list_and_in_the_csv(dash: Dash) -> None
         status=CallStatus.MISSED,
         ago_s=10,
     )
-    await page.click("#refresh-calls")
+    # no refresh: the live feed puts it in place, newest first, in the site's number format
     await expect(rows).to_have_count(2)
-    await expect(rows.first).to_have_attribute("data-call", second)  # newest first
-    await expect(rows.first).to_contain_text(NEW_CALLER)
+    await expect(rows.first).to_have_attribute("data-call", second)
+    await expect(rows.first).to_contain_text("+7 (903) 555-01-01")
     await expect(rows.first).to_contain_text("missed")
+    await expect(page.locator("#page-info")).to_have_text("Page 1 · 1–2 of 2 calls")
+    await expect(page.locator("#th-time")).to_have_text("Started (Europe/Moscow)")
 
     await page.select_option("#q-status", "missed")
     await page.click("#call-filters button[type=submit]")

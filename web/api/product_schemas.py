@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from web.api.schemas import Schema, nullable, obj
+from web.api.schemas import ACCOUNT, Schema, nullable, obj
 
 TALK_S: Schema = {"type": "integer", "minimum": 1, "maximum": 86400}
 QUALIFICATION_IN = obj(
@@ -20,3 +20,4 @@ QUALIFICATION = obj(
         "target_call_talk_s": nullable(TALK_S),
     },
 )
+WHOAMI = obj(["admin", "account"], {"admin": {"type": "boolean"}, "account": nullable(ACCOUNT)})

@@ -24,6 +24,7 @@ from web.api import (
     reports,
     schemas,
     sites,
+    whoami,
 )
 from web.api.auth import Access
 from web.api.context import Ctx
@@ -279,6 +280,14 @@ ROUTES: tuple[Route, ...] = (
 
 # ---- dashboard product: live feed, qualification (tags, target calls), overview, test events --
 ROUTES += (
+    Route(
+        "GET",
+        f"{V1}/account",
+        whoami.who_am_i,
+        "Who this token is: the admin, or an account (with its time zone)",
+        Access.ANY,
+        response=product_schemas.WHOAMI,
+    ),
     Route(
         "GET",
         f"{V1}/calls/stream",

@@ -18,6 +18,13 @@ STATIC_FILES = {
     "dashboard.css": "text/css",
     "dashboard.js": "application/javascript",
     "waveform.js": "application/javascript",
+    # the dashboard product's pages, one file each, and what they share
+    "product.css": "text/css",
+    "product.js": "application/javascript",
+    "calls.js": "application/javascript",
+    "overview.js": "application/javascript",
+    "sitesetup.js": "application/javascript",
+    "reports.js": "application/javascript",
 }
 # (path, template, page name, title); `{site_id}` / `{call_id}` become data attributes.
 PAGES = (

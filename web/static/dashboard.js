@@ -800,8 +800,16 @@
       try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* private mode */ }
       location.href = "/dashboard/login";
     });
-    if (PAGES[page]) PAGES[page]();
+    // Pages in their own files (calls.js, overview.js, ...) register in CalltrackingPages first.
+    var run = (window.CalltrackingPages || {})[page] || PAGES[page];
+    if (run) run();
   }
-  window.CalltrackingDashboard = { barChart: barChart, lineChart: lineChart };
+  window.CalltrackingDashboard = { barChart: barChart, lineChart: lineChart,
+    // shared with the page files
+    api: api, token: token, el: el, svg: svg, clear: clear, flash: flash, failed: failed, show: show,
+    fmtSeconds: fmtSeconds, fmtPercent: fmtPercent, query: query, pageParams: pageParams,
+    listOf: listOf, pick: pick, csvCell: csvCell, dl: dl, table: table, section: section,
+    figure: figure, details: details, dateInput: dateInput, fieldError: fieldError,
+    clearErrors: clearErrors, renderRecording: renderRecording, renderCall: renderCall };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();

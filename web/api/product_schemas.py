@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from web.api.schemas import ACCOUNT, Schema, nullable, obj
+from web.api.schemas import ACCOUNT, TIME, Schema, nullable, obj
+
+STRING: Schema = {"type": "string"}
+INTEGER: Schema = {"type": "integer"}
 
 TALK_S: Schema = {"type": "integer", "minimum": 1, "maximum": 86400}
 QUALIFICATION_IN = obj(
@@ -21,3 +24,36 @@ QUALIFICATION = obj(
     },
 )
 WHOAMI = obj(["admin", "account"], {"admin": {"type": "boolean"}, "account": nullable(ACCOUNT)})
+FIGURES = obj(
+    ["calls", "tracked", "counted", "tracked_share", "leads", "missed", "target_calls"],
+    {
+        "calls": {"type": "integer"},
+        "tracked": {"type": "integer"},
+        "counted": {"type": "integer"},
+        "tracked_share": nullable({"type": "number"}),
+        "leads": {"type": "integer"},
+        "missed": {"type": "integer"},
+        "target_calls": nullable({"type": "integer"}),
+    },
+)
+WINDOW = obj(["since", "until"], {"since": TIME, "until": TIME, "preset": nullable(STRING)})
+DAYS = {"type": "array", "items": obj(["day", "calls"], {"day": STRING, "calls": INTEGER})}
+OVERVIEW = obj(
+    ["timezone", "period", "previous", "figures", "previous_figures", "trend", "top_sources"],
+    {
+        "account_id": nullable(STRING),
+        "site_id": nullable(STRING),
+        "timezone": STRING,
+        "period": WINDOW,
+        "previous": WINDOW,
+        "figures": FIGURES,
+        "previous_figures": FIGURES,
+        "trend": {"type": "object", "description": "relative change per figure; null: n/a"},
+        "top_sources": {
+            "type": "array",
+            "items": obj(["source", "calls"], {"source": STRING, "calls": INTEGER}),
+        },
+        "per_day": DAYS,
+        "previous_per_day": DAYS,
+    },
+)

@@ -57,3 +57,19 @@ OVERVIEW = obj(
         "previous_per_day": DAYS,
     },
 )
+TEST_EVENT_IN = obj(
+    ["target"],
+    {
+        "target": {"type": "string", "enum": ["ga4", "metrika", "webhook"]},
+        "index": {"type": "integer", "minimum": 0, "description": "which webhook (default 0)"},
+    },
+)
+TEST_EVENT = obj(
+    ["target", "ok", "outcome", "detail"],
+    {
+        "target": STRING,
+        "ok": {"type": "boolean"},
+        "outcome": {"type": "string", "enum": ["sent", "retry_later", "failed", "skipped"]},
+        "detail": STRING,
+    },
+)

@@ -25,6 +25,7 @@ from web.api import (
     reports,
     schemas,
     sites,
+    test_events,
     whoami,
 )
 from web.api.auth import Access
@@ -314,6 +315,16 @@ ROUTES += (
         ),
         response=product_schemas.OVERVIEW,
         errors=(404, 422),
+    ),
+    Route(
+        "POST",
+        f"{V1}/sites/{{site_id}}/test-event",
+        test_events.send_test_event,
+        "Send one test event to one of the site's analytics targets",
+        Access.ANY,
+        body=product_schemas.TEST_EVENT_IN,
+        response=product_schemas.TEST_EVENT,
+        errors=(400, 404, 413, 422),
     ),
     Route(
         "GET",

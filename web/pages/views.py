@@ -32,6 +32,10 @@ PAGES = (
     ("/dashboard/", "sites.html", "sites", "Sites"),
     ("/dashboard/sites/{site_id}", "site.html", "site", "Site"),
     ("/dashboard/sites/{site_id}/reports", "reports.html", "reports", "Reports"),
+    ("/dashboard/overview", "overview.html", "overview", "Overview"),
+    ("/dashboard/sites/new", "sitesetup.html", "site-new", "New site"),
+    ("/dashboard/sites/{site_id}/overview", "overview.html", "site-overview", "Overview"),
+    ("/dashboard/sites/{site_id}/setup", "sitesetup.html", "site-setup", "Site set-up"),
     ("/dashboard/calls", "calls.html", "calls", "Calls"),
     ("/dashboard/calls/{call_id}", "call.html", "call", "Call"),
 )

@@ -25,6 +25,7 @@ STATIC_FILES = {
     "overview.js": "application/javascript",
     "sitesetup.js": "application/javascript",
     "reports.js": "application/javascript",
+    "qualification.js": "application/javascript",
 }
 # (path, template, page name, title); `{site_id}` / `{call_id}` become data attributes.
 PAGES = (
@@ -35,7 +36,6 @@ PAGES = (
     ("/dashboard/overview", "overview.html", "overview", "Overview"),
     ("/dashboard/sites/new", "sitesetup.html", "site-new", "New site"),
     ("/dashboard/sites/{site_id}/overview", "overview.html", "site-overview", "Overview"),
-    ("/dashboard/sites/{site_id}/setup", "sitesetup.html", "site-setup", "Site set-up"),
     ("/dashboard/calls", "calls.html", "calls", "Calls"),
     ("/dashboard/calls/{call_id}", "call.html", "call", "Call"),
 )

@@ -121,17 +121,18 @@
       if (params.site) select.value = params.site;
       $("th-time").textContent = "Started (" + P().shortZone(ctx.zone) + ")";
       $("zone-note").textContent = "Dates and times in " + P().shortZone(ctx.zone);
-      tagOptions();
-      submit();
-    }, D().failed);
+      return tagOptions().then(function () { submit(); });
+    }).catch(D().failed);
+    /** The account's tags as choices; a tag in the link stays chosen even if since undefined. */
     function tagOptions() {
-      var query = ctx.admin ? null : "/qualification";
-      if (!query) return;
-      D().api("GET", query).then(function (q) {
-        var select = $("q-tag");
-        (q.tags || []).forEach(function (t) { select.appendChild(D().el("option", { value: t, text: t })); });
+      var select = $("q-tag");
+      var asked = ctx.admin ? Promise.resolve({ tags: [] }) : D().api("GET", "/qualification").catch(function () { return { tags: [] }; });
+      return asked.then(function (q) {
+        var tags = (q.tags || []).slice();
+        if (params.tag && tags.indexOf(params.tag) < 0) tags.push(params.tag);
+        tags.forEach(function (t) { select.appendChild(D().el("option", { value: t, text: t })); });
         if (params.tag) select.value = params.tag;
-      }, function () {});
+      });
     }
     $("call-filters").addEventListener("submit", submit);
     $("refresh-calls").addEventListener("click", function () { load(); });

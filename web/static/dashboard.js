@@ -187,6 +187,7 @@
           el("td", { "class": "num", text: s.show_delay_s !== undefined ? s.show_delay_s + " s" : "–" }),
           el("td", { "class": "num", text: s.pool_min !== undefined ? s.pool_min + "–" + s.pool_max : "–" }),
           el("td", null,
+            el("a", { href: "/dashboard/sites/" + encodeURIComponent(site.id) + "/overview", text: "Overview" }), " · ",
             el("a", { href: "/dashboard/calls?site=" + encodeURIComponent(site.id), text: "Calls" }), " · ",
             el("a", { href: "/dashboard/sites/" + encodeURIComponent(site.id) + "/reports", text: "Reports" }))));
       });

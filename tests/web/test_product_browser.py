@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, ViewportSize, expect
 
 from calltracking.core.kinds import AttributionKind, CallStatus
 from calltracking.core.records import CallKey
@@ -24,8 +24,8 @@ from tests.web.test_pages_browser import browser as browser  # the module's own 
 from tests.web.test_pages_browser import dash as dash  # a signed-out tab on a fresh tracker
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
-PHONE_VIEW = {"width": 390, "height": 844}
-DESKTOP_VIEW = {"width": 1280, "height": 900}
+PHONE_VIEW = ViewportSize(width=390, height=844)
+DESKTOP_VIEW = ViewportSize(width=1280, height=900)
 NO_SIDEWAYS = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
 
 
@@ -175,7 +175,7 @@ async def test_the_overview_compares_periods_and_tags_qualify_a_call(dash: Dash)
 
 @pytest.mark.parametrize(("width", "view"), [("desktop", DESKTOP_VIEW), ("phone", PHONE_VIEW)])
 async def test_every_page_renders_at_desktop_and_phone_width(
-    dash: Dash, width: str, view: dict[str, int]
+    dash: Dash, width: str, view: ViewportSize
 ) -> None:
     page, site = dash.page, dash.account.site
     number = await dynamic_number(dash.state, site)

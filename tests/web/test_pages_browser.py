@@ -303,8 +303,6 @@ async def test_each_report_renders_as_a_chart_with_its_data(dash: Dash) -> None:
         "calls_by_kind": "rect.bar",
         "calls_by_status": "rect.bar",
         "untracked_by_kind": "rect.bar",
-        "initial_delays_s": "rect.bar",
-        "expired_delays_s": "rect.bar",
         "pool": "rect.bar",
         "leads_by_month": "rect.bar",
     }
@@ -326,7 +324,19 @@ async def test_each_report_renders_as_a_chart_with_its_data(dash: Dash) -> None:
     assert sum((await values("accuracy_by_day", "circle.point")).values()) == 0.5
     assert (await values("pool"))["pool size"] >= 1
     await expect(page.locator('[data-report="advice"] .advice')).to_have_count(3)
-    await expect(page.locator('[data-report="missed"]')).to_contain_text("1 call(s)")
+    await expect(page.locator('[data-report="missed"]')).to_contain_text(
+        "1 call ended before an answer."
+    )
+    # no duplicate "calls by kind", no rows of zeros: an empty histogram is a sentence
+    await expect(page.locator('[data-report="calls"] table')).to_have_count(0)
+    untracked = page.locator('[data-report="untracked"]')
+    await expect(untracked.locator('svg[data-chart="expired_delays_s"]')).to_have_count(0)
+    await expect(untracked).to_contain_text("None matched to a visitor who saw the expired number")
+    await expect(page.locator('[data-report="pool"]')).to_contain_text("The pool never ran out")
+    await expect(page.locator('[data-advice="pool_size"] p').first).to_contain_text("number")
+    for reason in await page.locator('[data-report="advice"] p.muted').all_text_contents():
+        assert reason[0].isupper() and reason.endswith("."), reason
+    await expect(page.locator("#r-zone")).to_have_text("Days in Europe/Moscow")
     await dash.shot("reports")
 
     await page.set_viewport_size({"width": 390, "height": 844})  # a phone

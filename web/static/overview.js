@@ -84,12 +84,17 @@
     if (!top.length) sources.appendChild(el("p", { "class": "empty-state", text: "No calls, so no sources yet." }));
     else sources.appendChild(D().barChart("top_sources", top.map(function (s) { return { label: s.source, value: s.calls }; }), { title: "Calls by source" }));
     var compare = D().clear($("o-compare"));
-    compare.appendChild(el("p", { "class": "muted", text: P().time(o.previous.since, o.timezone).slice(0, 10) + " – " +
-      P().time(new Date(Date.parse(o.previous.until) - 1000).toISOString(), o.timezone).slice(0, 10) + " against " +
-      P().time(o.period.since, o.timezone).slice(0, 10) + " – " + P().time(new Date(Date.parse(o.period.until) - 1000).toISOString(), o.timezone).slice(0, 10) }));
+    compare.appendChild(el("p", { "class": "muted", text: "This period, " + span(o.period, o.timezone) +
+      ", against the one before, " + span(o.previous, o.timezone) + "." }));
     compare.appendChild(D().table(["Figure", { text: "Before", num: 1 }, { text: "Now", num: 1 }],
       FIGURES.filter(function (s) { return s[0] !== "target_calls" || f.target_calls !== null; })
         .map(function (s) { return [s[1], value(s[0], prev), value(s[0], f)]; })));
+  }
+
+  /** "2026-03-01 – 2026-03-07": the local days of [since, until). */
+  function span(w, zone) {
+    var last = new Date(Date.parse(w.until) - 1000).toISOString();
+    return P().time(w.since, zone).slice(0, 10) + " – " + P().time(last, zone).slice(0, 10);
   }
 
   /** Columns per day for this period, a line for the period before (aligned day by day). */

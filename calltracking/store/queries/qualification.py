@@ -8,12 +8,14 @@ Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from calltracking.core.qualification import is_target_call
+from calltracking.core.records import CallRecord
 from calltracking.store import schema as t
 
 
@@ -71,3 +73,21 @@ async def set_call_tags(conn: AsyncConnection, call_id: str, tags: list[str]) ->
     await conn.execute(t.call_tags.delete().where(t.call_tags.c.call_id == call_id))
     for tag in tags:
         await conn.execute(t.call_tags.insert().values(call_id=call_id, tag=tag))
+
+
+async def qualified(conn: AsyncConnection, record: CallRecord) -> CallRecord:
+    """`record` with its tags and its account's target-call verdict."""
+    query = sa.select(t.call_tags.c.tag).where(t.call_tags.c.call_id == record.id)
+    tags = tuple(await conn.scalars(query.order_by(t.call_tags.c.tag)))
+    rule = None
+    if record.account_id is not None:
+        rule = await conn.scalar(
+            sa.select(t.accounts.c.target_call_talk_s).where(t.accounts.c.id == record.account_id)
+        )
+    target = is_target_call(
+        record.talk_s,
+        answered=str(record.status) == "answered",
+        spam=record.spam,
+        min_talk_s=rule,
+    )
+    return replace(record, tags=tags, target_call=target)

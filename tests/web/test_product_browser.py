@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -55,6 +56,12 @@ async def test_the_calls_list_finds_a_match_on_any_page(dash: Dash) -> None:
     await expect(rows).to_have_count(1)
     await expect(rows.first).to_have_attribute("data-call", match)
     await expect(page.locator("#page-info")).to_have_text("Page 1 · 1–1 of 1 call")
+    started = (await dash.api(f"/api/v1/calls/{match}"))["started_at"]
+    assert isinstance(started, str)
+    moscow = datetime.fromisoformat(started).astimezone(ZoneInfo("Europe/Moscow"))
+    # the account's zone, whatever the browser's (Chromium here runs in the machine's zone)
+    await expect(rows.first.locator("td.when")).to_have_text(moscow.strftime("%Y-%m-%d %H:%M:%S"))
+    await expect(rows.first).to_contain_text("+7 (916) 123-45-67")  # the site's format
     await expect(page.locator("#next-page")).to_be_disabled()
     assert "source=Google" in page.url  # the filters stay in the link
 
@@ -163,6 +170,7 @@ async def test_the_overview_compares_periods_and_tags_qualify_a_call(dash: Dash)
     await expect(page.locator('svg.chart[data-chart="per_day"] rect.bar')).to_have_count(1)
 
     await dash.open(f"/dashboard/calls/{call_id}")
+    await expect(page.locator("#call-zone")).to_have_text("Times in Europe/Moscow")
     await expect(page.locator("#target-call")).to_have_text("Target call: yes")
     await page.check("#call-tags input[value=sale]")
     await page.click("#save-tags")

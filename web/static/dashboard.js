@@ -53,6 +53,8 @@
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function fmtTime(iso) {
     if (!iso) return "–";
+    var product = window.CalltrackingProduct; // the account's zone once known (product.js)
+    if (product && product.accountZone) return product.time(iso, product.accountZone);
     var d = new Date(iso);
     if (isNaN(d.getTime())) return String(iso);
     return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
@@ -711,7 +713,10 @@
     });
     // Pages in their own files (calls.js, overview.js, ...) register in CalltrackingPages first.
     var run = (window.CalltrackingPages || {})[page] || PAGES[page];
-    if (run) run();
+    var product = window.CalltrackingProduct;
+    // Who is signed in (and their time zone) first, so every time on the page is the account's.
+    if (run && product && page !== "login") product.context().then(run, run);
+    else if (run) run();
   }
   window.CalltrackingDashboard = { barChart: barChart, lineChart: lineChart,
     // shared with the page files

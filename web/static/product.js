@@ -101,6 +101,7 @@
             return s && s.settings ? s.settings.display_format : null;
           }
         };
+        P.accountZone = ctx.zone;
         return ctx;
       });
     });

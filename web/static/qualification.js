@@ -37,6 +37,9 @@
   }
 
   function callTags() {
+    window.CalltrackingProduct.context().then(function (ctx) {
+      $("call-zone").textContent = "Times in " + window.CalltrackingProduct.shortZone(ctx.zone);
+    }, function () {});
     var path = "/calls/" + encodeURIComponent(document.body.dataset.callId);
     Promise.all([D().api("GET", path), D().api("GET", "/qualification").catch(function () { return { tags: [] }; })])
       .then(function (r) { render(r[0], r[1].tags || []); }, D().failed);

@@ -5,6 +5,9 @@ auth        Bearer tokens, admin vs account
 errors      the error body and its stable codes; the middleware that writes it
 validation  strict checks naming the field; the 64 KiB body limit; cursors
 accounts, numbers, sites, calls, recordings, reports   the handlers
+call_feed   the live calls feed (server-sent events fed by the bus's `call.*`)
+qualification, overview, test_events, whoami   the dashboard product's handlers
+product_schemas   their JSON schemas
 openapi     the OpenAPI 3.1 document, built from the route table
 """
 

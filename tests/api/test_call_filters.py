@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from calltracking.core.kinds import CallStatus
-from tests.api.conftest import ADMIN, T0, Api, numbers, visitor
+from tests.api.conftest import ADMIN, T0, Api, numbers, serving, visitor
 
 NEWSLETTER = "https://shop.example/?utm_source=newsletter&utm_medium=email&utm_campaign=Spring_Sale"
 
@@ -164,3 +165,16 @@ async def test_the_live_feed_sends_new_calls_that_match_the_filters_and_the_toke
     status, body = await api.req("GET", "/api/v1/calls/stream?kind=nope", token)
     assert (status, body["error"]["field"]) == (422, "kind")
     assert (await api.req("GET", "/api/v1/calls/stream", None))[0] == 401
+
+
+async def test_shutting_down_ends_an_open_stream(tmp_path: Path) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with serving(tmp_path) as api:
+            _, token = await api.account()
+            headers = {"Authorization": f"Bearer {token}"}
+            response = await http.get(f"{api.base}/api/v1/calls/stream", headers=headers)
+            events = _events(response)
+            assert (await anext(events))[0] == "ready"
+        # the server has stopped: the stream ends cleanly instead of waiting to be cut
+        assert [event async for event in events] == []
+        response.release()

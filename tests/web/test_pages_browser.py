@@ -84,6 +84,14 @@ class Dash:
             body: dict[str, object] = await response.json()
             return body
 
+    async def patch(self, path: str, payload: dict[str, object]) -> None:
+        headers = {"Authorization": f"Bearer {self.account.token}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.patch(self.base + path, headers=headers, json=payload) as response,
+        ):
+            assert response.status == 200, await response.text()
+
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def dash(browser: Browser, tmp_path: Path) -> AsyncIterator[Dash]:

@@ -132,6 +132,16 @@ async def test_a_site_created_in_the_dashboard_gets_a_working_snippet(
     assert snippet and snippet.startswith("<script src=")
     await dash.shot("site-created")
 
+    # a webhook target, then its "send a test event" button: the owner's server refuses POSTs
+    site_id = page.url.split("/dashboard/sites/")[1].split("?")[0]
+    hook = {"url": f"{host_pages.base}/hook", "events": ["call.ended"], "secret": "s"}
+    await dash.patch(f"/api/v1/sites/{site_id}", {"settings": {"analytics": {"webhooks": [hook]}}})
+    await page.reload()
+    await page.click('#test-targets button[data-target="webhook-0"]')
+    result = page.locator("#test-targets .test-result")
+    await expect(result).to_contain_text("Not received")
+    await expect(result).to_contain_text("HTTP 405")
+
     owner_page = host_pages.add(
         "/garden", f"<!doctype html><html><body><h1>Garden</h1>{PHONE}{snippet}</body></html>"
     )

@@ -5,6 +5,9 @@ Rules:
 - Calls are ordered by (started_at, id) descending; a cursor is the last row's pair, so pages
   neither repeat nor skip rows when calls arrive meanwhile.
 - `has_recording` only for a non-empty recording (a header-only WAV is none).
+- Filters are the database's (call_filters.py); `count_calls` counts every page's matches.
+- A listed call carries its note, its tags and `target_call` (None while the account has no
+  target-call rule).
 """
 
 from __future__ import annotations

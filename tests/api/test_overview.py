@@ -26,7 +26,9 @@ async def test_an_overview_compares_a_window_with_the_one_before(api: Api) -> No
     assert site_view["previous_figures"]["calls"] == 1
     assert site_view["trend"]["calls"] == 1.0  # twice as many
     assert site_view["previous"]["until"] == site_view["period"]["since"]
-    assert site_view["top_sources"] == [{"source": "(no source)", "calls": 2}]
+    assert site_view["top_sources"] == [
+        {"source": "(no source)", "calls": 2, "previous_calls": 1, "trend": 1.0}
+    ]
     assert site_view["timezone"] == "Europe/Moscow"
 
     account_view = await api.ok("GET", f"/api/v1/overview?{window}", token)

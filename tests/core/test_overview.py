@@ -64,10 +64,11 @@ def test_figures_leave_spam_out_and_count_tracked_over_counted() -> None:
         "missed": 1, "target_calls": 1,
     }  # fmt: skip
     assert ov.period_figures(calls, None).target_calls is None
-    assert ov.top_sources(calls) == [
-        {"source": "(no source)", "calls": 1},
-        {"source": "billboard", "calls": 1},
-        {"source": "google", "calls": 1},
+    before = [call("p1", K.DYNAMIC, source="google"), call("p2", K.DYNAMIC, source="google")]
+    assert ov.top_sources(calls, before) == [
+        {"source": "(no source)", "calls": 1, "previous_calls": 0, "trend": None},
+        {"source": "billboard", "calls": 1, "previous_calls": 0, "trend": None},
+        {"source": "google", "calls": 1, "previous_calls": 2, "trend": -0.5},
     ]
 
 

@@ -163,6 +163,7 @@ async def test_the_overview_compares_periods_and_tags_qualify_a_call(dash: Dash)
         dash.state, site.defaults[AttributionKind.EXPIRED], NEW_CALLER, status=CallStatus.MISSED
     )
     await dash.sign_in()
+    await expect(page.locator("#qualification")).to_be_visible()  # shown once loaded
     await page.fill("#q-tags", "sale\nwrong number")
     await page.fill("#q-target-talk", "30")
     await page.click("#save-qualification")

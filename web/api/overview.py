@@ -74,7 +74,7 @@ async def get_overview(ctx: Ctx) -> web.StreamResponse:
             "figures": now.to_json(),
             "previous_figures": then.to_json(),
             "trend": ov.trends(now, then),
-            "top_sources": ov.top_sources(calls),
+            "top_sources": ov.top_sources(calls, old),
             "per_day": ov.per_day(calls, since, until, tz),
             "previous_per_day": ov.per_day(old, *before, tz),
         }

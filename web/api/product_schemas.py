@@ -51,7 +51,15 @@ OVERVIEW = obj(
         "trend": {"type": "object", "description": "relative change per figure; null: n/a"},
         "top_sources": {
             "type": "array",
-            "items": obj(["source", "calls"], {"source": STRING, "calls": INTEGER}),
+            "items": obj(
+                ["source", "calls", "previous_calls", "trend"],
+                {
+                    "source": STRING,
+                    "calls": INTEGER,
+                    "previous_calls": INTEGER,
+                    "trend": nullable({"type": "number"}),
+                },
+            ),
         },
         "per_day": DAYS,
         "previous_per_day": DAYS,

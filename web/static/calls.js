@@ -39,10 +39,12 @@
       f.until = f.until ? P().dayStart(f.until, ctx.zone, 1) : "";
       return f;
     }
+    var loads = 0;
     function load() {
       $("page-info").textContent = "Loading…";
-      var f = filters();
+      var f = filters(), mine = ++loads;
       return D().api("GET", "/calls" + D().query(Object.assign({ limit: PAGE_SIZE, cursor: cursors[index] }, f))).then(function (data) {
+        if (mine !== loads) return; // a later load is on its way: only the newest answer counts
         current = D().listOf(data, "calls");
         total = data && typeof data.total === "number" ? data.total : current.length;
         if (data && data.next) cursors[index + 1] = data.next; else cursors.length = index + 1;
@@ -61,12 +63,13 @@
     }
     function follow() {
       if (feed) feed.stop();
-      var f = filters(), connected = false;
+      var f = filters();
       feed = P().stream("/calls/stream" + D().query(f), {
         ready: function () {
           D().show($("live-state"), true);
-          if (connected) load(); // events may have been missed while the stream was down
-          connected = true;
+          // Calls may have come between the list's load and now (or while the stream was
+          // down): load once more, and the feed carries on from here.
+          load();
         },
         down: function () { D().show($("live-state"), false); },
         gap: function () { load(); },

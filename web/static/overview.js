@@ -82,7 +82,14 @@
     else box.appendChild(dayChart(days, before));
     var sources = D().clear($("o-sources")), top = o.top_sources || [];
     if (!top.length) sources.appendChild(el("p", { "class": "empty-state", text: "No calls, so no sources yet." }));
-    else sources.appendChild(D().barChart("top_sources", top.map(function (s) { return { label: s.source, value: s.calls }; }), { title: "Calls by source" }));
+    else {
+      sources.appendChild(D().barChart("top_sources", top.map(function (s) { return { label: s.source, value: s.calls }; }), { title: "Calls by source" }));
+      sources.appendChild(D().table(["Source", { text: "Before", num: 1 }, { text: "Now", num: 1 }, "Trend"],
+        top.map(function (s) {
+          var t = trendText(s.trend, false);
+          return [s.source, s.previous_calls, s.calls, el("span", { "class": "trend " + t.cls, text: t.text.replace(" vs previous", "") })];
+        })));
+    }
     var compare = D().clear($("o-compare"));
     compare.appendChild(el("p", { "class": "muted", text: "This period, " + span(o.period, o.timezone) +
       ", against the one before, " + span(o.previous, o.timezone) + "." }));

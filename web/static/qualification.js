@@ -15,10 +15,10 @@
   function accountCard() {
     D().api("GET", "/account").then(function (me) {
       if (me.admin) return; // the admin has no account of its own to qualify calls for
-      D().show($("qualification"), true);
       return D().api("GET", "/qualification").then(function (q) {
         $("q-tags").value = (q.tags || []).join("\n");
         $("q-target-talk").value = q.target_call_talk_s === null ? "" : String(q.target_call_talk_s);
+        D().show($("qualification"), true); // only once filled: nothing typed is overwritten
       });
     }).catch(D().failed);
     var form = $("qualification-form");

@@ -98,10 +98,22 @@ def source_of(call: CallRecord) -> str:
     return call.session.source if call.session is not None else NO_SOURCE
 
 
-def top_sources(calls: Sequence[CallRecord]) -> list[dict[str, Any]]:
+def top_sources(
+    calls: Sequence[CallRecord], previous: Sequence[CallRecord] = ()
+) -> list[dict[str, Any]]:
+    """The sources with most calls now, each with its calls in the previous period and trend."""
     counts = Counter(source_of(c) for c in calls if not c.spam)
+    before = Counter(source_of(c) for c in previous if not c.spam)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_SOURCES]
-    return [{"source": source, "calls": n} for source, n in ranked]
+    return [
+        {
+            "source": source,
+            "calls": n,
+            "previous_calls": before[source],
+            "trend": change(n, before[source]),
+        }
+        for source, n in ranked
+    ]
 
 
 def per_day(

@@ -167,7 +167,7 @@
       tbody.appendChild(el("tr", { "class": "link-row" + (c.status === "ringing" ? " ringing" : ""), "data-call": c.id, onclick: function (ev) {
         if (ev.target.tagName !== "A" && ev.target.tagName !== "BUTTON") location.href = href;
       } },
-        el("td", { "data-label": "Started", "class": "when" }, el("a", { href: href, text: P().time(c.started_at, ctx.zoneOf(c.site_id)) })),
+        el("td", { "data-label": "Started", "class": "when" }, el("a", { href: href, text: P().time(c.started_at, ctx.zone) })),
         el("td", { "data-label": "Site", "class": "col-site", text: site ? site.name : (c.site_id ? c.site_id : "–") }),
         el("td", { "data-label": "Number", title: c.did, text: P().number(c.did, fmt) }),
         el("td", { "data-label": "Caller", title: c.caller || "", text: c.caller ? P().number(c.caller, fmt) : "anonymous" }),

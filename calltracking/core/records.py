@@ -52,6 +52,10 @@ class CallRecord:
     spam: bool = False
     reconciled: bool = False
     static_label: str | None = None
+    # Qualification (core/qualification.py): the account's tags on the call, and the verdict of
+    # its target-call rule (None: the account has no rule).
+    tags: tuple[str, ...] = ()
+    target_call: bool | None = None
 
     @property
     def duration_s(self) -> int:

@@ -11,6 +11,9 @@ Rules (CONTRACT.md "Analytics export"; TECH_NOTES §3):
 - The collect endpoint answers 2xx even to payloads it drops, so every payload is checked by
   `validate_ga4_payload` (the rules the debug endpoint applies) before it is sent; the builder
   truncates text so that a valid call always builds a valid payload.
+- Qualification goes along when there is any: `target_call` (1/0) when the account has a
+  target-call rule, `tags` (comma-joined, cut to the 100-character value limit) when the call
+  has tags; 14 parameters at most, well within GA4's 25.
 - The api_secret travels only in the request URL: never in a log line or an outcome reason.
 """
 
@@ -107,6 +110,10 @@ def build_ga4_payload(call: CallRecord, now: datetime) -> dict[str, Any] | Skipp
     params["duration_s"] = call.duration_s
     params["talk_s"] = call.talk_s
     params["attribution_kind"] = str(call.kind)
+    if call.target_call is not None:  # only when the account has a target-call rule
+        params["target_call"] = int(call.target_call)
+    if call.tags:
+        params["tags"] = _text(", ".join(call.tags))
     params["engagement_time_msec"] = 1
     return {
         "client_id": client_id,

@@ -338,10 +338,13 @@ async def _create_exports(conn: AsyncConnection, call_id: str, at: datetime) -> 
 
 
 async def call_record(conn: AsyncConnection, call_id: str) -> CallRecord | None:
+    """The call with its session and qualification (tags, target call), as exports send it."""
+    from calltracking.store.queries.qualification import qualified
+
     row = (await conn.execute(sa.select(t.calls).where(t.calls.c.id == call_id))).first()
     if row is None:
         return None
-    return record_from_row(row, await _session(conn, row.visit_id))
+    return await qualified(conn, record_from_row(row, await _session(conn, row.visit_id)))
 
 
 def record_from_row(row: Any, session: SessionInfo | None) -> CallRecord:
@@ -419,6 +422,8 @@ def record_json(
         "lead": record.lead,
         "spam": record.spam,
         "reconciled": record.reconciled,
+        "tags": list(record.tags),
+        "target_call": record.target_call,
         "has_recording": has_recording,
         "exports": {
             target: export_states.get(target, str(ExportState.NOT_CONFIGURED))

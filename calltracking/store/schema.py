@@ -57,6 +57,8 @@ accounts = sa.Table(
     sa.Column("max_numbers", sa.Integer, nullable=False),
     sa.Column("retention_days", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # "Target call" rule: answered and talked at least this long; NULL: the rule is off.
+    sa.Column("target_call_talk_s", sa.Integer),
 )
 
 tokens = sa.Table(
@@ -296,4 +298,21 @@ processed_events = sa.Table(
     sa.Column("consumer", sa.String(40), primary_key=True),
     sa.Column("event_id", ID, primary_key=True),
     sa.Column("at", UtcDateTime, nullable=False),
+)
+
+# Call qualification: the tags an account defines, and the tags set on its calls.
+account_tags = sa.Table(
+    "account_tags",
+    metadata,
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+call_tags = sa.Table(
+    "call_tags",
+    metadata,
+    sa.Column("call_id", ID, sa.ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tag", sa.String(40), primary_key=True),
+    sa.Index("ix_call_tags_tag", "tag"),
 )

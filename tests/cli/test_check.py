@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
+
 from calltracking.check import run_checks
 from calltracking.config import Config
 from calltracking.pbxsim import PbxSim, SimConfig
@@ -15,7 +17,6 @@ from tests.store.seed import seed_site
 
 
 def _head() -> str:
-    from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None

@@ -274,7 +274,7 @@ def test_pool_facts_and_advice_come_through(report: Json) -> None:
     advice = report["advice"]
     # 2 matched initial calls and 2 matched expired calls: too few, keep 30 s and 600 s.
     assert (advice["show_delay_s"]["value"], advice["show_delay_s"]["changed"]) == (30, False)
-    assert advice["show_delay_s"]["reason"].startswith("only 2 calls to the initial number")
+    assert advice["show_delay_s"]["reason"].startswith("Only 2 calls to the initial number")
     assert (advice["idle_timeout_s"]["value"], advice["idle_timeout_s"]["changed"]) == (600, False)
     # Ran out twice: max(10, 10) + max(2, ceil(10 * 20%)) = 12
     assert advice["pool_size"]["value"] == 12
@@ -467,12 +467,12 @@ def test_show_delay_is_lowered_to_the_10th_percentile_when_most_calls_beat_the_d
     ("delays", "current", "reason"),
     [
         (FOURTEEN, 50, "14 calls reached the initial number, 11 of them within 50 s of the "
-         "visit start: showing the number at 20 s would have tracked 13 of them"),
+         "visit start: showing the number at 20 s would have tracked 13 of them."),
         ([10, 12, 14, 40, 50, 60], 30, "6 calls reached the initial number, 3 of them within "
          "30 s of the visit start: most callers waited longer than the delay, so a shorter one "
-         "would not track them; keep 30 s"),
-        ([1, 2, 3, 4], 60, "only 4 calls to the initial number could be matched to a visitor "
-         "who saw it; at least 5 are needed to advise; keep 60 s"),
+         "would not track them; keep 30 s."),
+        ([1, 2, 3, 4], 60, "Only 4 calls to the initial number could be matched to a visitor "
+         "who saw it; at least 5 are needed to advise; keep 60 s."),
     ],
 )  # fmt: skip
 def test_show_delay_advice_names_its_figures(
@@ -508,7 +508,7 @@ def test_idle_timeout_is_raised_by_the_90th_percentile_when_most_calls_came_soon
 def test_idle_timeout_advice_names_its_figures() -> None:
     assert advise_idle_timeout(TEN, 600).reason == (
         "10 calls reached the expired number, 9 of them within 10 min of the revocation: "
-        "keeping idle numbers 9 min 40 s longer (19 min 40 s in all) would have tracked 9 of them"
+        "keeping idle numbers 9 min 40 s longer (19 min 40 s in all) would have tracked 9 of them."
     )
 
 
@@ -537,11 +537,14 @@ def test_pool_size_grows_after_exhaustion_and_shrinks_when_far_too_big(
 @pytest.mark.parametrize(
     ("pool", "visitors", "words"),
     [
-        (PoolFacts(20, 20, 1), 50, "the pool ran out once"),
+        (PoolFacts(20, 20, 1), 50, "The pool ran out once"),
         (PoolFacts(20, 20, 1), 50, "above pool_max 20, raise it too"),
-        (PoolFacts(10, 0, 0), 4, "only 4 visitors got a number"),
-        (PoolFacts(10, 4, 0), 5, "at most 4 of 10 numbers were leased at once"),
-        (PoolFacts(10, 6, 0), 50, "the size fits; keep 10"),
+        (PoolFacts(10, 0, 0), 4, "Only 4 visitors got a number"),
+        (PoolFacts(1, 0, 0), 1, "Only 1 visitor got a number"),
+        (PoolFacts(1, 0, 0), 1, "keep 1 number."),
+        (PoolFacts(1, 1, 0), 5, "At most 1 of 1 number was leased at once"),
+        (PoolFacts(10, 4, 0), 5, "At most 4 of 10 numbers were leased at once"),
+        (PoolFacts(10, 6, 0), 50, "the size fits; keep 10 numbers."),
     ],
 )
 def test_pool_size_advice_says_why(pool: PoolFacts, visitors: int, words: str) -> None:
@@ -599,3 +602,17 @@ def test_days_of_the_window_follow_the_account_time_zone() -> None:
         [], [], [], PoolFacts(0, 0, 0), SETTINGS, UNTIL - timedelta(days=1), UNTIL, MSK
     ).to_json()
     assert [d["day"] for d in one_day["accuracy_by_day"]] == [date(2024, 2, 1).isoformat()]
+
+
+def test_robot_visits_are_counted_apart_and_never_dilute_conversion() -> None:
+    at = utc("2024-01-31", "10:00")
+    visits = [
+        VisitRecord("v1", "human", at, "google", "cpc", None, True),
+        VisitRecord("v2", "crawler", at, "google", "cpc", None, True, bot=True),
+    ]
+    calls = [call("c1", at, K.DYNAMIC, session=SessionInfo(source="google", medium="cpc"))]
+    body = build_report(
+        calls, visits, [], PoolFacts(1, 1, 0), SETTINGS, SINCE, UNTIL, MSK
+    ).to_json()
+    assert (body["visits"], body["bot_visits"], body["visitors_with_number"]) == (1, 1, 1)
+    assert body["by_source"][0]["visits"] == 1 and body["by_source"][0]["conversion"] == 1.0

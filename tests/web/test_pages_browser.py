@@ -84,6 +84,14 @@ class Dash:
             body: dict[str, object] = await response.json()
             return body
 
+    async def patch(self, path: str, payload: dict[str, object]) -> None:
+        headers = {"Authorization": f"Bearer {self.account.token}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.patch(self.base + path, headers=headers, json=payload) as response,
+        ):
+            assert response.status == 200, await response.text()
+
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def dash(browser: Browser, tmp_path: Path) -> AsyncIterator[Dash]:
@@ -161,13 +169,16 @@ async def test_a_changed_setting_is_saved_and_a_bad_one_is_refused_at_its_field(
     await dash.shot("site-settings")
 
 
-async def test_a_new_call_appears_in_the_list_and_in_the_csv(dash: Dash) -> None:
+async def test_a_new_call_appears_in_an_open_list_without_refresh_and_in_the_csv(
+    dash: Dash,
+) -> None:
     page, site = dash.page, dash.account.site
     first = await seed_call(dash.state, site.defaults[AttributionKind.INITIAL], CALLER, ago_s=300)
     await dash.sign_in()
     await dash.open(f"/dashboard/calls?site={site.id}")
     rows = page.locator("#calls-body tr[data-call]")
     await expect(rows).to_have_count(1)
+    await expect(page.locator("#live-state")).to_be_visible()  # the feed is open
 
     second = await seed_call(
         dash.state,
@@ -176,11 +187,13 @@ async def test_a_new_call_appears_in_the_list_and_in_the_csv(dash: Dash) -> None
         status=CallStatus.MISSED,
         ago_s=10,
     )
-    await page.click("#refresh-calls")
+    # no refresh: the live feed puts it in place, newest first, in the site's number format
     await expect(rows).to_have_count(2)
-    await expect(rows.first).to_have_attribute("data-call", second)  # newest first
-    await expect(rows.first).to_contain_text(NEW_CALLER)
+    await expect(rows.first).to_have_attribute("data-call", second)
+    await expect(rows.first).to_contain_text("+7 (903) 555-01-01")
     await expect(rows.first).to_contain_text("missed")
+    await expect(page.locator("#page-info")).to_have_text("Page 1 · 1–2 of 2 calls")
+    await expect(page.locator("#th-time")).to_have_text("Started (Europe/Moscow)")
 
     await page.select_option("#q-status", "missed")
     await page.click("#call-filters button[type=submit]")
@@ -298,8 +311,6 @@ async def test_each_report_renders_as_a_chart_with_its_data(dash: Dash) -> None:
         "calls_by_kind": "rect.bar",
         "calls_by_status": "rect.bar",
         "untracked_by_kind": "rect.bar",
-        "initial_delays_s": "rect.bar",
-        "expired_delays_s": "rect.bar",
         "pool": "rect.bar",
         "leads_by_month": "rect.bar",
     }
@@ -321,7 +332,19 @@ async def test_each_report_renders_as_a_chart_with_its_data(dash: Dash) -> None:
     assert sum((await values("accuracy_by_day", "circle.point")).values()) == 0.5
     assert (await values("pool"))["pool size"] >= 1
     await expect(page.locator('[data-report="advice"] .advice')).to_have_count(3)
-    await expect(page.locator('[data-report="missed"]')).to_contain_text("1 call(s)")
+    await expect(page.locator('[data-report="missed"]')).to_contain_text(
+        "1 call ended before an answer."
+    )
+    # no duplicate "calls by kind", no rows of zeros: an empty histogram is a sentence
+    await expect(page.locator('[data-report="calls"] table')).to_have_count(0)
+    untracked = page.locator('[data-report="untracked"]')
+    await expect(untracked.locator('svg[data-chart="expired_delays_s"]')).to_have_count(0)
+    await expect(untracked).to_contain_text("None matched to a visitor who saw the expired number")
+    await expect(page.locator('[data-report="pool"]')).to_contain_text("The pool never ran out")
+    await expect(page.locator('[data-advice="pool_size"] p').first).to_contain_text("number")
+    for reason in await page.locator('[data-report="advice"] p.muted').all_text_contents():
+        assert reason[0].isupper() and reason.endswith("."), reason
+    await expect(page.locator("#r-zone")).to_have_text("Days in Europe/Moscow")
     await dash.shot("reports")
 
     await page.set_viewport_size({"width": 390, "height": 844})  # a phone

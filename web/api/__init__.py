@@ -5,6 +5,9 @@ auth        Bearer tokens, admin vs account
 errors      the error body and its stable codes; the middleware that writes it
 validation  strict checks naming the field; the 64 KiB body limit; cursors
 accounts, numbers, sites, calls, recordings, reports   the handlers
+call_feed   the live calls feed (server-sent events fed by the bus's `call.*`)
+qualification, overview, test_events, whoami   the dashboard product's handlers
+product_schemas   their JSON schemas
 openapi     the OpenAPI 3.1 document, built from the route table
 """
 
@@ -15,6 +18,7 @@ from aiohttp.typedefs import Handler
 
 from calltracking.quiet_log import QuietLog
 from web.api.auth import Access, authorize
+from web.api.call_feed import setup_call_feed
 from web.api.context import Ctx
 from web.api.errors import OUTAGE_LOG, api_errors, log
 from web.api.routes import ROUTES, Route
@@ -25,6 +29,7 @@ from web.keys import SERVICES
 def setup_api(app: web.Application) -> None:
     app.middlewares.append(api_errors)
     app[OUTAGE_LOG] = QuietLog(log, "API: database unavailable")
+    setup_call_feed(app)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, _endpoint(route))
 

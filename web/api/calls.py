@@ -1,4 +1,5 @@
-"""Calls: the list (filters, cursor), one call, spam/note, export retries.
+"""Calls: the list (filters applied by the database, cursor, total), one call, spam/note/tags,
+export retries.
 
 A call body is `calltracking.store.calls.record_json` plus `recording_url`: a signed URL while a
 non-empty recording exists, else null.
@@ -10,17 +11,26 @@ from typing import Any
 
 from aiohttp import web
 
-from calltracking.core.errors import NotFound
+from calltracking.core.errors import InvalidInput, NotFound
 from calltracking.core.kinds import AttributionKind, CallStatus
 from calltracking.store.calls import EXPORT_TARGETS
 from calltracking.store.queries.call_changes import patch_call, retry_export
-from calltracking.store.queries.call_listing import CallFilter, calls_json, get_call_row, list_calls
+from calltracking.store.queries.call_listing import (
+    CallFilter,
+    calls_json,
+    count_calls,
+    get_call_row,
+    list_calls,
+)
+from calltracking.store.queries.qualification import set_call_tags
 from calltracking.store.sites import get_site
 from web.api import validation as v
 from web.api.context import Ctx
+from web.api.qualification import call_tags
 from web.api.signing import signed_query
 
-LIST_QUERY = ("site", "since", "until", "kind", "status", "limit", "cursor")
+TEXT_FILTERS = ("source", "medium", "campaign", "number", "caller", "tag", "text")
+MAX_FILTER_LEN = 200
 
 
 def recording_url(ctx: Ctx, call_id: str) -> str:
@@ -43,27 +53,42 @@ async def owned_call(ctx: Ctx, conn: Any) -> Any:
     return row
 
 
-async def list_calls_handler(ctx: Ctx) -> web.StreamResponse:
+def call_filter(ctx: Ctx) -> CallFilter:
     q = ctx.request
-    flt = CallFilter(
+    texts: dict[str, str | None] = {}
+    for name in TEXT_FILTERS:
+        raw = q.query.get(name, "").strip()
+        if len(raw) > MAX_FILTER_LEN:
+            raise InvalidInput(name, f"at most {MAX_FILTER_LEN} characters")
+        texts[name] = raw or None
+    target = v.choice(q, "target", ["true", "false"])
+    return CallFilter(
         account_id=ctx.scope,
-        site_id=q.query.get("site"),
+        site_id=q.query.get("site") or None,
         since=v.timestamp(q, "since"),
         until=v.timestamp(q, "until"),
         kind=v.choice(q, "kind", [str(k) for k in AttributionKind]),
         status=v.choice(q, "status", [str(s) for s in CallStatus]),
+        target=None if target is None else target == "true",
+        **texts,
     )
-    limit, after = v.limit(q), v.decode_cursor(q)
+
+
+async def list_calls_handler(ctx: Ctx) -> web.StreamResponse:
+    flt = call_filter(ctx)
+    limit, after = v.limit(ctx.request), v.decode_cursor(ctx.request)
     async with ctx.services.db.read() as conn:
         if flt.site_id is not None:
             site = await get_site(conn, flt.site_id)
             if site is None or (ctx.scope is not None and site.account_id != ctx.scope):
                 raise NotFound(f"site {flt.site_id} does not exist")
         calls, cursor = await list_calls(conn, flt, limit, after)
+        total = await count_calls(conn, flt)
     return web.json_response(
         {
             "calls": with_recording_urls(ctx, calls),
             "next": v.encode_cursor(cursor) if cursor is not None else None,
+            "total": total,
         }
     )
 
@@ -77,13 +102,15 @@ async def get_call(ctx: Ctx) -> web.StreamResponse:
 
 async def patch_call_handler(ctx: Ctx) -> web.StreamResponse:
     body = await v.read_object(ctx.request)
-    v.check_fields(body, optional=("spam", "note"))
+    v.check_fields(body, optional=("spam", "note", "tags"))
     spam = v.boolean(body["spam"], "spam") if "spam" in body else None
     note = body.get("note")
     if note is not None:
         note = v.text(note, "note", max_len=2000)
     async with ctx.services.db.write() as conn:
         row = await owned_call(ctx, conn)
+        if "tags" in body:
+            await set_call_tags(conn, row.id, await call_tags(conn, row.account_id, body["tags"]))
         await patch_call(conn, row, spam=spam, note=note, set_note="note" in body)
         calls = await calls_json(conn, [await owned_call(ctx, conn)])
     return web.json_response(with_recording_urls(ctx, calls)[0])

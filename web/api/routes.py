@@ -13,7 +13,22 @@ from typing import Any
 
 from aiohttp import web
 
-from web.api import accounts, calls, numbers, recordings, reports, schemas, sites, tokens
+from web.api import (
+    accounts,
+    call_feed,
+    calls,
+    numbers,
+    overview,
+    product_schemas,
+    qualification,
+    recordings,
+    reports,
+    schemas,
+    sites,
+    test_events,
+    tokens,
+    whoami,
+)
 from web.api.auth import Access
 from web.api.context import Ctx
 
@@ -55,6 +70,14 @@ CALL_QUERY = (
     UNTIL,
     Param("kind", {"type": "string", "enum": schemas.KINDS}, "attribution kind"),
     Param("status", {"type": "string", "enum": schemas.STATUSES}, "call status"),
+    Param("source", _string("visit source (or a static number's label), any case"), ""),
+    Param("medium", _string("visit medium, any case"), ""),
+    Param("campaign", _string("part of the campaign, any case"), ""),
+    Param("number", _string("digits of the number dialled"), ""),
+    Param("caller", _string("digits of the caller's number"), ""),
+    Param("tag", _string("a tag set on the call"), ""),
+    Param("text", _string("text in the caller, number, note, answerer, source or campaign"), ""),
+    Param("target", {"type": "string", "enum": ["true", "false"]}, "target calls only, or not"),
     Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "page size"),
     Param("cursor", _string("the `next` of the previous page"), "continue a listing"),
 )
@@ -63,6 +86,7 @@ SIGNED_QUERY = (
     Param("sig", _string("signed URL signature"), "HMAC of the call id and exp"),
 )
 V1 = "/api/v1"
+ACCOUNT_PARAM = Param("account", _string("account id (required with the admin token)"), "")
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -262,6 +286,76 @@ ROUTES: tuple[Route, ...] = (
         Access.ANY,
         response=schemas.TOKEN_REVOKED,
         errors=(404, 409, 422),
+    ),
+)
+
+
+# ---- dashboard product: live feed, qualification (tags, target calls), overview, test events --
+ROUTES += (
+    Route(
+        "GET",
+        f"{V1}/account",
+        whoami.who_am_i,
+        "Who this token is: the admin, or an account (with its time zone)",
+        Access.ANY,
+        response=product_schemas.WHOAMI,
+    ),
+    Route(
+        "GET",
+        f"{V1}/calls/stream",
+        call_feed.call_stream,
+        "Live calls (server-sent events `call`), with the list's filters",
+        Access.ANY,
+        query=tuple(p for p in CALL_QUERY if p.name not in ("limit", "cursor")),
+        response={"type": "string", "description": "text/event-stream"},
+        errors=(422,),
+    ),
+    Route(
+        "GET",
+        f"{V1}/overview",
+        overview.get_overview,
+        "Calls, tracked share, leads, missed calls, top sources: a period against the one before",
+        Access.ANY,
+        query=(
+            Param("site", _string("site id"), "one site's calls"),
+            ACCOUNT_PARAM,
+            Param("period", {"type": "string", "enum": ["today", "7d", "30d"]}, "default 7d"),
+            SINCE,
+            UNTIL,
+        ),
+        response=product_schemas.OVERVIEW,
+        errors=(404, 422),
+    ),
+    Route(
+        "POST",
+        f"{V1}/sites/{{site_id}}/test-event",
+        test_events.send_test_event,
+        "Send one test event to one of the site's analytics targets",
+        Access.ANY,
+        body=product_schemas.TEST_EVENT_IN,
+        response=product_schemas.TEST_EVENT,
+        errors=(400, 404, 413, 422),
+    ),
+    Route(
+        "GET",
+        f"{V1}/qualification",
+        qualification.get_qualification,
+        "The account's call tags and target-call rule",
+        Access.ANY,
+        query=(ACCOUNT_PARAM,),
+        response=product_schemas.QUALIFICATION,
+        errors=(404, 422),
+    ),
+    Route(
+        "PUT",
+        f"{V1}/qualification",
+        qualification.put_qualification,
+        "Set the account's call tags (dropped tags leave its calls) and target-call rule",
+        Access.ANY,
+        query=(ACCOUNT_PARAM,),
+        body=product_schemas.QUALIFICATION_IN,
+        response=product_schemas.QUALIFICATION,
+        errors=(400, 404, 413, 422),
     ),
 )
 

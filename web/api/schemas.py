@@ -217,14 +217,27 @@ CALL = obj(
         "reconciled": {"type": "boolean"},
         "recording_url": nullable({"type": "string", "format": "uri"}),
         "exports": obj([], {"ga4": EXPORT_STATE, "metrika": EXPORT_STATE}),
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "target_call": nullable({"type": "boolean"}),
     },
     extra=True,
 )
 CALL_PAGE = obj(
     ["calls", "next"],
-    {"calls": {"type": "array", "items": CALL}, "next": nullable({"type": "string"})},
+    {
+        "calls": {"type": "array", "items": CALL},
+        "next": nullable({"type": "string"}),
+        "total": {"type": "integer", "description": "every call the filters match, all pages"},
+    },
 )
-CALL_PATCH = obj([], {"spam": {"type": "boolean"}, "note": nullable({"type": "string"})})
+CALL_PATCH = obj(
+    [],
+    {
+        "spam": {"type": "boolean"},
+        "note": nullable({"type": "string"}),
+        "tags": {"type": "array", "items": {"type": "string"}, "description": "replaces the set"},
+    },
+)
 RETRIED = obj(
     ["call_id", "target", "state"],
     {"call_id": {"type": "string"}, "target": {"type": "string"}, "state": EXPORT_STATE},

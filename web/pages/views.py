@@ -18,6 +18,14 @@ STATIC_FILES = {
     "dashboard.css": "text/css",
     "dashboard.js": "application/javascript",
     "waveform.js": "application/javascript",
+    # the dashboard product's pages, one file each, and what they share
+    "product.css": "text/css",
+    "product.js": "application/javascript",
+    "calls.js": "application/javascript",
+    "overview.js": "application/javascript",
+    "sitesetup.js": "application/javascript",
+    "reports.js": "application/javascript",
+    "qualification.js": "application/javascript",
 }
 # (path, template, page name, title); `{site_id}` / `{call_id}` become data attributes.
 PAGES = (
@@ -25,6 +33,9 @@ PAGES = (
     ("/dashboard/", "sites.html", "sites", "Sites"),
     ("/dashboard/sites/{site_id}", "site.html", "site", "Site"),
     ("/dashboard/sites/{site_id}/reports", "reports.html", "reports", "Reports"),
+    ("/dashboard/overview", "overview.html", "overview", "Overview"),
+    ("/dashboard/sites/new", "sitesetup.html", "site-new", "New site"),
+    ("/dashboard/sites/{site_id}/overview", "overview.html", "site-overview", "Overview"),
     ("/dashboard/calls", "calls.html", "calls", "Calls"),
     ("/dashboard/calls/{call_id}", "call.html", "call", "Call"),
 )

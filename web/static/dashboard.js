@@ -53,6 +53,8 @@
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function fmtTime(iso) {
     if (!iso) return "–";
+    var product = window.CalltrackingProduct; // the account's zone once known (product.js)
+    if (product && product.accountZone) return product.time(iso, product.accountZone);
     var d = new Date(iso);
     if (isNaN(d.getTime())) return String(iso);
     return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
@@ -187,6 +189,7 @@
           el("td", { "class": "num", text: s.show_delay_s !== undefined ? s.show_delay_s + " s" : "–" }),
           el("td", { "class": "num", text: s.pool_min !== undefined ? s.pool_min + "–" + s.pool_max : "–" }),
           el("td", null,
+            el("a", { href: "/dashboard/sites/" + encodeURIComponent(site.id) + "/overview", text: "Overview" }), " · ",
             el("a", { href: "/dashboard/calls?site=" + encodeURIComponent(site.id), text: "Calls" }), " · ",
             el("a", { href: "/dashboard/sites/" + encodeURIComponent(site.id) + "/reports", text: "Reports" }))));
       });
@@ -690,99 +693,7 @@
     return el("section", { "class": "card " + (cls || ""), "data-report": name }, el("h2", { text: title }));
   }
 
-  // ---- reports ---------------------------------------------------------------------------------
-  function reportsPage() {
-    var id = body.dataset.siteId, params = pageParams(), today = new Date();
-    $("r-since").value = params.since || dateInput(new Date(today.getFullYear(), today.getMonth(), today.getDate() - 29));
-    $("r-until").value = params.until || dateInput(today);
-    api("GET", "/sites/" + encodeURIComponent(id)).then(function (site) {
-      $("report-title").textContent = "Reports · " + site.name;
-    }, function () {});
-    function load() {
-      var since = $("r-since").value, until = $("r-until").value;
-      api("GET", "/sites/" + encodeURIComponent(id) + "/report" + query({ since: dayToIso(since, 0), until: dayToIso(until, 1) }))
-        .then(renderReport, failed);
-    }
-    $("report-range").addEventListener("submit", function (ev) {
-      ev.preventDefault();
-      history.replaceState(null, "", location.pathname + query({ since: $("r-since").value, until: $("r-until").value }));
-      load();
-    });
-    load();
-  }
-
-  function renderReport(r) {
-    var root = clear($("report")), acc = r.accuracy || {}, calls = r.calls || {};
-    chartSpace = Math.max(280, Math.min(root.clientWidth || 560, 900) - 34);
-    var head = section("accuracy", "Tracking accuracy", "wide");
-    head.appendChild(el("div", { "class": "headline" },
-      el("span", { "class": "big", id: "accuracy-figure", text: fmtPercent(acc.ratio) }),
-      el("span", { text: (acc.tracked || 0) + " tracked of " + (acc.counted || 0) + " calls to dynamic and default numbers" +
-        (acc.static ? " (" + acc.static + " to static numbers counted apart)" : "") })));
-    head.appendChild(el("div", { "class": "figures" },
-      figure("Visits", r.visits), figure("Visitors shown a number", r.visitors_with_number),
-      figure("Calls", calls.total), figure("Leads", r.leads), figure("Missed", (r.missed || {}).count),
-      calls.spam ? figure("Spam (left out)", calls.spam) : null));
-    var days = (r.accuracy_by_day || []).map(function (d) { return { label: d.day, value: d.ratio }; });
-    head.appendChild(lineChart("accuracy_by_day", days));
-    head.appendChild(details("Accuracy by day", table(["Day", { text: "Tracked", num: 1 }, { text: "Counted", num: 1 }, { text: "Accuracy", num: 1 }],
-      (r.accuracy_by_day || []).map(function (d) { return [d.day, d.tracked, d.counted, fmtPercent(d.ratio)]; }))));
-    root.appendChild(head);
-
-    var src = section("by_source", "Calls and conversion by source", "wide"), rows = r.by_source || [];
-    src.appendChild(el("div", { "class": "legend" }, el("span", null, el("i"), "calls"), el("span", null, el("i", { "class": "alt" }), "tracked calls")));
-    src.appendChild(barChart("by_source", rows.map(function (s) {
-      return { label: [s.source, s.medium, s.campaign].filter(Boolean).join(" / "), value: s.calls, value2: s.tracked_calls };
-    }), { value2: true }));
-    src.appendChild(table(["Source", "Medium", "Campaign", { text: "Visits", num: 1 }, { text: "Calls", num: 1 }, { text: "Tracked", num: 1 }, { text: "Conversion", num: 1 }],
-      rows.map(function (s) { return [s.source, s.medium, s.campaign, s.visits, s.calls, s.tracked_calls, fmtPercent(s.conversion)]; })));
-    root.appendChild(src);
-
-    var kinds = section("calls", "Calls by kind and status");
-    var byKind = calls.by_kind || {}, byStatus = calls.by_status || {};
-    var kindItems = KINDS.filter(function (k) { return k in byKind; }).map(function (k) { return { label: k, value: byKind[k] }; });
-    kinds.appendChild(barChart("calls_by_kind", kindItems));
-    kinds.appendChild(barChart("calls_by_status", Object.keys(byStatus).map(function (k) { return { label: k, value: byStatus[k] }; })));
-    kinds.appendChild(table(["Kind", { text: "Calls", num: 1 }], kindItems.map(function (i) { return [i.label, i.value]; })));
-    root.appendChild(kinds);
-
-    var un = section("untracked", "Untracked calls"), u = r.untracked || {}, ub = u.by_kind || {};
-    un.appendChild(barChart("untracked_by_kind", Object.keys(ub).map(function (k) { return { label: k, value: ub[k] }; })));
-    [["initial_delays_s", "Calls to the initial number, by time since the visit began"],
-      ["expired_delays_s", "Calls to the expired number, by time since the number was taken back"]].forEach(function (h) {
-      var buckets = u[h[0]] || [];
-      un.appendChild(el("h3", { text: h[1] }));
-      un.appendChild(barChart(h[0], buckets.map(function (b) { return { label: b.label, value: b.calls }; })));
-    });
-    root.appendChild(un);
-
-    var adv = section("advice", "Advice"), advice = r.advice || {};
-    [["show_delay_s", "Show delay", " s"], ["idle_timeout_s", "Idle timeout", " s"], ["pool_size", "Pool size", " numbers"]].forEach(function (a) {
-      var rec = advice[a[0]];
-      if (!rec) return;
-      adv.appendChild(el("div", { "class": "advice" + (rec.changed ? " changed" : ""), "data-advice": a[0] },
-        el("p", null, el("b", { text: a[1] + ": " }), rec.changed ? "change " + rec.current + a[2] + " → " + rec.value + a[2] : "keep " + rec.current + a[2]),
-        el("p", { "class": "muted", text: rec.reason })));
-    });
-    root.appendChild(adv);
-
-    var pool = section("pool", "Pool utilisation"), p = r.pool || {};
-    pool.appendChild(barChart("pool", [{ label: "peak leased", value: p.peak_leased || 0 }, { label: "pool size", value: p.size || 0 }]));
-    pool.appendChild(el("p", null, "Exhausted ", el("b", { text: String(p.exhaustion_count || 0) }), " time(s): new visitors saw the untracked number then."));
-    root.appendChild(pool);
-
-    var leads = section("leads", "Leads per month"), months = r.leads_by_month || [];
-    leads.appendChild(barChart("leads_by_month", months.map(function (m) { return { label: m.month, value: m.leads }; })));
-    leads.appendChild(table(["Month", { text: "Leads", num: 1 }], months.map(function (m) { return [m.month, m.leads]; })));
-    root.appendChild(leads);
-
-    var missed = section("missed", "Missed calls"), m = r.missed || {};
-    missed.appendChild(el("p", null, el("b", { text: String(m.count || 0) }), " call(s) ended before an answer."));
-    missed.appendChild(el("ul", null, (m.ids || []).slice(0, 50).map(function (cid) {
-      return el("li", null, el("a", { href: "/dashboard/calls/" + encodeURIComponent(cid), text: cid }));
-    })));
-    root.appendChild(missed);
-  }
+  // ---- reports: reports.js draws them with these helpers ----------------------------------------
   function figure(label, value) {
     return el("div", { "class": "figure" }, el("b", { text: value === undefined || value === null ? "–" : String(value) }), el("span", { "class": "muted", text: label }));
   }
@@ -791,7 +702,7 @@
   }
 
   // ---- start -------------------------------------------------------------------------------
-  var PAGES = { login: loginPage, sites: sitesPage, site: sitePage, calls: callsPage, call: callPage, reports: reportsPage };
+  var PAGES = { login: loginPage, sites: sitesPage, site: sitePage, calls: callsPage, call: callPage };
   function start() {
     var page = body.dataset.page;
     if (page !== "login" && !token()) { toLogin(); return; }
@@ -800,8 +711,20 @@
       try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* private mode */ }
       location.href = "/dashboard/login";
     });
-    if (PAGES[page]) PAGES[page]();
+    // Pages in their own files (calls.js, overview.js, ...) register in CalltrackingPages first.
+    var run = (window.CalltrackingPages || {})[page] || PAGES[page];
+    var product = window.CalltrackingProduct;
+    // Who is signed in (and their time zone) first, so every time on the page is the account's.
+    if (run && product && page !== "login") product.context().then(run, run);
+    else if (run) run();
   }
-  window.CalltrackingDashboard = { barChart: barChart, lineChart: lineChart };
+  window.CalltrackingDashboard = { barChart: barChart, lineChart: lineChart,
+    // shared with the page files
+    api: api, token: token, el: el, svg: svg, clear: clear, flash: flash, failed: failed, show: show,
+    fmtSeconds: fmtSeconds, fmtPercent: fmtPercent, query: query, pageParams: pageParams,
+    listOf: listOf, pick: pick, csvCell: csvCell, dl: dl, table: table, section: section,
+    figure: figure, details: details, dateInput: dateInput, fieldError: fieldError,
+    clearErrors: clearErrors, renderRecording: renderRecording, renderCall: renderCall,
+    setChartSpace: function (width) { chartSpace = width; } };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();

@@ -7,6 +7,7 @@
     leads      is_lead / is_first_time_caller decisions, leads per month
     localtime  days and months in the account's time zone
     report     build_report -> SiteReport (its to_json is the endpoint's body)
+    overview   a period's figures against the one before, presets in the account's zone
 
 Everything here is pure: data and an explicit window and time zone in, figures out.
 """

@@ -15,6 +15,9 @@ Rules (MIN_EVIDENCE = 5; a recommendation that changes nothing keeps the current
   says when this passes `pool_max`. Else fewer than 5 visitors got a number -> keep. Else if the
   peak is at most half the size and peak + margin < size -> shrink to max(pool_min,
   peak + margin), when that is still below the size. Else keep: the size fits.
+- A reason is one or more sentences for people: it starts with a capital and ends with a period;
+  counts agree with their nouns ("1 call", "2 calls"); durations from 2 minutes on are in
+  minutes ("15 min", never "900 s"), as `say_s` writes them.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class Recommendation:
     value: int
     current: int
     reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", sentence(self.reason))
 
     @property
     def changed(self) -> bool:
@@ -76,7 +82,7 @@ def advise_show_delay(delays_s: Sequence[float], current: int) -> Recommendation
         return Recommendation(
             current,
             current,
-            f"{n} calls reached the initial number, {within} of them within "
+            f"{count(n, 'call')} reached the initial number, {within} of them within "
             f"{say_s(current)} of the visit start: most callers waited longer than the delay, "
             f"so a shorter one would not track them; keep {say_s(current)}",
         )
@@ -85,9 +91,9 @@ def advise_show_delay(delays_s: Sequence[float], current: int) -> Recommendation
     return Recommendation(
         value,
         current,
-        f"{n} calls reached the initial number, {within} of them within {say_s(current)} of "
-        f"the visit start: showing the number at {say_s(value)} would have tracked "
-        f"{caught} of them",
+        f"{count(n, 'call')} reached the initial number, {within} of them within "
+        f"{say_s(current)} of the visit start: showing the number at {say_s(value)} would "
+        f"have tracked {caught} of them",
     )
 
 
@@ -101,7 +107,7 @@ def advise_idle_timeout(delays_s: Sequence[float], current: int) -> Recommendati
         return Recommendation(
             current,
             current,
-            f"{n} calls reached the expired number, {within} of them within "
+            f"{count(n, 'call')} reached the expired number, {within} of them within "
             f"{say_s(current)} of the revocation: most came so late that holding idle numbers "
             f"that long would cost the pool more than it tracks; keep {say_s(current)}",
         )
@@ -111,8 +117,8 @@ def advise_idle_timeout(delays_s: Sequence[float], current: int) -> Recommendati
     return Recommendation(
         value,
         current,
-        f"{n} calls reached the expired number, {within} of them within {say_s(current)} of "
-        f"the revocation: keeping idle numbers {say_s(value - current)} longer "
+        f"{count(n, 'call')} reached the expired number, {within} of them within "
+        f"{say_s(current)} of the revocation: keeping idle numbers {say_s(value - current)} longer "
         f"({say_s(value)} in all) would have tracked {caught} of them",
     )
 
@@ -122,13 +128,15 @@ def advise_pool_size(
 ) -> Recommendation:
     """Recommend the pool size from its peak use and exhaustions."""
     size, peak = pool.size, pool.peak_leased
-    use = f"at most {peak} of {size} numbers were leased at once"
+    use = (
+        f"at most {peak} of {count(size, 'number')} {'was' if peak == 1 else 'were'} leased at once"
+    )
     if pool.exhaustion_count > 0:
         base = max(peak, size)
         value = base + pool_margin(base)
         reason = (
             f"the pool ran out {_times(pool.exhaustion_count)} ({use}), so those visitors "
-            f"saw the untracked number: {value} numbers (the peak plus 20%, at least 2) "
+            f"saw the untracked number: {count(value, 'number')} (the peak plus 20%, at least 2) "
             f"would have served them"
         )
         if value > pool_max:
@@ -138,8 +146,9 @@ def advise_pool_size(
         return Recommendation(
             size,
             size,
-            f"only {visitors_with_number} visitors got a number in this period; at least "
-            f"{MIN_EVIDENCE} are needed to judge the pool size; keep {size}",
+            f"only {count(visitors_with_number, 'visitor')} got a number in this period; at "
+            f"least {MIN_EVIDENCE} are needed to judge the pool size; keep "
+            f"{count(size, 'number')}",
         )
     wanted = peak + pool_margin(peak)
     value = max(pool_min, wanted)
@@ -148,11 +157,13 @@ def advise_pool_size(
         return Recommendation(
             value,
             size,
-            f"{use} and the pool never ran out: {value} numbers (the peak plus 20%, at least "
-            f"2{floor}) would do",
+            f"{use} and the pool never ran out: {count(value, 'number')} (the peak plus 20%, "
+            f"at least 2{floor}) would do",
         )
     return Recommendation(
-        size, size, f"{use} and the pool never ran out: the size fits; keep {size}"
+        size,
+        size,
+        f"{use} and the pool never ran out: the size fits; keep {count(size, 'number')}",
     )
 
 
@@ -171,10 +182,24 @@ def say_s(seconds: int) -> str:
 
 def _too_few(n: int, number: str, current: int) -> str:
     return (
-        f"only {n} calls to {number} could be matched to a visitor who saw it; at least "
+        f"only {count(n, 'call')} to {number} could be matched to a visitor who saw it; at least "
         f"{MIN_EVIDENCE} are needed to advise; keep {say_s(current)}"
     )
 
 
 def _times(n: int) -> str:
     return "once" if n == 1 else f"{n} times"
+
+
+def count(n: int, noun: str) -> str:
+    """ "1 call", "2 calls": a count with its noun agreeing."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def sentence(text: str) -> str:
+    """Capitalised, ending with a period (a reason is shown as prose)."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."

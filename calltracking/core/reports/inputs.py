@@ -27,6 +27,7 @@ class VisitRecord:
     medium: str
     campaign: str | None
     got_number: bool
+    bot: bool = False  # the visitor is a robot: counted apart, never in visits or conversion
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ Rules:
   that began before it), so the store passes those that may cover the window's calls.
 - Spam calls are excluded everywhere (figures.py); `calls.spam` says how many were left out.
 - Days and months are the account's `tz`.
+- Robots' visits are left out of visits, visitors and conversion, and counted apart
+  (`bot_visits`), so a crawler does not dilute the conversion of a source.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class SiteReport:
     until: datetime
     timezone: str
     visits: int
+    bot_visits: int
     visitors_with_number: int
     calls: CallCounts
     accuracy: Accuracy
@@ -84,6 +87,7 @@ class SiteReport:
             "until": self.until.isoformat(),
             "timezone": self.timezone,
             "visits": self.visits,
+            "bot_visits": self.bot_visits,
             "visitors_with_number": self.visitors_with_number,
             "calls": self.calls.to_json(),
             "accuracy": self.accuracy.to_json(),
@@ -111,7 +115,8 @@ def build_report(
     """Every figure of the site's report for [since, until) (see the module rules)."""
     window_calls = [c for c in calls if since <= c.started_at < until]
     real_calls = [c for c in window_calls if not c.spam]
-    window_visits = [v for v in visits if since <= v.started_at < until]
+    in_window = [v for v in visits if since <= v.started_at < until]
+    window_visits = [v for v in in_window if not v.bot]
     with_number = len({v.visitor_id for v in window_visits if v.got_number})
     initial = delay_figures(real_calls, displays, AttributionKind.INITIAL)
     expired = delay_figures(real_calls, displays, AttributionKind.EXPIRED)
@@ -121,6 +126,7 @@ def build_report(
         until=until,
         timezone=str(tz),
         visits=len(window_visits),
+        bot_visits=len(in_window) - len(window_visits),
         visitors_with_number=with_number,
         calls=count_calls(window_calls),
         accuracy=accuracy(real_calls),

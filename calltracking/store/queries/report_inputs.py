@@ -49,11 +49,13 @@ async def report_inputs(
     calls = [record_from_row(r, sessions.get(r.visit_id)) for r in call_rows]
     v = t.visits.c
     visits = [
-        VisitRecord(r.id, r.visitor_id, r.started_at, r.source, r.medium, r.campaign, r.got_number)
+        VisitRecord(
+            r.id, r.visitor_id, r.started_at, r.source, r.medium, r.campaign, r.got_number, r.bot
+        )
         for r in await conn.execute(
-            sa.select(t.visits).where(
-                v.site_id == site.id, v.started_at >= since, v.started_at < until
-            )
+            sa.select(t.visits, t.visitors.c.bot)
+            .join(t.visitors, t.visitors.c.id == v.visitor_id)
+            .where(v.site_id == site.id, v.started_at >= since, v.started_at < until)
         )
     ]
     d = t.displays.c

@@ -61,7 +61,10 @@ async def peer() -> AsyncIterator[Peer]:
 async def api_to_peer(tmp_path: Path, peer: Peer) -> AsyncIterator[Api]:
     def endpoints(services: Services) -> None:
         services.config = dataclasses.replace(
-            services.config, ga4_endpoint=peer.base, metrika_endpoint=peer.base
+            services.config,
+            ga4_endpoint=peer.base,
+            metrika_endpoint=peer.base,
+            webhook_allow_private=True,  # the peer listens on loopback
         )
 
     async with serving(tmp_path, endpoints) as client:

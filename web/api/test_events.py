@@ -15,6 +15,7 @@ from aiohttp import web
 from calltracking.core.errors import InvalidInput
 from calltracking.core.settings import Ga4Target, MetrikaTarget, WebhookTarget
 from calltracking.exporters.outcome import Hopeless, RetryLater, Sent, Skipped
+from calltracking.exporters.targets import webhook_session
 from calltracking.exporters.test_event import send_test
 from web.api import validation as v
 from web.api.context import Ctx
@@ -43,7 +44,14 @@ async def send_test_event(ctx: Ctx) -> web.StreamResponse:
     if target is None:
         raise InvalidInput("target", f"the site has no {kind} target configured")
     config = ctx.services.config
-    async with aiohttp.ClientSession() as session:
+    # Webhook URLs come from tenants: the same guarded session as deliveries (no private or
+    # loopback targets unless the operator allows them, checked on the connected address).
+    session = (
+        webhook_session(allow_private=config.webhook_allow_private)
+        if kind == "webhook"
+        else aiohttp.ClientSession()
+    )
+    async with session:
         outcome = await send_test(
             session,
             target,

@@ -500,10 +500,13 @@
       c.duration_s, c.talk_s, c.answered_by, a.kind, a.confidence, sm[0], sm[1], s.campaign, s.term,
       s.content, s.landing_url, c.lead, c.first_time_caller, c.spam, e.ga4, e.metrika];
   }
+  /** One CSV cell (the same rules as calltracking/core/spreadsheet.py): whatever a spreadsheet could
+   * read as a formula (first character = + - @, tab, CR or LF) gets a leading apostrophe, numbers
+   * too: "+74951110001" and "-2" open as the text they are, "+1+cmd|..." never runs. */
   function csvCell(v) {
     if (v === null || v === undefined) return "";
     var text = String(v);
-    if (/^[=+\-@\t\r]/.test(text) && !/^[+-]?\d/.test(text)) text = "'" + text; // no spreadsheet formulas
+    if (/^[=+\-@\t\r\n]/.test(text)) text = "'" + text;
     return /[",\n\r;]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
   }
   /** Every call of the filter (pages of 500, at most 100 pages), saved as a CSV file. */
@@ -802,6 +805,6 @@
     });
     if (PAGES[page]) PAGES[page]();
   }
-  window.CalltrackingDashboard = { barChart: barChart, lineChart: lineChart };
+  window.CalltrackingDashboard = { barChart: barChart, lineChart: lineChart, csvCell: csvCell };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();

@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
+
 from calltracking.check import run_checks
 from calltracking.config import Config
 from calltracking.pbxsim import PbxSim, SimConfig
 from calltracking.store.db import Database
-from calltracking.store.migrate import migrate
+from calltracking.store.migrate import alembic_config, migrate
 from tests.store.seed import seed_site
 
 
@@ -40,7 +42,8 @@ async def test_check_reports_each_part_and_fails_on_what_is_down(tmp_path: Path)
     finally:
         await sim.stop()
     text = "\n".join(lines)
-    assert "ok   database: reachable, schema revision 0001" in text
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert f"ok   database: reachable, schema revision {head}" in text
     assert "ok   AMI: login as 'calltracking'" in text
     assert "ok   dialplan: trunk context [from-trunk] exists" in text
     assert "site 'shop'" in text

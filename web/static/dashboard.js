@@ -1,14 +1,18 @@
 /* Operator dashboard: fills the server-rendered shells from the JSON API (/api/v1).
  *
- * Rules: the token lives in this tab's sessionStorage and goes out only as a Bearer header to
- * this origin; a 401 sends the operator back to the sign-in page. Values from the API are put in
- * the page as text (never as HTML). Charts are inline SVG drawn here, no library.
+ * Rules: signing in trades the pasted token for a session cookie (HttpOnly, SameSite=Strict: no
+ * script sees it, every tab of this origin shares it; web/api/session.py). Pages call the API only
+ * through `api(method, path, payload)`: it waits for the session, sends the session's CSRF token
+ * with every method but GET, and turns a 401 into the sign-in page. `next` (where to go after
+ * signing in) is only ever a path of this dashboard (safeNext). Values from the API are put in the
+ * page as text (never as HTML). Charts are inline SVG drawn here, no library.
  */
 (function () {
   "use strict";
 
-  var TOKEN_KEY = "calltracking.token";
   var API = "/api/v1";
+  var csrf = ""; // this session's CSRF token, from GET/POST /api/v1/session
+  var signedIn = null; // a promise of the session, set by start()
   var KINDS = ["dynamic", "held", "cooled", "static", "initial", "expired", "untracked",
     "unattributed", "unknown"];
   var body = document.body;
@@ -89,9 +93,23 @@
   }
 
   // ---- the API -------------------------------------------------------------------------------
-  function token() { try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; } }
   function toLogin() {
     location.href = "/dashboard/login" + query({ next: location.pathname + location.search });
+  }
+  /** Where to go after signing in: a path of this dashboard, else the dashboard's start. Refused:
+   * other origins and anything a browser could read as one (`//host`, `/\host`, `%5C`, schemes,
+   * control characters), however encoded: the value is parsed as the browser would go there. */
+  function safeNext(raw) {
+    var home = "/dashboard/";
+    if (typeof raw !== "string" || raw.charAt(0) !== "/" || /[\u0000-\u001f\u007f]/.test(raw)) return home;
+    var path = raw.split(/[?#]/)[0]; // what decides where the browser goes
+    if (/^\/[\/\\]|[\\\s]|%(5c|2f|00|0[9ad]|25)/i.test(path)) return home;
+    var u;
+    try { u = new URL(raw, location.origin); } catch (e) { return home; }
+    if (u.origin !== location.origin) return home;
+    if (u.pathname !== "/dashboard" && u.pathname.indexOf("/dashboard/") !== 0) return home;
+    if (u.pathname.indexOf("/dashboard/login") === 0) return home;
+    return u.pathname + u.search + u.hash;
   }
 
   function ApiError(status, code, message, field) {
@@ -99,9 +117,10 @@
   }
   ApiError.prototype.toString = function () { return this.message; };
 
-  function request(method, path, payload, withToken) {
-    var headers = { Accept: "application/json", Authorization: "Bearer " + (withToken || token()) };
-    var init = { method: method, headers: headers, credentials: "omit", cache: "no-store" };
+  function request(method, path, payload) {
+    var headers = { Accept: "application/json" };
+    if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = csrf;
+    var init = { method: method, headers: headers, credentials: "same-origin", cache: "no-store" };
     if (payload !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(payload);
@@ -121,15 +140,20 @@
       throw new ApiError(0, "network", "The tracker could not be reached.", null);
     });
   }
+  /** The one way pages call the API: `api("GET", "/calls?...")`, `api("POST", "/sites", body)`. */
   function api(method, path, payload) {
-    return request(method, path, payload).catch(function (e) {
+    return (signedIn || Promise.resolve()).then(function () {
+      return request(method, path, payload);
+    }).catch(function (e) {
       if (e && e.status === 401 && body.dataset.page !== "login") {
-        try { sessionStorage.removeItem(TOKEN_KEY); } catch (x) { /* private mode */ }
         toLogin();
         return new Promise(function () {}); // the page is going away
       }
       throw e;
     });
+  }
+  function session() { // who is signed in; remembers the CSRF token
+    return request("GET", "/session").then(function (me) { csrf = (me && me.csrf) || ""; return me; });
   }
   function failed(e) { flash(String(e && e.message ? e.message : e)); }
 
@@ -156,10 +180,8 @@
       show(error, false);
       input.removeAttribute("aria-invalid");
       if (!value) return refuse("Paste a token first.");
-      request("GET", "/sites", undefined, value).then(function () {
-        sessionStorage.setItem(TOKEN_KEY, value);
-        var next = pageParams().next || "";
-        location.href = next.charAt(0) === "/" && next.charAt(1) !== "/" ? next : "/dashboard/";
+      request("POST", "/session", { token: value }).then(function () {
+        location.href = safeNext(pageParams().next);
       }, function (e) {
         if (e.status === 401 || e.status === 403) refuse("This token was not accepted. Check it and try again.");
         else refuse("Could not sign in: " + e.message);
@@ -797,14 +819,24 @@
   var PAGES = { login: loginPage, sites: sitesPage, site: sitePage, calls: callsPage, call: callPage, reports: reportsPage };
   function start() {
     var page = body.dataset.page;
-    if (page !== "login" && !token()) { toLogin(); return; }
     var out = $("sign-out");
     if (out) out.addEventListener("click", function () {
-      try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* private mode */ }
-      location.href = "/dashboard/login";
+      api("DELETE", "/session").then(null, function () { /* over already */ }).then(function () {
+        location.href = "/dashboard/login";
+      });
     });
-    if (PAGES[page]) PAGES[page]();
+    if (page === "login") {
+      loginPage();
+      // A tab opened on the sign-in page of a browser that is signed in goes straight on.
+      session().then(function () { location.replace(safeNext(pageParams().next)); },
+        function () { /* not signed in: the form it is */ });
+      return;
+    }
+    signedIn = session();
+    signedIn.then(function () { if (PAGES[page]) PAGES[page](); }, function (e) {
+      if (e && e.status === 401) toLogin(); else failed(e);
+    });
   }
-  window.CalltrackingDashboard = { barChart: barChart, lineChart: lineChart, csvCell: csvCell };
+  window.CalltrackingDashboard = { barChart: barChart, lineChart: lineChart, csvCell: csvCell, safeNext: safeNext };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();

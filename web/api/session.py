@@ -19,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -37,6 +38,7 @@ from web.api import validation as v
 from web.api.context import Ctx
 from web.api.errors import Forbidden, Unauthorized
 
+log = logging.getLogger(__name__)
 SESSION_COOKIE = "ct_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -103,6 +105,8 @@ async def sign_in(ctx: Ctx) -> web.StreamResponse:
     if opened is None:
         raise Unauthorized("the token is not valid")
     session = opened.session
+    who = "admin" if session.principal.admin else f"account {session.principal.account_id}"
+    log.info("dashboard sign-in: %s, from %s", who, request.remote)
     response = web.json_response(
         _answer(session.principal, opened.secret, session.expires_at), status=201
     )
@@ -135,7 +139,8 @@ async def current(ctx: Ctx) -> web.StreamResponse:
 async def sign_out(ctx: Ctx) -> web.StreamResponse:
     if uses_session(ctx.request):
         async with ctx.services.db.write() as conn:
-            await end_session(conn, ctx.request.cookies[SESSION_COOKIE])
+            ended = await end_session(conn, ctx.request.cookies[SESSION_COOKIE])
+        log.info("dashboard sign-out: %s session ended: %s", ctx.scope or "admin", ended)
     response = web.Response(status=204)
     response.del_cookie(SESSION_COOKIE, path="/")
     return response

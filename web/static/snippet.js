@@ -5,11 +5,14 @@
  * cookie is written while consent is required and not given. Tabs of a first visit opened at once
  * make one visitor: only one tab at a time goes "read cookie, hello, welcome writes ct_vid" (a Web
  * Lock named per site; a BroadcastChannel claim where locks are absent, e.g. plain-http pages), the
- * others wait and then read the cookie. Without consent there is no cookie to share: each tab is its
- * own visitor, as before.
+ * others wait and then read the cookie (from cookieStore where there is one, or handed over on the
+ * channel). Without consent there is no cookie to share: each tab is its own visitor, as before.
+ * With lease_on "interaction" (attribute or welcome) `want` goes after the first pointerdown,
+ * scroll, keydown or touchstart; with "visible", once a phone element was on screen or clicked.
  * Script attributes: data-site (required), data-ga (GA4 measurement id), data-ym (Metrika counter),
- * data-consent="required", data-lease-on="visible"|"interaction", data-ws (socket URL; default: the script's
- * origin + /ws), data-activity-ms [15000], data-reconnect-ms [1000: back-off base, cap 60x]. */
+ * data-consent="required", data-lease-on="visible"|"interaction", data-ws (socket URL; default:
+ * the script's origin + /ws), data-activity-ms [15000], data-reconnect-ms [1000: back-off base,
+ * cap 60x]. */
 (function () {
   'use strict';
   var SEL = '[data-calltracking],.calltracking-phone';
@@ -184,7 +187,7 @@
         if (f.consent_required === true) consentRequired = true;
         if (f.lease_on === 'visible') leaseVisible = true;
         if (f.lease_on === 'interaction') leaseTouch = true;
-        var kept = typeof f.visitor === 'string' && ID.test(f.visitor) && !!(st.visitor = f.visitor) && store();
+        if (typeof f.visitor === 'string' && ID.test(f.visitor)) { st.visitor = f.visitor; kept = store(); }
         if (kept) settled(st.visitor); else release();
         maybeWant();
       } else if (f.type === 'number') {
@@ -195,8 +198,9 @@
       }
     }
     // One tab at a time mints the visitor id (see the header). A tab that knows its visitor, from
-    // its own welcome or the cookie another tab wrote, connects at once. A turn ends at the welcome,
-    // at a close, at pagehide, or after 10 s whatever happens (then the next tab goes on its own).
+    // its own welcome, the cookie or another tab, connects at once. A turn ends at the welcome, at
+    // a close, at pagehide, or after 10 s whatever happens (then the next tab goes on its own).
+    var chan = null, claims = null, leading = false, waiting = null, asking = null, kept = false;
     function first() {
       adopt();
       if (st.visitor || stopped) return connect();
@@ -204,24 +208,33 @@
       if (locks && typeof locks.request === 'function') {
         locks.request(LOCK, guard(function () { began = true; return turn(); }))
           .catch(guard(function () { if (!began) connect(); })); // e.g. an opaque origin
-      } else if (typeof BroadcastChannel === 'function') claim();
+      } else if (open()) claim();
       else connect();
     }
     function turn() { // the lock is ours: read the cookie again, hold the lock until the welcome
+      var go = guard(function () {
+        if (st.visitor || gone) { release(); if (!gone) connect(); return; }
+        connect();
+        if (!ws) release();
+      });
       return new Promise(function (done) {
         unlock = done;
         setTimeout(guard(function () { if (unlock === done) release(); }), 10000);
         readVid(guard(function (v) {
-          if (!st.visitor && v && ID.test(v)) st.visitor = v;
-          if (st.visitor || gone) { release(); if (!gone) connect(); return; }
-          connect();
-          if (!ws) release();
+          take(v);
+          // Without cookieStore the last turn's cookie may not have reached this tab: ask the tabs.
+          if (st.visitor || window.cookieStore || !open()) go(); else ask(go);
         }));
       });
     }
+    function take(v) {
+      if (st.visitor || typeof v !== 'string' || !ID.test(v)) return false;
+      st.visitor = v;
+      return true;
+    }
     // The cookie store the tabs share lives in the browser: document.cookie writes reach it later,
     // with no reply. Where the page can ask it (cookieStore), the turn passes only once it shows
-    // the new id, and the next tab reads it from there.
+    // the new id, and the next tab reads it from there; elsewhere tabs hand the id over on `chan`.
     function readVid(then) {
       var cs = window.cookieStore;
       if (!cs) return then(cookies().ct_vid);
@@ -242,17 +255,33 @@
       unlock = null;
       if (u) u();
       if (leading) { leading = false; chan.postMessage({ t: 'done', vid: shared || null }); }
+      else if (u && chan && shared) chan.postMessage({ t: 'done', vid: shared });
     }
 
-    // Without Web Locks: tabs post claims on a BroadcastChannel; after a short window the lowest
-    // claim leads (and says 'busy' to latecomers), the others wait for its 'done', then read the cookie.
-    var chan = null, claims = null, leading = false, waiting = null;
+    // The BroadcastChannel of this site's tabs. Messages: `claim` (I need the visitor id), `also`
+    // (I am claiming too), `busy` (I lead: wait for my `done`), `done` {vid} (the id, or null when
+    // the leader failed). A tab whose cookie holds the id answers every claim with `done`.
+    // Without Web Locks, the lowest of the claims heard within CLAIM_MS leads. Messages can come
+    // late on a busy machine, so two leaders may still mint two ids: tabs that hear of another id
+    // than theirs agree on the smaller one (and say so), and the others switch to it.
+    var CLAIM_MS = 250;
+    function open() {
+      if (!chan && typeof BroadcastChannel === 'function') {
+        chan = new BroadcastChannel(LOCK);
+        chan.onmessage = guard(heard);
+      }
+      return !!chan;
+    }
+    function ask(then) {
+      asking = then;
+      chan.postMessage({ t: 'claim', tab: tab });
+      setTimeout(guard(function () { if (asking === then) { asking = null; then(); } }), CLAIM_MS);
+    }
     function claim() {
-      if (!chan) { chan = new BroadcastChannel(LOCK); chan.onmessage = guard(heard); }
       claims = [tab];
       chan.postMessage({ t: 'claim', tab: tab });
       setTimeout(guard(function () {
-        if (!claims) return; // a leader spoke: we are waiting
+        if (!claims) return; // a leader, or a tab that knows the id, spoke
         var lead = claims.sort()[0] === tab;
         claims = null;
         adopt();
@@ -263,7 +292,7 @@
         setTimeout(guard(function () { if (leading) release(); }), 10000);
         connect();
         if (!ws) release();
-      }), 150);
+      }), CLAIM_MS);
     }
     function wait() {
       clearTimeout(waiting);
@@ -273,17 +302,33 @@
       var m = e.data || {};
       if (m.t === 'claim' || m.t === 'also') {
         if (claims && typeof m.tab === 'string') claims.push(m.tab);
-        if (m.t === 'claim' && claims) chan.postMessage({ t: 'also', tab: tab });
-        if (m.t === 'claim' && leading) chan.postMessage({ t: 'busy' });
+        if (m.t !== 'claim') return;
+        if (claims) chan.postMessage({ t: 'also', tab: tab });
+        if (leading) chan.postMessage({ t: 'busy' });
+        else if (kept && st.visitor) chan.postMessage({ t: 'done', vid: st.visitor });
       } else if (m.t === 'busy' && claims) {
         claims = null;
         wait();
-      } else if (m.t === 'done' && waiting) {
+      } else if (m.t === 'done' && (waiting || claims || asking)) {
+        if (take(m.vid)) kept = store();
+        var then = asking;
         clearTimeout(waiting);
-        waiting = null;
-        if (!st.visitor && typeof m.vid === 'string' && ID.test(m.vid)) { st.visitor = m.vid; store(); }
-        if (!gone) first();
+        waiting = claims = asking = null;
+        if (then) then(); else if (!gone) first();
+      } else if (m.t === 'done' && kept && st.visitor && typeof m.vid === 'string' && ID.test(m.vid)) {
+        if (m.vid < st.visitor) switchTo(m.vid);
+        else if (m.vid !== st.visitor) chan.postMessage({ t: 'done', vid: st.visitor });
       }
+    }
+    function switchTo(v) {
+      var s = ws;
+      st.visitor = v;
+      kept = store();
+      chan.postMessage({ t: 'done', vid: v });
+      ws = null; greeted = wantSent = st.connected = false;
+      clearTimeout(timer); timer = null;
+      if (s) s.close(1000);
+      if (!gone) connect();
     }
     function connect() {
       timer = null;
@@ -324,7 +369,8 @@
     window.calltracking = {
       consent: guard(function (granted) {
         consent = !!granted;
-        if (consent) store(); else setVid('', 0);
+        kept = consent && store();
+        if (!consent) setVid('', 0);
       }),
       state: guard(function () {
         return { connected: st.connected, kind: st.kind, e164: st.e164, display: st.display, visitor: st.visitor };

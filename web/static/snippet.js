@@ -223,7 +223,7 @@
         readVid(guard(function (v) {
           take(v);
           // Without cookieStore the last turn's cookie may not have reached this tab: ask the tabs.
-          if (st.visitor || window.cookieStore || !open()) go(); else ask(go);
+          if (st.visitor || window.cookieStore || !open()) go(); else askTabs(go);
         }));
       });
     }
@@ -272,7 +272,7 @@
       }
       return !!chan;
     }
-    function ask(then) {
+    function askTabs(then) {
       asking = then;
       chan.postMessage({ t: 'claim', tab: tab });
       setTimeout(guard(function () { if (asking === then) { asking = null; then(); } }), CLAIM_MS);

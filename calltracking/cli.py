@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         "landing page carrying the snippet and a simulated Asterisk; prints the "
         "URLs and the operator token.",
     )
-    demo.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    demo.add_argument(
+        "--port", type=int, help="HTTP port (wins over CALLTRACKING_HTTP_PORT; default 8080)"
+    )
     demo.add_argument(
         "--data",
         type=Path,
@@ -102,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Alembic says at INFO which plugins and DDL mode it uses: noise to an operator.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         config = load_config(os.environ, args.config)
         return asyncio.run(_dispatch(args, config))
@@ -141,9 +145,11 @@ async def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
         return await run_checks(config, call_did=args.call, wait_s=args.wait)
     if args.command == "demo":
+        from calltracking.config import given_settings
         from calltracking.demo import run_demo
 
-        return await run_demo(config, port=args.port, data=args.data)
+        given = given_settings(os.environ, args.config)
+        return await run_demo(config, port=args.port, data=args.data, given=given)
     if args.command == "pbx-sim":
         from calltracking.pbxsim.command import run_from_args
 

@@ -82,6 +82,17 @@ def mask_url_password(url: str) -> str:
 
 
 def load_config(env: Mapping[str, str], toml_path: Path | None = None) -> Config:
+    return _build(_raw(env, toml_path))
+
+
+def given_settings(env: Mapping[str, str], toml_path: Path | None = None) -> frozenset[str]:
+    """The names of the settings the environment or the TOML file set (`http_port`, ...): the
+    demo keeps its own choices only for the others."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    return frozenset(name for name in _raw(env, toml_path) if name in names)
+
+
+def _raw(env: Mapping[str, str], toml_path: Path | None) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     if toml_path is not None:
         try:
@@ -93,7 +104,7 @@ def load_config(env: Mapping[str, str], toml_path: Path | None = None) -> Config
     for key, value in env.items():
         if key.startswith(PREFIX):
             raw[key[len(PREFIX) :].lower()] = value
-    return _build(raw)
+    return raw
 
 
 def _build(raw: Mapping[str, Any]) -> Config:

@@ -5,16 +5,26 @@ account and site (small pool, three default numbers, a short display delay), sta
 Asterisk whose calls go through the tracker's real FastAGI and AMI listener, serves a landing page
 carrying the snippet with a "call" button, and prints the URLs and the operator token.
 Running it again reuses the data folder: the account and site are created only once.
+
+Settings: every `CALLTRACKING_*` setting (or TOML entry) the user gave is honoured as `serve`
+honours it; the demo's own choices (SQLite in the data folder, the in-process bus, port 8080, its
+simulated Asterisk on a free port, recordings in the data folder) fill only the settings not
+given, and the `--port` flag wins over both. The simulated Asterisk is the demo's PBX: it serves
+AMI on `ami_host`/`ami_port` with `ami_username`/`ami_secret` and sends its calls in the first of
+`trunk_contexts`, so the listener finds it wherever those settings point. A port already in use
+is one line on stderr and exit status 1, before anything starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import random
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +41,7 @@ from calltracking.serve import ALL_PARTS, running
 from calltracking.services import DemoHooks, Services
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
-from calltracking.store.schema import sites
+from calltracking.store.schema import accounts, sites
 from calltracking.store.sites import add_to_reserve, create_account, create_site
 from calltracking.store.tokens import create_token
 
@@ -40,25 +50,57 @@ DEMO_SITE_NAME = "Demo shop"
 DEMO_NUMBERS = [f"+7495111{n:04d}" for n in range(1, 11)]
 DEMO_DEFAULTS = {"initial": "+74957770001", "expired": "+74957770002", "untracked": "+74957770003"}
 AMI_USER, AMI_SECRET = "calltracking", "calltracking-demo"
+DEMO_PORT = 8080
+# Room for the demo site (pool 5, 3 defaults) and a second site created with default settings
+# (pool_max 20 and its 3 defaults): a newcomer's first "create a site" must not answer 422.
+DEMO_MAX_NUMBERS = 50
 
 
-def demo_config(base: Config, port: int, data: Path, agi_port: int, ami_port: int) -> Config:
+def demo_config(
+    base: Config,
+    *,
+    data: Path,
+    port: int | None = None,
+    given: frozenset[str] = frozenset(),
+) -> Config:
+    """The demo's own choices for the settings the user did not give; `port` (--port) wins.
+    AGI and AMI ports not given are 0 here: `run_demo` puts the free ports it found."""
     recordings = (data / "recordings").resolve()
-    return dataclasses.replace(
-        base,
-        database_url=f"sqlite+aiosqlite:///{(data / 'calltracking.db').resolve()}",
-        amqp_url="",
-        http_port=port,
-        agi_host="127.0.0.1",
-        agi_port=agi_port,
-        ami_host="127.0.0.1",
-        ami_port=ami_port,
-        ami_username=AMI_USER,
-        ami_secret=AMI_SECRET,
-        recordings_dir=recordings,
-        asterisk_monitor_dir=str(recordings),
-        trunk_contexts=("from-trunk",),
-    )
+    own: dict[str, object] = {
+        "database_url": f"sqlite+aiosqlite:///{(data / 'calltracking.db').resolve()}",
+        "amqp_url": "",
+        "http_port": DEMO_PORT,
+        "agi_host": "127.0.0.1",
+        "agi_port": 0,
+        "ami_host": "127.0.0.1",
+        "ami_port": 0,
+        "ami_username": AMI_USER,
+        "ami_secret": AMI_SECRET,
+        "recordings_dir": recordings,
+        "asterisk_monitor_dir": str(recordings),
+        "trunk_contexts": ("from-trunk",),
+    }
+    chosen = {name: value for name, value in own.items() if name not in given}
+    if port is not None:
+        chosen["http_port"] = port
+    return dataclasses.replace(base, **chosen)  # type: ignore[arg-type]  # names from Config
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something listens on (host, port); port 0 (any free one) is never in use."""
+    if port == 0:
+        return False
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers do
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def _loopback_if_any(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
 async def seed_demo(db: Database, now: datetime) -> tuple[str, str]:
@@ -72,7 +114,7 @@ async def seed_demo(db: Database, now: datetime) -> tuple[str, str]:
             )
         ).first()
         if row is None:
-            account = await create_account(conn, "Demo", now, max_numbers=10)
+            account = await create_account(conn, "Demo", now, max_numbers=DEMO_MAX_NUMBERS)
             await add_to_reserve(conn, DEMO_NUMBERS, now)
             settings = dataclasses.replace(
                 SiteSettings(), show_delay_s=3, idle_timeout_s=900, hold_s=1800, pool_max=5
@@ -89,6 +131,11 @@ async def seed_demo(db: Database, now: datetime) -> tuple[str, str]:
             key, account_id = site.key, account.id
         else:
             key, account_id = row.key, row.account_id
+            await conn.execute(  # a data folder from an older demo had max_numbers 10
+                accounts.update()
+                .where(accounts.c.id == account_id, accounts.c.max_numbers < DEMO_MAX_NUMBERS)
+                .values(max_numbers=DEMO_MAX_NUMBERS)
+            )
         token = await create_token(conn, admin=False, account_id=account_id, now=now)
     return key, token
 
@@ -111,26 +158,55 @@ class DemoInfo:
 async def run_demo(
     base: Config,
     *,
-    port: int,
+    port: int | None,
     data: Path,
+    given: frozenset[str] = frozenset(),
     ready: Callable[[DemoInfo], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
+    config = demo_config(base, data=data, port=port, given=given)
+    if config.agi_port == 0:
+        config = dataclasses.replace(config, agi_port=_free_port())
+    for host, bound in ((config.http_host, config.http_port), (config.agi_host, config.agi_port)):
+        if port_in_use(host, bound):
+            print(
+                f"calltracking demo: port {bound} on {host} is already in use; stop what holds "
+                "it, or pick another with --port N (or CALLTRACKING_HTTP_PORT / _AGI_PORT)",
+                file=sys.stderr,
+            )
+            return 1
+    try:
+        return await _run(config, data, ready, stop)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"calltracking demo: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+async def _run(
+    config: Config,
+    data: Path,
+    ready: Callable[[DemoInfo], None] | None,
+    stop: asyncio.Event | None,
+) -> int:
     data.mkdir(parents=True, exist_ok=True)
-    (data / "recordings").mkdir(exist_ok=True)
-    agi_port = _free_port()
+    config.recordings_dir.mkdir(parents=True, exist_ok=True)
     sim = PbxSim(
         SimConfig(
-            port=0,
-            username=AMI_USER,
-            secret=AMI_SECRET,
-            agi=("127.0.0.1", agi_port),
-            monitor_dir=(data / "recordings").resolve(),
+            host=config.ami_host,
+            port=config.ami_port,
+            username=config.ami_username,
+            secret=config.ami_secret,
+            context=config.trunk_contexts[0],
+            agi=(_loopback_if_any(config.agi_host), config.agi_port),
+            monitor_dir=config.recordings_dir,
+            asterisk_monitor_dir=config.asterisk_monitor_dir,
         )
     )
     await sim.start()
     try:
-        config = demo_config(base, port, data, agi_port, sim.ami_port)
+        config = dataclasses.replace(config, ami_port=sim.ami_port)
         db = Database(config.database_url)
         try:
             await migrate(db)

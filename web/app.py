@@ -28,6 +28,7 @@ def create_app(services: Services) -> web.Application:
     app[HUB] = Hub(services.visitors, services.clock)
     app.router.add_get("/ws", visitor_socket)
     app.router.add_get("/snippet.js", snippet)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", metrics)
@@ -77,6 +78,14 @@ async def snippet(request: web.Request) -> web.StreamResponse:
     response.headers["Content-Type"] = "application/javascript; charset=utf-8"
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+async def favicon(request: web.Request) -> web.StreamResponse:
+    """Every page (dashboard, demo, API in a browser) gets an icon instead of a 404."""
+    response = web.FileResponse(STATIC / "favicon.ico")
+    response.headers["Content-Type"] = "image/x-icon"
+    response.headers["Cache-Control"] = "public, max-age=86400"
     return response
 
 

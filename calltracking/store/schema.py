@@ -75,6 +75,18 @@ tokens = sa.Table(
     sa.Column("revoked_at", UtcDateTime),  # a revoked token authenticates no one
 )
 
+# A dashboard sign-in (web/api/session.py): the hash of the cookie's secret and of the token it
+# was opened with (checked again at every use, so a revoked token ends its sessions).
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
 sites = sa.Table(
     "sites",
     metadata,

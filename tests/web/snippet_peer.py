@@ -39,6 +39,8 @@ class Script:
 
     replies: list[Frame] = field(default_factory=list)
     close_code: int | None = None
+    # Mint a visitor as the server does: a hello without one gets "v-<connection>" in its welcome.
+    mint: bool = False
 
 
 @dataclass(slots=True)
@@ -150,7 +152,7 @@ class SnippetPeer:
                 frame = json.loads(message.data)
                 self._record(connection, frame)
                 if frame.get("type") == "hello":
-                    await self._answer(ws)
+                    await self._answer(ws, connection, frame)
         finally:
             self._sockets.pop(connection, None)
             self._changed.set()
@@ -161,8 +163,10 @@ class SnippetPeer:
         self.received.append(Received(connection, frame, now))
         self._changed.set()
 
-    async def _answer(self, ws: web.WebSocketResponse) -> None:
+    async def _answer(self, ws: web.WebSocketResponse, connection: int, hello: Frame) -> None:
         for reply in self.script.replies:
+            if self.script.mint and reply.get("type") == "welcome":
+                reply = {**reply, "visitor": hello.get("visitor") or f"v-{connection}"}
             await ws.send_json(reply)
         if self.script.close_code is not None:
             await ws.close(code=self.script.close_code)

@@ -576,3 +576,44 @@ async def test_https_script_source_means_a_wss_socket(
     await watched.page.wait_for_function("() => typeof window.calltracking === 'object'")
     await watched.page.wait_for_timeout(300)
     assert sockets[:1] == ["wss://tracker.invalid/ws"]
+
+
+INTERACTIONS = ("pointerdown", "keydown", "scroll", "touchstart")
+
+
+@pytest.mark.parametrize("told_by", ["script-attribute", "welcome-frame"])
+@pytest.mark.parametrize("interaction", INTERACTIONS)
+async def test_lease_on_interaction_wants_after_the_first_pointer_scroll_or_key(
+    make_peer: PeerFactory, watched: Watched, told_by: str, interaction: str
+) -> None:
+    if told_by == "script-attribute":
+        attrs = {"lease-on": "interaction", "activity-ms": "0"}
+        peer = await make_peer(body=FAR_BODY, replies=[welcome()], attrs=attrs)
+    else:
+        replies = [welcome(lease_on="interaction")]
+        peer = await make_peer(body=FAR_BODY, replies=replies, attrs={"activity-ms": "0"})
+    page = watched.page
+    await page.goto(peer.page_url)
+    await peer.wait_frames("hello")
+    await page.wait_for_function("() => window.calltracking.state().visitor === 'v-1'")
+
+    await page.mouse.move(100, 100)  # moving the pointer is activity, not an interaction
+    await peer.wait_frames("activity")
+    assert peer.frames("want") == []
+
+    if interaction == "pointerdown":
+        await page.mouse.down()
+        await page.mouse.up()
+    elif interaction == "keydown":
+        await page.keyboard.press("Tab")
+    elif interaction == "scroll":
+        await page.mouse.wheel(0, 50)
+    else:
+        await page.evaluate("window.dispatchEvent(new Event('touchstart'))")
+    await peer.wait_frames("want")
+    seen = len(peer.frames("activity"))
+    await page.keyboard.press("Tab")
+    await page.mouse.wheel(0, 50)
+    await peer.wait_frames("activity", seen + 2)  # later input went out as activity only
+    assert peer.frames("want") == [{"type": "want"}]
+    assert [f["type"] for f in peer.frames()].index("want") > 1

@@ -6,6 +6,8 @@ Rules:
 - Account tokens see only their account's objects; anything else answers 404, exactly as an id
   that does not exist (handlers filter by `Ctx.scope`).
 - The configured admin token works without being stored; stored tokens are checked by hash.
+- Without an Authorization header, the dashboard's session cookie stands for the token it was
+  opened with, and state-changing methods need its CSRF header (web/api/session.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aiohttp import web
 from calltracking.services import Services
 from calltracking.store.tokens import Principal, authenticate
 from web.api.errors import Forbidden, Unauthorized
+from web.api.session import session_principal, uses_session
 
 
 class Access(StrEnum):
@@ -40,9 +43,12 @@ def bearer_token(request: web.Request) -> str:
 
 
 async def authorize(request: web.Request, services: Services, access: Access) -> Principal:
-    token = bearer_token(request)
-    async with services.db.read() as conn:
-        principal = await authenticate(conn, token, services.config.admin_token)
+    if uses_session(request):
+        principal: Principal | None = await session_principal(request, services)
+    else:
+        token = bearer_token(request)
+        async with services.db.read() as conn:
+            principal = await authenticate(conn, token, services.config.admin_token)
     if principal is None:
         raise Unauthorized("the token is not valid")
     if access is Access.ADMIN and not principal.admin:

@@ -24,6 +24,7 @@ from web.api import (
     recordings,
     reports,
     schemas,
+    session,
     sites,
     test_events,
     tokens,
@@ -88,7 +89,53 @@ SIGNED_QUERY = (
 V1 = "/api/v1"
 ACCOUNT_PARAM = Param("account", _string("account id (required with the admin token)"), "")
 
+# The dashboard's sign-in (web/api/session.py): a session cookie instead of a Bearer header.
+SESSION = {
+    "type": "object",
+    "required": ["admin", "account_id", "csrf", "expires_at"],
+    "properties": {
+        "admin": {"type": "boolean"},
+        "account_id": {"type": ["string", "null"]},
+        "csrf": {"type": ["string", "null"], "description": "send as X-CSRF-Token with the cookie"},
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+SESSION_IN = {
+    "type": "object",
+    "required": ["token"],
+    "properties": {"token": {"type": "string"}},
+    "additionalProperties": False,
+}
+
 ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        f"{V1}/session",
+        session.sign_in,
+        "Sign in with a token: sets the HttpOnly session cookie, answers the CSRF token",
+        Access.PUBLIC,
+        ok=201,
+        body=SESSION_IN,
+        response=SESSION,
+        errors=(400, 401, 403, 422),
+    ),
+    Route(
+        "GET",
+        f"{V1}/session",
+        session.current,
+        "Who is signed in, and the session's CSRF token",
+        Access.ANY,
+        response=SESSION,
+    ),
+    Route(
+        "DELETE",
+        f"{V1}/session",
+        session.sign_out,
+        "Sign out: ends the session server-side and clears the cookie",
+        Access.ANY,
+        ok=204,
+        errors=(403,),
+    ),
     Route(
         "POST",
         f"{V1}/accounts",

@@ -3,8 +3,8 @@
 Rules:
 - Pages carry no data and need no session on the server: each shell names its page and ids in
   `data-*` attributes, and `static/dashboard.js` fills it from the JSON API (`/api/v1/...`) with the
-  operator's Bearer token, kept in the tab's sessionStorage. So every route here is public and
-  cheap; the API decides what a token may see.
+  operator's session cookie (web/api/session.py). So every route here is public and cheap; the
+  API decides what a session may see.
 - Only the dashboard's own files are served from `/dashboard/static/`, by name.
 - Pages send a strict Content-Security-Policy: scripts and styles come from this server only, so
   a value shown on a page (a caller id, a UTM tag) can never run as code.

@@ -1,14 +1,18 @@
 /* Operator dashboard: fills the server-rendered shells from the JSON API (/api/v1).
  *
- * Rules: the token lives in this tab's sessionStorage and goes out only as a Bearer header to
- * this origin; a 401 sends the operator back to the sign-in page. Values from the API are put in
- * the page as text (never as HTML). Charts are inline SVG drawn here, no library.
+ * Rules: signing in trades the pasted token for a session cookie (HttpOnly, SameSite=Strict: no
+ * script sees it, every tab of this origin shares it; web/api/session.py). Pages call the API only
+ * through `api(method, path, payload)`: it waits for the session, sends the session's CSRF token
+ * with every method but GET, and turns a 401 into the sign-in page. `next` (where to go after
+ * signing in) is only ever a path of this dashboard (safeNext). Values from the API are put in the
+ * page as text (never as HTML). Charts are inline SVG drawn here, no library.
  */
 (function () {
   "use strict";
 
-  var TOKEN_KEY = "calltracking.token";
   var API = "/api/v1";
+  var csrf = ""; // this session's CSRF token, from GET/POST /api/v1/session
+  var signedIn = null; // a promise of the session, set by start()
   var KINDS = ["dynamic", "held", "cooled", "static", "initial", "expired", "untracked",
     "unattributed", "unknown"];
   var body = document.body;
@@ -91,9 +95,23 @@
   }
 
   // ---- the API -------------------------------------------------------------------------------
-  function token() { try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; } }
   function toLogin() {
     location.href = "/dashboard/login" + query({ next: location.pathname + location.search });
+  }
+  /** Where to go after signing in: a path of this dashboard, else the dashboard's start. Refused:
+   * other origins and anything a browser could read as one (`//host`, `/\host`, `%5C`, schemes,
+   * control characters), however encoded: the value is parsed as the browser would go there. */
+  function safeNext(raw) {
+    var home = "/dashboard/";
+    if (typeof raw !== "string" || raw.charAt(0) !== "/" || /[\u0000-\u001f\u007f]/.test(raw)) return home;
+    var path = raw.split(/[?#]/)[0]; // what decides where the browser goes
+    if (/^\/[\/\\]|[\\\s]|%(5c|2f|00|0[9ad]|25)/i.test(path)) return home;
+    var u;
+    try { u = new URL(raw, location.origin); } catch (e) { return home; }
+    if (u.origin !== location.origin) return home;
+    if (u.pathname !== "/dashboard" && u.pathname.indexOf("/dashboard/") !== 0) return home;
+    if (u.pathname.indexOf("/dashboard/login") === 0) return home;
+    return u.pathname + u.search + u.hash;
   }
 
   function ApiError(status, code, message, field) {
@@ -101,9 +119,10 @@
   }
   ApiError.prototype.toString = function () { return this.message; };
 
-  function request(method, path, payload, withToken) {
-    var headers = { Accept: "application/json", Authorization: "Bearer " + (withToken || token()) };
-    var init = { method: method, headers: headers, credentials: "omit", cache: "no-store" };
+  function request(method, path, payload) {
+    var headers = { Accept: "application/json" };
+    if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = csrf;
+    var init = { method: method, headers: headers, credentials: "same-origin", cache: "no-store" };
     if (payload !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(payload);
@@ -123,15 +142,20 @@
       throw new ApiError(0, "network", "The tracker could not be reached.", null);
     });
   }
+  /** The one way pages call the API: `api("GET", "/calls?...")`, `api("POST", "/sites", body)`. */
   function api(method, path, payload) {
-    return request(method, path, payload).catch(function (e) {
+    return (signedIn || Promise.resolve()).then(function () {
+      return request(method, path, payload);
+    }).catch(function (e) {
       if (e && e.status === 401 && body.dataset.page !== "login") {
-        try { sessionStorage.removeItem(TOKEN_KEY); } catch (x) { /* private mode */ }
         toLogin();
         return new Promise(function () {}); // the page is going away
       }
       throw e;
     });
+  }
+  function session() { // who is signed in; remembers the CSRF token
+    return request("GET", "/session").then(function (me) { csrf = (me && me.csrf) || ""; return me; });
   }
   function failed(e) { flash(String(e && e.message ? e.message : e)); }
 
@@ -158,10 +182,8 @@
       show(error, false);
       input.removeAttribute("aria-invalid");
       if (!value) return refuse("Paste a token first.");
-      request("GET", "/sites", undefined, value).then(function () {
-        sessionStorage.setItem(TOKEN_KEY, value);
-        var next = pageParams().next || "";
-        location.href = next.charAt(0) === "/" && next.charAt(1) !== "/" ? next : "/dashboard/";
+      request("POST", "/session", { token: value }).then(function () {
+        location.href = safeNext(pageParams().next);
       }, function (e) {
         if (e.status === 401 || e.status === 403) refuse("This token was not accepted. Check it and try again.");
         else refuse("Could not sign in: " + e.message);
@@ -503,10 +525,13 @@
       c.duration_s, c.talk_s, c.answered_by, a.kind, a.confidence, sm[0], sm[1], s.campaign, s.term,
       s.content, s.landing_url, c.lead, c.first_time_caller, c.spam, e.ga4, e.metrika];
   }
+  /** One CSV cell (the same rules as calltracking/core/spreadsheet.py): whatever a spreadsheet could
+   * read as a formula (first character = + - @, tab, CR or LF) gets a leading apostrophe, numbers
+   * too: "+74951110001" and "-2" open as the text they are, "+1+cmd|..." never runs. */
   function csvCell(v) {
     if (v === null || v === undefined) return "";
     var text = String(v);
-    if (/^[=+\-@\t\r]/.test(text) && !/^[+-]?\d/.test(text)) text = "'" + text; // no spreadsheet formulas
+    if (/^[=+\-@\t\r\n]/.test(text)) text = "'" + text;
     return /[",\n\r;]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
   }
   /** Every call of the filter (pages of 500, at most 100 pages), saved as a CSV file. */
@@ -705,24 +730,36 @@
   var PAGES = { login: loginPage, sites: sitesPage, site: sitePage, calls: callsPage, call: callPage };
   function start() {
     var page = body.dataset.page;
-    if (page !== "login" && !token()) { toLogin(); return; }
     var out = $("sign-out");
     if (out) out.addEventListener("click", function () {
-      try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* private mode */ }
-      location.href = "/dashboard/login";
+      api("DELETE", "/session").then(null, function () { /* over already */ }).then(function () {
+        location.href = "/dashboard/login";
+      });
     });
-    // Pages in their own files (calls.js, overview.js, ...) register in CalltrackingPages first.
-    var run = (window.CalltrackingPages || {})[page] || PAGES[page];
-    var product = window.CalltrackingProduct;
-    // Who is signed in (and their time zone) first, so every time on the page is the account's.
-    if (run && product && page !== "login") product.context().then(run, run);
-    else if (run) run();
+    if (page === "login") {
+      loginPage();
+      // A tab opened on the sign-in page of a browser that is signed in goes straight on.
+      session().then(function () { location.replace(safeNext(pageParams().next)); },
+        function () { /* not signed in: the form it is */ });
+      return;
+    }
+    signedIn = session();
+    signedIn.then(function () {
+      // Pages in their own files (calls.js, overview.js, ...) register in CalltrackingPages first.
+      var run = (window.CalltrackingPages || {})[page] || PAGES[page];
+      var product = window.CalltrackingProduct;
+      // Who is signed in (and their time zone) first, so every time on the page is the account's.
+      if (run && product) product.context().then(run, run);
+      else if (run) run();
+    }, function (e) {
+      if (e && e.status === 401) toLogin(); else failed(e);
+    });
   }
   window.CalltrackingDashboard = { barChart: barChart, lineChart: lineChart,
     // shared with the page files
-    api: api, token: token, el: el, svg: svg, clear: clear, flash: flash, failed: failed, show: show,
+    api: api, el: el, svg: svg, clear: clear, flash: flash, failed: failed, show: show,
     fmtSeconds: fmtSeconds, fmtPercent: fmtPercent, query: query, pageParams: pageParams,
-    listOf: listOf, pick: pick, csvCell: csvCell, dl: dl, table: table, section: section,
+    listOf: listOf, pick: pick, csvCell: csvCell, safeNext: safeNext, dl: dl, table: table, section: section,
     figure: figure, details: details, dateInput: dateInput, fieldError: fieldError,
     clearErrors: clearErrors, renderRecording: renderRecording, renderCall: renderCall,
     setChartSpace: function (width) { chartSpace = width; } };

@@ -2,10 +2,17 @@
  * Rules: it never throws into the host page (every entry point runs through guard); the HTML keeps
  * the site's own number, the snippet swaps the text and tel: link of marked elements and puts the
  * originals back when the server sends no number or the site is gone (close 4403/4404/4410); no
- * cookie is written while consent is required and not given.
+ * cookie is written while consent is required and not given. Tabs of a first visit opened at once
+ * make one visitor: only one tab at a time goes "read cookie, hello, welcome writes ct_vid" (a Web
+ * Lock named per site; a BroadcastChannel claim where locks are absent, e.g. plain-http pages), the
+ * others wait and then read the cookie (from cookieStore where there is one, or handed over on the
+ * channel). Without consent there is no cookie to share: each tab is its own visitor, as before.
+ * With lease_on "interaction" (attribute or welcome) `want` goes after the first pointerdown,
+ * scroll, keydown or touchstart; with "visible", once a phone element was on screen or clicked.
  * Script attributes: data-site (required), data-ga (GA4 measurement id), data-ym (Metrika counter),
- * data-consent="required", data-lease-on="visible", data-ws (socket URL; default: the script's
- * origin + /ws), data-activity-ms [15000], data-reconnect-ms [1000: back-off base, cap 60x]. */
+ * data-consent="required", data-lease-on="visible"|"interaction", data-ws (socket URL; default:
+ * the script's origin + /ws), data-activity-ms [15000], data-reconnect-ms [1000: back-off base,
+ * cap 60x]. */
 (function () {
   'use strict';
   var SEL = '[data-calltracking],.calltracking-phone';
@@ -30,15 +37,20 @@
     })();
     var consentRequired = ds.consent === 'required';
     var consent = null; // null until the page calls calltracking.consent()
-    var leaseVisible = ds.leaseOn === 'visible';
+    var leaseVisible = ds.leaseOn === 'visible', leaseTouch = ds.leaseOn === 'interaction';
     var tab = rand();
     var st = { connected: false, kind: null, e164: null, display: null, visitor: null };
     var ws = null, greeted = false, attempt = 0, timer = null, stopped = false;
-    var wanted = false, wantSent = false, lastActivity = -Infinity;
+    var wanted = false, touched = false, wantSent = false, lastActivity = -Infinity;
     var recs = new WeakMap();
-    var vid = cookies().ct_vid;
-    if (vid && ID.test(vid)) st.visitor = vid;
+    var unlock = null, gone = false; // unlock ends this tab's turn at minting the visitor id
+    var LOCK = 'calltracking-vid-' + ds.site;
+    adopt();
 
+    function adopt() {
+      var vid = cookies().ct_vid;
+      if (!st.visitor && vid && ID.test(vid)) st.visitor = vid;
+    }
     function ms(v, d) { return v && +v >= 0 ? +v : d; }
     function rand() {
       var b = new Uint8Array(16);
@@ -57,8 +69,10 @@
       document.cookie = 'ct_vid=' + v + '; max-age=' + age + '; path=/; SameSite=Lax' +
         (location.protocol === 'https:' ? '; Secure' : '');
     }
-    function store() {
-      if (st.visitor && consent !== false && (consent || !consentRequired)) setVid(st.visitor, 31536000);
+    function store() { // true when the cookie was written
+      var ok = !!st.visitor && consent !== false && (consent || !consentRequired);
+      if (ok) setVid(st.visitor, 31536000);
+      return ok;
     }
 
     // Analytics ids: cookies are read at every hello; gtag/ym answers are awaited for 300 ms at most.
@@ -158,7 +172,9 @@
       maybeWant();
     }
     function maybeWant() {
-      if (wanted && leaseVisible && greeted && !wantSent) { wantSent = true; send({ type: 'want' }); }
+      if (!greeted || wantSent || !((wanted && leaseVisible) || (touched && leaseTouch))) return;
+      wantSent = true;
+      send({ type: 'want' });
     }
 
     function send(f) {
@@ -170,7 +186,9 @@
         attempt = 0;
         if (f.consent_required === true) consentRequired = true;
         if (f.lease_on === 'visible') leaseVisible = true;
-        if (typeof f.visitor === 'string' && ID.test(f.visitor)) { st.visitor = f.visitor; store(); }
+        if (f.lease_on === 'interaction') leaseTouch = true;
+        if (typeof f.visitor === 'string' && ID.test(f.visitor)) { st.visitor = f.visitor; kept = store(); }
+        if (kept) settled(st.visitor); else release();
         maybeWant();
       } else if (f.type === 'number') {
         st.kind = str(f.kind);
@@ -178,6 +196,139 @@
         st.display = st.e164 ? str(f.display) || st.e164 : null;
         showAll();
       }
+    }
+    // One tab at a time mints the visitor id (see the header). A tab that knows its visitor, from
+    // its own welcome, the cookie or another tab, connects at once. A turn ends at the welcome, at
+    // a close, at pagehide, or after 10 s whatever happens (then the next tab goes on its own).
+    var chan = null, claims = null, leading = false, waiting = null, asking = null, kept = false;
+    function first() {
+      adopt();
+      if (st.visitor || stopped) return connect();
+      var locks = navigator.locks, began = false;
+      if (locks && typeof locks.request === 'function') {
+        locks.request(LOCK, guard(function () { began = true; return turn(); }))
+          .catch(guard(function () { if (!began) connect(); })); // e.g. an opaque origin
+      } else if (open()) claim();
+      else connect();
+    }
+    function turn() { // the lock is ours: read the cookie again, hold the lock until the welcome
+      var go = guard(function () {
+        if (st.visitor || gone) { release(); if (!gone) connect(); return; }
+        connect();
+        if (!ws) release();
+      });
+      return new Promise(function (done) {
+        unlock = done;
+        setTimeout(guard(function () { if (unlock === done) release(); }), 10000);
+        readVid(guard(function (v) {
+          take(v);
+          // Without cookieStore the last turn's cookie may not have reached this tab: ask the tabs.
+          if (st.visitor || window.cookieStore || !open()) go(); else askTabs(go);
+        }));
+      });
+    }
+    function take(v) {
+      if (st.visitor || typeof v !== 'string' || !ID.test(v)) return false;
+      st.visitor = v;
+      return true;
+    }
+    // The cookie store the tabs share lives in the browser: document.cookie writes reach it later,
+    // with no reply. Where the page can ask it (cookieStore), the turn passes only once it shows
+    // the new id, and the next tab reads it from there; elsewhere tabs hand the id over on `chan`.
+    function readVid(then) {
+      var cs = window.cookieStore;
+      if (!cs) return then(cookies().ct_vid);
+      cs.get('ct_vid').then(function (c) { then(c ? c.value : cookies().ct_vid); },
+        function () { then(cookies().ct_vid); });
+    }
+    function settled(v) {
+      var cs = window.cookieStore, tries = 0, pass = guard(function () { release(v); });
+      if (!cs || !unlock) return pass();
+      (function poll() {
+        cs.get('ct_vid').then(function (c) {
+          if ((c && c.value === v) || ++tries >= 50) pass(); else poll();
+        }, pass);
+      })();
+    }
+    function release(shared) { // `shared`: the id now in the cookie, handed to waiting tabs
+      var u = unlock;
+      unlock = null;
+      if (u) u();
+      if (leading) { leading = false; chan.postMessage({ t: 'done', vid: shared || null }); }
+      else if (u && chan && shared) chan.postMessage({ t: 'done', vid: shared });
+    }
+
+    // The BroadcastChannel of this site's tabs. Messages: `claim` (I need the visitor id), `also`
+    // (I am claiming too), `busy` (I lead: wait for my `done`), `done` {vid} (the id, or null when
+    // the leader failed). A tab whose cookie holds the id answers every claim with `done`.
+    // Without Web Locks, the lowest of the claims heard within CLAIM_MS leads. Messages can come
+    // late on a busy machine, so two leaders may still mint two ids: tabs that hear of another id
+    // than theirs agree on the smaller one (and say so), and the others switch to it.
+    var CLAIM_MS = 250;
+    function open() {
+      if (!chan && typeof BroadcastChannel === 'function') {
+        chan = new BroadcastChannel(LOCK);
+        chan.onmessage = guard(heard);
+      }
+      return !!chan;
+    }
+    function askTabs(then) {
+      asking = then;
+      chan.postMessage({ t: 'claim', tab: tab });
+      setTimeout(guard(function () { if (asking === then) { asking = null; then(); } }), CLAIM_MS);
+    }
+    function claim() {
+      claims = [tab];
+      chan.postMessage({ t: 'claim', tab: tab });
+      setTimeout(guard(function () {
+        if (!claims) return; // a leader, or a tab that knows the id, spoke
+        var lead = claims.sort()[0] === tab;
+        claims = null;
+        adopt();
+        if (st.visitor || gone) { if (!gone) connect(); return; }
+        if (!lead) return wait();
+        leading = true;
+        chan.postMessage({ t: 'busy' });
+        setTimeout(guard(function () { if (leading) release(); }), 10000);
+        connect();
+        if (!ws) release();
+      }), CLAIM_MS);
+    }
+    function wait() {
+      clearTimeout(waiting);
+      waiting = setTimeout(guard(function () { waiting = null; if (!gone) connect(); }), 10000);
+    }
+    function heard(e) {
+      var m = e.data || {};
+      if (m.t === 'claim' || m.t === 'also') {
+        if (claims && typeof m.tab === 'string') claims.push(m.tab);
+        if (m.t !== 'claim') return;
+        if (claims) chan.postMessage({ t: 'also', tab: tab });
+        if (leading) chan.postMessage({ t: 'busy' });
+        else if (kept && st.visitor) chan.postMessage({ t: 'done', vid: st.visitor });
+      } else if (m.t === 'busy' && claims) {
+        claims = null;
+        wait();
+      } else if (m.t === 'done' && (waiting || claims || asking)) {
+        if (take(m.vid)) kept = store();
+        var then = asking;
+        clearTimeout(waiting);
+        waiting = claims = asking = null;
+        if (then) then(); else if (!gone) first();
+      } else if (m.t === 'done' && kept && st.visitor && typeof m.vid === 'string' && ID.test(m.vid)) {
+        if (m.vid < st.visitor) switchTo(m.vid);
+        else if (m.vid !== st.visitor) chan.postMessage({ t: 'done', vid: st.visitor });
+      }
+    }
+    function switchTo(v) {
+      var s = ws;
+      st.visitor = v;
+      kept = store();
+      chan.postMessage({ t: 'done', vid: v });
+      ws = null; greeted = wantSent = st.connected = false;
+      clearTimeout(timer); timer = null;
+      if (s) s.close(1000);
+      if (!gone) connect();
     }
     function connect() {
       timer = null;
@@ -198,24 +349,28 @@
       sock.onclose = guard(function (e) {
         if (ws !== sock) return;
         ws = null; greeted = wantSent = st.connected = false;
+        release();
         if ([4403, 4404, 4410].indexOf(e.code) >= 0) { // permanent: show the site's own number
           stopped = true; st.kind = st.e164 = st.display = null; showAll(); return;
         }
         var d = Math.min(60 * baseMs, baseMs * Math.pow(2, attempt++));
-        timer = setTimeout(guard(connect), d / 2 + Math.random() * d / 2);
+        timer = setTimeout(guard(first), d / 2 + Math.random() * d / 2);
       });
     }
     function hang() {
       var s = ws;
+      gone = true;
       ws = null; greeted = wantSent = st.connected = false;
       clearTimeout(timer); timer = null;
+      release();
       if (s) s.close(1000);
     }
 
     window.calltracking = {
       consent: guard(function (granted) {
         consent = !!granted;
-        if (consent) store(); else setVid('', 0);
+        kept = consent && store();
+        if (!consent) setVid('', 0);
       }),
       state: guard(function () {
         return { connected: st.connected, kind: st.kind, e164: st.e164, display: st.display, visitor: st.visitor };
@@ -224,10 +379,11 @@
     var act = guard(function (e) {
       var t = e.target;
       if (e.type === 'click' && t && t.closest && t.closest(SEL)) want();
+      if (e.type !== 'mousemove' && e.type !== 'click' && !touched) { touched = true; maybeWant(); }
       var now = Date.now();
       if (greeted && now - lastActivity >= activityMs) { lastActivity = now; send({ type: 'activity' }); }
     });
-    ['mousemove', 'scroll', 'keydown', 'touchstart', 'click'].forEach(function (t) {
+    ['mousemove', 'scroll', 'keydown', 'touchstart', 'click', 'pointerdown'].forEach(function (t) {
       window.addEventListener(t, act, { capture: true, passive: true });
     });
     document.addEventListener('visibilitychange', guard(function () {
@@ -235,7 +391,7 @@
     }));
     // Leave cleanly so the server ends this tab at once and the page may enter the back/forward cache.
     window.addEventListener('pagehide', guard(hang));
-    window.addEventListener('pageshow', guard(function (e) { if (e.persisted && !stopped) connect(); }));
+    window.addEventListener('pageshow', guard(function (e) { gone = false; if (e.persisted && !stopped) first(); }));
     new MutationObserver(guard(function (list) {
       list.forEach(function (m) {
         if (m.type === 'childList') m.addedNodes.forEach(scan);
@@ -248,6 +404,6 @@
       attributes: true, attributeFilter: ['href', 'class', 'data-calltracking']
     });
     showAll();
-    connect();
+    first();
   })();
 })();

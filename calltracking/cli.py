@@ -81,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     from calltracking.pbxsim.command import add_arguments
 
     add_arguments(sim)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="replay a traffic file through the production engine (accuracy per pool size)",
+        description="Replay a traffic CSV (visitor,start_s,end_s,last_active_s,url,referrer,"
+        "call_at_s) on a virtual clock and print calls, tracked and correct shares as JSON; "
+        "--sweep prints a table over pool sizes; --generate writes a file from the traffic model.",
+    )
+    from calltracking.simulate.command import add_arguments as add_simulate_arguments
+
+    add_simulate_arguments(simulate)
     return parser
 
 
@@ -130,6 +141,10 @@ async def _dispatch(args: argparse.Namespace, config: Config) -> int:
         from calltracking.demo import run_demo
 
         return await run_demo(config, port=args.port, data=args.data)
+    if args.command == "simulate":
+        from calltracking.simulate.command import run_from_args as run_simulate
+
+        return run_simulate(args)
     if args.command == "pbx-sim":
         from calltracking.pbxsim.command import run_from_args
 

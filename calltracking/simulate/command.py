@@ -58,8 +58,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         if args.generate is not None:
             return _generate(args)
-        rows = read_traffic(args.traffic)
         base = scenario_from(args.policy, args.set, args.pool, args.warmup_s)
+        rows = read_traffic(args.traffic)
         if args.sweep:
             pools = _ints(args.pools, "--pools") if args.pools else SWEEP_POOLS
             vary = [_vary(item) for item in args.vary]

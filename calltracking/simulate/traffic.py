@@ -10,7 +10,8 @@ Rules the parser keeps (strict: the first bad row stops it with one line naming 
   then its tab may stay open, idle, until end_s);
 - `call_at_s` is empty (no call) or >= start_s (a visitor calls at the earliest when the visit
   shows a number);
-- `url` and `referrer` are free text up to 2000 characters (the traffic source rules read them).
+- `url` and `referrer` are free text up to 2000 characters (the traffic source rules read them);
+  no text cell holds a line break.
 Row numbers in errors count the header as row 1, so they are the file's line numbers for files
 without quoted line breaks.
 """
@@ -47,7 +48,7 @@ class VisitRow:
 def parse_traffic(text: str, name: str = "traffic") -> list[VisitRow]:
     """Every row of a traffic file, or TrafficError for the first bad one."""
     if "\x00" in text:
-        raise TrafficError(f"{name}: not a text file (NUL byte)")
+        raise TrafficError(f"{name} row 1: not a text file (NUL byte)")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -64,6 +65,11 @@ def _row(cells: Sequence[str], index: int, name: str) -> VisitRow:
     if len(cells) != len(HEADER):
         raise TrafficError(f"{where}: expected {len(HEADER)} columns, found {len(cells)}")
     visitor, start, end, active, url, referrer, call = cells
+    for value, column in ((visitor, "visitor"), (url, "url"), (referrer, "referrer")):
+        if len(value) > MAX_TEXT or "\r" in value or "\n" in value:
+            raise TrafficError(
+                f"{where}: {column} must be one line of at most {MAX_TEXT} characters"
+            )
     if not visitor or len(visitor) > MAX_VISITOR:
         raise TrafficError(f"{where}: visitor must be 1 to {MAX_VISITOR} characters")
     start_s = _seconds(start, "start_s", where)
@@ -74,9 +80,6 @@ def _row(cells: Sequence[str], index: int, name: str) -> VisitRow:
     call_s = None if call.strip() == "" else _seconds(call, "call_at_s", where)
     if call_s is not None and call_s < start_s:
         raise TrafficError(f"{where}: call_at_s is before start_s")
-    for value, column in ((url, "url"), (referrer, "referrer")):
-        if len(value) > MAX_TEXT:
-            raise TrafficError(f"{where}: {column} is longer than {MAX_TEXT} characters")
     return VisitRow(visitor, start_s, end_s, active_s, url, referrer, call_s)
 
 

@@ -75,7 +75,7 @@ def _parse_or_message(text: str) -> list[VisitRow] | str:
 
 seconds = st.floats(min_value=0, max_value=1e7, allow_nan=False).map(lambda x: round(x, 1))
 text_cell = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r\n"), max_size=40
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00\r\n"), max_size=40
 )
 
 

@@ -15,8 +15,9 @@ Per day `visits_per_day` visits (exactly), each drawn independently:
   activity for a log-normal time, median `left_open_median_s` (40 minutes), capped at 8 hours;
   the others close it 0-60 s after the last activity;
 - calls: a bounce calls with `bounce_call_share` (0.5%), another visit with `call_share` (4%);
-  of those calls `during_share` (65%) come during the active part of the visit (uniform from
-  10 s after the start to the last activity), `hours_share` (25%) after the visit, 10 minutes to
+  of those calls `during_share` (65%) come during the active part of the visit, after the visitor
+  has read a while (uniform over its last 60%, from 40% of the active time to the last
+  activity; a bounce calls within its few seconds), `hours_share` (25%) after the visit, 10 minutes to
   8 hours later (log-uniform), the rest 1 to 5 days later (uniform);
 - source: `SOURCES` gives the landing URL and referrer mix (paid search, organic, direct,
   social, referral), which the tracker classifies as it would live.
@@ -112,7 +113,7 @@ def _call_at(
 ) -> float:
     pick = rng.random()
     if pick < model.during_share:
-        return _r(rng.uniform(min(start + 10, last_active), last_active))
+        return _r(rng.uniform(start + 0.4 * (last_active - start), last_active))
     if pick < model.during_share + model.hours_share:
         return _r(end + math.exp(rng.uniform(math.log(600), math.log(8 * 3600))))
     return _r(end + rng.uniform(1, 5) * DAY)

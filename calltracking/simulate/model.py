@@ -17,8 +17,8 @@ Per day `visits_per_day` visits (exactly), each drawn independently:
 - calls: a bounce calls with `bounce_call_share` (0.5%), another visit with `call_share` (4%);
   of those calls `during_share` (65%) come during the active part of the visit, after the visitor
   has read a while (uniform over its last 60%, from 40% of the active time to the last
-  activity; a bounce calls within its few seconds), `hours_share` (25%) after the visit, 10 minutes to
-  8 hours later (log-uniform), the rest 1 to 5 days later (uniform);
+  activity; a bounce calls within its few seconds), `hours_share` (25%) after the visit,
+  10 minutes to 8 hours later (log-uniform), the rest 1 to 5 days later (uniform);
 - source: `SOURCES` gives the landing URL and referrer mix (paid search, organic, direct,
   social, referral), which the tracker classifies as it would live.
 Seeded: the same seed gives the same file.

@@ -17,13 +17,12 @@ Rules:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from calltracking.core.settings import SiteSettings
+from calltracking.core.settings import SiteSettings, merge_settings
 from calltracking.simulate.replay import Scenario, replay
 from calltracking.simulate.results import Result
 from calltracking.simulate.traffic import VisitRow
@@ -79,7 +78,7 @@ def candidate_settings(current: SiteSettings) -> list[SiteSettings]:
     for name, values in ALTERNATIVES.items():
         for value in values:
             if value != getattr(current, name):
-                out.append(dataclasses.replace(current, **{name: value}))
+                out.append(merge_settings(current, {name: value}))
     return out
 
 

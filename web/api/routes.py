@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from web.api import accounts, calls, numbers, recordings, reports, schemas, sites
+from web.api import accounts, advice, calls, numbers, recordings, reports, schemas, sites
 from web.api.auth import Access
 from web.api.context import Ctx
 
@@ -195,6 +195,19 @@ ROUTES: tuple[Route, ...] = (
         Access.ANY,
         query=(SINCE, UNTIL),
         response=schemas.REPORT,
+        errors=(404, 422),
+    ),
+    Route(
+        "GET",
+        f"{V1}/sites/{{site_id}}/advice",
+        advice.site_advice_handler,
+        "Pool size and settings reaching a tracked share, from the site's own traffic",
+        Access.ANY,
+        query=(
+            Param("target", *advice.TARGET_PARAM),
+            Param("days", *advice.DAYS_PARAM),
+        ),
+        response=advice.ADVICE,
         errors=(404, 422),
     ),
     Route(

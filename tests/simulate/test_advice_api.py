@@ -24,13 +24,13 @@ from calltracking.services import Services
 from tests.api.conftest import Api, numbers, serving, visitor
 
 
-def _no_sweeping(services: Services) -> None:
+def no_sweeping(services: Services) -> None:
     services.sweep_interval_s = 3600.0  # seeded visitors keep their leases
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async with serving(tmp_path, _no_sweeping) as client:
+    async with serving(tmp_path, no_sweeping) as client:
         yield client
 
 

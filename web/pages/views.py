@@ -18,6 +18,7 @@ STATIC_FILES = {
     "dashboard.css": "text/css",
     "dashboard.js": "application/javascript",
     "waveform.js": "application/javascript",
+    "advice.js": "application/javascript",
 }
 # (path, template, page name, title); `{site_id}` / `{call_id}` become data attributes.
 PAGES = (

@@ -115,22 +115,21 @@ class Replay:
 
     def run(self) -> Result:
         for second, kind, index in row_events(self.rows, self.scenario.activity_every_s):
-            self._run_due(second)
-            self._row_event(second, kind, index)
+            now = at(second)
+            self._run_due(now)
+            self._row_event(second, now, kind, index)
         # Leases per hour over the traffic's span (late calls do not stretch it).
         span_end = max((row.end_s for row in self.rows), default=0.0)
         return self.tally.result(self.scenario, span_end)
 
-    def _run_due(self, second: float) -> None:
-        now = at(second)
+    def _run_due(self, now: datetime) -> None:
         while (due := self.engine.next_due()) is not None and due <= now:
             self._effects(self.engine.tick(due), (due - EPOCH).total_seconds())
 
-    def _row_event(self, second: float, kind: int, index: int) -> None:
-        row, now = self.rows[index], at(second)
-        tab = f"t{index}"
+    def _row_event(self, second: float, now: datetime, kind: int, index: int) -> None:
+        row, tab = self.rows[index], f"t{index}"
         if kind == OPEN:
-            self._open(row, index, second)
+            self._open(row, index, second, now)
             return
         visitor = self.engine_id[row.visitor]
         if kind == ACTIVITY:
@@ -138,19 +137,19 @@ class Replay:
             if self.wants and not self.engine.visitors[visitor].wants:
                 self._effects(self.engine.handle(ev.Want(visitor), now), second)
         elif kind == CALL:
-            self._call(row, index, visitor, second)
+            self._call(row, index, visitor, second, now)
         else:
             self.open_rows[visitor].discard(index)
             self._effects(self.engine.handle(ev.TabClosed(visitor, tab), now), second)
 
-    def _open(self, row: VisitRow, index: int, second: float) -> None:
+    def _open(self, row: VisitRow, index: int, second: float, now: datetime) -> None:
         known = self.engine_id.get(row.visitor)
         if known is None:
             address = _address(len(self.engine_id))
         else:
             address = self.engine.visitors[known].address
         hello = ev.TabOpened(known, f"t{index}", address, row.url, row.referrer)
-        effects = self.engine.handle(hello, at(second))
+        effects = self.engine.handle(hello, now)
         welcomed = next(e for e in effects if isinstance(e, ev.Welcomed))
         visitor = welcomed.visitor_id
         self.engine_id[row.visitor] = visitor
@@ -158,7 +157,7 @@ class Replay:
         self.open_rows.setdefault(visitor, set()).add(index)
         self._effects(effects, second)
 
-    def _call(self, row: VisitRow, index: int, visitor: str, second: float) -> None:
+    def _call(self, row: VisitRow, index: int, visitor: str, second: float, now: datetime) -> None:
         dialed: str | None = None
         if index in self.open_rows.get(visitor, ()):
             shown = self.engine.shown(visitor)
@@ -167,7 +166,7 @@ class Replay:
             dialed = self.last_dynamic.get(index) or self.last_shown.get(index)
         if dialed is None:
             dialed = DEFAULTS[AttributionKind.UNTRACKED]
-        verdict = attribute(self.engine.number_facts(dialed), at(second))
+        verdict = attribute(self.engine.number_facts(dialed), now)
         holder = verdict.lease.visitor_id if verdict.lease is not None else None
         correct = holder is not None and self.traffic_id.get(holder) == row.visitor
         self.tally.call(second, verdict.kind, correct)

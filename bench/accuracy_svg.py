@@ -6,7 +6,7 @@ correct shares; a legend sits inside the plot's lower right corner.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -38,12 +38,7 @@ def chart(series: Sequence[Series], title: str = "Calls tracked and correct per 
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
         f'<text x="{WIDTH / 2}" y="22" text-anchor="middle" font-size="15">{escape(title)}</text>',
     ]
-    for tick in range(0, 101, 10):
-        y = py(tick / 100)
-        parts.append(
-            f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
-        )
-        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}%</text>')
+    parts += _y_grid(py, plot_w)
     for tick in _x_ticks(x_max):
         x, bottom = px(tick), TOP + plot_h
         parts.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{bottom}" stroke="#eee"/>')
@@ -66,6 +61,17 @@ def chart(series: Sequence[Series], title: str = "Calls tracked and correct per 
     parts += _legend(series, LEFT + plot_w - 170, TOP + plot_h - 20 * len(series) - 10)
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _y_grid(py: Callable[[float], float], plot_w: int) -> list[str]:
+    out = []
+    for tick in range(0, 101, 10):
+        y = py(tick / 100)
+        out.append(
+            f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}" stroke="#ddd"/>'
+        )
+        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{tick}%</text>')
+    return out
 
 
 def _x_ticks(x_max: int) -> list[int]:

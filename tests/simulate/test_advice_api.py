@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from calltracking.services import Services
+from calltracking.store.queries.site_traffic import load_site_facts
 from tests.api.conftest import Api, numbers, serving, visitor
 
 
@@ -56,6 +57,13 @@ async def test_advice_names_the_smallest_pool_reaching_the_target(api: Api) -> N
     assert advice["reached"] is True
     assert (advice["pool"], advice["tracked_share"], advice["correct_share"]) == (3, 1.0, 1.0)
     assert any("attributed" in limit for limit in answer["limits"])
+
+    async with api.services.db.read() as conn:  # a busy site: only the latest visits replayed
+        cut = await load_site_facts(
+            conn, site["id"], t0 - timedelta(hours=1), api.services.clock(), max_visits=2
+        )
+    assert cut.truncated and cut.since == t0 + timedelta(minutes=1)
+    assert [v.started_at for v in cut.facts.visits] == [t0 + timedelta(minutes=m) for m in (1, 2)]
 
 
 @pytest.mark.parametrize(

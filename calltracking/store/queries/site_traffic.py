@@ -37,45 +37,13 @@ async def load_site_facts(
     until: datetime,
     max_visits: int = MAX_VISITS,
 ) -> LoadedFacts:
-    v = t.visits.c
-    visit_rows = list(
-        await conn.execute(
-            sa.select(v.id, v.visitor_id, v.started_at, v.last_seen_at, v.landing_url, v.referrer)
-            .where(v.site_id == site_id, v.started_at >= since, v.started_at < until)
-            .order_by(v.started_at.desc())
-            .limit(max_visits + 1)
-        )
-    )
-    truncated = len(visit_rows) > max_visits
-    visit_rows = visit_rows[:max_visits]
-    if truncated and visit_rows:
-        since = visit_rows[-1].started_at
-    visits = [
-        VisitFact(
-            r.id, r.visitor_id, r.started_at, r.last_seen_at, r.landing_url or "", r.referrer or ""
-        )
-        for r in reversed(visit_rows)
-    ]
-    visitor_ids = sorted({f.visitor_id for f in visits})
-    activity: dict[str, datetime] = {}
-    displays: list[DisplayFact] = []
-    for chunk in _chunks(visitor_ids):
-        vc = t.visitors.c
-        for row in await conn.execute(
-            sa.select(vc.id, vc.last_activity_at).where(vc.id.in_(chunk))
-        ):
-            activity[row.id] = row.last_activity_at
-    d = t.displays.c
-    for shown in await conn.execute(
-        sa.select(d.visitor_id, d.kind, d.e164, d.started_at, d.ended_at).where(
-            d.site_id == site_id,
-            d.started_at < until,
-            sa.or_(d.ended_at.is_(None), d.ended_at >= since),
-        )
-    ):
-        displays.append(
-            DisplayFact(shown.visitor_id, shown.kind, shown.e164, shown.started_at, shown.ended_at)
-        )
+    visits = await _visits(conn, site_id, since, until, max_visits)
+    truncated = len(visits) > max_visits
+    if truncated:
+        visits = visits[-max_visits:]
+        since = visits[0].started_at
+    activity = await _activity(conn, sorted({f.visitor_id for f in visits}))
+    displays = await _displays(conn, site_id, since, until)
     displays += await _leases_as_displays(conn, site_id, since, until)
     c = t.calls.c
     calls = [
@@ -87,6 +55,54 @@ async def load_site_facts(
         )
     ]
     return LoadedFacts(SiteFacts(visits, activity, displays, calls), since, truncated)
+
+
+async def _visits(
+    conn: AsyncConnection, site_id: str, since: datetime, until: datetime, max_visits: int
+) -> list[VisitFact]:
+    """The latest `max_visits + 1` visits in the window, oldest first (one more tells that
+    the window was cut)."""
+    v = t.visits.c
+    rows = await conn.execute(
+        sa.select(v.id, v.visitor_id, v.started_at, v.last_seen_at, v.landing_url, v.referrer)
+        .where(v.site_id == site_id, v.started_at >= since, v.started_at < until)
+        .order_by(v.started_at.desc())
+        .limit(max_visits + 1)
+    )
+    latest = [
+        VisitFact(
+            r.id, r.visitor_id, r.started_at, r.last_seen_at, r.landing_url or "", r.referrer or ""
+        )
+        for r in rows
+    ]
+    return latest[::-1]
+
+
+async def _activity(conn: AsyncConnection, visitor_ids: list[str]) -> dict[str, datetime]:
+    vc = t.visitors.c
+    activity: dict[str, datetime] = {}
+    for chunk in _chunks(visitor_ids):
+        for row in await conn.execute(
+            sa.select(vc.id, vc.last_activity_at).where(vc.id.in_(chunk))
+        ):
+            activity[row.id] = row.last_activity_at
+    return activity
+
+
+async def _displays(
+    conn: AsyncConnection, site_id: str, since: datetime, until: datetime
+) -> list[DisplayFact]:
+    d = t.displays.c
+    return [
+        DisplayFact(r.visitor_id, r.kind, r.e164, r.started_at, r.ended_at)
+        for r in await conn.execute(
+            sa.select(d.visitor_id, d.kind, d.e164, d.started_at, d.ended_at).where(
+                d.site_id == site_id,
+                d.started_at < until,
+                sa.or_(d.ended_at.is_(None), d.ended_at >= since),
+            )
+        )
+    ]
 
 
 async def _leases_as_displays(

@@ -95,6 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
     from calltracking.pbxsim.command import add_arguments
 
     add_arguments(sim)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="replay a traffic file through the production engine (accuracy per pool size)",
+        description="Replay a traffic CSV (visitor,start_s,end_s,last_active_s,url,referrer,"
+        "call_at_s) on a virtual clock and print calls, tracked and correct shares as JSON; "
+        "--sweep prints a table over pool sizes; --generate writes a file from the traffic model.",
+    )
+    from calltracking.simulate.command import add_arguments as add_simulate_arguments
+
+    add_simulate_arguments(simulate)
+
+    advise = commands.add_parser(
+        "advise",
+        help="size a site's pool from its own recent traffic (replayed through the simulator)",
+        description="Replay the site's last N days at other pool sizes and settings; print the "
+        "smallest pool (and show_delay_s, idle_timeout_s, hold_s) reaching the target tracked "
+        "share, with the expected correct share, as JSON.",
+    )
+    advise.add_argument("site", metavar="SITE", help="site id")
+    advise.add_argument("--target", type=float, default=0.95, help="tracked share (0.95)")
+    advise.add_argument("--days", type=int, default=7, help="days of traffic to replay (7)")
     return parser
 
 
@@ -150,6 +172,14 @@ async def _dispatch(args: argparse.Namespace, config: Config) -> int:
 
         given = given_settings(os.environ, args.config)
         return await run_demo(config, port=args.port, data=args.data, given=given)
+    if args.command == "simulate":
+        from calltracking.simulate.command import run_from_args as run_simulate
+
+        return run_simulate(args)
+    if args.command == "advise":
+        from calltracking.advise import run_advise_cli
+
+        return await run_advise_cli(config, args.site, target=args.target, days=args.days)
     if args.command == "pbx-sim":
         from calltracking.pbxsim.command import run_from_args
 

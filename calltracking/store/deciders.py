@@ -71,7 +71,8 @@ class _Slot:
 
 
 class DeciderService:
-    """Same interface as the database-only `VisitorService` it replaces."""
+    """What the websocket, the hub and the sweeper call: hello, activity, visibility, want,
+    tab closed, the current number, and the sweep of due times."""
 
     def __init__(self, db: Database, node_id: str, country_code: str) -> None:
         self.db = db

@@ -2,7 +2,7 @@
 real store as the contract says: one row per call, field by field, and its outbox events once.
 
 Each capture's DID is rewritten to a number of the test's site: the number a visitor was leased
-through `VisitorService.hello` before the call, one of the three defaults, a pool number never
+through `DeciderService.hello` before the call, one of the three defaults, a pool number never
 leased, or left as a number no site has.
 """
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from web.api import (
     accounts,
+    advice,
     call_feed,
     calls,
     numbers,
@@ -266,6 +267,19 @@ ROUTES: tuple[Route, ...] = (
         Access.ANY,
         query=(SINCE, UNTIL),
         response=schemas.REPORT,
+        errors=(404, 422),
+    ),
+    Route(
+        "GET",
+        f"{V1}/sites/{{site_id}}/advice",
+        advice.site_advice_handler,
+        "Pool size and settings reaching a tracked share, from the site's own traffic",
+        Access.ANY,
+        query=(
+            Param("target", *advice.TARGET_PARAM),
+            Param("days", *advice.DAYS_PARAM),
+        ),
+        response=advice.ADVICE,
         errors=(404, 422),
     ),
     Route(

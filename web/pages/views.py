@@ -26,6 +26,7 @@ STATIC_FILES = {
     "sitesetup.js": "application/javascript",
     "reports.js": "application/javascript",
     "qualification.js": "application/javascript",
+    "advice.js": "application/javascript",
 }
 # (path, template, page name, title); `{site_id}` / `{call_id}` become data attributes.
 PAGES = (

@@ -123,7 +123,15 @@ class Pool:
         self.leases[lease.visitor_id] = lease
 
     def idlest(self) -> Lease | None:
-        return next(iter(self.leases.values()), None)
+        """The lease idle longest; among equally idle ones the lowest number, as
+        `core.leases` orders them (leases sit in activity order, so ties are at the front)."""
+        best: Lease | None = None
+        for lease in self.leases.values():
+            if best is not None and lease.last_activity_at != best.last_activity_at:
+                break
+            if best is None or lease.e164 < best.e164:
+                best = lease
+        return best
 
     def top_address(self) -> tuple[str | None, int]:
         if not self.per_address:

@@ -6,7 +6,8 @@ What a visitor is shown (`_decide`, in this order):
     robot, or traffic outside `channels`        -> untracked
     an active lease                             -> dynamic (their number, in every tab)
     revoked for idleness, no activity since     -> expired
-    their number still in its hold              -> dynamic again at once (no new delay)
+    their number still in its hold, the address
+    under its lease cap                         -> dynamic again at once (no new delay)
     before `show_delay_s` since the visit start -> initial
     `lease_on` visible/interaction, no `want`   -> initial
     the address holds its cap of leases         -> untracked (refused, not waiting)
@@ -147,7 +148,8 @@ class SiteEngine:
                     visitor.tabs[event.tab_id] = event.visible
             elif isinstance(event, ev.Want):
                 visitor.wants = True
-                self._decide(visitor, now, out)
+                if visitor.tabs:  # a lease needs an open tab to end it
+                    self._decide(visitor, now, out)
         return out
 
     def _opened(self, event: ev.TabOpened, now: datetime, out: list[ev.Effect]) -> None:
@@ -296,7 +298,11 @@ class SiteEngine:
             return DisplayKind.DYNAMIC
         if visitor.revoked_at is not None:
             return DisplayKind.EXPIRED
-        if self._own_hold(visitor, now) is not None and self._allocate(visitor, now, out):
+        if (
+            not self._capped(visitor)
+            and self._own_hold(visitor, now) is not None
+            and self._allocate(visitor, now, out)
+        ):
             self._stop_waiting(visitor)
             return DisplayKind.DYNAMIC
         assert visitor.visit_started_at is not None

@@ -1,0 +1,1 @@
+"""Simulate traffic through the production engine (see replay.py)."""

@@ -32,7 +32,8 @@
     var url = ds.ws || (function () {
       var u = new URL(script.src, location.href);
       u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-      u.pathname = '/ws'; u.search = ''; u.hash = '';
+      // The site in the query lets a proxy send a site's sockets to one node.
+      u.pathname = '/ws'; u.search = '?site=' + encodeURIComponent(ds.site); u.hash = '';
       return u.href;
     })();
     var consentRequired = ds.consent === 'required';

@@ -117,6 +117,8 @@ async def running(
         if "web" in parts or "workers" in parts:
             # Runs after the tasks stopped and the tabs closed: their last events leave now.
             stack.push_async_callback(_flush_outbox, services)
+        # After the sockets closed and before the flush: queued lifecycle batches commit.
+        stack.push_async_callback(services.visitors.close)
         stack.push_async_callback(cancel_tasks)
         if "web" in parts or "workers" in parts:
             tasks.append(asyncio.create_task(_relay(services, stopping), name="outbox-relay"))

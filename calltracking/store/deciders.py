@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -80,7 +81,9 @@ class DeciderService:
         self.country_code = country_code
         self._slots: dict[str, _Slot] = {}
         self._tab_owner: dict[str, tuple[str, str]] = {}  # tab -> (site, visitor), this node
+        # Visitors with tabs on this node: their site, and how many tabs (forgotten at zero).
         self._visitor_site: dict[str, str] = {}
+        self._visitor_tabs: Counter[str] = Counter()
         self._discovered_at = float("-inf")
         self._stale_checked_at = float("-inf")
         self.batches = 0
@@ -135,6 +138,7 @@ class DeciderService:
         if welcome.visit_id:
             self._tab_owner[tab_id] = (site.id, welcome.visitor_id)
             self._visitor_site[welcome.visitor_id] = site.id
+            self._visitor_tabs[welcome.visitor_id] += 1
         return welcome
 
     async def activity(
@@ -163,6 +167,11 @@ class DeciderService:
 
     async def tab_closed(self, site: Site, visitor_id: str, tab_id: str, now: datetime) -> set[str]:
         known = self._tab_owner.pop(tab_id, None)
+        if known is not None:
+            self._visitor_tabs[visitor_id] -= 1
+            if self._visitor_tabs[visitor_id] <= 0:
+                del self._visitor_tabs[visitor_id]
+                self._visitor_site.pop(visitor_id, None)
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> set[str]:
             return await self._close_tab(conn, engine, writes, visitor_id, tab_id, now)
@@ -218,6 +227,7 @@ class DeciderService:
         if clock - self._discovered_at >= DISCOVER_EVERY_S:
             self._discovered_at = clock
             await self._discover(now)
+            await self._forget(now)
         stale: dict[str, list[tuple[str, str]]] = {}
         if clock - self._stale_checked_at >= STALE_TABS_EVERY_S:
             self._stale_checked_at = clock
@@ -248,8 +258,12 @@ class DeciderService:
                 log.exception("site %s: sweep failed", site_id)
         return changed
 
-    async def close(self) -> None:
-        drains = [slot.drain for slot in self._slots.values() if slot.drain is not None]
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Let queued batches commit (the last tabs' closes among them); cancel what is left
+        after `grace_s`."""
+        drains = [s.drain for s in self._slots.values() if s.drain and not s.drain.done()]
+        if drains:
+            await asyncio.wait(drains, timeout=grace_s)
         for task in drains:
             task.cancel()
         await asyncio.gather(*drains, return_exceptions=True)
@@ -419,6 +433,22 @@ class DeciderService:
             if site is not None and site.deleted_at is None:
                 self._slots.setdefault(site.id, _Slot(site))
                 await self._submit(site, _noop, now)
+
+    async def _forget(self, now: datetime) -> None:
+        """Bounded memory: visitors the engine can restore from the store when they come back,
+        and hello-rate buckets that refilled, leave memory. Run as a batch so that no batch
+        is half-way through them."""
+
+        async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:
+            engine.forget_idle(now)
+            engine.hello_rate.forget_full(now)
+
+        for slot in list(self._slots.values()):
+            if slot.engine is not None:
+                try:
+                    await self._submit(slot.site, op, now)
+                except Exception:
+                    log.exception("site %s: forgetting idle visitors failed", slot.site.id)
 
     async def _stale_tabs(self, now: datetime) -> dict[str, list[tuple[str, str]]]:
         async with self.db.read() as conn:

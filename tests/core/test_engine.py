@@ -356,3 +356,15 @@ def test_random_traffic_keeps_every_invariant(
         _check_invariants(site)
         if site.visitors:
             _agrees_with_the_specification(site, now)
+
+
+def test_visitors_with_nothing_left_to_continue_leave_memory() -> None:
+    site = engine(hold_s=300)
+    gone = open_tab(site, 0, tab="a", address="192.0.2.1")
+    held = open_tab(site, 0, tab="b", address="192.0.2.2")
+    site.handle(ev.TabClosed(gone, "a"), at(10))
+    site.handle(ev.TabClosed(held, "b"), at(1700))
+    assert site.forget_idle(at(1810)) == 1  # 30 minutes after its visit; its hold is over
+    assert gone not in site.visitors and held in site.visitors  # still in its hold
+    assert site.forget_idle(at(1700 + 1801)) == 1
+    assert site.visitors == {}

@@ -13,8 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from calltracking.quiet_log import QuietLog
 from calltracking.services import Services
+from calltracking.store.sites import Site, get_site_by_key
 from web.hub import Hub
-from web.keys import HUB, SERVICES
+from web.keys import HUB, SERVICES, SITES
+from web.site_cache import SiteCache
 from web.ws import visitor_socket
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,12 @@ def create_app(services: Services) -> web.Application:
     app = web.Application(client_max_size=256 * 1024)
     app[SERVICES] = services
     app[HUB] = Hub(services.visitors, services.clock)
+
+    async def site_by_key(key: str) -> Site | None:
+        async with services.db.read() as conn:
+            return await get_site_by_key(conn, key)
+
+    app[SITES] = SiteCache(site_by_key)
     app.router.add_get("/ws", visitor_socket)
     app.router.add_get("/snippet.js", snippet)
     app.router.add_get("/favicon.ico", favicon)

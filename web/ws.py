@@ -30,10 +30,10 @@ from urllib.parse import urlsplit
 from aiohttp import WSMessage, WSMsgType, web
 
 from calltracking.services import Services
-from calltracking.store.sites import Site, get_site_by_key
+from calltracking.store.sites import Site
 from calltracking.store.visitors import Hello
 from web.hub import Hub, Tab
-from web.keys import HUB, SERVICES
+from web.keys import HUB, SERVICES, SITES
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10.0
@@ -206,8 +206,7 @@ async def _serve(
     except Malformed as exc:
         await _refuse(ws, 4400, str(exc))
         return
-    async with services.db.read() as conn:
-        site = await get_site_by_key(conn, site_key)
+    site = await request.app[SITES].by_key(site_key)
     if site is None:
         await _refuse(ws, 4404, "unknown site")
         return

@@ -272,10 +272,8 @@ class DeciderService:
 
     async def _submit(self, site: Site, op: Op, now: datetime) -> Any:
         slot = self._slots.get(site.id)
-        if slot is None:
+        if slot is None:  # later batches take the site as the database has it
             slot = self._slots[site.id] = _Slot(site)
-        elif site is not slot.site:
-            slot.site = site
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         slot.pending.append((op, now, future))
         if slot.drain is None or slot.drain.done():

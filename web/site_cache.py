@@ -1,0 +1,44 @@
+"""Sites by key for visitor hellos, remembered for a moment.
+
+Thousands of hellos a second would otherwise each pay a database read for the same row. The
+hello uses the site only to find it, check the `Origin` and tell the snippet `lease_on`; a
+change to the domains reaches new hellos within `TTL_S`. What a visitor is shown is decided on
+the site as the database has it (the deciding batch reloads it whenever the site's state
+version moved), never on this copy. Unknown keys are not remembered, so a flood of made-up keys
+cannot fill memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from calltracking.store.sites import Site
+
+TTL_S = 2.0
+MAX_SITES = 10_000
+
+
+class SiteCache:
+    def __init__(
+        self,
+        load: Callable[[str], Awaitable[Site | None]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._clock = clock
+        self._sites: dict[str, tuple[float, Site]] = {}
+
+    async def by_key(self, key: str) -> Site | None:
+        now = self._clock()
+        cached = self._sites.get(key)
+        if cached is not None and now - cached[0] < TTL_S:
+            return cached[1]
+        site = await self._load(key)
+        if site is None:
+            self._sites.pop(key, None)
+            return None
+        if len(self._sites) >= MAX_SITES:
+            self._sites.clear()
+        self._sites[key] = (now, site)
+        return site

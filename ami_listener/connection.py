@@ -23,11 +23,26 @@ What panoramisk 1.4 does on Python 3.11 (read from its source and checked by tes
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
+
+log = logging.getLogger(__name__)
+
+
+class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk is untyped
+    """panoramisk's protocol, minus one way a broken block kills the connection: a header
+    given twice comes out as a list, and `handle_message` then fails on `.lower()` inside
+    `data_received`, which asyncio answers by closing the socket. Such a block is dropped."""
+
+    def handle_message(self, message: Any) -> None:
+        if any(isinstance(message.get(name), list) for name in ("Event", "Response", "ActionID")):
+            log.warning("AMI block with a repeated Event/Response/ActionID header dropped")
+            return
+        super().handle_message(message)
 
 
 class LoginFailed(Exception):
@@ -110,7 +125,7 @@ class AmiSession:
         )
         manager.register_event("*", lambda _m, message: on_event(as_dict(message)))
         transport, protocol = await asyncio.wait_for(
-            loop.create_connection(AMIProtocol, host, port), connect_timeout
+            loop.create_connection(_Protocol, host, port), connect_timeout
         )
         made: asyncio.Future[tuple[Any, Any]] = loop.create_future()
         made.set_result((transport, protocol))

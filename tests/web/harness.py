@@ -27,6 +27,8 @@ def web_config(tmp_path: Path, **overrides: Any) -> Config:
         "http_port": 0,
         "admin_token": "admin-secret",
         "recordings_dir": tmp_path,
+        # Site owners' servers in these tests listen on loopback (webhook targets among them).
+        "webhook_allow_private": True,
     }
     values.update(overrides)
     return Config(**values)

@@ -1,18 +1,17 @@
 /* The report page's "Pool sizing" panel: asks GET /api/v1/sites/{id}/advice (the site's own
  * traffic replayed through the simulator at other pool sizes and settings) and shows the
- * answer as text. Rules: the same sessionStorage token as dashboard.js, values put in the page
- * as text (never HTML), one request at a time (a replay costs the server seconds).
+ * answer as text. Rules: requests go through dashboard.js's `api` (the signed-in session),
+ * values put in the page as text (never HTML), one request at a time (a replay costs the
+ * server seconds).
  */
 (function () {
   "use strict";
 
-  var TOKEN_KEY = "calltracking.token";
   var form = document.getElementById("advice-form");
   var out = document.getElementById("advice");
   if (!form || !out) return;
   var siteId = document.body.dataset.siteId;
 
-  function token() { try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; } }
   function line(text, cls) {
     var p = document.createElement("p");
     if (cls) p.className = cls;
@@ -49,16 +48,9 @@
     button.disabled = true;
     clear();
     line("Replaying the site's traffic…", "muted");
-    var url = "/api/v1/sites/" + encodeURIComponent(siteId) + "/advice?target=" +
+    var path = "/sites/" + encodeURIComponent(siteId) + "/advice?target=" +
       encodeURIComponent(target) + "&days=" + encodeURIComponent(days);
-    fetch(url, { headers: { Accept: "application/json", Authorization: "Bearer " + token() },
-      credentials: "omit", cache: "no-store" })
-      .then(function (r) {
-        return r.json().then(function (data) {
-          if (!r.ok) throw new Error((data && data.error && data.error.message) || "HTTP " + r.status);
-          return data;
-        });
-      })
+    window.CalltrackingDashboard.api("GET", path)
       .then(render, function (e) { clear(); line(String(e.message || e), "error"); })
       .then(function () { button.disabled = false; });
   });

@@ -126,8 +126,7 @@
     function connect() {
       if (stopped) return;
       controller = new AbortController();
-      var headers = { Accept: "text/event-stream" }, token = D().token ? D().token() : "";
-      if (token) headers.Authorization = "Bearer " + token;
+      var headers = { Accept: "text/event-stream" }; // the session cookie authorises it
       fetch("/api/v1" + path, { headers: headers, credentials: "same-origin", cache: "no-store", signal: controller.signal })
         .then(function (response) {
           if (!response.ok || !response.body) throw new Error("stream answered " + response.status);

@@ -429,131 +429,12 @@
     }, failed);
   }
 
-  // ---- calls list -------------------------------------------------------------------------------
-  function callFilters() {
-    var f = {};
-    ["site", "kind", "status", "source"].forEach(function (k) { f[k] = $("q-" + k).value.trim(); });
-    var since = $("q-since").value, until = $("q-until").value;
-    f.since = since ? dayToIso(since, 0) : "";
-    f.until = until ? dayToIso(until, 1) : "";
-    return f;
-  }
-  function apiCallQuery(f, cursor, limit) {
-    return query({ site: f.site, since: f.since, until: f.until, kind: f.kind, status: f.status,
-      limit: limit || 50, cursor: cursor || "" });
-  }
-  function sourceOf(call) {
-    var a = call.attribution || {}, s = a.session;
-    if (s) return [s.source || "", s.medium || ""];
-    if (a.label) return [a.label.split("/")[0], a.label.split("/")[1] || ""];
-    return ["", ""];
-  }
-  function matchesSource(call, wanted) {
-    if (!wanted) return true;
-    var sm = sourceOf(call);
-    return (sm[0] + "/" + sm[1]).toLowerCase().indexOf(wanted.toLowerCase()) >= 0;
-  }
-
-  function callsPage() {
-    var params = pageParams(), cursors = [""], index = 0, current = [];
-    ["site", "kind", "status", "source", "since", "until"].forEach(function (k) { if (params[k]) $("q-" + k).value = params[k]; });
-    api("GET", "/sites").then(function (data) {
-      var select = $("q-site");
-      listOf(data, "sites").forEach(function (s) { select.appendChild(el("option", { value: s.id, text: s.name })); });
-      if (params.site) select.value = params.site;
-    }, function () {});
-    var live = 0;
-    function load() {
-      var f = callFilters();
-      $("page-info").textContent = "Loading…";
-      api("GET", "/calls" + apiCallQuery(f, cursors[index])).then(function (data) {
-        current = listOf(data, "calls").filter(function (c) { return matchesSource(c, f.source); });
-        renderCalls(current);
-        if (data && data.next) cursors[index + 1] = data.next; else cursors.length = index + 1;
-        $("prev-page").disabled = index === 0;
-        $("next-page").disabled = !(data && data.next);
-        $("page-info").textContent = "Page " + (index + 1) + " · " + current.length + " calls";
-        // The first page follows live calls: while one is ringing, look again in a few seconds.
-        clearTimeout(live);
-        if (index === 0 && current.some(function (c) { return c.status === "ringing"; })) {
-          live = setTimeout(load, 5000);
-        }
-      }, failed);
-    }
-    $("call-filters").addEventListener("submit", function (ev) {
-      ev.preventDefault();
-      cursors = [""]; index = 0;
-      var p = {};
-      ["site", "kind", "status", "source", "since", "until"].forEach(function (k) { p[k] = $("q-" + k).value; });
-      history.replaceState(null, "", location.pathname + query(p));
-      load();
-    });
-    $("refresh-calls").addEventListener("click", load);
-    $("next-page").addEventListener("click", function () { index += 1; load(); });
-    $("prev-page").addEventListener("click", function () { index = Math.max(0, index - 1); load(); });
-    $("export-csv").addEventListener("click", function () { exportCsv(callFilters()); });
-    load();
-  }
-  function renderCalls(calls) {
-    var tbody = clear($("calls-body"));
-    if (!calls.length) tbody.appendChild(el("tr", null, el("td", { colspan: 10, "class": "muted", text: "No calls match." })));
-    calls.forEach(function (c) {
-      var a = c.attribution || {}, s = a.session || {}, sm = sourceOf(c);
-      var href = "/dashboard/calls/" + encodeURIComponent(c.id);
-      tbody.appendChild(el("tr", { "class": "link-row", "data-call": c.id, onclick: function (ev) {
-        if (ev.target.tagName !== "A") location.href = href;
-      } },
-        el("td", null, el("a", { href: href, text: fmtTime(c.started_at) })),
-        el("td", { text: c.did }),
-        el("td", { text: c.caller || "anonymous" }),
-        el("td", null, el("span", { "class": "state state-" + c.status, text: c.status })),
-        el("td", { "class": "num", text: fmtSeconds(c.talk_s) }),
-        el("td", { text: a.kind || "" }),
-        el("td", { text: sm[0] ? sm[0] + " / " + sm[1] : "" }),
-        el("td", { text: s.campaign || "" }),
-        el("td", { text: c.lead ? "lead" : "" }),
-        el("td", { text: c.recording_url || c.has_recording ? "●" : "" })));
-    });
-  }
-
-  var CSV_COLUMNS = ["id", "site_id", "started_at", "answered_at", "ended_at", "did", "caller", "status",
-    "duration_s", "talk_s", "answered_by", "kind", "confidence", "source", "medium", "campaign", "term",
-    "content", "landing_url", "lead", "first_time_caller", "spam", "ga4", "metrika"];
-  function csvRow(c) {
-    var a = c.attribution || {}, s = a.session || {}, e = c.exports || {}, sm = sourceOf(c);
-    return [c.id, c.site_id, c.started_at, c.answered_at, c.ended_at, c.did, c.caller, c.status,
-      c.duration_s, c.talk_s, c.answered_by, a.kind, a.confidence, sm[0], sm[1], s.campaign, s.term,
-      s.content, s.landing_url, c.lead, c.first_time_caller, c.spam, e.ga4, e.metrika];
-  }
-  /** One CSV cell (the same rules as calltracking/core/spreadsheet.py): whatever a spreadsheet could
-   * read as a formula (first character = + - @, tab, CR or LF) gets a leading apostrophe, numbers
-   * too: "+74951110001" and "-2" open as the text they are, "+1+cmd|..." never runs. */
+  // ---- CSV: one rule for every export (calls.js uses it) ---------------------------------------
   function csvCell(v) {
     if (v === null || v === undefined) return "";
     var text = String(v);
     if (/^[=+\-@\t\r\n]/.test(text)) text = "'" + text;
     return /[",\n\r;]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
-  }
-  /** Every call of the filter (pages of 500, at most 100 pages), saved as a CSV file. */
-  function exportCsv(f) {
-    var rows = [], pages = 0, button = $("export-csv");
-    button.disabled = true;
-    function next(cursor) {
-      return api("GET", "/calls" + apiCallQuery(f, cursor, 500)).then(function (data) {
-        listOf(data, "calls").forEach(function (c) { if (matchesSource(c, f.source)) rows.push(csvRow(c)); });
-        pages += 1;
-        if (data && data.next && pages < 100) return next(data.next);
-      });
-    }
-    next("").then(function () {
-      var text = [CSV_COLUMNS].concat(rows).map(function (r) { return r.map(csvCell).join(","); }).join("\r\n") + "\r\n";
-      var url = URL.createObjectURL(new Blob(["\ufeff" + text], { type: "text/csv;charset=utf-8" }));
-      var link = el("a", { href: url, download: "calls-" + dateInput(new Date()) + ".csv" });
-      document.body.appendChild(link);
-      link.click();
-      link.remove();
-      setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
-    }, failed).then(function () { button.disabled = false; });
   }
 
   // ---- one call --------------------------------------------------------------------------------
@@ -727,7 +608,7 @@
   }
 
   // ---- start -------------------------------------------------------------------------------
-  var PAGES = { login: loginPage, sites: sitesPage, site: sitePage, calls: callsPage, call: callPage };
+  var PAGES = { login: loginPage, sites: sitesPage, site: sitePage, call: callPage };
   function start() {
     var page = body.dataset.page;
     var out = $("sign-out");

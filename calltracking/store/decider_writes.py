@@ -47,6 +47,7 @@ class BatchWrites:
         self.pool_events: list[dict[str, Any]] = []
         self.outbox: list[Event] = []
         self.touched: set[str] = set()
+        self.looked_up: set[str] = set()  # visitor ids already sought in the store this batch
 
     def __bool__(self) -> bool:
         return bool(self.touched or self.tabs_gone or self.tabs_visible or self.tabs_seen)

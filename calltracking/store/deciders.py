@@ -62,12 +62,20 @@ ATTEMPTS = 4
 Op = Callable[[AsyncConnection, SiteEngine, BatchWrites], Awaitable[Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Item:
+    op: Op
+    now: datetime
+    future: asyncio.Future[Any]
+    visitor: str | None = None  # restored with the whole batch's, before any op runs
+
+
 @dataclass
 class _Slot:
     site: Site
     engine: SiteEngine | None = None
     version: int = -1
-    pending: list[tuple[Op, datetime, asyncio.Future[Any]]] = field(default_factory=list)
+    pending: list[_Item] = field(default_factory=list)
     drain: asyncio.Task[None] | None = None
 
 
@@ -96,8 +104,8 @@ class DeciderService:
         bot = hello.automated or is_crawler(hello.user_agent)
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> Welcome:
-            if hello.visitor_id and hello.visitor_id not in engine.visitors:
-                await restore_visitors(conn, engine, [hello.visitor_id], now)
+            if hello.visitor_id:
+                await self._ensure(conn, engine, writes, hello.visitor_id, now)
             opened = ev.TabOpened(
                 hello.visitor_id, tab_id, hello.address, hello.url, hello.referrer, bot
             )
@@ -134,7 +142,7 @@ class DeciderService:
                 frozenset(_changed(effects) - {visitor_id}),
             )
 
-        welcome: Welcome = await self._submit(site, op, now)
+        welcome: Welcome = await self._submit(site, op, now, hello.visitor_id)
         if welcome.visit_id:
             self._tab_owner[tab_id] = (site.id, welcome.visitor_id)
             self._visitor_site[welcome.visitor_id] = site.id
@@ -159,7 +167,7 @@ class DeciderService:
             return
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:
-            await self._ensure(conn, engine, visitor_id, now)
+            await self._ensure(conn, engine, writes, visitor_id, now)
             engine.handle(ev.Visibility(visitor_id, tab_id, visible), now)
             writes.tabs_visible[tab_id] = visible
 
@@ -182,7 +190,7 @@ class DeciderService:
                 exists = await conn.scalar(sa.select(t.tabs.c.id).where(t.tabs.c.id == tab_id))
             if exists is None:
                 return set()
-        changed: set[str] = await self._submit(site, op, now)
+        changed: set[str] = await self._submit(site, op, now, visitor_id)
         return changed
 
     async def current(self, visitor_id: str, now: datetime) -> Shown | None:
@@ -209,7 +217,7 @@ class DeciderService:
             return None
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> Shown:
-            await self._ensure(conn, engine, visitor_id, now)
+            await self._ensure(conn, engine, writes, visitor_id, now)
             return self._now_shown(engine, visitor_id)
 
         shown: Shown = await self._submit(site, op, now)
@@ -270,12 +278,12 @@ class DeciderService:
 
     # -- batches ------------------------------------------------------------------------------
 
-    async def _submit(self, site: Site, op: Op, now: datetime) -> Any:
+    async def _submit(self, site: Site, op: Op, now: datetime, visitor: str | None = None) -> Any:
         slot = self._slots.get(site.id)
         if slot is None:  # later batches take the site as the database has it
             slot = self._slots[site.id] = _Slot(site)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        slot.pending.append((op, now, future))
+        slot.pending.append(_Item(op, now, future, visitor))
         if slot.drain is None or slot.drain.done():
             slot.drain = asyncio.ensure_future(self._drain(slot))
         return await asyncio.shield(future)
@@ -285,9 +293,7 @@ class DeciderService:
             batch, slot.pending = slot.pending[:BATCH_MAX], slot.pending[BATCH_MAX:]
             await self._run(slot, batch)
 
-    async def _run(
-        self, slot: _Slot, batch: list[tuple[Op, datetime, asyncio.Future[Any]]]
-    ) -> None:
+    async def _run(self, slot: _Slot, batch: list[_Item]) -> None:
         for attempt in range(ATTEMPTS):
             try:
                 results = await self._transaction(slot, batch)
@@ -299,23 +305,21 @@ class DeciderService:
                 continue
             except Exception as exc:
                 slot.engine = None
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
                 return
-            for (_, _, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            for item, result in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(result)
             return
         error = StaleState(f"site {slot.site.id}: the state kept moving; giving up this batch")
-        for _, _, future in batch:
-            if not future.done():
-                future.set_exception(error)
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(error)
 
-    async def _transaction(
-        self, slot: _Slot, batch: list[tuple[Op, datetime, asyncio.Future[Any]]]
-    ) -> list[Any]:
-        first_now = batch[0][1]
+    async def _transaction(self, slot: _Slot, batch: list[_Item]) -> list[Any]:
+        first_now = batch[0].now
         async with self.db.write() as conn:
             version = await site_state.lock_site(conn, slot.site.id)
             if slot.engine is None or version != slot.version:
@@ -327,10 +331,16 @@ class DeciderService:
             engine.update_rules(rules_of(slot.site))
             if _may_grow(engine, len(batch)):
                 await offer_reserve(conn, engine, slot.site, first_now, want=len(batch))
+            # Returning visitors the engine does not hold (after a restart: all of them) come
+            # back in a few queries for the whole batch, not a few each.
+            returning = {item.visitor for item in batch if item.visitor} - engine.visitors.keys()
+            if returning:
+                await restore_visitors(conn, engine, returning, first_now)
             writes = BatchWrites(slot.site.id, self.node_id)
+            writes.looked_up |= returning
             results = []
-            for op, _now, _ in batch:
-                results.append(await op(conn, engine, writes))
+            for item in batch:
+                results.append(await item.op(conn, engine, writes))
             await writes.flush(conn, engine)
             if writes.grown:
                 await _check_account_limit(conn, slot.site.account_id)
@@ -351,14 +361,14 @@ class DeciderService:
         async def op(
             conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites
         ) -> tuple[Shown, set[str]]:
-            await self._ensure(conn, engine, visitor_id, now)
+            await self._ensure(conn, engine, writes, visitor_id, now)
             effects = engine.handle(event, now)
             writes.add(effects, engine)
             if visitor_id in engine.visitors:
                 writes.touched.add(visitor_id)
             return self._now_shown(engine, visitor_id), _changed(effects) - {visitor_id}
 
-        result: tuple[Shown, set[str]] = await self._submit(site, op, now)
+        result: tuple[Shown, set[str]] = await self._submit(site, op, now, visitor_id)
         return result
 
     async def _close_tab(
@@ -370,7 +380,7 @@ class DeciderService:
         tab_id: str,
         now: datetime,
     ) -> set[str]:
-        await self._ensure(conn, engine, visitor_id, now)
+        await self._ensure(conn, engine, writes, visitor_id, now)
         effects = engine.handle(ev.TabClosed(visitor_id, tab_id), now)
         writes.add(effects, engine)
         if writes.tabs_new.pop(tab_id, None) is None:
@@ -382,9 +392,17 @@ class DeciderService:
         return _changed(effects) - {visitor_id}
 
     async def _ensure(
-        self, conn: AsyncConnection, engine: SiteEngine, visitor_id: str, now: datetime
+        self,
+        conn: AsyncConnection,
+        engine: SiteEngine,
+        writes: BatchWrites,
+        visitor_id: str,
+        now: datetime,
     ) -> None:
-        if visitor_id not in engine.visitors:
+        """The visitor in the engine, from the store if need be (once per batch: a forged id
+        is looked up once, not by every op that names it)."""
+        if visitor_id not in engine.visitors and visitor_id not in writes.looked_up:
+            writes.looked_up.add(visitor_id)
             await restore_visitors(conn, engine, [visitor_id], now)
 
     def _now_shown(self, engine: SiteEngine, visitor_id: str) -> Shown:

@@ -1,0 +1,177 @@
+"""Reconnect storm: every open tab comes back at once after a tracker restart (a deploy).
+
+`--visitors` visitors with `--tabs` tabs each open against `calltracking serve` (a child process,
+on a fresh SQLite file, or `--database-url` PostgreSQL), each tab from its visitor's own client
+address through a trusted proxy header. When every tab shows its dynamic number, the tracker is
+stopped with SIGTERM (tabs are closed with 1012, leases end, holds begin) and started again on
+the same database; then every tab reconnects at the same instant with its visitor id. Measured:
+the time until every tab shows a number again, how many show their own number from before (the
+rest changed hands: must be none), and the tracker's CPU seconds for the storm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.common import DESKTOP_UA, LOOPBACK, ORIGIN, raise_nofile, seed_site
+from calltracking.store.db import Database
+from calltracking.store.migrate import migrate
+
+READY_TIMEOUT_S = 60.0
+STORM_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Tab:
+    visitor_index: int
+    visitor_id: str | None = None
+    number: str | None = None
+    ws: aiohttp.ClientWebSocketResponse | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Storm:
+    tabs: list[Tab] = field(default_factory=list)
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def start_tracker(database_url: str, port: int) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "CALLTRACKING_DATABASE_URL": database_url,
+        "CALLTRACKING_HTTP_PORT": str(port),
+        "CALLTRACKING_AGI_PORT": "0",
+        "CALLTRACKING_TRUSTED_PROXIES": LOOPBACK,
+        "CALLTRACKING_WS_MAX_PER_ADDRESS": "100000",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "calltracking.cli", "serve",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(f"http://{LOOPBACK}:{port}/healthz") as response:
+                    if response.status == 200:
+                        return proc
+            except aiohttp.ClientError:
+                pass
+            if proc.returncode is not None:
+                raise RuntimeError("the tracker did not start")
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the tracker did not answer /healthz")
+
+
+async def open_tab(
+    http: aiohttp.ClientSession, port: int, site_key: str, tab: Tab, gate: asyncio.Semaphore
+) -> None:
+    i = tab.visitor_index
+    headers = {
+        "Origin": ORIGIN,
+        "User-Agent": DESKTOP_UA,
+        "X-Forwarded-For": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+    }
+    async with gate:
+        begin = time.perf_counter()
+        tab.ws = await http.ws_connect(f"http://{LOOPBACK}:{port}/ws", headers=headers)
+        hello = {"type": "hello", "site": site_key, "visitor": tab.visitor_id, "tab": "t",
+                 "url": "https://shop.example/", "referrer": ""}  # fmt: skip
+        await tab.ws.send_str(json.dumps(hello))
+        while True:
+            msg = await tab.ws.receive(timeout=STORM_TIMEOUT_S)
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                raise ConnectionError(f"closed: {tab.ws.close_code}")
+            frame: dict[str, Any] = json.loads(msg.data)
+            if frame.get("type") == "welcome":
+                tab.visitor_id = tab.visitor_id or frame["visitor"]
+            if frame.get("type") == "number" and frame.get("kind") == "dynamic":
+                tab.number = frame["e164"]
+                tab.seconds = time.perf_counter() - begin
+                return
+
+
+async def run(visitors: int, tabs: int, database_url: str | None, opening: int) -> dict[str, Any]:
+    raise_nofile(4 * visitors * tabs + 1024)
+    with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
+        url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}"
+        db = Database(url)
+        await migrate(db)
+        site = await seed_site(db, visitors + 10)
+        await db.close()
+        port = 18_000 + os.getpid() % 1000
+        tracker = await start_tracker(url, port)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            first = [Tab(v) for v in range(visitors)]
+            gate = asyncio.Semaphore(opening)
+            # Each visitor's first tab mints the visitor; its other tabs then join it.
+            await asyncio.gather(*(open_tab(http, port, site.key, t, gate) for t in first))
+            more = [Tab(t.visitor_index, t.visitor_id) for t in first for _ in range(tabs - 1)]
+            await asyncio.gather(*(open_tab(http, port, site.key, t, gate) for t in more))
+            before = {t.visitor_id: t.number for t in first}
+            tracker.send_signal(signal.SIGTERM)
+            await tracker.wait()
+            for t in first + more:
+                if t.ws is not None:
+                    await t.ws.close()
+            tracker = await start_tracker(url, port)
+            cpu_before = _cpu_s(tracker.pid)
+            storm = [Tab(t.visitor_index, t.visitor_id) for t in first + more]
+            begin = time.perf_counter()
+            results = await asyncio.gather(
+                *(open_tab(http, port, site.key, t, asyncio.Semaphore(len(storm))) for t in storm),
+                return_exceptions=True,
+            )
+            storm_s = time.perf_counter() - begin
+            cpu_s = _cpu_s(tracker.pid) - cpu_before
+            for t in storm:
+                if t.ws is not None:
+                    await t.ws.close()
+        tracker.send_signal(signal.SIGTERM)
+        await tracker.wait()
+    failed = sum(isinstance(r, BaseException) for r in results)
+    same = sum(1 for t in storm if t.number is not None and t.number == before[t.visitor_id])
+    return {
+        "visitors": visitors,
+        "tabs": len(storm),
+        "storm_s": round(storm_s, 2),
+        "slowest_tab_s": round(max((t.seconds for t in storm), default=0.0), 2),
+        "own_number_again": same,
+        "changed_hands": len(storm) - same - failed,
+        "failed": failed,
+        "tracker_cpu_s": round(cpu_s, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--visitors", type=int, default=5000)
+    parser.add_argument("--tabs", type=int, default=2)
+    parser.add_argument("--opening", type=int, default=100, help="handshakes in flight at first")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL (an empty database)")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.visitors, args.tabs, args.database_url, args.opening))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -34,6 +34,14 @@ BROWSER_NETWORK_LOG = re.compile(r"^Failed to load resource")
 # label -> value of every bar or point of one chart.
 VALUES_JS = "ms => Object.fromEntries(ms.map(m => [m.dataset.label, +m.dataset.value]))"
 CALLER = "+79161234567"
+
+
+def display_of(e164: str) -> str:
+    """E.164 in the default display format `+7 (XXX) XXX-XX-XX`."""
+    n = e164.removeprefix("+7")
+    return f"+7 ({n[:3]}) {n[3:6]}-{n[6:8]}-{n[8:]}"
+
+
 NEW_CALLER = "+79035550101"
 
 
@@ -226,8 +234,10 @@ async def test_a_call_page_plays_its_recording_and_draws_the_waveform(dash: Dash
     await dash.open(f"/dashboard/calls/{call_id}")
 
     details = page.locator("#call-details")
-    await expect(details.locator('[data-key="did"]')).to_have_text(number)
-    await expect(details.locator('[data-key="caller"]')).to_have_text(CALLER)
+    # Numbers in the site's display format, the E.164 form in the title.
+    await expect(details.locator('[data-key="did"]')).to_have_text(display_of(number))
+    await expect(details.locator('[data-key="did"] span')).to_have_attribute("title", number)
+    await expect(details.locator('[data-key="caller"]')).to_have_text("+7 (916) 123-45-67")
     await expect(details.locator('[data-key="status"]')).to_have_text("answered")
     await expect(details.locator('[data-key="talk_s"]')).to_have_text("32 s")
     attribution = page.locator("#call-attribution")

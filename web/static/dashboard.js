@@ -412,6 +412,17 @@
     target.focus();
   }
 
+  // A number in its site's display format (E.164 when it does not fit, or before the
+  // signed-in context is known); the E.164 form stays in the title.
+  function fmtNumber(e164, siteId) {
+    var P = window.CalltrackingProduct;
+    if (!e164 || !P || !P.current) return e164 || "";
+    return P.number(e164, P.current.numberFormat(siteId));
+  }
+  function numberCell(e164, siteId) {
+    return el("span", { title: e164 || "", text: fmtNumber(e164, siteId) });
+  }
+
   function loadPool(id) {
     api("GET", "/sites/" + encodeURIComponent(id) + "/pool").then(function (data) {
       var rows = listOf(data, "numbers");
@@ -421,7 +432,7 @@
       rows.forEach(function (n) {
         var state = pick(n, "state") || "";
         tbody.appendChild(el("tr", { "data-number": pick(n, "e164", "number") },
-          el("td", { text: pick(n, "e164", "number") }),
+          el("td", null, numberCell(pick(n, "e164", "number"), id)),
           el("td", null, el("span", { "class": "state state-" + state, text: state }), n.label ? " " + n.label : ""),
           el("td", { text: fmtTime(pick(n, "last_released_at", "released_at", "last_release", "last_release_at")) }),
           el("td", { text: pick(n, "visitor", "visitor_id") || "" })));
@@ -469,10 +480,11 @@
   }
   function renderCall(c, retry) {
     var a = c.attribution || {}, s = a.session || {};
-    $("call-title").textContent = "Call " + (c.caller || "anonymous") + " → " + c.did;
+    $("call-title").textContent = "Call " + (fmtNumber(c.caller, c.site_id) || "anonymous") + " → " + fmtNumber(c.did, c.site_id);
     if (c.site_id) $("back-to-calls").href = "/dashboard/calls?site=" + encodeURIComponent(c.site_id);
     dl($("call-details"), [
-      ["Number dialled", c.did, "did"], ["Caller", c.caller || "anonymous", "caller"],
+      ["Number dialled", numberCell(c.did, c.site_id), "did"],
+      ["Caller", c.caller ? numberCell(c.caller, c.site_id) : "anonymous", "caller"],
       ["Status", el("span", { "class": "state state-" + c.status, text: c.status }), "status"],
       ["Started", fmtTime(c.started_at), "started_at"], ["Answered", fmtTime(c.answered_at), "answered_at"],
       ["Ended", fmtTime(c.ended_at), "ended_at"], ["Duration", fmtSeconds(c.duration_s), "duration_s"],

@@ -102,6 +102,7 @@
           }
         };
         P.accountZone = ctx.zone;
+        P.current = ctx;
         return ctx;
       });
     });

@@ -3,7 +3,7 @@ describe, and published later by the relay (calltracking.bus.relay) at least onc
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +17,8 @@ from calltracking.store.schema import outbox
 
 
 def new_id() -> str:
-    """Random 128-bit id (visitor ids must not be guessable)."""
-    return uuid.uuid4().hex
+    """Random 128-bit id, 32 hex digits (visitor ids must not be guessable)."""
+    return secrets.token_hex(16)
 
 
 async def emit(conn: AsyncConnection, key: str, data: Mapping[str, Any], at: datetime) -> Event:

@@ -161,6 +161,8 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     hub.reserve_address(address)
     try:
         await _serve(request, ws, services, hub, address)
+    except ConnectionError:  # the client left while we wrote to it: its tab closed as usual
+        log.info("visitor socket from %s went away mid-frame", address)
     except Exception:
         log.exception("visitor socket from %s failed", address)
         with contextlib.suppress(Exception):

@@ -14,6 +14,9 @@ Rules:
   lock); otherwise it goes through a batch like any change.
 - The sweeper ticks only sites with something due, looks for sites this node has not loaded
   (after a restart, or tabs on other nodes) and closes tabs whose node stopped confirming them.
+  Every FORGET_EVERY_S it drops from idle engines the visitors with nothing left in memory and
+  the refilled hello buckets: a long-running node holds its live visitors, not every visitor
+  and address it ever saw (the store keeps them; a returning visitor is restored from it).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 TAB_STALE_S = 180.0  # a tab not confirmed by its node for this long has vanished
 DISCOVER_EVERY_S = 10.0
 STALE_TABS_EVERY_S = 30.0
+FORGET_EVERY_S = 60.0
 BATCH_MAX = 500
 ATTEMPTS = 4
 
@@ -83,6 +87,7 @@ class DeciderService:
         self._visitor_site: dict[str, str] = {}
         self._discovered_at = float("-inf")
         self._stale_checked_at = float("-inf")
+        self._forgot_at = float("-inf")
         self.batches = 0
         self.refused = 0
 
@@ -222,6 +227,9 @@ class DeciderService:
         if clock - self._stale_checked_at >= STALE_TABS_EVERY_S:
             self._stale_checked_at = clock
             stale = await self._stale_tabs(now)
+        if clock - self._forgot_at >= FORGET_EVERY_S:
+            self._forgot_at = clock
+            self._forget(now)
         changed: set[str] = set()
         for site_id, slot in list(self._slots.items()):
             due = slot.engine.next_due() if slot.engine is not None else None
@@ -247,6 +255,17 @@ class DeciderService:
             except Exception:
                 log.exception("site %s: sweep failed", site_id)
         return changed
+
+    def _forget(self, now: datetime) -> None:
+        for slot in self._slots.values():
+            engine = slot.engine
+            if engine is None or slot.pending or (slot.drain is not None and not slot.drain.done()):
+                continue  # a batch is using the engine; the next round will do
+            known = set(engine.visitors)
+            engine.forget_idle(now)
+            engine.hello_rate.forget_full(now)
+            for visitor_id in known - engine.visitors.keys():
+                self._visitor_site.pop(visitor_id, None)
 
     async def close(self) -> None:
         drains = [slot.drain for slot in self._slots.values() if slot.drain is not None]

@@ -161,6 +161,18 @@ async def test_activity_from_one_address_does_not_defeat_fair_share_preemption(
         assert await lease_addresses(state) == sorted([BOT, PERSON])
 
 
+async def test_fair_share_takes_nothing_from_an_address_holding_no_more(tmp_path: Path) -> None:
+    async with behind_proxy(tmp_path) as state, session() as http:
+        site = await make_site(state, reserve=4, pool_max=4, max_leases_per_address=3)
+        tabs = [await visitor_from(http, state, site, a) for a in (BOT, BOT, PERSON, PERSON)]
+        assert [tab[2]["kind"] for tab in tabs] == ["dynamic"] * 4
+        # Taking one of the bot's two would leave it one and this address three: no fairer,
+        # and the bot's next visitor would take it back.
+        third = await visitor_from(http, state, site, PERSON)
+        assert third[2]["kind"] == "untracked"
+        assert await lease_addresses(state) == sorted([BOT, BOT, PERSON, PERSON])
+
+
 async def test_ipv6_addresses_in_one_64_share_the_cap(tmp_path: Path) -> None:
     async with behind_proxy(tmp_path) as state, session() as http:
         site = await make_site(state, reserve=5, pool_max=8, max_leases_per_address=None)  # cap 2

@@ -17,6 +17,9 @@ Rules:
   Every FORGET_EVERY_S it drops from idle engines the visitors with nothing left in memory and
   the refilled hello buckets: a long-running node holds its live visitors, not every visitor
   and address it ever saw (the store keeps them; a returning visitor is restored from it).
+- A number refused by an abuse rule (the hello rate, the per-address cap) is logged with the
+  site, the rule and the address, at most once a minute per site and rule, with the count held
+  back: an operator sees a bot without the bot writing the log.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from calltracking.core.engine import SiteEngine
 from calltracking.core.engine import events as ev
 from calltracking.core.kinds import AttributionKind, DisplayKind
 from calltracking.core.numbers import format_display
+from calltracking.core.throttle import LogThrottle
 from calltracking.store import schema as t
 from calltracking.store import site_state
 from calltracking.store.db import Database
@@ -61,6 +65,7 @@ STALE_TABS_EVERY_S = 30.0
 FORGET_EVERY_S = 60.0
 BATCH_MAX = 500
 ATTEMPTS = 4
+REFUSAL_LOG_EVERY_S = 60.0
 
 Op = Callable[[AsyncConnection, SiteEngine, BatchWrites], Awaitable[Any]]
 
@@ -90,6 +95,7 @@ class DeciderService:
         self._forgot_at = float("-inf")
         self.batches = 0
         self.refused = 0
+        self._refusals = LogThrottle(REFUSAL_LOG_EVERY_S)
 
     # -- the interface the websocket and the hub use ------------------------------------------
 
@@ -105,6 +111,7 @@ class DeciderService:
             )
             effects = engine.handle(opened, now)
             writes.add(effects, engine)
+            self._log_refusals(site.id, effects)
             (welcomed,) = [e for e in effects if isinstance(e, ev.Welcomed)]
             visitor_id = welcomed.visitor_id
             if not welcomed.visit_id:  # refused before any row: answered, then forgotten
@@ -248,6 +255,7 @@ class DeciderService:
                     result |= await self._close_tab(conn, engine, writes, visitor_id, tab_id, now)
                 effects = engine.tick(now)
                 writes.add(effects, engine)
+                self._log_refusals(engine.rules.site_id, effects)
                 return result | _changed(effects)
 
             try:
@@ -361,6 +369,7 @@ class DeciderService:
             await self._ensure(conn, engine, visitor_id, now)
             effects = engine.handle(event, now)
             writes.add(effects, engine)
+            self._log_refusals(site.id, effects)
             if visitor_id in engine.visitors:
                 writes.touched.add(visitor_id)
             return self._now_shown(engine, visitor_id), _changed(effects) - {visitor_id}
@@ -393,6 +402,21 @@ class DeciderService:
     ) -> None:
         if visitor_id not in engine.visitors:
             await restore_visitors(conn, engine, [visitor_id], now)
+
+    def _log_refusals(self, site_id: str, effects: list[ev.Effect]) -> None:
+        for effect in effects:
+            if not isinstance(effect, ev.Refused):
+                continue
+            held = self._refusals.admit(f"{site_id} {effect.rule}", time.monotonic())
+            if held is not None:
+                log.warning(
+                    "site %s: %s refused a number to address %s (%d more refused so since the"
+                    " last such line)",
+                    site_id,
+                    effect.rule,
+                    effect.address,
+                    held,
+                )
 
     def _now_shown(self, engine: SiteEngine, visitor_id: str) -> Shown:
         shown = engine.shown(visitor_id)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import sqlalchemy as sa
 
 from calltracking.core.engine.abuse import HELLO_BURST
@@ -51,6 +52,10 @@ async def visitor_from(
     return tab, welcome, await tab.number()
 
 
+def refusal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "refused a number" in r.getMessage()]
+
+
 async def count(state: Running, table: sa.Table) -> int:
     async with state.services.db.read() as conn:
         return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
@@ -65,7 +70,7 @@ async def lease_addresses(state: Running) -> list[str]:
 
 
 async def test_a_bot_address_cannot_hold_the_pool_and_other_visitors_get_numbers(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with behind_proxy(tmp_path) as state, session() as http:
         # pool_max 3: the default cap is a quarter of it, at least 1 -> one lease per address.
@@ -77,6 +82,9 @@ async def test_a_bot_address_cannot_hold_the_pool_and_other_visitors_get_numbers
         assert person[2]["kind"] == other[2]["kind"] == "dynamic"
         assert len({bots[0][2]["e164"], person[2]["e164"], other[2]["e164"]}) == 3
         assert await lease_addresses(state) == sorted([BOT, PERSON, OTHER])
+        # One line for the two refusals (a minute apart at the most), naming the rule and address.
+        lines = refusal_lines(caplog)
+        assert len(lines) == 1 and f"address_cap refused a number to address {BOT}" in lines[0]
 
 
 class FrozenClock:
@@ -90,7 +98,7 @@ class FrozenClock:
 
 
 async def test_a_hello_flood_from_one_address_is_refused_without_rows_but_a_crowd_passes(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with behind_proxy(tmp_path, clock=FrozenClock()) as state, session() as http:
         site = await make_site(state, reserve=5, max_leases_per_address=None)
@@ -111,6 +119,9 @@ async def test_a_hello_flood_from_one_address_is_refused_without_rows_but_a_crow
         leases_after_flood = await count(state, t.leases)
         assert leases_after_flood <= HELLO_BURST
         assert await count(state, t.tabs) == 0
+        # One line for the flood, not one per refusal.
+        (line,) = [line for line in refusal_lines(caplog) if "hello_rate" in line]
+        assert f"hello_rate refused a number to address {BOT}" in line
 
         # A TV ad: 300 households at the same instant, each its own address.
         crowd = await asyncio.gather(*(one(_ip(n)) for n in range(300)))

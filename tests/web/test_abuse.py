@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import sqlalchemy as sa
+from multidict import CIMultiDict
 
 from calltracking.core.engine.abuse import HELLO_BURST
 from calltracking.core.events import Event
@@ -22,8 +23,17 @@ from calltracking.serve import Running, running
 from calltracking.services import Services, utc_now
 from calltracking.store import schema as t
 from calltracking.store.sites import Site
-from tests.store.seed import numbers
-from tests.web.harness import Tab, fast, hello, make_site, open_tab, session, web_config
+from tests.store.seed import DESKTOP_UA, numbers
+from tests.web.harness import (
+    ORIGIN,
+    Tab,
+    fast,
+    hello,
+    make_site,
+    open_tab,
+    session,
+    web_config,
+)
 
 PROXY = ("127.0.0.1",)  # the tests' peer, trusted as a reverse proxy
 BOT, PERSON, OTHER = "203.0.113.7", "198.51.100.1", "198.51.100.2"
@@ -291,3 +301,28 @@ async def test_a_forged_forwarded_for_from_an_untrusted_peer_is_not_believed(
         second = await visitor_from(http, state, site, OTHER)
         assert (first[2]["kind"], second[2]["kind"]) == ("dynamic", "untracked")
         assert await lease_addresses(state) == ["127.0.0.1"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="web/ws.py client_address reads the first X-Forwarded-For line; a proxy that adds its "
+    "own line (HAProxy `option forwardfor`) leaves the client's forged one first",
+)
+async def test_a_forged_forwarded_for_line_before_the_proxys_own_is_not_believed(
+    tmp_path: Path,
+) -> None:
+    async with behind_proxy(tmp_path) as state, session() as http:
+        site = await make_site(state, reserve=4, pool_max=4, max_leases_per_address=None)  # cap 1
+        tabs = []
+        for forged in (PERSON, OTHER):
+            headers = CIMultiDict([("X-Forwarded-For", forged), ("X-Forwarded-For", BOT)])
+            ws = await http.ws_connect(
+                f"http://127.0.0.1:{state.http_port}/ws",
+                headers=CIMultiDict(
+                    [("Origin", ORIGIN), ("User-Agent", DESKTOP_UA), *headers.items()]
+                ),
+            )
+            tabs.append(Tab(ws))
+            await hello(tabs[-1], site)
+        kinds = [(await tab.number())["kind"] for tab in tabs]
+        assert kinds == ["dynamic", "untracked"]  # both are the bot's, whatever they claim

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMessage, WSMsgType, web
 
+from calltracking.core.engine.abuse import address_key
 from calltracking.services import Services
 from calltracking.store.sites import Site
 from calltracking.store.visitors import Hello
@@ -64,9 +65,11 @@ class FrameRate:
 
 def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
     peer = request.remote or "?"
-    forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded and peer in trusted:
-        return forwarded.split(",")[-1].strip() or peer
+    # The last hop of the last header line is what the trusted proxy itself saw: a proxy that
+    # adds its own line (HAProxy `option forwardfor`) leaves a client's forged line before it.
+    lines = request.headers.getall("X-Forwarded-For", [])
+    if lines and peer in trusted:
+        return lines[-1].split(",")[-1].strip() or peer
     return peer
 
 
@@ -149,16 +152,17 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     services: Services = request.app[SERVICES]
     hub: Hub = request.app[HUB]
     address = client_address(request, services.config.trusted_proxies)
+    group = address_key(address)  # IPv6 counts by /64, as the engine's caps do
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME)
     try:
         await ws.prepare(request)
     except ConnectionError:  # the client left during the handshake (seen in bench/soak.py)
         log.info("visitor socket from %s closed during the handshake", address)
         return ws
-    if hub.connections_from(address) >= services.config.ws_max_per_address:
+    if hub.connections_from(group) >= services.config.ws_max_per_address:
         await ws.close(code=4429, message=b"too many connections from this address")
         return ws
-    hub.reserve_address(address)
+    hub.reserve_address(group)
     try:
         await _serve(request, ws, services, hub, address)
     except ConnectionError:  # the client left while we wrote to it: its tab closed as usual
@@ -168,7 +172,7 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
         with contextlib.suppress(Exception):
             await ws.close(code=1011, message=b"internal error")
     finally:
-        hub.release_address(address)
+        hub.release_address(group)
     return ws
 
 

@@ -14,6 +14,12 @@ Rules:
   lock); otherwise it goes through a batch like any change.
 - The sweeper ticks only sites with something due, looks for sites this node has not loaded
   (after a restart, or tabs on other nodes) and closes tabs whose node stopped confirming them.
+  Every FORGET_EVERY_S it drops from idle engines the visitors with nothing left in memory and
+  the refilled hello buckets: a long-running node holds its live visitors, not every visitor
+  and address it ever saw (the store keeps them; a returning visitor is restored from it).
+- A number refused by an abuse rule (the hello rate, the per-address cap) is logged with the
+  site, the rule and the address, at most once a minute per site and rule, with the count held
+  back: an operator sees a bot without the bot writing the log.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from calltracking.core.engine import SiteEngine
 from calltracking.core.engine import events as ev
 from calltracking.core.kinds import AttributionKind, DisplayKind
 from calltracking.core.numbers import format_display
+from calltracking.core.throttle import LogThrottle
 from calltracking.store import schema as t
 from calltracking.store import site_state
 from calltracking.store.db import Database
@@ -56,8 +63,10 @@ log = logging.getLogger(__name__)
 TAB_STALE_S = 180.0  # a tab not confirmed by its node for this long has vanished
 DISCOVER_EVERY_S = 10.0
 STALE_TABS_EVERY_S = 30.0
+FORGET_EVERY_S = 60.0
 BATCH_MAX = 500
 ATTEMPTS = 4
+REFUSAL_LOG_EVERY_S = 60.0
 
 Op = Callable[[AsyncConnection, SiteEngine, BatchWrites], Awaitable[Any]]
 
@@ -94,8 +103,10 @@ class DeciderService:
         self._visitor_tabs: Counter[str] = Counter()
         self._discovered_at = float("-inf")
         self._stale_checked_at = float("-inf")
+        self._forgot_at = float("-inf")
         self.batches = 0
         self.refused = 0
+        self._refusals = LogThrottle(REFUSAL_LOG_EVERY_S)
 
     # -- the interface the websocket and the hub use ------------------------------------------
 
@@ -111,6 +122,7 @@ class DeciderService:
             )
             effects = engine.handle(opened, now)
             writes.add(effects, engine)
+            self._log_refusals(site.id, effects)
             (welcomed,) = [e for e in effects if isinstance(e, ev.Welcomed)]
             visitor_id = welcomed.visitor_id
             if not welcomed.visit_id:  # refused before any row: answered, then forgotten
@@ -235,11 +247,13 @@ class DeciderService:
         if clock - self._discovered_at >= DISCOVER_EVERY_S:
             self._discovered_at = clock
             await self._discover(now)
-            await self._forget(now)
         stale: dict[str, list[tuple[str, str]]] = {}
         if clock - self._stale_checked_at >= STALE_TABS_EVERY_S:
             self._stale_checked_at = clock
             stale = await self._stale_tabs(now)
+        if clock - self._forgot_at >= FORGET_EVERY_S:
+            self._forgot_at = clock
+            await self._forget(now)
         changed: set[str] = set()
         for site_id, slot in list(self._slots.items()):
             due = slot.engine.next_due() if slot.engine is not None else None
@@ -258,6 +272,7 @@ class DeciderService:
                     result |= await self._close_tab(conn, engine, writes, visitor_id, tab_id, now)
                 effects = engine.tick(now)
                 writes.add(effects, engine)
+                self._log_refusals(engine.rules.site_id, effects)
                 return result | _changed(effects)
 
             try:
@@ -364,6 +379,7 @@ class DeciderService:
             await self._ensure(conn, engine, writes, visitor_id, now)
             effects = engine.handle(event, now)
             writes.add(effects, engine)
+            self._log_refusals(site.id, effects)
             if visitor_id in engine.visitors:
                 writes.touched.add(visitor_id)
             return self._now_shown(engine, visitor_id), _changed(effects) - {visitor_id}
@@ -404,6 +420,21 @@ class DeciderService:
         if visitor_id not in engine.visitors and visitor_id not in writes.looked_up:
             writes.looked_up.add(visitor_id)
             await restore_visitors(conn, engine, [visitor_id], now)
+
+    def _log_refusals(self, site_id: str, effects: list[ev.Effect]) -> None:
+        for effect in effects:
+            if not isinstance(effect, ev.Refused):
+                continue
+            held = self._refusals.admit(f"{site_id} {effect.rule}", time.monotonic())
+            if held is not None:
+                log.warning(
+                    "site %s: %s refused a number to address %s (%d more refused so since the"
+                    " last such line)",
+                    site_id,
+                    effect.rule,
+                    effect.address,
+                    held,
+                )
 
     def _now_shown(self, engine: SiteEngine, visitor_id: str) -> Shown:
         shown = engine.shown(visitor_id)

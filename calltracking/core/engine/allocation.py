@@ -1,8 +1,8 @@
 """Which number a visitor gets, over the engine's indexed pool, in the order of
 `core.leases.allocate` (its docstring states the rules; a property test proves both agree), plus
-one rule past it: under pressure, an address holding several leases gives one back to a visitor
-from another address, however busy its tabs keep them (an `activity` flood from one address
-cannot hold a pool).
+one rule past it: under pressure, the address holding the most leases gives one back to a
+visitor from an address holding at least two fewer, however busy its tabs keep them (an
+`activity` flood from one address cannot hold a pool).
 
 `Policy` switches the parts the seed article's policy does differently (the simulator's
 baseline): a free number chosen at random, holds that never yield, no pre-emption, and
@@ -59,7 +59,10 @@ def choose(engine: SiteEngine, visitor: Visitor, now: datetime) -> Choice | None
     ):
         return idlest.e164, idlest
     top, count = pool.top_address()
-    if top and count > 1 and top != visitor.address:  # "" is no address: never grouped
+    held_here = pool.per_address[visitor.address] if visitor.address else 0
+    # Only from an address holding at least two more: taking from an equal share would just
+    # move the excess to the taker, and the next visitor would take it back.
+    if top and count > held_here + 1 and top != visitor.address:  # "" is no address: never grouped
         victim = pool.idlest_of(top)
         if victim is not None:
             return victim.e164, victim

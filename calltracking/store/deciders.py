@@ -101,6 +101,7 @@ class DeciderService:
         # Visitors with tabs on this node: their site, and how many tabs (forgotten at zero).
         self._visitor_site: dict[str, str] = {}
         self._visitor_tabs: Counter[str] = Counter()
+        self._closes_to_retry: list[tuple[Site, str, str, datetime]] = []
         self._discovered_at = float("-inf")
         self._stale_checked_at = float("-inf")
         self._forgot_at = float("-inf")
@@ -193,16 +194,39 @@ class DeciderService:
                 del self._visitor_tabs[visitor_id]
                 self._visitor_site.pop(visitor_id, None)
 
-        async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> set[str]:
-            return await self._close_tab(conn, engine, writes, visitor_id, tab_id, now)
-
-        if known is None and tab_id not in self._tab_owner:
+        if known is None:
             # A refused hello left no rows; nothing to close.
             async with self.db.read() as conn:
                 exists = await conn.scalar(sa.select(t.tabs.c.id).where(t.tabs.c.id == tab_id))
             if exists is None:
                 return set()
-        changed: set[str] = await self._submit(site, op, now, visitor_id)
+        return await self._close(site, visitor_id, tab_id, now)
+
+    async def _close(self, site: Site, visitor_id: str, tab_id: str, now: datetime) -> set[str]:
+        """Close a tab at `now`; when the database is out, the sweeper tries again, so the
+        lease still ends (its hold starting when the tab really closed) once it is back."""
+
+        async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> set[str]:
+            return await self._close_tab(conn, engine, writes, visitor_id, tab_id, now)
+
+        try:
+            changed: set[str] = await self._submit(site, op, now, visitor_id)
+        except Exception:
+            self._closes_to_retry.append((site, visitor_id, tab_id, now))
+            raise
+        return changed
+
+    async def _retry_closes(self) -> set[str]:
+        pending, self._closes_to_retry = self._closes_to_retry, []
+        changed: set[str] = set()
+        for number, (site, visitor_id, tab_id, at) in enumerate(pending):
+            try:
+                changed |= await self._close(site, visitor_id, tab_id, at)
+            except Exception:
+                # Still out: the rest wait for the next round, in order (the failed one is
+                # queued again by `_close`).
+                self._closes_to_retry.extend(pending[number + 1 :])
+                break
         return changed
 
     async def current(self, visitor_id: str, now: datetime) -> Shown | None:
@@ -243,6 +267,7 @@ class DeciderService:
 
     async def sweep(self, now: datetime) -> set[str]:
         """Apply every due time once; returns the visitors whose display may have changed."""
+        retried = await self._retry_closes() if self._closes_to_retry else set()
         clock = time.monotonic()
         if clock - self._discovered_at >= DISCOVER_EVERY_S:
             self._discovered_at = clock
@@ -254,7 +279,7 @@ class DeciderService:
         if clock - self._forgot_at >= FORGET_EVERY_S:
             self._forgot_at = clock
             await self._forget(now)
-        changed: set[str] = set()
+        changed: set[str] = set(retried)
         for site_id, slot in list(self._slots.items()):
             due = slot.engine.next_due() if slot.engine is not None else None
             gone = stale.get(site_id, [])

@@ -52,7 +52,9 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def start_tracker(database_url: str, port: int) -> asyncio.subprocess.Process:
+async def start_tracker(
+    database_url: str, port: int, profile: str | None = None
+) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
         "CALLTRACKING_DATABASE_URL": database_url,
@@ -62,7 +64,8 @@ async def start_tracker(database_url: str, port: int) -> asyncio.subprocess.Proc
         "CALLTRACKING_WS_MAX_PER_ADDRESS": "100000",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "calltracking.cli", "serve",
+        sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []),
+        "-m", "calltracking.cli", "serve",
         env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
@@ -109,7 +112,9 @@ async def open_tab(
                 return
 
 
-async def run(visitors: int, tabs: int, database_url: str | None, opening: int) -> dict[str, Any]:
+async def run(
+    visitors: int, tabs: int, database_url: str | None, opening: int, profile: str | None
+) -> dict[str, Any]:
     raise_nofile(4 * visitors * tabs + 1024)
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}"
@@ -133,7 +138,7 @@ async def run(visitors: int, tabs: int, database_url: str | None, opening: int) 
             for t in first + more:
                 if t.ws is not None:
                     await t.ws.close()
-            tracker = await start_tracker(url, port)
+            tracker = await start_tracker(url, port, profile)
             cpu_before = _cpu_s(tracker.pid)
             storm = [Tab(t.visitor_index, t.visitor_id) for t in first + more]
             begin = time.perf_counter()
@@ -168,8 +173,11 @@ def main() -> None:
     parser.add_argument("--tabs", type=int, default=2)
     parser.add_argument("--opening", type=int, default=100, help="handshakes in flight at first")
     parser.add_argument("--database-url", default=None, help="PostgreSQL (an empty database)")
+    parser.add_argument("--profile", default=None, help="cProfile the restarted tracker to FILE")
     args = parser.parse_args()
-    result = asyncio.run(run(args.visitors, args.tabs, args.database_url, args.opening))
+    result = asyncio.run(
+        run(args.visitors, args.tabs, args.database_url, args.opening, args.profile)
+    )
     print(json.dumps(result))
 
 

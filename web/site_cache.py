@@ -5,11 +5,12 @@ hello uses the site only to find it, check the `Origin` and tell the snippet `le
 change to the domains reaches new hellos within `TTL_S`. What a visitor is shown is decided on
 the site as the database has it (the deciding batch reloads it whenever the site's state
 version moved), never on this copy. Unknown keys are not remembered, so a flood of made-up keys
-cannot fill memory.
+cannot fill memory. Concurrent lookups of one key share one read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -28,12 +29,21 @@ class SiteCache:
         self._load = load
         self._clock = clock
         self._sites: dict[str, tuple[float, Site]] = {}
+        self._loading: dict[str, asyncio.Future[Site | None]] = {}
 
     async def by_key(self, key: str) -> Site | None:
         now = self._clock()
         cached = self._sites.get(key)
         if cached is not None and now - cached[0] < TTL_S:
             return cached[1]
+        # One read however many hellos ask at once (a reconnect storm asks thousands).
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.ensure_future(self._fetch(key, now))
+            loading.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(loading)
+
+    async def _fetch(self, key: str, now: float) -> Site | None:
         site = await self._load(key)
         if site is None:
             self._sites.pop(key, None)

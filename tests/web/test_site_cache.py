@@ -3,6 +3,7 @@ keys never remembered."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
 from calltracking.store.sites import Site
@@ -29,3 +30,20 @@ async def test_a_known_site_is_read_once_per_moment_and_unknown_keys_every_time(
     for _ in range(3):
         assert await cache.by_key("made-up") is None
     assert reads.count("made-up") == 3
+
+
+async def test_a_thousand_hellos_at_once_share_one_read() -> None:
+    reads: list[str] = []
+    release = asyncio.Event()
+
+    async def load(key: str) -> Site | None:
+        reads.append(key)
+        await release.wait()
+        return SITE
+
+    cache = SiteCache(load)
+    lookups = [asyncio.ensure_future(cache.by_key("known")) for _ in range(1000)]
+    await asyncio.sleep(0)
+    release.set()
+    assert set(await asyncio.gather(*lookups)) == {SITE}
+    assert reads == ["known"]

@@ -51,6 +51,7 @@ class CallStartBatcher:
         if self._closed:
             raise RuntimeError("CallStartBatcher is closed")
         future: asyncio.Future[Resolution] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_seen)
         self._queue.append((CallStart(key, did, caller, at), future))
         if self._drain is None or self._drain.done():
             self._drain = asyncio.create_task(self._run(), name="agi-call-starts")
@@ -116,3 +117,10 @@ class CallStartBatcher:
 
     async def open_calls(self, pbx_id: str) -> list[OpenCall]:
         return await self._recorder.open_calls(pbx_id)
+
+
+def _seen(future: asyncio.Future[Resolution]) -> None:
+    """Mark a failure retrieved: a dialogue that ran out of budget no longer awaits it, and the
+    batch's failure was logged once already."""
+    if not future.cancelled():
+        future.exception()

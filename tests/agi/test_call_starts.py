@@ -23,7 +23,7 @@ from calltracking.pbxsim.agi_client import agi_env, env_block
 from calltracking.store import call_batches
 from calltracking.store import schema as t
 from calltracking.store.call_batches import CallStartBatcher
-from calltracking.store.call_starts import CallStart
+from calltracking.store.call_starts import CallStart, store_starts
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from tests.integration.pbx import BOTH_DATABASES, PBX, Scene, seed_scene
@@ -206,7 +206,7 @@ async def test_a_batch_whose_database_connection_dies_answers_no_call_as_tracked
     proxy = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
     proxied = Database(url.set(port=proxy.port).render_as_string(hide_password=False))
     written, release = asyncio.Event(), asyncio.Event()
-    real: Store = call_batches.store_starts
+    real: Store = store_starts
 
     async def held(conn: AsyncConnection, starts: Sequence[CallStart]) -> list[Resolution]:
         done = await real(conn, starts)  # the rows are written, not yet committed

@@ -201,7 +201,10 @@ async def measure(
         async with contextlib.AsyncExitStack() as visiting:
             if server == "agi":
                 http = await visiting.enter_async_context(
-                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HANDSHAKE_S))
+                    aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(limit=0),  # one connection per socket
+                        timeout=aiohttp.ClientTimeout(total=HANDSHAKE_S),
+                    )
                 )
                 visitors = Visitors(http, int(proc.ready["http_port"]), str(proc.ready["site"]))
                 await visitors.open_many(load.visitors)

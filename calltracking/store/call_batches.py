@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallKey, OpenCall, Resolution
 from calltracking.ports import CallRecorder
-from calltracking.store.call_starts import CallStart, store_starts
+from calltracking.store.call_starts import CallStart, read_numbers, store_starts
 from calltracking.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,10 @@ class CallStartBatcher:
     async def _store(self, starts: list[CallStart]) -> list[Resolution]:
         for attempt in range(1, ATTEMPTS + 1):
             try:
+                async with self.db.read() as conn:
+                    numbers = await read_numbers(conn, starts)
                 async with self.db.write() as conn:
-                    return await store_starts(conn, starts)
+                    return await store_starts(conn, starts, numbers)
             except IntegrityError:
                 if attempt == ATTEMPTS:
                     raise

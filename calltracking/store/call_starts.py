@@ -5,8 +5,9 @@ The rules are those of `SqlCallRecorder.start_call` (calls.py), applied to a bat
   the same key twice in one batch) gets the stored row's frozen resolution, nothing is written.
 - A new call is attributed by `core.attribution.attribute` from the number's facts at the call's
   own time: the site holding the number now, its last lease assigned at or before then with the
-  lease site's settings. These facts, the visits, the accounts and the callers' earlier calls are
-  read once per batch for all its calls.
+  lease site's settings. These facts and the visits are read once per batch, before the write
+  transaction (`read_numbers`: the leases visible at once); the accounts and the callers'
+  earlier calls are read once per batch inside it, so the flags count every stored call.
 - First-time caller and lead flags count the calls stored before this one, those earlier in the
   same batch included, exactly as one call after the other would.
 - Each new call writes its `call.started` outbox row in the same transaction, with the payload
@@ -67,8 +68,11 @@ class _Facts:
     leads: dict[tuple[str, str], list[datetime]]
 
 
-async def store_starts(conn: AsyncConnection, starts: Sequence[CallStart]) -> list[Resolution]:
-    """Store the calls of `starts` not stored yet; each one's resolution, in order."""
+async def store_starts(
+    conn: AsyncConnection, starts: Sequence[CallStart], numbers: NumbersSeen
+) -> list[Resolution]:
+    """Store the calls of `starts` not stored yet, attributed from `numbers` (read_numbers); each
+    one's resolution, in order. `conn` is a write transaction."""
     stored = await _stored(conn, {s.key for s in starts})
     done: dict[CallKey, Resolution] = {}
     for key, row in stored.items():
@@ -78,7 +82,8 @@ async def store_starts(conn: AsyncConnection, starts: Sequence[CallStart]) -> li
         if start.key not in done:
             fresh.setdefault(start.key, start)
     if fresh:
-        facts = await _read_facts(conn, list(fresh.values()))
+        facts = numbers.facts
+        await _read_callers(conn, list(fresh.values()), facts)
         rows, events = [], []
         for start in fresh.values():
             row, resolution, event = _new_call(start, facts)
@@ -122,7 +127,22 @@ def _newest(table: sa.Table, part: sa.Column[Any], order: sa.Column[Any], where:
     return sa.select(inner).where(inner.c.rank <= NEWEST).order_by(inner.c[part.name], inner.c.rank)
 
 
-async def _read_facts(conn: AsyncConnection, starts: list[CallStart]) -> _Facts:
+@dataclass
+class NumbersSeen:
+    """The numbers' facts of one batch as a read transaction saw them (read_numbers)."""
+
+    facts: _Facts
+
+
+async def read_numbers(conn: AsyncConnection, starts: Sequence[CallStart]) -> NumbersSeen:
+    """The facts that attribute `starts`: their numbers, the newest leases of each at the calls'
+    times with those sites, and the leased visitors' visits. Any connection: reading them
+    outside the write transaction answers from the leases visible at once, as a lone call would
+    have seen them a moment earlier, and keeps the writer's lock short."""
+    return NumbersSeen(await _read_facts(conn, starts))
+
+
+async def _read_facts(conn: AsyncConnection, starts: Sequence[CallStart]) -> _Facts:
     dids = sorted({s.did for s in starts})
     latest = max(s.at for s in starts)
     numbers = {
@@ -160,12 +180,12 @@ async def _read_facts(conn: AsyncConnection, starts: list[CallStart]) -> _Facts:
     if lease_visits:
         query = sa.select(t.visits).where(t.visits.c.id.in_(lease_visits))
         by_id = {r.id: r for r in await conn.execute(query)}
-    facts = _Facts(numbers, leases, sites, visits, by_id, {}, Counter(), {})
-    await _read_callers(conn, starts, facts)
-    return facts
+    return _Facts(numbers, leases, sites, visits, by_id, {}, Counter(), {})
 
 
 async def _read_callers(conn: AsyncConnection, starts: list[CallStart], facts: _Facts) -> None:
+    """The accounts and their callers' stored calls, inside the write transaction (counts)."""
+    facts.accounts, facts.earlier, facts.leads = {}, Counter(), {}
     account_ids = sorted({s.account_id for s in facts.sites.values()})
     callers = sorted({s.caller for s in starts if s.caller})
     if not account_ids:

@@ -23,7 +23,7 @@ from calltracking.pbxsim.agi_client import agi_env, env_block
 from calltracking.store import call_batches
 from calltracking.store import schema as t
 from calltracking.store.call_batches import CallStartBatcher
-from calltracking.store.call_starts import CallStart, store_starts
+from calltracking.store.call_starts import CallStart, NumbersSeen, store_starts
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from tests.integration.pbx import BOTH_DATABASES, PBX, Scene, seed_scene
@@ -193,7 +193,7 @@ async def _dialogue(port: int, linkedid: str, did: str) -> dict[str, str]:
     return sets
 
 
-Store = Callable[[AsyncConnection, Sequence[CallStart]], Awaitable[list[Resolution]]]
+Store = Callable[[AsyncConnection, Sequence[CallStart], NumbersSeen], Awaitable[list[Resolution]]]
 
 
 @pytest.mark.postgres
@@ -208,8 +208,10 @@ async def test_a_batch_whose_database_connection_dies_answers_no_call_as_tracked
     written, release = asyncio.Event(), asyncio.Event()
     real: Store = store_starts
 
-    async def held(conn: AsyncConnection, starts: Sequence[CallStart]) -> list[Resolution]:
-        done = await real(conn, starts)  # the rows are written, not yet committed
+    async def held(
+        conn: AsyncConnection, starts: Sequence[CallStart], numbers: NumbersSeen
+    ) -> list[Resolution]:
+        done = await real(conn, starts, numbers)  # the rows are written, not yet committed
         if any(s.key.linkedid.startswith("cut-") for s in starts):
             written.set()
             await release.wait()

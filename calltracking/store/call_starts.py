@@ -264,16 +264,36 @@ def _flags(
 
 
 def _new_call(start: CallStart, facts: _Facts) -> tuple[dict[str, Any], Resolution, Event]:
+    """The new call's row, its resolution and its `call.started` event."""
     number, owner = _number_facts(start, facts)
     result = attribute(number, start.at)
     site = owner
     if result.site_id is not None and (site is None or site.id != result.site_id):
         site = facts.sites.get(result.site_id)
     visit = _visit(result, start, facts)
-    visit_id = visit.id if visit is not None else None
     account = facts.accounts.get(site.account_id) if site else None
     first, lead = _flags(start, account, result.kind, facts)
-    row = {
+    row = _call_row(start, result, site, visit.id if visit is not None else None, (first, lead))
+    session = session_from_row(visit) if visit is not None else None
+    event = _started(row, session, account, start.at)
+    log.info(
+        "call %s started: did %s caller %s -> %s",
+        row["id"],
+        start.did,
+        mask(start.caller),
+        result.kind,
+    )
+    return row, _resolved(row, session), event
+
+
+def _call_row(
+    start: CallStart,
+    result: Attribution,
+    site: Site | None,
+    visit_id: str | None,
+    flags: tuple[bool, bool],
+) -> dict[str, Any]:
+    return {
         "id": new_id(),
         "pbx_id": start.key.pbx_id,
         "linkedid": start.key.linkedid,
@@ -289,19 +309,23 @@ def _new_call(start: CallStart, facts: _Facts) -> tuple[dict[str, Any], Resoluti
         "visitor_id": result.lease.visitor_id if result.lease else None,
         "visit_id": visit_id,
         "static_label": result.static_label,
-        "first_time_caller": first,
-        "lead": lead,
+        "first_time_caller": flags[0],
+        "lead": flags[1],
         "spam": False,
         "reconciled": False,
         "route": site.settings.route if site else None,
         "record": site.settings.record_calls if site else True,
-        "answered_at": None,
-        "ended_at": None,
-        "answered_by": None,
-        "recording_size": None,
     }
-    session = session_from_row(visit) if visit is not None else None
-    record = record_from_row(_RowView(row), session)
+
+
+# A new call has none of these yet.
+_NOT_YET = {"answered_at": None, "ended_at": None, "answered_by": None, "recording_size": None}
+
+
+def _started(row: dict[str, Any], session: SessionInfo | None, account: Any, at: datetime) -> Event:
+    """`call.started` with the payload `calls.call_json` builds for a call without tags,
+    exports or recording."""
+    record = record_from_row(_RowView({**row, **_NOT_YET}), session)
     rule = account.target_call_talk_s if account is not None else None
     record = replace(
         record,
@@ -309,15 +333,7 @@ def _new_call(start: CallStart, facts: _Facts) -> tuple[dict[str, Any], Resoluti
         target_call=is_target_call(record.talk_s, answered=False, spam=False, min_talk_s=rule),
     )
     payload = record_json(record, {}, has_recording=False)
-    event = Event(key=EventKey.CALL_STARTED, id=new_id(), occurred_at=start.at, data=payload)
-    log.info(
-        "call %s started: did %s caller %s -> %s",
-        row["id"],
-        start.did,
-        mask(start.caller),
-        result.kind,
-    )
-    return _insertable(row), _resolved(row, session), event
+    return Event(key=EventKey.CALL_STARTED, id=new_id(), occurred_at=at, data=payload)
 
 
 class _RowView:
@@ -325,11 +341,6 @@ class _RowView:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
-
-
-def _insertable(row: dict[str, Any]) -> dict[str, Any]:
-    skip = ("answered_at", "ended_at", "answered_by", "recording_size")
-    return {k: v for k, v in row.items() if k not in skip}
 
 
 def _resolved(row: dict[str, Any], session: SessionInfo | None) -> Resolution:

@@ -2,7 +2,8 @@
 
 Rules:
 - `start_call` queues the start; whoever finds no drain running starts one, which takes up to
-  `batch_max` queued starts at a time and stores them in one write transaction
+  `batch_max` queued starts at a time, reads their numbers' facts without a lock
+  (call_starts.read_numbers) and stores them in one write transaction
   (call_starts.store_starts). A caller's future is resolved only after that transaction has
   committed: the PBX is never told an attribution whose call row is not in the database, even if
   the process dies or the database fails between the answer and the commit (there is no such gap).

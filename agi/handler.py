@@ -8,8 +8,9 @@ Rules (CONTRACT.md, "PBX side"):
 - The dialogue proper must be over by `deadline - reserve`; on an internal error, a garbage
   reply or the budget running out, the reserve is spent setting `CALLTRACKING_ERROR=1` and
   `CALLTRACKING_KIND=unknown` if the channel still answers. A recorder call cut by the budget is
-  cancelled, not left running: the AMI listener reports the same call and the store's
-  first-report-wins keeps it whole.
+  no longer awaited: with the batched recorder (store/call_batches.py) its start still commits
+  with its batch, and the AMI listener's reports of the same call find that row (first report
+  wins, attribution resolved once); the PBX was told no attribution, only the error.
 - A `HANGUP` line mid-dialogue does not stop it (Asterisk still answers GET/SET on a dead channel
   and the call deserves its attribution); a `511` reply or a closed socket does, quietly.
 - This is the one-dialogue boundary: `Exception` is caught and logged once here, with the channel

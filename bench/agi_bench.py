@@ -1,5 +1,13 @@
-"""FastAGI requests per second through the real `AgiServer` + `SqlCallRecorder` on SQLite, next
-to a bare asyncio TCP server doing one request/response round trip per connection.
+"""FastAGI dialogues per second through the whole tracker (`calltracking serve`, every part) while
+visitors come and go, next to a bare asyncio TCP server doing one request/response round trip
+per connection.
+
+The tracker runs on a fresh SQLite file, or with `--database-url postgresql+asyncpg://.../any`
+on a fresh PostgreSQL database this bench creates on that server for each run and drops after.
+Before measuring, `--visitors` visitor sockets say hello on its web port (bench/agi_visitors.py);
+during the run `--churn-per-s` of them a second leave and new ones arrive, and every call goes
+to a number one of the open visitors is shown at that moment (a leased number: the attribution
+is a real lookup, the answer `dynamic`, or `held` when its visitor has just left).
 
 Each request is one new TCP connection playing Asterisk's side of a full dialogue, as in
 tests/agi/fixtures: the Asterisk 22 env block (`calltracking.pbxsim.agi_client.agi_env`, a
@@ -7,7 +15,7 @@ fresh uniqueid each time, so every request stores a new call), then an answer to
 (`GET FULL VARIABLE "${CHANNEL(linkedid)}"` gets the uniqueid, every `SET VARIABLE` gets
 `200 result=1`) until the server closes; then `HANGUP`, as Asterisk sends. A request whose
 dialogue set `CALLTRACKING_ERROR` (the 500 ms budget ran out, or the store failed) counts as an
-error. The bare server reads the env block and answers one line.
+error: "past budget" in the table. The bare server reads the env block and answers one line.
 
 `--concurrency` workers each run requests back to back for `--seconds` (and at most
 `--max-requests` in all); latency is connect to the server's close. Every server runs fresh in a
@@ -20,17 +28,34 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import random
+import secrets
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import aiohttp
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.agi_visitors import Visitors
 from bench.common import LOOPBACK, child, machine, median, percentile, table
 from calltracking.pbxsim.agi_client import agi_env, env_block
 
 LEVELS = (1, 8, 32)
 REQUEST_TIMEOUT_S = 10.0
+HANDSHAKE_S = 30.0
 DID = "74951110001"
 EPOCH = 1795592516
+
+
+@dataclass(frozen=True)
+class Load:
+    database_url: str  # empty: SQLite
+    visitors: int
+    churn_per_s: float
 
 
 @dataclass
@@ -53,26 +78,26 @@ class Result:
         }
 
 
-def request_block(port: int, uniqueid: str) -> bytes:
+def request_block(port: int, uniqueid: str, did: str = DID) -> bytes:
     return env_block(
         agi_env(
-            request=f"agi://{LOOPBACK}:{port}/calltracking?did={DID}",
+            request=f"agi://{LOOPBACK}:{port}/calltracking?did={did.lstrip('+')}",
             channel=f"PJSIP/trunk-{int(uniqueid.split('.')[1]):08x}",
             uniqueid=uniqueid,
             caller="+79161234567",
             context="from-trunk",
-            did=DID,
+            did=did,
             args=[],
         )
     )
 
 
-async def dialogue(port: int, uniqueid: str) -> str:
+async def dialogue(port: int, uniqueid: str, did: str = DID) -> str:
     """Asterisk's side of one session; returns CALLTRACKING_KIND, or 'error'."""
     reader, writer = await asyncio.open_connection(LOOPBACK, port)
     sets: dict[str, str] = {}
     try:
-        writer.write(request_block(port, uniqueid))
+        writer.write(request_block(port, uniqueid, did))
         await writer.drain()
         while line := (await reader.readline()).decode():
             words = line.split()
@@ -95,7 +120,7 @@ async def dialogue(port: int, uniqueid: str) -> str:
     return sets.get("CALLTRACKING_KIND", "none")
 
 
-async def round_trip(port: int, uniqueid: str) -> str:
+async def round_trip(port: int, uniqueid: str, did: str = DID) -> str:
     reader, writer = await asyncio.open_connection(LOOPBACK, port)
     try:
         writer.write(request_block(port, uniqueid))
@@ -115,15 +140,19 @@ async def worker(
     deadline: float,
     budget: list[int],
     result: Result,
+    numbers: Callable[[], list[str]],
 ) -> None:
     talk = dialogue if server == "agi" else round_trip
+    rng = random.Random(next(ids))
     while time.perf_counter() < deadline and budget[0] > 0:
         budget[0] -= 1
         uniqueid = f"{EPOCH}.{next(ids)}"
+        leased = numbers()
+        did = rng.choice(leased) if leased else DID
         start = time.perf_counter()
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                kind = await talk(port, uniqueid)
+                kind = await talk(port, uniqueid, did)
         except (OSError, TimeoutError):
             kind = "error"
         if kind == "error":
@@ -134,18 +163,75 @@ async def worker(
         result.ok += 1
 
 
-async def measure(server: str, concurrency: int, seconds: float, max_requests: int) -> Result:
+@contextlib.asynccontextmanager
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the PostgreSQL server of `server_url`, dropped afterwards."""
+    if not server_url:
+        yield ""
+        return
+    name = f"bench_agi_{secrets.token_hex(4)}"
+    admin = create_async_engine(
+        make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            async with admin.connect() as conn:
+                await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+async def measure(
+    server: str, concurrency: int, seconds: float, max_requests: int, load: Load
+) -> Result:
     result = Result(server, concurrency)
-    async with child("bench.agi_servers", server) as proc:
+    async with contextlib.AsyncExitStack() as stack:
+        args = [server]
+        if server == "agi":
+            url = await stack.enter_async_context(fresh_database(load.database_url))
+            args += ["--database-url", url] if url else []
+        proc = await stack.enter_async_context(child("bench.agi_servers", *args))
         port = int(proc.ready["port"])
-        ids = itertools.count()
-        budget = [max_requests]
-        begin = time.perf_counter()
-        async with asyncio.timeout(seconds + 2 * REQUEST_TIMEOUT_S), asyncio.TaskGroup() as tg:
-            for _ in range(concurrency):
-                tg.create_task(worker(server, port, ids, begin + seconds, budget, result))
-        result.elapsed_s = time.perf_counter() - begin
+        numbers: Callable[[], list[str]] = list
+        stop = asyncio.Event()
+        async with contextlib.AsyncExitStack() as visiting:
+            if server == "agi":
+                http = await visiting.enter_async_context(
+                    aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(limit=0),  # one connection per socket
+                        timeout=aiohttp.ClientTimeout(total=HANDSHAKE_S),
+                    )
+                )
+                visitors = Visitors(http, int(proc.ready["http_port"]), str(proc.ready["site"]))
+                await visitors.open_many(load.visitors)
+                print(
+                    f"visitors: {visitors.opened} open, {len(visitors.leased())} leased, "
+                    f"failed {dict(visitors.failed)}",
+                    flush=True,
+                )
+                visiting.push_async_callback(visitors.close_all)
+                churn = asyncio.create_task(visitors.churn(load.visitors, load.churn_per_s, stop))
+                visiting.push_async_callback(_stopped, churn, stop)
+                numbers = visitors.leased
+            ids = itertools.count()
+            budget = [max_requests]
+            begin = time.perf_counter()
+            async with asyncio.timeout(seconds + 2 * REQUEST_TIMEOUT_S), asyncio.TaskGroup() as tg:
+                for _ in range(concurrency):
+                    tg.create_task(
+                        worker(server, port, ids, begin + seconds, budget, result, numbers)
+                    )
+            result.elapsed_s = time.perf_counter() - begin
     return result
+
+
+async def _stopped(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    stop.set()
+    await task
 
 
 def report(results: list[Result], repeat: int) -> str:
@@ -167,7 +253,7 @@ def report(results: list[Result], repeat: int) -> str:
                 agi["p99"],
                 f"{agi['ok']:.0f}/{agi['errors']:.0f}",
                 agi["rps"] / bare["rps"],
-                agi["p50"] / bare["p50"],
+                agi["p99"] / bare["p99"],
             ]
         )
     headers = [
@@ -178,19 +264,21 @@ def report(results: list[Result], repeat: int) -> str:
         "AGI req/s",
         "AGI p50 ms",
         "AGI p99 ms",
-        "AGI ok/err",
+        "AGI ok/past budget",
         "req/s x bare",
-        "p50 x bare",
+        "p99 x bare",
     ]
     return f"agi_bench: median of {repeat} runs; {machine()}\n" + table(headers, rows)
 
 
-async def main_async(levels: list[int], repeat: int, seconds: float, max_requests: int) -> None:
+async def main_async(
+    levels: list[int], repeat: int, seconds: float, max_requests: int, load: Load
+) -> None:
     results = []
     for run in range(repeat):
         for level in levels:
             for server in ("bare", "agi"):
-                result = await measure(server, level, seconds, max_requests)
+                result = await measure(server, level, seconds, max_requests, load)
                 results.append(result)
                 row = result.row()
                 print(
@@ -208,12 +296,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--max-requests", type=int, default=50_000)
+    parser.add_argument("--database-url", default="", help="a PostgreSQL server (any database)")
+    parser.add_argument("--visitors", type=int, default=200)
+    parser.add_argument("--churn-per-s", type=float, default=20.0)
     args = parser.parse_args()
     if not 1 <= args.repeat <= 10 or not 0 < args.seconds <= 120:
         parser.error("--repeat 1..10, --seconds up to 120")
     if not all(1 <= c <= 256 for c in args.concurrency):
         parser.error("--concurrency 1..256")
-    asyncio.run(main_async(args.concurrency, args.repeat, args.seconds, args.max_requests))
+    if args.database_url and not args.database_url.startswith("postgresql+asyncpg://"):
+        parser.error("--database-url: postgresql+asyncpg://... (SQLite is the default)")
+    load = Load(args.database_url, args.visitors, args.churn_per_s)
+    asyncio.run(main_async(args.concurrency, args.repeat, args.seconds, args.max_requests, load))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """The two FastAGI servers `bench.agi_bench` measures, each run as its own child process.
 
-- `agi`: the real `AgiServer` with `SqlCallRecorder` on a fresh, migrated SQLite file (the
-  contract's 500 ms budget per connection, as in production).
+- `agi`: the whole tracker as `calltracking serve` runs it (`serve.running` with every part:
+  web, agi, workers; the contract's 500 ms budget per connection), on a fresh, migrated SQLite
+  file or on `--database-url` (an empty database the parent created), with one seeded site whose
+  pool holds `--pool` numbers; loopback is a trusted proxy so each visitor socket's
+  `X-Forwarded-For` is its own address. Ready line: `{"port", "http_port", "site", "pid"}`.
 - `bare`: `asyncio.start_server` that reads the env block up to its blank line, writes one
   `200 result=1` line and closes: one request/response round trip per connection.
 Ready line: `{"port", "pid"}`; both serve until stdin closes or `--max-seconds` pass.
@@ -16,29 +19,38 @@ import os
 import tempfile
 from pathlib import Path
 
-from agi.server import AgiServer
-from bench.common import LOOPBACK, announce, quiet_logging, until_stdin_closes
-from calltracking.store.calls import SqlCallRecorder
-from calltracking.store.db import Database
-from calltracking.store.migrate import migrate
+from bench.common import LOOPBACK, announce, quiet_logging, seed_site, until_stdin_closes
+from calltracking.config import Config
+from calltracking.serve import ALL_PARTS, running
 
 PBX_ID = "pbx-bench"
+MAX_SOCKETS = 100_000
 
 
-async def serve_agi(max_s: float) -> None:
+async def serve_agi(max_s: float, database_url: str, pool: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-agi-") as tmp:
-        db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}")
-        try:
-            await migrate(db)
-            server = AgiServer(SqlCallRecorder(db), PBX_ID, "7", LOOPBACK, 0)
-            await server.start()
-            try:
-                announce({"port": server.port, "pid": os.getpid()})
-                await until_stdin_closes(max_s)
-            finally:
-                await server.stop()
-        finally:
-            await db.close()
+        config = Config(
+            database_url=database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}",
+            http_host=LOOPBACK,
+            http_port=0,
+            agi_host=LOOPBACK,
+            agi_port=0,
+            pbx_id=PBX_ID,
+            recordings_dir=Path(tmp),
+            ws_max_per_address=MAX_SOCKETS,
+            trusted_proxies=(LOOPBACK,),
+        )
+        async with running(config, ALL_PARTS) as state:
+            site = await seed_site(state.services.db, pool)
+            announce(
+                {
+                    "port": state.agi_port,
+                    "http_port": state.http_port,
+                    "site": site.key,
+                    "pid": os.getpid(),
+                }
+            )
+            await until_stdin_closes(max_s)
 
 
 async def _bare(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -66,9 +78,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("role", choices=("agi", "bare"))
     parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--pool", type=int, default=1000)
     args = parser.parse_args()
     quiet_logging()
-    asyncio.run(serve_agi(args.max_seconds) if args.role == "agi" else serve_bare(args.max_seconds))
+    if args.role == "agi":
+        asyncio.run(serve_agi(args.max_seconds, args.database_url, args.pool))
+    else:
+        asyncio.run(serve_bare(args.max_seconds))
 
 
 if __name__ == "__main__":

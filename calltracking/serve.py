@@ -146,9 +146,13 @@ async def running(
         if "agi" in parts:
             from agi.server import AgiServer
             from calltracking.core.netpolicy import parse_networks
+            from calltracking.store.call_batches import CallStartBatcher
 
+            # Call starts in group commits; closed after the server stopped (LIFO stack).
+            starts = CallStartBatcher(services.db, services.recorder)
+            stack.push_async_callback(starts.close)
             agi = AgiServer(
-                services.recorder,
+                starts,
                 config.pbx_id,
                 config.country_code,
                 config.agi_host,

@@ -1,0 +1,129 @@
+"""Call starts in group commits: the FastAGI's `CallRecorder`, answering only after the commit.
+
+Rules:
+- `start_call` queues the start; whoever finds no drain running starts one, which takes up to
+  `batch_max` queued starts at a time, reads their numbers' facts without a lock
+  (call_starts.read_numbers) and stores them in one write transaction
+  (call_starts.store_starts). A caller's future is resolved only after that transaction has
+  committed: the PBX is never told an attribution whose call row is not in the database, even if
+  the process dies or the database fails between the answer and the commit (there is no such gap).
+- A batch that meets a unique-key conflict (the AMI listener stored one of its calls meanwhile,
+  through `SqlCallRecorder`) is run again whole: the conflicting key is then found stored and
+  answered with that row's frozen attribution. Any other failure fails that batch's callers
+  (the dialogue then reports its error to the dialplan) and the next batch starts afresh.
+- Every other report (answer, end, recordings, open calls) goes to the wrapped recorder.
+- The drain task is owned: `close()` waits for it; a start queued after `close()` is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from calltracking.core.kinds import CallStatus
+from calltracking.core.records import CallKey, OpenCall, Resolution
+from calltracking.ports import CallRecorder
+from calltracking.store.call_starts import CallStart, read_numbers, store_starts
+from calltracking.store.db import Database
+
+log = logging.getLogger(__name__)
+BATCH_MAX = 256
+ATTEMPTS = 4
+
+_Queued = tuple[CallStart, "asyncio.Future[Resolution]"]
+
+
+class CallStartBatcher:
+    def __init__(self, db: Database, recorder: CallRecorder, *, batch_max: int = BATCH_MAX) -> None:
+        self.db = db
+        self._recorder = recorder
+        self._batch_max = batch_max
+        self._queue: list[_Queued] = []
+        self._drain: asyncio.Task[None] | None = None
+        self._closed = False
+        self.batches = 0  # committed, for tests and benchmarks
+
+    async def start_call(
+        self, key: CallKey, did: str, caller: str | None, at: datetime
+    ) -> Resolution:
+        if self._closed:
+            raise RuntimeError("CallStartBatcher is closed")
+        future: asyncio.Future[Resolution] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_seen)
+        self._queue.append((CallStart(key, did, caller, at), future))
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.create_task(self._run(), name="agi-call-starts")
+        # A caller cut by its budget stops waiting; its start still commits with the batch.
+        return await asyncio.shield(future)
+
+    async def close(self) -> None:
+        """Refuse new starts and wait until the queued ones are stored (or failed)."""
+        self._closed = True
+        if self._drain is not None:
+            await self._drain
+
+    async def _run(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max :]
+            try:
+                resolutions = await self._store([start for start, _ in batch])
+            except Exception as exc:
+                log.exception(
+                    "call starts: a batch of %d failed (first %s)", len(batch), batch[0][0].key
+                )
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            for (_, future), resolution in zip(batch, resolutions, strict=True):
+                if not future.done():
+                    future.set_result(resolution)
+
+    async def _store(self, starts: list[CallStart]) -> list[Resolution]:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.db.read() as conn:
+                    numbers = await read_numbers(conn, starts)
+                async with self.db.write() as conn:
+                    return await store_starts(conn, starts, numbers)
+            except IntegrityError:
+                if attempt == ATTEMPTS:
+                    raise
+                log.info("call starts: a batch of %d met a stored call; again", len(starts))
+        raise AssertionError("unreachable")
+
+    # -- everything else is the wrapped recorder's -------------------------------------------
+
+    async def answer_call(self, key: CallKey, at: datetime, answered_by: str | None) -> None:
+        await self._recorder.answer_call(key, at, answered_by)
+
+    async def end_call(
+        self,
+        key: CallKey,
+        at: datetime,
+        status: CallStatus,
+        hangup_cause: int | None = None,
+        *,
+        reconciled: bool = False,
+    ) -> None:
+        await self._recorder.end_call(key, at, status, hangup_cause, reconciled=reconciled)
+
+    async def name_recording(self, key: CallKey, asterisk_path: str) -> None:
+        await self._recorder.name_recording(key, asterisk_path)
+
+    async def confirm_recording(self, key: CallKey, size_bytes: int) -> None:
+        await self._recorder.confirm_recording(key, size_bytes)
+
+    async def open_calls(self, pbx_id: str) -> list[OpenCall]:
+        return await self._recorder.open_calls(pbx_id)
+
+
+def _seen(future: asyncio.Future[Resolution]) -> None:
+    """Mark a failure retrieved: a dialogue that ran out of budget no longer awaits it, and the
+    batch's failure was logged once already."""
+    if not future.cancelled():
+        future.exception()

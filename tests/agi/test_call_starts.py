@@ -1,0 +1,243 @@
+"""The FastAGI's call starts in group commits (store/call_batches.py) keep the store's rules:
+the same rows, resolutions and `call.started` payloads as `SqlCallRecorder.start_call` one call
+at a time, one row per (PBX, Linkedid) whoever reports first, and never an answer for a call the
+database does not hold, even when the database connection dies in the middle of a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agi import AgiServer
+from calltracking.core.kinds import AttributionKind
+from calltracking.core.records import CallKey, Resolution
+from calltracking.pbxsim.agi_client import agi_env, env_block
+from calltracking.store import call_batches
+from calltracking.store import schema as t
+from calltracking.store.call_batches import CallStartBatcher
+from calltracking.store.call_starts import CallStart, NumbersSeen, store_starts
+from calltracking.store.calls import SqlCallRecorder
+from calltracking.store.db import Database
+from tests.integration.pbx import BOTH_DATABASES, PBX, Scene, seed_scene
+from tests.support.tcpproxy import TcpProxy
+
+HELLO_AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+CALL_AT = HELLO_AT + timedelta(minutes=3)
+UNKNOWN_DID = "+74959999999"
+# Differ between two stores of the same call: its id, its key and (chosen per test) its caller.
+OWN = {"id", "linkedid", "caller"}
+
+
+async def _rows(db: Database) -> dict[str, Any]:
+    async with db.read() as conn:
+        return {r.linkedid: r for r in await conn.execute(sa.select(t.calls))}
+
+
+async def _started_payloads(db: Database) -> dict[str, dict[str, Any]]:
+    """call.started payloads by call id."""
+    async with db.read() as conn:
+        rows = await conn.execute(
+            sa.select(t.outbox.c.payload).where(t.outbox.c.key == "call.started")
+        )
+        return {r.payload["data"]["id"]: r.payload["data"] for r in rows}
+
+
+def _without(values: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k not in keys}
+
+
+def _dids(scene: Scene) -> list[str]:
+    return [scene.leased, scene.default("initial"), scene.default("expired"), UNKNOWN_DID]
+
+
+@BOTH_DATABASES
+async def test_a_batch_stores_each_call_as_the_recorder_stores_it_alone(any_db: Database) -> None:
+    scene = await seed_scene(any_db, HELLO_AT)
+    recorder = SqlCallRecorder(any_db)
+    batcher = CallStartBatcher(any_db, recorder)
+    dids = _dids(scene)
+    alone = [
+        await recorder.start_call(CallKey(PBX, f"alone-{i}"), did, f"+7916000000{i}", CALL_AT)
+        for i, did in enumerate(dids)
+    ]
+    batched = await asyncio.gather(
+        *(
+            batcher.start_call(CallKey(PBX, f"batch-{i}"), did, f"+7926000000{i}", CALL_AT)
+            for i, did in enumerate(dids)
+        )
+    )
+    await batcher.close()
+    assert alone[0].kind is AttributionKind.DYNAMIC and alone[0].campaign == "spring"
+    assert [r.__class__(**{**_fields(r), "call_id": ""}) for r in batched] == [
+        r.__class__(**{**_fields(r), "call_id": ""}) for r in alone
+    ]
+    rows = await _rows(any_db)
+    payloads = await _started_payloads(any_db)
+    for i in range(len(dids)):
+        one, other = rows[f"alone-{i}"], rows[f"batch-{i}"]
+        assert _without(dict(other._mapping), OWN) == _without(dict(one._mapping), OWN)
+        assert _without(payloads[other.id], OWN) == _without(payloads[one.id], OWN)
+    assert batcher.batches == 1
+
+
+def _fields(resolution: Resolution) -> dict[str, Any]:
+    return {f: getattr(resolution, f) for f in resolution.__slots__}
+
+
+@BOTH_DATABASES
+async def test_a_callers_calls_in_one_batch_see_each_other_as_one_after_another(
+    any_db: Database,
+) -> None:
+    scene = await seed_scene(any_db, HELLO_AT)
+    recorder = SqlCallRecorder(any_db)
+    batcher = CallStartBatcher(any_db, recorder)
+    for n in range(3):
+        await recorder.start_call(CallKey(PBX, f"alone-{n}"), scene.leased, "+79160000001", CALL_AT)
+    await asyncio.gather(
+        *(
+            batcher.start_call(CallKey(PBX, f"batch-{n}"), scene.leased, "+79260000001", CALL_AT)
+            for n in range(3)
+        )
+    )
+    await batcher.close()
+    rows = await _rows(any_db)
+
+    def flags(prefix: str) -> list[tuple[bool, bool]]:
+        return [
+            (rows[f"{prefix}-{n}"].first_time_caller, rows[f"{prefix}-{n}"].lead) for n in range(3)
+        ]
+
+    assert flags("alone")[0][0] is True
+    assert flags("batch") == flags("alone")
+
+
+@BOTH_DATABASES
+async def test_a_call_the_ami_stored_first_keeps_its_attribution_and_one_row(
+    any_db: Database,
+) -> None:
+    scene = await seed_scene(any_db, HELLO_AT)
+    recorder = SqlCallRecorder(any_db)
+    batcher = CallStartBatcher(any_db, recorder)
+    key = CallKey(PBX, "1795592516.1")
+    first = await recorder.start_call(key, scene.leased, "+79160000001", CALL_AT)
+    # Later reports say another DID: the frozen attribution stays the first one.
+    answers = await asyncio.gather(
+        batcher.start_call(key, UNKNOWN_DID, None, CALL_AT),
+        batcher.start_call(key, scene.leased, "+79160000001", CALL_AT),
+        batcher.start_call(CallKey(PBX, "other"), scene.leased, None, CALL_AT),
+    )
+    await batcher.close()
+    assert answers[0] == answers[1] == first
+    assert answers[2].call_id != first.call_id
+    rows = await _rows(any_db)
+    assert sorted(rows) == ["1795592516.1", "other"]
+    assert sorted(p["id"] for p in (await _started_payloads(any_db)).values()) == sorted(
+        r.id for r in rows.values()
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("any_db", ["postgres"], indirect=True)
+async def test_agi_and_ami_racing_on_the_same_calls_store_each_once(any_db: Database) -> None:
+    scene = await seed_scene(any_db, HELLO_AT)
+    recorder = SqlCallRecorder(any_db)
+    batcher = CallStartBatcher(any_db, recorder)
+    keys = [CallKey(PBX, f"race-{n}") for n in range(20)]
+    ami = [recorder.start_call(k, scene.leased, None, CALL_AT) for k in keys]
+    agi = [batcher.start_call(k, scene.leased, None, CALL_AT) for k in keys]
+    told = await asyncio.gather(*(c for pair in zip(ami, agi, strict=True) for c in pair))
+    await batcher.close()
+    assert told[0::2] == told[1::2]  # both sides were told the same call, whoever won
+    rows = await _rows(any_db)
+    assert sorted(rows) == sorted(k.linkedid for k in keys)
+    assert len(await _started_payloads(any_db)) == len(keys)
+
+
+# -- the guarantee: no dialogue answered for a call that is not committed -----------------------
+
+
+async def _dialogue(port: int, linkedid: str, did: str) -> dict[str, str]:
+    """Asterisk's side of one `calltracking` session; the variables the server set."""
+    env = agi_env(
+        request=f"agi://127.0.0.1:{port}/calltracking",
+        channel="PJSIP/trunk-00000001",
+        uniqueid=linkedid,
+        caller="+79161234567",
+        context="from-trunk",
+        did=did,
+        args=[],
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    sets: dict[str, str] = {}
+    try:
+        writer.write(env_block(env))
+        while line := (await reader.readline()).decode():
+            words = line.split()
+            if line.startswith("GET FULL VARIABLE"):
+                writer.write(f"200 result=1 ({linkedid})\n".encode())
+            else:
+                sets[words[2]] = words[3].strip('"')
+                writer.write(b"200 result=1\n")
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    return sets
+
+
+Store = Callable[[AsyncConnection, Sequence[CallStart], NumbersSeen], Awaitable[list[Resolution]]]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("any_db", ["postgres"], indirect=True)
+async def test_a_batch_whose_database_connection_dies_answers_no_call_as_tracked(
+    any_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scene = await seed_scene(any_db, HELLO_AT)
+    url = make_url(any_db.url)
+    proxy = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    proxied = Database(url.set(port=proxy.port).render_as_string(hide_password=False))
+    written, release = asyncio.Event(), asyncio.Event()
+    real: Store = store_starts
+
+    async def held(
+        conn: AsyncConnection, starts: Sequence[CallStart], numbers: NumbersSeen
+    ) -> list[Resolution]:
+        done = await real(conn, starts, numbers)  # the rows are written, not yet committed
+        if any(s.key.linkedid.startswith("cut-") for s in starts):
+            written.set()
+            await release.wait()
+        return done
+
+    monkeypatch.setattr(call_batches, "store_starts", held)
+    batcher = CallStartBatcher(proxied, SqlCallRecorder(proxied))
+    server = AgiServer(batcher, PBX, "7", "127.0.0.1", 0, budget_s=60.0)
+    await server.start()
+    try:
+        before = await _dialogue(server.port, "kept-1", scene.leased)
+        cut = [
+            asyncio.create_task(_dialogue(server.port, f"cut-{n}", scene.leased)) for n in range(3)
+        ]
+        await written.wait()
+        proxy.cut()
+        release.set()
+        told = await asyncio.gather(*cut)
+        proxy.restore()
+        after = await _dialogue(server.port, "kept-2", scene.leased)
+    finally:
+        await server.stop()
+        await batcher.close()
+        await proxied.close()
+        await proxy.stop()
+    assert before["CALLTRACKING_KIND"] == after["CALLTRACKING_KIND"] == "dynamic"
+    assert all(sets == {"CALLTRACKING_ERROR": "1", "CALLTRACKING_KIND": "unknown"} for sets in told)
+    assert sorted(await _rows(any_db)) == ["kept-1", "kept-2"]
+    assert len(await _started_payloads(any_db)) == 2

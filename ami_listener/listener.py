@@ -3,9 +3,13 @@
 Rules:
 - The panoramisk Manager is built inside the running loop, one per session (connection.py). Its
   event callback is synchronous and only puts the event, stamped with the receive time, on one
-  `asyncio.Queue`; one consumer task feeds the pure `CallFlow` and awaits the recorder for each
-  fact, so facts of a call reach the recorder in order. Reconcile snapshots and sweep ticks go
+  `asyncio.Queue`; one consumer task feeds the pure `CallFlow` and awaits the recorder, so
+  facts of a call reach the recorder in order. Reconcile snapshots and sweep ticks go
   through the same queue, so they are ordered with the events around them.
+- Group commit: the consumer takes what is queued (up to `_BATCH_MAX` items), folds the events
+  in memory and hands their facts to the recorder at once (one transaction when it takes
+  batches); the events count as done (`drain`) only once that returned. Irrelevant events cost
+  a fold step and no I/O.
 - A full queue (a slow recorder) pauses reading from the socket until it drains; Asterisk then
   buffers, and drops us past its `writetimeout` (we reconnect and reconcile).
 - Reconnect: exponential back-off with jitter (backoff.py), reset after each successful login;
@@ -38,6 +42,7 @@ from ami_listener.connection import ActionFailed, AmiSession, LoginFailed
 from ami_listener.facts_sink import FactSink
 from ami_listener.recordings import RecordingWatcher
 from ami_listener.variables import read_variables
+from calltracking.core.callflow.facts import Fact
 from calltracking.core.callflow.headers import normalised
 from calltracking.core.callflow.reconcile import CallFlow
 from calltracking.core.callflow.snapshot import channels_to_ask
@@ -46,6 +51,7 @@ from calltracking.ports import CallRecorder
 
 log = logging.getLogger(__name__)
 _QUEUE_HIGH, _QUEUE_LOW = 10_000, 1_000
+_BATCH_MAX = 2_000  # queued items folded and stored in one transaction, at most
 _MAX_ASKED = 2_000  # channels asked about per reconcile (3 Getvar each)
 
 
@@ -285,13 +291,14 @@ class AmiListener:
 
     async def _consume(self) -> None:
         while True:
-            item = await self._queue.get()
+            items = [await self._queue.get()]
+            while len(items) < _BATCH_MAX and not self._queue.empty():
+                items.append(self._queue.get_nowait())
             try:
-                await self._handle(item)
-            except Exception:
-                log.exception("AMI: could not handle %s", _describe(item))
+                await self._handle_batch(items)
             finally:
-                self._queue.task_done()
+                for _ in items:
+                    self._queue.task_done()
                 if self._paused and self._queue.qsize() <= _QUEUE_LOW:
                     self._resume_reading()
 
@@ -309,26 +316,52 @@ class AmiListener:
                 log.exception("AMI: recording poll failed")
 
     # -- from items to facts to the recorder ---------------------------------------------------
-    async def _handle(self, item: _Event | _Snapshot | _Tick) -> None:
+    async def _handle_batch(self, items: list[_Event | _Snapshot | _Tick]) -> None:
+        """Events in a row are folded in memory and their facts stored in one go (group
+        commit); a snapshot or tick first stores what came before it."""
         async with self._lock:
-            if isinstance(item, _Event):
-                await self._sink.apply(self.flow.feed(item.headers, item.received_at))
-                self.observe_event(item.headers, item.received_at)
-            elif isinstance(item, _Snapshot):
-                found = await item.variables
-                now = self._clock()
-                opened = await self._open_calls()
-                facts = self.flow.adopt(
-                    item.channels,
-                    now,
-                    requested_at=item.requested_at,
-                    open_calls=opened,
-                    variables=found,
-                )
-                await self._sink.apply(facts)
-            else:
-                await self._sink.apply(self.flow.expire(item.now))
-                await self._sink.apply(self.flow.check_open(await self._open_calls(), item.now))
+            facts: list[Fact] = []
+            events: list[_Event] = []
+            for item in items:
+                if isinstance(item, _Event):
+                    try:
+                        facts += self.flow.feed(item.headers, item.received_at)
+                    except Exception:
+                        log.exception("AMI: could not handle %s", _describe(item))
+                    events.append(item)
+                    continue
+                await self._store(facts, events)
+                facts, events = [], []
+                try:
+                    await self._handle_locked(item)
+                except Exception:
+                    log.exception("AMI: could not handle %s", _describe(item))
+            await self._store(facts, events)
+
+    async def _store(self, facts: list[Fact], events: list[_Event]) -> None:
+        await self._sink.apply(facts)
+        for item in events:
+            self.observe_event(item.headers, item.received_at)
+
+    async def _handle(self, item: _Event | _Snapshot | _Tick) -> None:
+        await self._handle_batch([item])
+
+    async def _handle_locked(self, item: _Snapshot | _Tick) -> None:
+        if isinstance(item, _Snapshot):
+            found = await item.variables
+            now = self._clock()
+            opened = await self._open_calls()
+            facts = self.flow.adopt(
+                item.channels,
+                now,
+                requested_at=item.requested_at,
+                open_calls=opened,
+                variables=found,
+            )
+            await self._sink.apply(facts)
+        else:
+            await self._sink.apply(self.flow.expire(item.now))
+            await self._sink.apply(self.flow.check_open(await self._open_calls(), item.now))
 
     async def _open_calls(self) -> list[OpenCall]:
         try:

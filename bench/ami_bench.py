@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 from ami_listener.listener import AmiListener
 from bench.ami_source import SECRET, SENTINEL, USERNAME
 from bench.common import LOOPBACK, child, machine, median, table
+from calltracking.core.callflow.facts import CallEnded, Fact
 from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallKey, OpenCall, Resolution
 from calltracking.store import schema as t
@@ -77,6 +79,10 @@ class CountingRecorder:
         self, key: CallKey, did: str, caller: str | None, at: datetime
     ) -> Resolution:
         return await self.inner.start_call(key, did, caller, at)
+
+    async def record_facts(self, facts: Sequence[Fact]) -> None:
+        await self.inner.record_facts(facts)
+        self.ended += sum(isinstance(f, CallEnded) for f in facts)
 
     async def answer_call(self, key: CallKey, at: datetime, answered_by: str | None) -> None:
         await self.inner.answer_call(key, at, answered_by)

@@ -8,17 +8,19 @@ repeated answer or end changes nothing, `call.recorded` fires once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.attribution import LeaseFacts, NumberFacts, attribute
+from calltracking.core.callflow.facts import Fact
 from calltracking.core.events import EventKey
 from calltracking.core.kinds import AttributionKind, CallStatus, ExportState
 from calltracking.core.numbers import mask
@@ -32,6 +34,8 @@ from calltracking.store.sites import Site, get_site
 
 log = logging.getLogger(__name__)
 EXPORT_TARGETS = ("ga4", "metrika")
+_CONFLICT_RETRIES = 5
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 2.0
 
 
 class SqlCallRecorder:
@@ -52,6 +56,38 @@ class SqlCallRecorder:
             except IntegrityError:
                 continue  # the AGI and the AMI listener raced; the other one's row wins
         raise RuntimeError(f"call {key} could not be stored")
+
+    async def record_facts(self, facts: Sequence[Fact]) -> None:
+        """Many calls' facts in one transaction (the AMI listener's group commit).
+
+        Retried whole when the FastAGI stored one of its calls meanwhile (IntegrityError), and,
+        with back-off until it commits, while the database is unreachable: the listener
+        acknowledges the events only after this returns. Any other error is raised.
+        """
+        from calltracking.store.call_batches import write_facts  # it builds on this module
+
+        delay, attempt = _RETRY_FIRST_S, 0
+        while True:
+            attempt += 1
+            try:
+                async with self.db.write() as conn:
+                    await write_facts(conn, facts)
+                return
+            except IntegrityError:
+                if attempt >= _CONFLICT_RETRIES:
+                    raise
+            except (DBAPIError, OSError) as exc:
+                if isinstance(exc, DBAPIError) and not _unreachable(exc):
+                    raise
+                log.warning(
+                    "calls: batch of %d facts not written (attempt %d, %s); retrying in %.2f s",
+                    len(facts),
+                    attempt,
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
 
     async def answer_call(self, key: CallKey, at: datetime, answered_by: str | None) -> None:
         async with self.db.write() as conn:
@@ -130,6 +166,11 @@ class SqlCallRecorder:
             ]
 
 
+def _unreachable(exc: DBAPIError) -> bool:
+    """The database is cut or busy, not the batch wrong: worth waiting for."""
+    return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -184,6 +225,18 @@ async def number_facts(
 async def _create_call(
     conn: AsyncConnection, key: CallKey, did: str, caller: str | None, at: datetime
 ) -> Any:
+    values = await new_call_values(conn, key, did, caller, at)
+    await conn.execute(t.calls.insert().values(**values))
+    call_id = values["id"]
+    await emit(conn, EventKey.CALL_STARTED, await call_json(conn, call_id), at)
+    log.info("call %s started: did %s caller %s -> %s", call_id, did, mask(caller), values["kind"])
+    return (await conn.execute(sa.select(t.calls).where(t.calls.c.id == call_id))).one()
+
+
+async def new_call_values(
+    conn: AsyncConnection, key: CallKey, did: str, caller: str | None, at: datetime
+) -> dict[str, Any]:
+    """The `calls` row of a call first reported now: its attribution resolved (and frozen)."""
     facts, owner = await number_facts(conn, did, at)
     result = attribute(facts, at)
     site = owner
@@ -204,35 +257,36 @@ async def _create_call(
         )
     account_id = site.account_id if site else None
     first, lead = await _caller_flags(conn, account_id, caller, result.kind, at)
-    call_id = new_id()
-    await conn.execute(
-        t.calls.insert().values(
-            id=call_id,
-            pbx_id=key.pbx_id,
-            linkedid=key.linkedid,
-            account_id=account_id,
-            site_id=site.id if site else None,
-            did=did,
-            caller=caller,
-            started_at=at,
-            status=str(CallStatus.RINGING),
-            kind=str(result.kind),
-            confidence=result.confidence,
-            lease_id=result.lease.lease_id if result.lease else None,
-            visitor_id=result.lease.visitor_id if result.lease else None,
-            visit_id=visit_id,
-            static_label=result.static_label,
-            first_time_caller=first,
-            lead=lead,
-            spam=False,
-            reconciled=False,
-            route=site.settings.route if site else None,
-            record=site.settings.record_calls if site else True,
-        )
+    return dict(
+        id=new_id(),
+        pbx_id=key.pbx_id,
+        linkedid=key.linkedid,
+        account_id=account_id,
+        site_id=site.id if site else None,
+        did=did,
+        caller=caller,
+        started_at=at,
+        status=str(CallStatus.RINGING),
+        kind=str(result.kind),
+        confidence=result.confidence,
+        lease_id=result.lease.lease_id if result.lease else None,
+        visitor_id=result.lease.visitor_id if result.lease else None,
+        visit_id=visit_id,
+        static_label=result.static_label,
+        first_time_caller=first,
+        lead=lead,
+        spam=False,
+        reconciled=False,
+        route=site.settings.route if site else None,
+        record=site.settings.record_calls if site else True,
+        answered_at=None,
+        ended_at=None,
+        hangup_cause=None,
+        answered_by=None,
+        note=None,
+        recording_path=None,
+        recording_size=None,
     )
-    await emit(conn, EventKey.CALL_STARTED, await call_json(conn, call_id), at)
-    log.info("call %s started: did %s caller %s -> %s", call_id, did, mask(caller), result.kind)
-    return (await conn.execute(sa.select(t.calls).where(t.calls.c.id == call_id))).one()
 
 
 async def _caller_flags(

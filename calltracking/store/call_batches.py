@@ -143,8 +143,9 @@ async def _flush_inserts(batch: _Batch) -> None:
     if batch.inserts:
         await batch.conn.execute(t.calls.insert(), batch.inserts)
         batch.inserts = []
-        for call in batch.calls.values():  # every new call was pending: now it is stored
-            call.new = call.changed = False
+        for call in batch.calls.values():
+            if call.new:  # every new call was pending: now it is stored as it stands
+                call.new = call.changed = False
 
 
 async def _start(batch: _Batch, fact: CallStarted) -> None:

@@ -31,10 +31,14 @@ def device(channel: str) -> str | None:
 def normalised(event: Mapping[str, object]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in event.items():
-        if isinstance(value, (list, tuple)) and value:
-            value = value[0]  # a repeated header (ChanVariable): the first one
-        if isinstance(value, str):
-            out.setdefault(str(key).lower(), value.strip())
+        if value.__class__ is not str:  # the common case first: it runs for every AMI event
+            if isinstance(value, (list, tuple)) and value:
+                value = value[0]  # a repeated header (ChanVariable): the first one
+            if not isinstance(value, str):
+                continue
+        name = key.lower() if key.__class__ is str else str(key).lower()
+        if name not in out:
+            out[name] = value.strip()
     return out
 
 

@@ -4,7 +4,8 @@ The source is the shipped pbx-sim in a child process (bench/ami_source.py): afte
 has logged in, a `go` makes it place `--calls` calls of the load profile's mix (answered,
 missed, busy, failed, hung up during the AGI) as fast as it can at `--speed`, then emit a
 sentinel. Two consumers read that stream, each from a fresh sim:
-- listener: the real `AmiListener` feeding `SqlCallRecorder` on a fresh, migrated SQLite file;
+- listener: the real `AmiListener` feeding `SqlCallRecorder` on a fresh, migrated SQLite file
+  (or the PostgreSQL database `--database-url` names, emptied before each run);
   done when every call has been ended in the store (counted at the recorder, checked in the
   `calls` table afterwards);
 - bare: a TCP reader that logs in, reads and splits the byte stream into messages (on the blank
@@ -123,11 +124,13 @@ async def poll(check: Any, interval_s: float = 0.005) -> None:
 
 
 # -- consumers -------------------------------------------------------------------------------------
-async def run_listener(calls: int, speed: float) -> Result:
+async def run_listener(calls: int, speed: float, database_url: str = "") -> Result:
     result = Result("listener", calls)
     with tempfile.TemporaryDirectory(prefix="bench-ami-") as tmp:
-        db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}")
+        db = Database(database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}")
         try:
+            if not db.is_sqlite:
+                await empty(db)
             await migrate(db)
             recorder = CountingRecorder(SqlCallRecorder(db))
             source = ("--calls", str(calls), "--speed", str(speed))
@@ -168,6 +171,13 @@ async def run_listener(calls: int, speed: float) -> Result:
         finally:
             await db.close()
     return result
+
+
+async def empty(db: Database) -> None:
+    """Each run starts from an empty PostgreSQL database (the one `--database-url` names)."""
+    async with db.write() as conn:
+        await conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        await conn.execute(sa.text("CREATE SCHEMA public"))
 
 
 async def stored_calls(db: Database) -> tuple[int, int]:
@@ -225,7 +235,7 @@ async def split_until_sentinel(reader: asyncio.StreamReader) -> int:
 
 
 # -- report ----------------------------------------------------------------------------------------
-def report(results: list[Result], repeat: int, calls: int) -> str:
+def report(results: list[Result], repeat: int, calls: int, store: str) -> str:
     med = {}
     for consumer in ("bare", "listener"):
         runs = [r.row() for r in results if r.consumer == consumer]
@@ -244,7 +254,7 @@ def report(results: list[Result], repeat: int, calls: int) -> str:
             1.0,
         ],
         [
-            "AmiListener + SQLite",
+            f"AmiListener + {store}",
             listener["events"],
             listener["received"],
             f"{listener['stored']:.0f}/{listener['ended']:.0f}",
@@ -271,11 +281,14 @@ def report(results: list[Result], repeat: int, calls: int) -> str:
     )
 
 
-async def main_async(calls: int, repeat: int, speed: float) -> None:
+async def main_async(calls: int, repeat: int, speed: float, database_url: str) -> None:
     results = []
     for run in range(repeat):
-        for consume in (run_bare, run_listener):
-            result = await consume(calls, speed)
+        for consumer in ("bare", "listener"):
+            if consumer == "bare":
+                result = await run_bare(calls, speed)
+            else:
+                result = await run_listener(calls, speed, database_url)
             results.append(result)
             row = result.row()
             print(
@@ -285,7 +298,8 @@ async def main_async(calls: int, repeat: int, speed: float) -> None:
                 f"(sim alone {row['sim_events_s']:.0f} events/s)",
                 flush=True,
             )
-    print(report(results, repeat, calls))
+    store = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
+    print(report(results, repeat, calls, store))
 
 
 def main() -> None:
@@ -293,10 +307,15 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--speed", type=float, default=1000.0)
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="an EMPTY PostgreSQL database, emptied before each run (default: a fresh SQLite file)",
+    )
     args = parser.parse_args()
     if not 1 <= args.repeat <= 10 or not 1 <= args.calls <= 20_000:
         parser.error("--repeat 1..10, --calls 1..20000")
-    asyncio.run(main_async(args.calls, args.repeat, args.speed))
+    asyncio.run(main_async(args.calls, args.repeat, args.speed, args.database_url))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ Rules:
   start creates the call once per (pbx_id, linkedid) with its attribution resolved then and
   frozen (a call the FastAGI stored first keeps its own); an answer or end of a closed call
   changes nothing; a recording is named once.
-- Statements per batch, not per fact: one read of the stored calls, attribution reads only for
-  new calls, one insert of the new calls, one update of the changed stored calls, one insert of
+- Statements per batch, not per fact: one read of the stored calls, one of the new calls'
+  numbers and their latest leases (`calls.prefetch`; a lease that began after a call's start
+  is looked past with the one-call query), further attribution reads only for attributed
+  calls, one insert of the new calls, one update of the changed stored calls, one insert of
   exports and one of outbox rows (executemany each).
 - Each `call.*` outbox row carries the call as `calls.call_json` would read it at that point,
   built in memory from the row being written; it is written in the same transaction.
@@ -41,7 +43,9 @@ from calltracking.core.records import CallKey, SessionInfo
 from calltracking.store import schema as t
 from calltracking.store.calls import (
     EXPORT_TARGETS,
+    Prefetched,
     new_call_values,
+    prefetch,
     record_from_row,
     record_json,
     session_from_row,
@@ -85,11 +89,16 @@ class _Batch:
     sites: dict[str, Site | None] = field(default_factory=dict)
     sessions: dict[str, SessionInfo | None] = field(default_factory=dict)
     rules: dict[str, int | None] = field(default_factory=dict)
+    known: Prefetched | None = None
 
 
 async def write_facts(conn: AsyncConnection, facts: Sequence[Fact]) -> None:
     """Apply `facts` (in order) inside the caller's write transaction."""
     batch = _Batch(conn, await _stored(conn, {f.key for f in facts}))
+    starts = [f for f in facts if isinstance(f, CallStarted) and f.key not in batch.calls]
+    if starts:
+        until = max(f.at for f in starts)
+        batch.known = await prefetch(conn, {f.did for f in starts}, until)
     for fact in facts:
         if isinstance(fact, CallStarted):
             await _start(batch, fact)
@@ -153,7 +162,7 @@ async def _start(batch: _Batch, fact: CallStarted) -> None:
         return
     if fact.caller is not None and any(r["caller"] == fact.caller for r in batch.inserts):
         await _flush_inserts(batch)  # its caller flags count the earlier call
-    row = await new_call_values(batch.conn, fact.key, fact.did, fact.caller, fact.at)
+    row = await new_call_values(batch.conn, fact.key, fact.did, fact.caller, fact.at, batch.known)
     call = _Call(row, new=True)
     batch.calls[fact.key] = call
     batch.inserts.append(row)  # the dict itself: later phases of this batch land in the insert

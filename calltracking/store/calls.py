@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -185,14 +186,41 @@ async def _call_by_key(conn: AsyncConnection, key: CallKey) -> Any:
     ).first()
 
 
-async def number_facts(
-    conn: AsyncConnection, did: str, at: datetime
-) -> tuple[NumberFacts, Site | None]:
-    row = (await conn.execute(sa.select(t.numbers).where(t.numbers.c.e164 == did))).first()
-    owner = await get_site(conn, row.site_id) if row is not None and row.site_id else None
-    if owner is not None and owner.deleted_at is not None:
-        owner = None
-    lease_row = (
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """What a batch of new calls read at once: `numbers` rows by e164, and each number's latest
+    lease assigned up to `until` (the batch's last start)."""
+
+    numbers: Mapping[str, Any]
+    leases: Mapping[str, Any]
+    until: datetime
+
+
+async def prefetch(conn: AsyncConnection, dids: Collection[str], until: datetime) -> Prefetched:
+    rows = await conn.execute(sa.select(t.numbers).where(t.numbers.c.e164.in_(list(dids))))
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=t.leases.c.number, order_by=t.leases.c.assigned_at.desc())
+        .label("rank")
+    )
+    ranked = (
+        sa.select(t.leases, rank)
+        .where(t.leases.c.number.in_(list(dids)), t.leases.c.assigned_at <= until)
+        .subquery()
+    )
+    latest = await conn.execute(sa.select(ranked).where(ranked.c.rank == 1))
+    return Prefetched({r.e164: r for r in rows}, {r.number: r for r in latest}, until)
+
+
+async def _last_lease(
+    conn: AsyncConnection, did: str, at: datetime, known: Prefetched | None
+) -> Any:
+    if known is not None and at <= known.until:
+        latest = known.leases.get(did)
+        # The latest lease up to `until` is the latest up to `at` when it began by then.
+        if latest is None or latest.assigned_at <= at:
+            return latest
+    return (
         await conn.execute(
             sa.select(t.leases)
             .where(t.leases.c.number == did, t.leases.c.assigned_at <= at)
@@ -200,6 +228,19 @@ async def number_facts(
             .limit(1)
         )
     ).first()
+
+
+async def number_facts(
+    conn: AsyncConnection, did: str, at: datetime, known: Prefetched | None = None
+) -> tuple[NumberFacts, Site | None]:
+    if known is not None:
+        row = known.numbers.get(did)
+    else:
+        row = (await conn.execute(sa.select(t.numbers).where(t.numbers.c.e164 == did))).first()
+    owner = await get_site(conn, row.site_id) if row is not None and row.site_id else None
+    if owner is not None and owner.deleted_at is not None:
+        owner = None
+    lease_row = await _last_lease(conn, did, at, known)
     lease, lease_site = None, None
     if lease_row is not None:
         lease_site = await get_site(conn, lease_row.site_id)
@@ -234,10 +275,15 @@ async def _create_call(
 
 
 async def new_call_values(
-    conn: AsyncConnection, key: CallKey, did: str, caller: str | None, at: datetime
+    conn: AsyncConnection,
+    key: CallKey,
+    did: str,
+    caller: str | None,
+    at: datetime,
+    known: Prefetched | None = None,
 ) -> dict[str, Any]:
     """The `calls` row of a call first reported now: its attribution resolved (and frozen)."""
-    facts, owner = await number_facts(conn, did, at)
+    facts, owner = await number_facts(conn, did, at, known)
     result = attribute(facts, at)
     site = owner
     if result.site_id is not None and (site is None or site.id != result.site_id):

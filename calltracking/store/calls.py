@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -194,6 +194,12 @@ class Prefetched:
     numbers: Mapping[str, Any]
     leases: Mapping[str, Any]
     until: datetime
+    sites: dict[str, Site | None] = field(default_factory=dict)  # read once per batch
+
+    async def site(self, conn: AsyncConnection, site_id: str) -> Site | None:
+        if site_id not in self.sites:
+            self.sites[site_id] = await get_site(conn, site_id)
+        return self.sites[site_id]
 
 
 async def prefetch(conn: AsyncConnection, dids: Collection[str], until: datetime) -> Prefetched:
@@ -237,13 +243,14 @@ async def number_facts(
         row = known.numbers.get(did)
     else:
         row = (await conn.execute(sa.select(t.numbers).where(t.numbers.c.e164 == did))).first()
-    owner = await get_site(conn, row.site_id) if row is not None and row.site_id else None
+    read_site = known.site if known is not None else get_site
+    owner = await read_site(conn, row.site_id) if row is not None and row.site_id else None
     if owner is not None and owner.deleted_at is not None:
         owner = None
     lease_row = await _last_lease(conn, did, at, known)
     lease, lease_site = None, None
     if lease_row is not None:
-        lease_site = await get_site(conn, lease_row.site_id)
+        lease_site = await read_site(conn, lease_row.site_id)
         lease = LeaseFacts(
             lease_row.id,
             lease_row.site_id,
@@ -287,7 +294,7 @@ async def new_call_values(
     result = attribute(facts, at)
     site = owner
     if result.site_id is not None and (site is None or site.id != result.site_id):
-        site = await get_site(conn, result.site_id)
+        site = await (known.site if known is not None else get_site)(conn, result.site_id)
     visit_id = None
     if result.lease is not None:
         visit_id = (

@@ -124,7 +124,7 @@ async def poll(check: Any, interval_s: float = 0.005) -> None:
 
 
 # -- consumers -------------------------------------------------------------------------------------
-async def run_listener(calls: int, speed: float, database_url: str = "") -> Result:
+async def run_listener(calls: int, source: tuple[str, ...], database_url: str = "") -> Result:
     result = Result("listener", calls)
     with tempfile.TemporaryDirectory(prefix="bench-ami-") as tmp:
         db = Database(database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}")
@@ -133,7 +133,6 @@ async def run_listener(calls: int, speed: float, database_url: str = "") -> Resu
                 await empty(db)
             await migrate(db)
             recorder = CountingRecorder(SqlCallRecorder(db))
-            source = ("--calls", str(calls), "--speed", str(speed))
             async with child("bench.ami_source", *source) as sim:
                 listener = CountingListener(
                     host=LOOPBACK,
@@ -189,9 +188,9 @@ async def stored_calls(db: Database) -> tuple[int, int]:
     return int(stored), int(ended)
 
 
-async def run_bare(calls: int, speed: float) -> Result:
+async def run_bare(calls: int, source: tuple[str, ...], record: Path | None = None) -> Result:
     result = Result("bare", calls)
-    async with child("bench.ami_source", "--calls", str(calls), "--speed", str(speed)) as sim:
+    async with child("bench.ami_source", *source) as sim:
         reader, writer = await asyncio.open_connection(LOOPBACK, int(sim.ready["port"]))
         try:
             async with asyncio.timeout(LOGIN_TIMEOUT_S):
@@ -209,7 +208,7 @@ async def run_bare(calls: int, speed: float) -> Result:
             async with asyncio.timeout(RUN_TIMEOUT_S):
                 begin = time.perf_counter()
                 await sim.send("go")
-                result.received = await split_until_sentinel(reader)
+                result.received = await split_until_sentinel(reader, record)
                 result.seconds = time.perf_counter() - begin
                 done = await sim.receive(RUN_TIMEOUT_S)
         finally:
@@ -220,17 +219,25 @@ async def run_bare(calls: int, speed: float) -> Result:
     return result
 
 
-async def split_until_sentinel(reader: asyncio.StreamReader) -> int:
-    """Read chunks, split them into messages, count events; stop at the sentinel."""
+async def split_until_sentinel(reader: asyncio.StreamReader, record: Path | None = None) -> int:
+    """Read chunks, split them into messages, count events; stop at the sentinel. With `record`,
+    the bytes read after `go`, up to and with the sentinel, are written there."""
     sentinel = f"\r\nUserEvent: {SENTINEL}".encode()  # split drops the line end
     buffer, events = b"", 0
-    while chunk := await reader.read(1 << 16):
-        *messages, buffer = (buffer + chunk).split(b"\r\n\r\n")
-        for message in messages:
-            if message.endswith(sentinel):
-                return events
-            if message.startswith(b"Event:"):
-                events += 1
+    out = record.open("wb") if record is not None else None
+    try:
+        while chunk := await reader.read(1 << 16):
+            *messages, buffer = (buffer + chunk).split(b"\r\n\r\n")
+            for message in messages:
+                if out is not None:
+                    out.write(message + b"\r\n\r\n")
+                if message.endswith(sentinel):
+                    return events
+                if message.startswith(b"Event:"):
+                    events += 1
+    finally:
+        if out is not None:
+            out.close()
     raise ConnectionError("the AMI stream ended before the sentinel")
 
 
@@ -281,24 +288,36 @@ def report(results: list[Result], repeat: int, calls: int, store: str) -> str:
     )
 
 
-async def main_async(calls: int, repeat: int, speed: float, database_url: str) -> None:
+async def main_async(
+    calls: int, repeat: int, speed: float, database_url: str, source_kind: str
+) -> None:
+    sim = ("--calls", str(calls), "--speed", str(speed))
     results = []
-    for run in range(repeat):
-        for consumer in ("bare", "listener"):
-            if consumer == "bare":
-                result = await run_bare(calls, speed)
-            else:
-                result = await run_listener(calls, speed, database_url)
-            results.append(result)
-            row = result.row()
-            print(
-                f"run {run + 1} {result.consumer:8} events={result.events} read={result.received} "
-                f"stored={result.stored} ended={result.ended} {result.seconds:.2f}s "
-                f"{row['events_s']:.0f} events/s {row['calls_s']:.1f} calls/s "
-                f"(sim alone {row['sim_events_s']:.0f} events/s)",
-                flush=True,
-            )
+    with tempfile.TemporaryDirectory(prefix="bench-ami-stream-") as tmp:
+        source: tuple[str, ...] = sim
+        if source_kind == "replay":
+            stream = Path(tmp) / "stream.ami"
+            recorded = await run_bare(calls, sim, record=stream)
+            print(f"recorded {recorded.received} events of a sim run to replay", flush=True)
+            source = ("--replay", str(stream))
+        for run in range(repeat):
+            for consumer in ("bare", "listener"):
+                if consumer == "bare":
+                    result = await run_bare(calls, source)
+                else:
+                    result = await run_listener(calls, source, database_url)
+                results.append(result)
+                row = result.row()
+                print(
+                    f"run {run + 1} {result.consumer:8} events={result.events} "
+                    f"read={result.received} stored={result.stored} ended={result.ended} "
+                    f"{result.seconds:.2f}s {row['events_s']:.0f} events/s "
+                    f"{row['calls_s']:.1f} calls/s "
+                    f"(source alone {row['sim_events_s']:.0f} events/s)",
+                    flush=True,
+                )
     store = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
+    print(f"source: {source_kind}")
     print(report(results, repeat, calls, store))
 
 
@@ -308,6 +327,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--speed", type=float, default=1000.0)
     parser.add_argument(
+        "--source",
+        choices=("sim", "replay"),
+        default="sim",
+        help="sim: a live pbx-sim per run; replay: one sim run recorded, then replayed as bytes",
+    )
+    parser.add_argument(
         "--database-url",
         default="",
         help="an EMPTY PostgreSQL database, emptied before each run (default: a fresh SQLite file)",
@@ -315,7 +340,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.repeat <= 10 or not 1 <= args.calls <= 20_000:
         parser.error("--repeat 1..10, --calls 1..20000")
-    asyncio.run(main_async(args.calls, args.repeat, args.speed, args.database_url))
+    asyncio.run(main_async(args.calls, args.repeat, args.speed, args.database_url, args.source))
 
 
 if __name__ == "__main__":

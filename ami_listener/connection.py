@@ -34,6 +34,8 @@ from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from calltracking.core.callflow.headers import parse_block
+
 
 class LoginFailed(Exception):
     """Asterisk refused the username/secret (or their rights)."""
@@ -58,16 +60,6 @@ def as_dict(message: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def parse_event(block: str) -> dict[str, str]:
-    """An event block as headers: the first of a repeated header, lines without `: ` dropped."""
-    out: dict[str, str] = {}
-    for line in block.split("\r\n"):
-        key, sep, value = line.partition(": ")
-        if sep and key not in out:
-            out[key] = value
-    return out
-
-
 class _Protocol(AMIProtocol):  # type: ignore[misc]
     """panoramisk's protocol, with events read here: a block that is neither a response nor part
     of an action's reply (no ActionID) is split into headers with no intermediate object and
@@ -88,7 +80,7 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
                 if message is not None:
                     self.handle_message(message)
                 continue
-            headers = parse_event(block)
+            headers = parse_block(block)
             name = headers.get("Event")
             if name is None:
                 name = next((v for k, v in headers.items() if k.lower() == "event"), None)

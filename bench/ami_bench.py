@@ -55,6 +55,7 @@ class Result:
     ended: int = 0
     seconds: float = 0.0
     sim_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU (all threads) from `go` to done
 
     def row(self) -> dict[str, float]:
         return {
@@ -62,6 +63,7 @@ class Result:
             "calls_s": self.calls / self.seconds if self.seconds else 0.0,
             "sim_events_s": self.events / self.sim_seconds if self.sim_seconds else 0.0,
             "seconds": self.seconds,
+            "cpu_us_event": 1e6 * self.cpu_seconds / self.events if self.events else 0.0,
             "events": float(self.events),
             "received": float(self.received),
             "stored": float(self.stored),
@@ -155,10 +157,11 @@ async def run_listener(calls: int, source: tuple[str, ...], database_url: str = 
                         await listener.drain()  # ... and its snapshot handled, before any call
                     before = listener.received
                     async with asyncio.timeout(RUN_TIMEOUT_S):
-                        begin = time.perf_counter()
+                        begin, cpu = time.perf_counter(), time.process_time()
                         await sim.send("go")
                         await poll(lambda: recorder.ended >= calls)
                         result.seconds = time.perf_counter() - begin
+                        result.cpu_seconds = time.process_time() - cpu
                         done = await sim.receive(RUN_TIMEOUT_S)
                     result.received = listener.received - before - 1  # the sentinel
                 finally:
@@ -206,10 +209,11 @@ async def run_bare(calls: int, source: tuple[str, ...], record: Path | None = No
                 ):
                     pass
             async with asyncio.timeout(RUN_TIMEOUT_S):
-                begin = time.perf_counter()
+                begin, cpu = time.perf_counter(), time.process_time()
                 await sim.send("go")
                 result.received = await split_until_sentinel(reader, record)
                 result.seconds = time.perf_counter() - begin
+                result.cpu_seconds = time.process_time() - cpu
                 done = await sim.receive(RUN_TIMEOUT_S)
         finally:
             writer.close()
@@ -258,6 +262,7 @@ def report(results: list[Result], repeat: int, calls: int, store: str) -> str:
             bare["events_s"],
             bare["calls_s"],
             bare["sim_events_s"],
+            bare["cpu_us_event"],
             1.0,
         ],
         [
@@ -269,6 +274,7 @@ def report(results: list[Result], repeat: int, calls: int, store: str) -> str:
             listener["events_s"],
             listener["calls_s"],
             listener["sim_events_s"],
+            listener["cpu_us_event"],
             listener["events_s"] / bare["events_s"],
         ],
     ]
@@ -280,7 +286,8 @@ def report(results: list[Result], repeat: int, calls: int, store: str) -> str:
         "seconds",
         "events/s",
         "calls/s",
-        "sim alone events/s",
+        "source alone events/s",
+        "CPU µs/event",
         "x bare",
     ]
     return f"ami_bench: {calls} calls, median of {repeat} runs; {machine()}\n" + table(

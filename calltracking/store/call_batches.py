@@ -84,6 +84,7 @@ class _Batch:
     conn: AsyncConnection
     calls: dict[CallKey, _Call]
     inserts: list[dict[str, Any]] = field(default_factory=list)
+    callers: set[str] = field(default_factory=set)  # of the pending inserts
     exports: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     sites: dict[str, Site | None] = field(default_factory=dict)
@@ -151,7 +152,7 @@ async def _stored(conn: AsyncConnection, keys: set[CallKey]) -> dict[CallKey, _C
 async def _flush_inserts(batch: _Batch) -> None:
     if batch.inserts:
         await batch.conn.execute(t.calls.insert(), batch.inserts)
-        batch.inserts = []
+        batch.inserts, batch.callers = [], set()
         for call in batch.calls.values():
             if call.new:  # every new call was pending: now it is stored as it stands
                 call.new = call.changed = False
@@ -160,12 +161,14 @@ async def _flush_inserts(batch: _Batch) -> None:
 async def _start(batch: _Batch, fact: CallStarted) -> None:
     if fact.key in batch.calls:
         return
-    if fact.caller is not None and any(r["caller"] == fact.caller for r in batch.inserts):
+    if fact.caller is not None and fact.caller in batch.callers:
         await _flush_inserts(batch)  # its caller flags count the earlier call
     row = await new_call_values(batch.conn, fact.key, fact.did, fact.caller, fact.at, batch.known)
     call = _Call(row, new=True)
     batch.calls[fact.key] = call
     batch.inserts.append(row)  # the dict itself: later phases of this batch land in the insert
+    if fact.caller is not None:
+        batch.callers.add(fact.caller)
     await _emit(batch, call, EventKey.CALL_STARTED, fact.at)
 
 

@@ -14,6 +14,10 @@ What panoramisk 1.4 does on Python 3.11 (read from its source and checked by tes
   re-sending a lost session's actions to the next one: dropped; each session is a fresh Manager.
 - Event patterns are case-sensitive fnmatch; we register `*` and keep the callback synchronous
   (async callbacks become untracked tasks that finish out of order).
+- Its parser builds a case-insensitive `Message` per event and its dispatch matches patterns:
+  most of the listener's time per event. Plain events (no ActionID, not a response) are split
+  into headers here (`_Protocol`) and go to the callback directly; replies to actions, their
+  list events and Shutdown still go through panoramisk.
 - `Action()` creates `asyncio.Future()` without a loop, so actions are only built inside the loop;
   `Message` is a case-insensitive dict with an extra `content` key and lists for repeated headers.
 - Replies to actions (matched by ActionID, also the events of a list such as CoreShowChannel) go to
@@ -29,20 +33,11 @@ from typing import Any
 
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message
+
+from calltracking.core.callflow.headers import parse_block
 
 log = logging.getLogger(__name__)
-
-
-class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk is untyped
-    """panoramisk's protocol, minus one way a broken block kills the connection: a header
-    given twice comes out as a list, and `handle_message` then fails on `.lower()` inside
-    `data_received`, which asyncio answers by closing the socket. Such a block is dropped."""
-
-    def handle_message(self, message: Any) -> None:
-        if any(isinstance(message.get(name), list) for name in ("Event", "Response", "ActionID")):
-            log.warning("AMI block with a repeated Event/Response/ActionID header dropped")
-            return
-        super().handle_message(message)
 
 
 class LoginFailed(Exception):
@@ -68,11 +63,55 @@ def as_dict(message: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+class _Protocol(AMIProtocol):  # type: ignore[misc]
+    """panoramisk's protocol, with events read here: a block that is neither a response nor part
+    of an action's reply (no ActionID) is split into headers with no intermediate object and
+    handed to the event callback; everything else, and Shutdown, goes through panoramisk."""
+
+    def data_received(self, data: bytes) -> None:
+        if self.version is None or len(self.queue) != 1:
+            try:  # the banner, or a state we did not expect
+                super().data_received(data)
+            except Exception:  # a broken block must not close the session (asyncio would)
+                log.warning("AMI data panoramisk could not parse dropped", exc_info=True)
+            return
+        text = self.queue.pop() + data.decode(getattr(self, "encoding", "ascii"), "ignore")
+        *blocks, rest = text.split("\r\n\r\n")
+        self.queue.append(rest)
+        on_event: EventCallback = self.factory.on_event
+        for raw in blocks:
+            block = raw.strip()
+            if block.startswith("Response") or "ActionID" in block:
+                message = Message.from_line(block)
+                if message is not None:
+                    self.handle_message(message)
+                continue
+            headers = parse_block(block)
+            name = headers.get("Event")
+            if name is None:
+                name = next((v for k, v in headers.items() if k.lower() == "event"), None)
+                if name is None:
+                    continue  # not an event: panoramisk drops it too
+            if name.lower() == "shutdown":
+                self.handle_message(Message.from_line(block))
+                continue
+            on_event(headers)
+
+    def handle_message(self, message: Any) -> None:
+        # A header given twice comes out of panoramisk as a list, and its `handle_message` then
+        # fails on `.lower()` inside `data_received`, which closes the socket: drop the block.
+        if any(isinstance(message.get(name), list) for name in ("Event", "Response", "ActionID")):
+            log.warning("AMI block with a repeated Event/Response/ActionID header dropped")
+            return
+        super().handle_message(message)
+
+
 class _Manager(Manager):  # type: ignore[misc]
     """panoramisk's Manager without its reconnect loop, pinger or replay of a lost session."""
 
-    def __init__(self, lost: asyncio.Future[None], **config: Any) -> None:
+    def __init__(self, lost: asyncio.Future[None], on_event: EventCallback, **config: Any) -> None:
         super().__init__(**config)
+        self.on_event = on_event
         self.callbacks.clear()
         self.patterns.clear()
         self._lost = lost
@@ -114,6 +153,7 @@ class AmiSession:
         lost: asyncio.Future[None] = loop.create_future()
         manager = _Manager(
             lost,
+            on_event,
             loop=loop,
             host=host,
             port=port,

@@ -3,9 +3,17 @@
 Rules:
 - The panoramisk Manager is built inside the running loop, one per session (connection.py). Its
   event callback is synchronous and only puts the event, stamped with the receive time, on one
-  `asyncio.Queue`; one consumer task feeds the pure `CallFlow` and awaits the recorder for each
-  fact, so facts of a call reach the recorder in order. Reconcile snapshots and sweep ticks go
+  `asyncio.Queue`; one consumer task feeds the pure `CallFlow` and awaits the recorder, so
+  facts of a call reach the recorder in order. Reconcile snapshots and sweep ticks go
   through the same queue, so they are ordered with the events around them.
+- Group commit: the consumer takes what is queued (up to `_BATCH_MAX` items), folds the events
+  in memory (pure `CallFlow`) and hands their facts to one writer task; the writer stores all
+  that was folded while it was busy with one `FactSink.apply` (one transaction when the
+  recorder takes batches) and only then counts the events done (`drain`). Folding and handing
+  over happen under one lock, so facts reach the store in the order the flow decided them.
+  Irrelevant events cost a fold step and no I/O.
+- A snapshot or tick (also `sweep()`) first waits until the writer has stored everything
+  folded before it, so the recorder's open calls it reads are current, then is handled alone.
 - A full queue (a slow recorder) pauses reading from the socket until it drains; Asterisk then
   buffers, and drops us past its `writetimeout` (we reconnect and reconcile).
 - Reconnect: exponential back-off with jitter (backoff.py), reset after each successful login;
@@ -29,7 +37,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +46,7 @@ from ami_listener.connection import ActionFailed, AmiSession, LoginFailed
 from ami_listener.facts_sink import FactSink
 from ami_listener.recordings import RecordingWatcher
 from ami_listener.variables import read_variables
+from calltracking.core.callflow.facts import Fact
 from calltracking.core.callflow.headers import normalised
 from calltracking.core.callflow.reconcile import CallFlow
 from calltracking.core.callflow.snapshot import channels_to_ask
@@ -46,6 +55,8 @@ from calltracking.ports import CallRecorder
 
 log = logging.getLogger(__name__)
 _QUEUE_HIGH, _QUEUE_LOW = 10_000, 1_000
+_BATCH_MAX = 2_000  # queued items folded at a time, at most
+_WRITES_MAX = 16  # folded batches waiting for the writer, at most
 _MAX_ASKED = 2_000  # channels asked about per reconcile (3 Getvar each)
 
 
@@ -98,6 +109,14 @@ class _Tick:
     now: datetime
 
 
+@dataclass(slots=True)
+class _Folded:
+    """Facts of a run of events, and the events (acknowledged once the facts are written)."""
+
+    facts: list[Fact] = field(default_factory=list)
+    events: list[_Event] = field(default_factory=list)
+
+
 class AmiListener:
     def __init__(
         self,
@@ -138,6 +157,8 @@ class AmiListener:
         self._backoff = Backoff(self._t.backoff_initial_s, self._t.backoff_max_s, rng=rng)
         self._queue: asyncio.Queue[_Event | _Snapshot | _Tick] = asyncio.Queue()
         self._lock = asyncio.Lock()
+        # Folded facts on their way to the one writer; bounded, so folding cannot run far ahead.
+        self._writes: asyncio.Queue[_Folded] = asyncio.Queue(_WRITES_MAX)
         self._session: AmiSession | None = None
         self._paused = False
         self._connected = False
@@ -156,6 +177,7 @@ class AmiListener:
         """Listen until cancelled."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._consume(), name="ami-consume")
+            tg.create_task(self._write(), name="ami-write")
             tg.create_task(self._sweep_loop(), name="ami-sweep")
             tg.create_task(self._recording_loop(), name="ami-recordings")
             await self._supervise()
@@ -284,16 +306,53 @@ class AmiListener:
                 transport.resume_reading()
 
     async def _consume(self) -> None:
+        """Fold what is queued in memory and hand its facts to the writer; a snapshot or tick
+        waits until everything before it is written, then is handled on its own."""
         while True:
-            item = await self._queue.get()
+            items = [await self._queue.get()]
+            while len(items) < _BATCH_MAX and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            async with self._lock:
+                folded = _Folded()
+                for item in items:
+                    if isinstance(item, _Event):
+                        self._fold(item, folded)
+                        continue
+                    await self._writes.put(folded)
+                    folded = _Folded()
+                    await self._writes.join()
+                    try:
+                        await self._handle_locked(item)
+                    except Exception:
+                        log.exception("AMI: could not handle %s", _describe(item))
+                    finally:
+                        self._queue.task_done()
+                await self._writes.put(folded)
+            if self._paused and self._queue.qsize() <= _QUEUE_LOW:
+                self._resume_reading()
+
+    def _fold(self, item: _Event, folded: _Folded) -> None:
+        try:
+            folded.facts += self.flow.feed(item.headers, item.received_at)
+        except Exception:
+            log.exception("AMI: could not handle %s", _describe(item))
+        folded.events.append(item)
+
+    async def _write(self) -> None:
+        """The one writer: what the consumer folded meanwhile goes in one `apply` (one
+        transaction: group commit); its events are acknowledged once that returned."""
+        while True:
+            batch = [await self._writes.get()]
+            while not self._writes.empty():
+                batch.append(self._writes.get_nowait())
             try:
-                await self._handle(item)
-            except Exception:
-                log.exception("AMI: could not handle %s", _describe(item))
+                await self._sink.apply([fact for folded in batch for fact in folded.facts])
             finally:
-                self._queue.task_done()
-                if self._paused and self._queue.qsize() <= _QUEUE_LOW:
-                    self._resume_reading()
+                for folded in batch:
+                    for event in folded.events:
+                        self.observe_event(event.headers, event.received_at)
+                        self._queue.task_done()
+                    self._writes.task_done()
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -309,26 +368,27 @@ class AmiListener:
                 log.exception("AMI: recording poll failed")
 
     # -- from items to facts to the recorder ---------------------------------------------------
-    async def _handle(self, item: _Event | _Snapshot | _Tick) -> None:
+    async def _handle(self, item: _Snapshot | _Tick) -> None:
         async with self._lock:
-            if isinstance(item, _Event):
-                await self._sink.apply(self.flow.feed(item.headers, item.received_at))
-                self.observe_event(item.headers, item.received_at)
-            elif isinstance(item, _Snapshot):
-                found = await item.variables
-                now = self._clock()
-                opened = await self._open_calls()
-                facts = self.flow.adopt(
-                    item.channels,
-                    now,
-                    requested_at=item.requested_at,
-                    open_calls=opened,
-                    variables=found,
-                )
-                await self._sink.apply(facts)
-            else:
-                await self._sink.apply(self.flow.expire(item.now))
-                await self._sink.apply(self.flow.check_open(await self._open_calls(), item.now))
+            await self._writes.join()
+            await self._handle_locked(item)
+
+    async def _handle_locked(self, item: _Snapshot | _Tick) -> None:
+        if isinstance(item, _Snapshot):
+            found = await item.variables
+            now = self._clock()
+            opened = await self._open_calls()
+            facts = self.flow.adopt(
+                item.channels,
+                now,
+                requested_at=item.requested_at,
+                open_calls=opened,
+                variables=found,
+            )
+            await self._sink.apply(facts)
+        else:
+            await self._sink.apply(self.flow.expire(item.now))
+            await self._sink.apply(self.flow.check_open(await self._open_calls(), item.now))
 
     async def _open_calls(self) -> list[OpenCall]:
         try:

@@ -4,7 +4,8 @@ The source is the shipped pbx-sim in a child process (bench/ami_source.py): afte
 has logged in, a `go` makes it place `--calls` calls of the load profile's mix (answered,
 missed, busy, failed, hung up during the AGI) as fast as it can at `--speed`, then emit a
 sentinel. Two consumers read that stream, each from a fresh sim:
-- listener: the real `AmiListener` feeding `SqlCallRecorder` on a fresh, migrated SQLite file;
+- listener: the real `AmiListener` feeding `SqlCallRecorder` on a fresh, migrated SQLite file
+  (or the PostgreSQL database `--database-url` names, emptied before each run);
   done when every call has been ended in the store (counted at the recorder, checked in the
   `calls` table afterwards);
 - bare: a TCP reader that logs in, reads and splits the byte stream into messages (on the blank
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ import sqlalchemy as sa
 from ami_listener.listener import AmiListener
 from bench.ami_source import SECRET, SENTINEL, USERNAME
 from bench.common import LOOPBACK, child, machine, median, table
+from calltracking.core.callflow.facts import CallEnded, Fact
 from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallKey, OpenCall, Resolution
 from calltracking.store import schema as t
@@ -52,6 +55,7 @@ class Result:
     ended: int = 0
     seconds: float = 0.0
     sim_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU (all threads) from `go` to done
 
     def row(self) -> dict[str, float]:
         return {
@@ -59,6 +63,7 @@ class Result:
             "calls_s": self.calls / self.seconds if self.seconds else 0.0,
             "sim_events_s": self.events / self.sim_seconds if self.sim_seconds else 0.0,
             "seconds": self.seconds,
+            "cpu_us_event": 1e6 * self.cpu_seconds / self.events if self.events else 0.0,
             "events": float(self.events),
             "received": float(self.received),
             "stored": float(self.stored),
@@ -77,6 +82,10 @@ class CountingRecorder:
         self, key: CallKey, did: str, caller: str | None, at: datetime
     ) -> Resolution:
         return await self.inner.start_call(key, did, caller, at)
+
+    async def record_facts(self, facts: Sequence[Fact]) -> None:
+        await self.inner.record_facts(facts)
+        self.ended += sum(isinstance(f, CallEnded) for f in facts)
 
     async def answer_call(self, key: CallKey, at: datetime, answered_by: str | None) -> None:
         await self.inner.answer_call(key, at, answered_by)
@@ -117,14 +126,15 @@ async def poll(check: Any, interval_s: float = 0.005) -> None:
 
 
 # -- consumers -------------------------------------------------------------------------------------
-async def run_listener(calls: int, speed: float) -> Result:
+async def run_listener(calls: int, source: tuple[str, ...], database_url: str = "") -> Result:
     result = Result("listener", calls)
     with tempfile.TemporaryDirectory(prefix="bench-ami-") as tmp:
-        db = Database(f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}")
+        db = Database(database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}")
         try:
+            if not db.is_sqlite:
+                await empty(db)
             await migrate(db)
             recorder = CountingRecorder(SqlCallRecorder(db))
-            source = ("--calls", str(calls), "--speed", str(speed))
             async with child("bench.ami_source", *source) as sim:
                 listener = CountingListener(
                     host=LOOPBACK,
@@ -147,10 +157,11 @@ async def run_listener(calls: int, speed: float) -> Result:
                         await listener.drain()  # ... and its snapshot handled, before any call
                     before = listener.received
                     async with asyncio.timeout(RUN_TIMEOUT_S):
-                        begin = time.perf_counter()
+                        begin, cpu = time.perf_counter(), time.process_time()
                         await sim.send("go")
                         await poll(lambda: recorder.ended >= calls)
                         result.seconds = time.perf_counter() - begin
+                        result.cpu_seconds = time.process_time() - cpu
                         done = await sim.receive(RUN_TIMEOUT_S)
                     result.received = listener.received - before - 1  # the sentinel
                 finally:
@@ -164,6 +175,13 @@ async def run_listener(calls: int, speed: float) -> Result:
     return result
 
 
+async def empty(db: Database) -> None:
+    """Each run starts from an empty PostgreSQL database (the one `--database-url` names)."""
+    async with db.write() as conn:
+        await conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        await conn.execute(sa.text("CREATE SCHEMA public"))
+
+
 async def stored_calls(db: Database) -> tuple[int, int]:
     """Rows in `calls`, and those of them ended."""
     count = sa.select(sa.func.count(t.calls.c.id))
@@ -173,9 +191,9 @@ async def stored_calls(db: Database) -> tuple[int, int]:
     return int(stored), int(ended)
 
 
-async def run_bare(calls: int, speed: float) -> Result:
+async def run_bare(calls: int, source: tuple[str, ...], record: Path | None = None) -> Result:
     result = Result("bare", calls)
-    async with child("bench.ami_source", "--calls", str(calls), "--speed", str(speed)) as sim:
+    async with child("bench.ami_source", *source) as sim:
         reader, writer = await asyncio.open_connection(LOOPBACK, int(sim.ready["port"]))
         try:
             async with asyncio.timeout(LOGIN_TIMEOUT_S):
@@ -191,10 +209,11 @@ async def run_bare(calls: int, speed: float) -> Result:
                 ):
                     pass
             async with asyncio.timeout(RUN_TIMEOUT_S):
-                begin = time.perf_counter()
+                begin, cpu = time.perf_counter(), time.process_time()
                 await sim.send("go")
-                result.received = await split_until_sentinel(reader)
+                result.received = await split_until_sentinel(reader, record)
                 result.seconds = time.perf_counter() - begin
+                result.cpu_seconds = time.process_time() - cpu
                 done = await sim.receive(RUN_TIMEOUT_S)
         finally:
             writer.close()
@@ -204,22 +223,30 @@ async def run_bare(calls: int, speed: float) -> Result:
     return result
 
 
-async def split_until_sentinel(reader: asyncio.StreamReader) -> int:
-    """Read chunks, split them into messages, count events; stop at the sentinel."""
+async def split_until_sentinel(reader: asyncio.StreamReader, record: Path | None = None) -> int:
+    """Read chunks, split them into messages, count events; stop at the sentinel. With `record`,
+    the bytes read after `go`, up to and with the sentinel, are written there."""
     sentinel = f"\r\nUserEvent: {SENTINEL}".encode()  # split drops the line end
     buffer, events = b"", 0
-    while chunk := await reader.read(1 << 16):
-        *messages, buffer = (buffer + chunk).split(b"\r\n\r\n")
-        for message in messages:
-            if message.endswith(sentinel):
-                return events
-            if message.startswith(b"Event:"):
-                events += 1
+    out = record.open("wb") if record is not None else None
+    try:
+        while chunk := await reader.read(1 << 16):
+            *messages, buffer = (buffer + chunk).split(b"\r\n\r\n")
+            for message in messages:
+                if out is not None:
+                    out.write(message + b"\r\n\r\n")
+                if message.endswith(sentinel):
+                    return events
+                if message.startswith(b"Event:"):
+                    events += 1
+    finally:
+        if out is not None:
+            out.close()
     raise ConnectionError("the AMI stream ended before the sentinel")
 
 
 # -- report ----------------------------------------------------------------------------------------
-def report(results: list[Result], repeat: int, calls: int) -> str:
+def report(results: list[Result], repeat: int, calls: int, store: str) -> str:
     med = {}
     for consumer in ("bare", "listener"):
         runs = [r.row() for r in results if r.consumer == consumer]
@@ -235,10 +262,11 @@ def report(results: list[Result], repeat: int, calls: int) -> str:
             bare["events_s"],
             bare["calls_s"],
             bare["sim_events_s"],
+            bare["cpu_us_event"],
             1.0,
         ],
         [
-            "AmiListener + SQLite",
+            f"AmiListener + {store}",
             listener["events"],
             listener["received"],
             f"{listener['stored']:.0f}/{listener['ended']:.0f}",
@@ -246,6 +274,7 @@ def report(results: list[Result], repeat: int, calls: int) -> str:
             listener["events_s"],
             listener["calls_s"],
             listener["sim_events_s"],
+            listener["cpu_us_event"],
             listener["events_s"] / bare["events_s"],
         ],
     ]
@@ -257,7 +286,8 @@ def report(results: list[Result], repeat: int, calls: int) -> str:
         "seconds",
         "events/s",
         "calls/s",
-        "sim alone events/s",
+        "source alone events/s",
+        "CPU µs/event",
         "x bare",
     ]
     return f"ami_bench: {calls} calls, median of {repeat} runs; {machine()}\n" + table(
@@ -265,21 +295,37 @@ def report(results: list[Result], repeat: int, calls: int) -> str:
     )
 
 
-async def main_async(calls: int, repeat: int, speed: float) -> None:
+async def main_async(
+    calls: int, repeat: int, speed: float, database_url: str, source_kind: str
+) -> None:
+    sim = ("--calls", str(calls), "--speed", str(speed))
     results = []
-    for run in range(repeat):
-        for consume in (run_bare, run_listener):
-            result = await consume(calls, speed)
-            results.append(result)
-            row = result.row()
-            print(
-                f"run {run + 1} {result.consumer:8} events={result.events} read={result.received} "
-                f"stored={result.stored} ended={result.ended} {result.seconds:.2f}s "
-                f"{row['events_s']:.0f} events/s {row['calls_s']:.1f} calls/s "
-                f"(sim alone {row['sim_events_s']:.0f} events/s)",
-                flush=True,
-            )
-    print(report(results, repeat, calls))
+    with tempfile.TemporaryDirectory(prefix="bench-ami-stream-") as tmp:
+        source: tuple[str, ...] = sim
+        if source_kind == "replay":
+            stream = Path(tmp) / "stream.ami"
+            recorded = await run_bare(calls, sim, record=stream)
+            print(f"recorded {recorded.received} events of a sim run to replay", flush=True)
+            source = ("--replay", str(stream))
+        for run in range(repeat):
+            for consumer in ("bare", "listener"):
+                if consumer == "bare":
+                    result = await run_bare(calls, source)
+                else:
+                    result = await run_listener(calls, source, database_url)
+                results.append(result)
+                row = result.row()
+                print(
+                    f"run {run + 1} {result.consumer:8} events={result.events} "
+                    f"read={result.received} stored={result.stored} ended={result.ended} "
+                    f"{result.seconds:.2f}s {row['events_s']:.0f} events/s "
+                    f"{row['calls_s']:.1f} calls/s "
+                    f"(source alone {row['sim_events_s']:.0f} events/s)",
+                    flush=True,
+                )
+    store = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
+    print(f"source: {source_kind}")
+    print(report(results, repeat, calls, store))
 
 
 def main() -> None:
@@ -287,10 +333,21 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--speed", type=float, default=1000.0)
+    parser.add_argument(
+        "--source",
+        choices=("sim", "replay"),
+        default="sim",
+        help="sim: a live pbx-sim per run; replay: one sim run recorded, then replayed as bytes",
+    )
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="an EMPTY PostgreSQL database, emptied before each run (default: a fresh SQLite file)",
+    )
     args = parser.parse_args()
     if not 1 <= args.repeat <= 10 or not 1 <= args.calls <= 20_000:
         parser.error("--repeat 1..10, --calls 1..20000")
-    asyncio.run(main_async(args.calls, args.repeat, args.speed))
+    asyncio.run(main_async(args.calls, args.repeat, args.speed, args.database_url, args.source))
 
 
 if __name__ == "__main__":

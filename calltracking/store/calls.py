@@ -8,17 +8,20 @@ repeated answer or end changes nothing, `call.recorded` fires once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.attribution import LeaseFacts, NumberFacts, attribute
+from calltracking.core.callflow.facts import Fact
 from calltracking.core.events import EventKey
 from calltracking.core.kinds import AttributionKind, CallStatus, ExportState
 from calltracking.core.numbers import mask
@@ -32,6 +35,8 @@ from calltracking.store.sites import Site, get_site
 
 log = logging.getLogger(__name__)
 EXPORT_TARGETS = ("ga4", "metrika")
+_CONFLICT_RETRIES = 5
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.05, 2.0
 
 
 class SqlCallRecorder:
@@ -52,6 +57,38 @@ class SqlCallRecorder:
             except IntegrityError:
                 continue  # the AGI and the AMI listener raced; the other one's row wins
         raise RuntimeError(f"call {key} could not be stored")
+
+    async def record_facts(self, facts: Sequence[Fact]) -> None:
+        """Many calls' facts in one transaction (the AMI listener's group commit).
+
+        Retried whole when the FastAGI stored one of its calls meanwhile (IntegrityError), and,
+        with back-off until it commits, while the database is unreachable: the listener
+        acknowledges the events only after this returns. Any other error is raised.
+        """
+        from calltracking.store.call_fact_batches import write_facts  # it builds on this module
+
+        delay, attempt = _RETRY_FIRST_S, 0
+        while True:
+            attempt += 1
+            try:
+                async with self.db.write() as conn:
+                    await write_facts(conn, facts)
+                return
+            except IntegrityError:
+                if attempt >= _CONFLICT_RETRIES:
+                    raise
+            except (DBAPIError, OSError) as exc:
+                if isinstance(exc, DBAPIError) and not _unreachable(exc):
+                    raise
+                log.warning(
+                    "calls: batch of %d facts not written (attempt %d, %s); retrying in %.2f s",
+                    len(facts),
+                    attempt,
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
 
     async def answer_call(self, key: CallKey, at: datetime, answered_by: str | None) -> None:
         async with self.db.write() as conn:
@@ -130,6 +167,11 @@ class SqlCallRecorder:
             ]
 
 
+def _unreachable(exc: DBAPIError) -> bool:
+    """The database is cut or busy, not the batch wrong: worth waiting for."""
+    return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -144,14 +186,47 @@ async def _call_by_key(conn: AsyncConnection, key: CallKey) -> Any:
     ).first()
 
 
-async def number_facts(
-    conn: AsyncConnection, did: str, at: datetime
-) -> tuple[NumberFacts, Site | None]:
-    row = (await conn.execute(sa.select(t.numbers).where(t.numbers.c.e164 == did))).first()
-    owner = await get_site(conn, row.site_id) if row is not None and row.site_id else None
-    if owner is not None and owner.deleted_at is not None:
-        owner = None
-    lease_row = (
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """What a batch of new calls read at once: `numbers` rows by e164, and each number's latest
+    lease assigned up to `until` (the batch's last start)."""
+
+    numbers: Mapping[str, Any]
+    leases: Mapping[str, Any]
+    until: datetime
+    sites: dict[str, Site | None] = field(default_factory=dict)  # read once per batch
+
+    async def site(self, conn: AsyncConnection, site_id: str) -> Site | None:
+        if site_id not in self.sites:
+            self.sites[site_id] = await get_site(conn, site_id)
+        return self.sites[site_id]
+
+
+async def prefetch(conn: AsyncConnection, dids: Collection[str], until: datetime) -> Prefetched:
+    rows = await conn.execute(sa.select(t.numbers).where(t.numbers.c.e164.in_(list(dids))))
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=t.leases.c.number, order_by=t.leases.c.assigned_at.desc())
+        .label("rank")
+    )
+    ranked = (
+        sa.select(t.leases, rank)
+        .where(t.leases.c.number.in_(list(dids)), t.leases.c.assigned_at <= until)
+        .subquery()
+    )
+    latest = await conn.execute(sa.select(ranked).where(ranked.c.rank == 1))
+    return Prefetched({r.e164: r for r in rows}, {r.number: r for r in latest}, until)
+
+
+async def _last_lease(
+    conn: AsyncConnection, did: str, at: datetime, known: Prefetched | None
+) -> Any:
+    if known is not None and at <= known.until:
+        latest = known.leases.get(did)
+        # The latest lease up to `until` is the latest up to `at` when it began by then.
+        if latest is None or latest.assigned_at <= at:
+            return latest
+    return (
         await conn.execute(
             sa.select(t.leases)
             .where(t.leases.c.number == did, t.leases.c.assigned_at <= at)
@@ -159,9 +234,23 @@ async def number_facts(
             .limit(1)
         )
     ).first()
+
+
+async def number_facts(
+    conn: AsyncConnection, did: str, at: datetime, known: Prefetched | None = None
+) -> tuple[NumberFacts, Site | None]:
+    if known is not None:
+        row = known.numbers.get(did)
+    else:
+        row = (await conn.execute(sa.select(t.numbers).where(t.numbers.c.e164 == did))).first()
+    read_site = known.site if known is not None else get_site
+    owner = await read_site(conn, row.site_id) if row is not None and row.site_id else None
+    if owner is not None and owner.deleted_at is not None:
+        owner = None
+    lease_row = await _last_lease(conn, did, at, known)
     lease, lease_site = None, None
     if lease_row is not None:
-        lease_site = await get_site(conn, lease_row.site_id)
+        lease_site = await read_site(conn, lease_row.site_id)
         lease = LeaseFacts(
             lease_row.id,
             lease_row.site_id,
@@ -184,11 +273,28 @@ async def number_facts(
 async def _create_call(
     conn: AsyncConnection, key: CallKey, did: str, caller: str | None, at: datetime
 ) -> Any:
-    facts, owner = await number_facts(conn, did, at)
+    values = await new_call_values(conn, key, did, caller, at)
+    await conn.execute(t.calls.insert().values(**values))
+    call_id = values["id"]
+    await emit(conn, EventKey.CALL_STARTED, await call_json(conn, call_id), at)
+    log.info("call %s started: did %s caller %s -> %s", call_id, did, mask(caller), values["kind"])
+    return (await conn.execute(sa.select(t.calls).where(t.calls.c.id == call_id))).one()
+
+
+async def new_call_values(
+    conn: AsyncConnection,
+    key: CallKey,
+    did: str,
+    caller: str | None,
+    at: datetime,
+    known: Prefetched | None = None,
+) -> dict[str, Any]:
+    """The `calls` row of a call first reported now: its attribution resolved (and frozen)."""
+    facts, owner = await number_facts(conn, did, at, known)
     result = attribute(facts, at)
     site = owner
     if result.site_id is not None and (site is None or site.id != result.site_id):
-        site = await get_site(conn, result.site_id)
+        site = await (known.site if known is not None else get_site)(conn, result.site_id)
     visit_id = None
     if result.lease is not None:
         visit_id = (
@@ -204,35 +310,36 @@ async def _create_call(
         )
     account_id = site.account_id if site else None
     first, lead = await _caller_flags(conn, account_id, caller, result.kind, at)
-    call_id = new_id()
-    await conn.execute(
-        t.calls.insert().values(
-            id=call_id,
-            pbx_id=key.pbx_id,
-            linkedid=key.linkedid,
-            account_id=account_id,
-            site_id=site.id if site else None,
-            did=did,
-            caller=caller,
-            started_at=at,
-            status=str(CallStatus.RINGING),
-            kind=str(result.kind),
-            confidence=result.confidence,
-            lease_id=result.lease.lease_id if result.lease else None,
-            visitor_id=result.lease.visitor_id if result.lease else None,
-            visit_id=visit_id,
-            static_label=result.static_label,
-            first_time_caller=first,
-            lead=lead,
-            spam=False,
-            reconciled=False,
-            route=site.settings.route if site else None,
-            record=site.settings.record_calls if site else True,
-        )
+    return dict(
+        id=new_id(),
+        pbx_id=key.pbx_id,
+        linkedid=key.linkedid,
+        account_id=account_id,
+        site_id=site.id if site else None,
+        did=did,
+        caller=caller,
+        started_at=at,
+        status=str(CallStatus.RINGING),
+        kind=str(result.kind),
+        confidence=result.confidence,
+        lease_id=result.lease.lease_id if result.lease else None,
+        visitor_id=result.lease.visitor_id if result.lease else None,
+        visit_id=visit_id,
+        static_label=result.static_label,
+        first_time_caller=first,
+        lead=lead,
+        spam=False,
+        reconciled=False,
+        route=site.settings.route if site else None,
+        record=site.settings.record_calls if site else True,
+        answered_at=None,
+        ended_at=None,
+        hangup_cause=None,
+        answered_by=None,
+        note=None,
+        recording_path=None,
+        recording_size=None,
     )
-    await emit(conn, EventKey.CALL_STARTED, await call_json(conn, call_id), at)
-    log.info("call %s started: did %s caller %s -> %s", call_id, did, mask(caller), result.kind)
-    return (await conn.execute(sa.select(t.calls).where(t.calls.c.id == call_id))).one()
 
 
 async def _caller_flags(

@@ -2,6 +2,8 @@
 
 headers        Asterisk's header names, looked up lowercased; a repeated header (ChanVariable)
                counts by its first value; values are stripped; non-text values are dropped.
+               `parse_block` reads a raw block into `Headers`, which carry that normalised
+               form already (one pass per event on the hot path).
 time           facts carry the event's `Timestamp` (timestampevents=yes) when it is within
                MAX_SKEW of `now`, else `now` (also for a missing or garbled stamp).
 device         a channel without its `-xxxxxxxx;n` suffix: `PJSIP/101-0000002a` -> `PJSIP/101`.
@@ -28,13 +30,45 @@ def device(channel: str) -> str | None:
     return match.group("device") if match else channel
 
 
+class Headers(dict[str, str]):
+    """An event's headers as Asterisk named them, with their normalised form read in the same
+    pass (`lowered`), so the hot path builds it once (see `parse_block`)."""
+
+    __slots__ = ("lowered",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lowered: dict[str, str] = {}
+
+
+def parse_block(block: str) -> Headers:
+    """An AMI message block (`Key: value` lines joined by CRLF) as `Headers`: the first of a
+    repeated header; lines without `: ` dropped."""
+    out = Headers()
+    lowered = out.lowered
+    for line in block.split("\r\n"):
+        key, sep, value = line.partition(": ")
+        if sep and key not in out:
+            out[key] = value
+            name = key.lower()
+            if name not in lowered:
+                lowered[name] = value.strip()
+    return out
+
+
 def normalised(event: Mapping[str, object]) -> dict[str, str]:
+    if event.__class__ is Headers:
+        return event.lowered
     out: dict[str, str] = {}
     for key, value in event.items():
-        if isinstance(value, (list, tuple)) and value:
-            value = value[0]  # a repeated header (ChanVariable): the first one
-        if isinstance(value, str):
-            out.setdefault(str(key).lower(), value.strip())
+        if value.__class__ is not str:  # the common case first: it runs for every AMI event
+            if isinstance(value, (list, tuple)) and value:
+                value = value[0]  # a repeated header (ChanVariable): the first one
+            if not isinstance(value, str):
+                continue
+        name = key.lower() if key.__class__ is str else str(key).lower()
+        if name not in out:
+            out[name] = value.strip()
     return out
 
 

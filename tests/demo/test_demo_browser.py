@@ -79,7 +79,9 @@ async def test_the_demo_flow_from_landing_page_to_a_playable_recording(tmp_path:
             await page.screenshot(path=str(SCREENSHOTS / "demo-calls.png"))
             await row.locator("a").first.click()
             await page.wait_for_url(re.compile(r"/dashboard/calls/"))
-            await expect(page.locator("#call-details")).to_contain_text(number[-4:], timeout=10_000)
+            # The dialled number in the site's display format, its E.164 form in the title.
+            did = page.locator('#call-details [data-key="did"] span')
+            await expect(did).to_have_attribute("title", number, timeout=10_000)
             await expect(page.locator("#call-attribution")).to_contain_text("newsletter")
             for _ in range(40):  # MixMonitor closes the file late: the recording is confirmed then
                 if await page.locator("#player").is_visible():

@@ -85,6 +85,9 @@ class DeciderService:
         self._stale_checked_at = float("-inf")
         self.batches = 0
         self.refused = 0
+        # Called after each committed batch (Services wakes the sweeper with it: due times may
+        # have moved).
+        self.committed: Callable[[], None] = _nothing
 
     # -- the interface the websocket and the hub use ------------------------------------------
 
@@ -248,6 +251,11 @@ class DeciderService:
                 log.exception("site %s: sweep failed", site_id)
         return changed
 
+    def next_due(self) -> datetime | None:
+        """The earliest due time across the sites loaded here (None: nothing is due)."""
+        dues = [slot.engine.next_due() for slot in self._slots.values() if slot.engine is not None]
+        return min((due for due in dues if due is not None), default=None)
+
     async def close(self) -> None:
         drains = [slot.drain for slot in self._slots.values() if slot.drain is not None]
         for task in drains:
@@ -327,6 +335,7 @@ class DeciderService:
                 version += 1
         slot.version = version
         self.batches += 1
+        self.committed()
         return results
 
     # -- helpers ------------------------------------------------------------------------------
@@ -450,6 +459,10 @@ async def _check_account_limit(conn: AsyncConnection, account_id: str) -> None:
         )
     if await account_capacity(conn, account_id) < 0:
         raise StaleState("another site of the account grew meanwhile")
+
+
+def _nothing() -> None:
+    return None
 
 
 async def _noop(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:

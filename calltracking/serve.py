@@ -124,7 +124,7 @@ async def running(
             if not db.is_sqlite:  # rows committed by other processes wake this one
                 from calltracking.store.outbox_watch import listen_outbox
 
-                listener = listen_outbox(config.database_url, services.outbox_written)
+                listener = listen_outbox(config.database_url, services.outbox_written, stopping)
                 tasks.append(asyncio.create_task(listener, name="outbox-listener"))
         if "web" in parts:
             from web.access_log import RedactingAccessLogger

@@ -33,15 +33,16 @@ class Wake:
             event.set()
 
 
-async def sleep_until(timeout_s: float, *events: asyncio.Event | None) -> None:
-    """Sleep `timeout_s` at most; return early once any of `events` is set."""
+async def sleep_until(timeout_s: float | None, *events: asyncio.Event | None) -> None:
+    """Sleep `timeout_s` at most (None: no limit); return early once any of `events` is set."""
     waiting = [event for event in events if event is not None]
     if any(event.is_set() for event in waiting):
         return
-    if timeout_s <= 0:
+    if timeout_s is not None and timeout_s <= 0:
         return
     if not waiting:
-        await asyncio.sleep(timeout_s)
+        if timeout_s is not None:
+            await asyncio.sleep(timeout_s)
         return
     tasks = [asyncio.ensure_future(event.wait()) for event in waiting]
     try:

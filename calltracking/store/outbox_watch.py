@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from calltracking.bus.wake import sleep_until
 from calltracking.store.db import Database
 from calltracking.store.schema import outbox
 
@@ -65,32 +66,37 @@ def watch_commits(db: Database, on_commit: Callable[[], None]) -> None:
     sa.event.listen(engine, "checkin", on_checkin)
 
 
-async def listen_outbox(database_url: str, on_commit: Callable[[], None]) -> None:
-    """PostgreSQL only: call `on_commit` on every `NOTIFY calltracking_outbox`, until cancelled."""
+async def listen_outbox(
+    database_url: str, on_commit: Callable[[], None], stop: asyncio.Event | None = None
+) -> None:
+    """PostgreSQL only: call `on_commit` on every `NOTIFY calltracking_outbox`, until `stop`
+    is set (or cancelled)."""
     import asyncpg  # type: ignore[import-untyped]
 
     dsn = sa.engine.make_url(database_url).set(drivername="postgresql")
     dsn_text = dsn.render_as_string(hide_password=False)
-    while True:
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
         try:
             conn = await asyncpg.connect(dsn_text)
         except Exception as exc:
             log.warning("outbox listener: cannot connect (%s); retrying in %s s", exc, RECONNECT_S)
-            await asyncio.sleep(RECONNECT_S)
+            await sleep_until(RECONNECT_S, stop)
             continue
         try:
-            await _listen(conn, on_commit)
-            log.warning("outbox listener: connection lost; reconnecting")
+            await _listen(conn, on_commit, stop)
         finally:
             if not conn.is_closed():
                 await conn.close()
-        await asyncio.sleep(RECONNECT_S)
+        if not stop.is_set():
+            log.warning("outbox listener: connection lost; reconnecting")
+            await sleep_until(RECONNECT_S, stop)
 
 
-async def _listen(conn: Any, on_commit: Callable[[], None]) -> None:
-    """Until `conn` is lost."""
+async def _listen(conn: Any, on_commit: Callable[[], None], stop: asyncio.Event) -> None:
+    """Until `conn` is lost or `stop` is set."""
     lost = asyncio.Event()
     conn.add_termination_listener(lambda _conn: lost.set())
     await conn.add_listener(CHANNEL, lambda *_args: on_commit())
     on_commit()  # whatever was committed while we were not listening
-    await lost.wait()
+    await sleep_until(None, lost, stop)

@@ -42,6 +42,7 @@ SIZES = (250, 500, 1000, 2000)
 RUN_TIMEOUT_S = 300.0
 FRAME_TIMEOUT_S = 60.0
 SETTLE_S = 1.0
+TRACE_WAIT_S = 120.0
 
 
 @dataclass
@@ -134,9 +135,11 @@ async def open_one(
         result.failed += 1
 
 
-async def measure(server: str, n: int, pool: int, opening: int) -> Result:
+async def measure(server: str, n: int, pool: int, opening: int, trace: bool = False) -> Result:
     result = Result(server, n)
     args = ["tracker", "--pool", str(pool)] if server == "tracker" else ["echo"]
+    if trace and server == "tracker":
+        args.append("--trace")
     async with child("bench.ws_servers", *args) as proc:
         await asyncio.sleep(SETTLE_S)
         result.rss_idle_kib = rss_kib(proc.pid)
@@ -159,6 +162,9 @@ async def measure(server: str, n: int, pool: int, opening: int) -> Result:
                     result.open_s = time.perf_counter() - begin
                     await asyncio.sleep(SETTLE_S)
                     result.rss_held_kib = rss_kib(proc.pid)
+                    if trace and server == "tracker":
+                        await proc.send("diff")
+                        await proc.receive(TRACE_WAIT_S)  # the diff went to its stderr (ours)
             finally:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(60):
@@ -215,13 +221,13 @@ def report(results: list[Result], repeat: int) -> str:
     return f"ws_bench: median of {repeat} runs; {machine()}\n" + table(headers, rows)
 
 
-async def main_async(sizes: list[int], repeat: int, opening: int) -> None:
+async def main_async(sizes: list[int], repeat: int, opening: int, trace: bool) -> None:
     raise_nofile(4 * max(sizes) + 1024)
     results = []
     for run in range(repeat):
         for n in sizes:
             for server in ("echo", "tracker"):
-                result = await measure(server, n, max(sizes), opening)
+                result = await measure(server, n, max(sizes), opening, trace)
                 results.append(result)
                 row = result.row()
                 print(
@@ -239,10 +245,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--opening", type=int, default=100, help="handshakes in flight at most")
+    parser.add_argument(
+        "--trace", action="store_true", help="print the tracker's tracemalloc growth per line"
+    )
     args = parser.parse_args()
     if not 1 <= args.repeat <= 10 or not all(1 <= n <= 10_000 for n in args.sizes):
         parser.error("--repeat 1..10 and --sizes 1..10000")
-    asyncio.run(main_async(args.sizes, args.repeat, args.opening))
+    asyncio.run(main_async(args.sizes, args.repeat, args.opening, args.trace))
 
 
 if __name__ == "__main__":

@@ -6,27 +6,40 @@
   Ready line: `{"port", "site", "pid"}`.
 - `echo`: a bare aiohttp websocket server that sends every text frame back. Ready line:
   `{"port", "pid"}`.
-Both serve until stdin closes or `--max-seconds` pass.
+Both serve until stdin closes or `--max-seconds` pass. With `--trace`, the tracker runs under
+tracemalloc and answers each `diff` line on stdin with the allocations grown since it was ready,
+by line, on stderr (to find what each held socket costs).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import sys
 import tempfile
+import tracemalloc
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-from bench.common import LOOPBACK, announce, quiet_logging, seed_site, until_stdin_closes
+from bench.common import (
+    LOOPBACK,
+    announce,
+    quiet_logging,
+    seed_site,
+    stdin_lines,
+    until_stdin_closes,
+)
 from calltracking.config import Config
 from calltracking.serve import running
 
 MAX_SOCKETS = 100_000
+TRACE_TOP = 40
 
 
-async def serve_tracker(pool: int, max_s: float) -> None:
+async def serve_tracker(pool: int, max_s: float, trace: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ws-") as tmp:
         config = Config(
             database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}",
@@ -40,8 +53,28 @@ async def serve_tracker(pool: int, max_s: float) -> None:
         )
         async with running(config, ["web"]) as state:
             site = await seed_site(state.services.db, pool)
+            if trace:
+                tracemalloc.start(4)
+                baseline = tracemalloc.take_snapshot()
             announce({"port": state.http_port, "site": site.key, "pid": os.getpid()})
-            await until_stdin_closes(max_s)
+            if trace:
+                await _answer_diffs(baseline, max_s)
+            else:
+                await until_stdin_closes(max_s)
+
+
+async def _answer_diffs(baseline: tracemalloc.Snapshot, max_s: float) -> None:
+    reader = await stdin_lines()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max_s):
+            while line := await reader.readline():
+                if line.strip() != b"diff":
+                    continue
+                stats = tracemalloc.take_snapshot().compare_to(baseline, "lineno")
+                for stat in stats[:TRACE_TOP]:
+                    print(stat, file=sys.stderr)
+                sys.stderr.flush()
+                announce({"traced": len(stats)})
 
 
 async def _echo(request: web.Request) -> web.WebSocketResponse:
@@ -73,10 +106,11 @@ def main() -> None:
     parser.add_argument("role", choices=("tracker", "echo"))
     parser.add_argument("--pool", type=int, default=2000)
     parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument("--trace", action="store_true", help="tracemalloc; `diff` on stdin")
     args = parser.parse_args()
     quiet_logging()
     if args.role == "tracker":
-        asyncio.run(serve_tracker(args.pool, args.max_seconds))
+        asyncio.run(serve_tracker(args.pool, args.max_seconds, args.trace))
     else:
         asyncio.run(serve_echo(args.max_seconds))
 

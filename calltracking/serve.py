@@ -32,7 +32,8 @@ from calltracking.store.outbox import SqlOutbox
 
 log = logging.getLogger(__name__)
 ALL_PARTS = ("web", "agi", "ami", "workers")
-RELAY_INTERVAL_S = 0.2
+RELAY_INTERVAL_S = 0.2  # at most one relay round per this, under load
+IDLE_FALLBACK_S = 30.0  # loops woken by events still look this often, in case one was missed
 RETENTION_INTERVAL_S = 3600.0
 STOP_GRACE_S = 5.0
 AGI_DRAIN_S = 2.0  # longer than any dialogue's budget
@@ -122,6 +123,11 @@ async def running(
         stack.push_async_callback(cancel_tasks)
         if "web" in parts or "workers" in parts:
             tasks.append(asyncio.create_task(_relay(services, stopping), name="outbox-relay"))
+            if not db.is_sqlite:  # rows committed by other processes wake this one
+                from calltracking.store.outbox_watch import listen_outbox
+
+                listener = listen_outbox(config.database_url, services.outbox_written, stopping)
+                tasks.append(asyncio.create_task(listener, name="outbox-listener"))
         if "web" in parts:
             from web.access_log import RedactingAccessLogger
             from web.app import create_app
@@ -191,7 +197,8 @@ def _bound_port(runner: web.AppRunner) -> int:
 
 async def _relay(services: Services, stopping: asyncio.Event) -> None:
     relay = OutboxRelay(SqlOutbox(services.db), services.bus)
-    await relay.run(RELAY_INTERVAL_S, stopping)
+    wake = services.outbox_wake.subscribe()
+    await relay.run(RELAY_INTERVAL_S, stopping, wake, IDLE_FALLBACK_S)
 
 
 async def _flush_outbox(services: Services) -> None:

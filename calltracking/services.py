@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from calltracking.bus.base import Bus
+from calltracking.bus.wake import Wake
 from calltracking.config import Config
 from calltracking.metrics import Metrics
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from calltracking.store.deciders import DeciderService
+from calltracking.store.outbox_watch import watch_commits
 
 
 def utc_now() -> datetime:
@@ -57,6 +59,18 @@ class Services:
     demo: DemoHooks | None = None
 
     def __post_init__(self) -> None:
+        # Background loops sleep until woken (calltracking/bus/wake.py): `outbox_wake` when
+        # outbox rows were committed (here, or on another node via PostgreSQL NOTIFY),
+        # `due_wake` when a visitor batch may have moved the sweeper's next due time.
+        self.outbox_wake = Wake()
+        self.due_wake = Wake()
+        watch_commits(self.db, self.outbox_written)
         self.visitors = DeciderService(self.db, self.node_id, self.config.country_code)
+        self.visitors.committed = self.due_wake.notify
         self.recorder = SqlCallRecorder(self.db)
         self.metrics = Metrics(self.health.report, self.health.counters)
+
+    def outbox_written(self) -> None:
+        """Outbox rows were committed: wake the relay and the exporters. Called for every
+        commit through `db` already (store/outbox_watch.py); calling it again is harmless."""
+        self.outbox_wake.notify()

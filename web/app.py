@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from calltracking.bus.wake import sleep_until
 from calltracking.quiet_log import QuietLog
 from calltracking.services import Services
 from calltracking.store.sites import Site, get_site_by_key
@@ -22,6 +23,7 @@ from web.ws import visitor_socket
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 TOUCH_INTERVAL_S = 30.0
+SWEEP_IDLE_S = 10.0  # the sweep looks for unloaded sites (10 s) and vanished tabs (30 s)
 
 
 def create_app(services: Services) -> web.Application:
@@ -132,15 +134,21 @@ async def _lease_updates(app: web.Application) -> AsyncIterator[None]:
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     """Apply due times (show delay, idle revocation, vanished tabs) and keep our tabs alive.
-    On shutdown the loop finishes its round rather than being cancelled inside a transaction."""
+    It sleeps until the engines' next due time, the next tab touch or `SWEEP_IDLE_S`, whichever
+    comes first, and is woken early by any committed visitor batch (a due time may have moved);
+    rounds start at least `sweep_interval_s` apart. On shutdown the loop finishes its round
+    rather than being cancelled inside a transaction."""
     services, hub = app[SERVICES], app[HUB]
     stopping = asyncio.Event()
+    woken = services.due_wake.subscribe()
 
     async def sweep_forever() -> None:
         last_touch = 0.0
         loop = asyncio.get_running_loop()
         sweeps = QuietLog(log, "lease sweep failed; trying again")
         while not stopping.is_set():
+            started = loop.time()
+            woken.clear()
             try:
                 if loop.time() - last_touch >= TOUCH_INTERVAL_S:
                     await services.visitors.touch_tabs(hub.tab_ids(), services.clock())
@@ -151,8 +159,9 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
                 sweeps.failed(exc, loop.time())  # one line a minute while the database is away
             else:
                 sweeps.recovered()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), services.sweep_interval_s)
+            woken.clear()  # our own sweep's batches; later ones wake us again
+            await sleep_until(services.sweep_interval_s - (loop.time() - started), stopping)
+            await sleep_until(_idle_for(services, last_touch - loop.time()), stopping, woken)
 
     task = asyncio.create_task(sweep_forever(), name="lease-sweeper")
     services.health.parts["sweeper"] = lambda: not task.done()
@@ -162,6 +171,16 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(task, 5.0)
     except TimeoutError:
         log.warning("lease sweeper did not stop in time; cancelled")
+
+
+def _idle_for(services: Services, since_touch_s: float) -> float:
+    """Seconds until the sweeper has something to do: a due time, a tab touch, or the
+    periodic look for sites and vanished tabs (`SWEEP_IDLE_S`)."""
+    wait_s = min(SWEEP_IDLE_S, TOUCH_INTERVAL_S + since_touch_s)
+    due = services.visitors.next_due()
+    if due is not None:
+        wait_s = min(wait_s, (due - services.clock()).total_seconds())
+    return wait_s
 
 
 async def _close_sockets(app: web.Application) -> None:

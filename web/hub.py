@@ -5,7 +5,9 @@ Rules:
 - sends are bounded in time so one slow client cannot stall the others; a tab that cannot be
   written to is closed;
 - changes decided on other nodes arrive as bus events (`lease.*`, `pool.*`) and make this node
-  recompute the visitor's number from the database (`refresh`).
+  recompute the visitor's number from the database (`refresh`);
+- sends to one tab happen one at a time, in order; the lock that orders them exists only while
+  a send is under way (memory per held tab is what limits a node: bench/ws_bench.py).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from aiohttp import web
@@ -30,7 +32,7 @@ SEND_TIMEOUT_S = 5.0
 CLOSE_SITE_DELETED = 4410
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Tab:
     ws: web.WebSocketResponse
     site_id: str
@@ -38,15 +40,26 @@ class Tab:
     tab_id: str
     address: str
     shown: Shown | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class _Sending:
+    """The lock ordering one tab's sends, and how many sends hold or wait for it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 class Hub:
     def __init__(self, visitors: DeciderService, clock: Callable[[], datetime]) -> None:
         self.visitors = visitors
         self.clock = clock
-        self._by_visitor: dict[str, set[Tab]] = defaultdict(set)
+        # A tuple per visitor: most have one tab, and a tuple is the smallest container.
+        self._by_visitor: dict[str, tuple[Tab, ...]] = {}
         self._per_address: Counter[str] = Counter()
+        self._sending: dict[Tab, _Sending] = {}
         self.pushed = 0
 
     def __len__(self) -> int:
@@ -64,13 +77,17 @@ class Hub:
             del self._per_address[address]
 
     def add(self, tab: Tab) -> None:
-        self._by_visitor[tab.visitor_id].add(tab)
+        tabs = self._by_visitor.get(tab.visitor_id, ())
+        if tab not in tabs:
+            self._by_visitor[tab.visitor_id] = (*tabs, tab)
 
     def remove(self, tab: Tab) -> None:
         tabs = self._by_visitor.get(tab.visitor_id)
         if tabs is not None:
-            tabs.discard(tab)
-            if not tabs:
+            rest = tuple(other for other in tabs if other is not tab)
+            if rest:
+                self._by_visitor[tab.visitor_id] = rest
+            else:
                 del self._by_visitor[tab.visitor_id]
 
     def tab_ids(self) -> list[str]:
@@ -80,19 +97,29 @@ class Hub:
         return visitor_id in self._by_visitor
 
     async def send(self, tab: Tab, shown: Shown) -> None:
-        async with tab.lock:
-            if tab.shown == shown or tab.ws.closed:
-                return
-            try:
-                await asyncio.wait_for(tab.ws.send_json(shown.frame()), SEND_TIMEOUT_S)
-                tab.shown = shown
-                self.pushed += 1
-            except (TimeoutError, ConnectionError, RuntimeError) as exc:
-                log.info(
-                    "visitor %s tab %s unwritable (%s); closing", tab.visitor_id, tab.tab_id, exc
-                )
-                with contextlib.suppress(Exception):
-                    await tab.ws.close()
+        sending = self._sending.get(tab)
+        if sending is None:
+            sending = self._sending[tab] = _Sending()
+        sending.users += 1
+        try:
+            async with sending.lock:
+                await self._send(tab, shown)
+        finally:
+            sending.users -= 1
+            if not sending.users:
+                del self._sending[tab]
+
+    async def _send(self, tab: Tab, shown: Shown) -> None:
+        if tab.shown == shown or tab.ws.closed:
+            return
+        try:
+            await asyncio.wait_for(tab.ws.send_json(shown.frame()), SEND_TIMEOUT_S)
+            tab.shown = shown
+            self.pushed += 1
+        except (TimeoutError, ConnectionError, RuntimeError) as exc:
+            log.info("visitor %s tab %s unwritable (%s); closing", tab.visitor_id, tab.tab_id, exc)
+            with contextlib.suppress(Exception):
+                await tab.ws.close()
 
     async def push(self, visitor_id: str, shown: Shown) -> None:
         tabs = list(self._by_visitor.get(visitor_id, ()))
@@ -141,7 +168,7 @@ class Hub:
             await self.refresh([visitor])
 
     def _already_shown(self, event: Event) -> bool:
-        tabs = self._by_visitor.get(str(event.data.get("visitor")), set())
+        tabs = self._by_visitor.get(str(event.data.get("visitor")), ())
         shown = {tab.shown for tab in tabs}
         if len(shown) != 1 or None in shown:
             return False

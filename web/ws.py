@@ -23,7 +23,6 @@ import dataclasses
 import json
 import logging
 import time
-from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,7 +31,7 @@ from aiohttp import WSMessage, WSMsgType, web
 from calltracking.core.engine.abuse import address_key
 from calltracking.services import Services
 from calltracking.store.sites import Site
-from calltracking.store.visitors import Hello
+from calltracking.store.visitors import Hello, Welcome
 from web.hub import Hub, Tab
 from web.keys import HUB, SERVICES, SITES
 
@@ -53,14 +52,21 @@ class FrameRate:
     """At most FRAME_BURST frames in any FRAME_WINDOW_S: the snippet sends a handful a minute,
     so a tab far past that is broken or hostile and is closed before it loads the database."""
 
+    __slots__ = ("_times",)
+
     def __init__(self) -> None:
-        self._times: deque[float] = deque()
+        # A list, not a deque: a deque's first block costs ~600 bytes on every held socket.
+        self._times: list[float] = []
 
     def allow(self, now: float) -> bool:
-        while self._times and now - self._times[0] > FRAME_WINDOW_S:
-            self._times.popleft()
-        self._times.append(now)
-        return len(self._times) <= FRAME_BURST
+        times = self._times
+        stale = 0
+        while stale < len(times) and now - times[stale] > FRAME_WINDOW_S:
+            stale += 1
+        if stale:
+            del times[:stale]
+        times.append(now)
+        return len(times) <= FRAME_BURST
 
 
 def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
@@ -153,7 +159,9 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     hub: Hub = request.app[HUB]
     address = client_address(request, services.config.trusted_proxies)
     group = address_key(address)  # IPv6 counts by /64, as the engine's caps do
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME)
+    # No permessage-deflate: frames are a few hundred bytes, and a browser that negotiates it
+    # would cost a zlib state (hundreds of KiB) per held socket.
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME, compress=False)
     try:
         await ws.prepare(request)
     except ConnectionError:  # the client left during the handshake (seen in bench/soak.py)
@@ -198,46 +206,18 @@ async def _first_frame(ws: web.WebSocketResponse) -> WSMessage | None:
 async def _serve(
     request: web.Request, ws: web.WebSocketResponse, services: Services, hub: Hub, address: str
 ) -> None:
-    msg = await _first_frame(ws)
-    if msg is None:
-        await _refuse(ws, 4408, "no hello in time")
+    # The hello, its frame and its request details are dropped once admitted: only what the
+    # socket needs for its life stays referenced (memory per held socket).
+    admitted = await _admit(request, ws, services, address)
+    if admitted is None:
         return
-    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-        return
-    started = time.monotonic()  # hello -> number, for /metrics
-    try:
-        if msg.type is not WSMsgType.TEXT:
-            raise Malformed("only JSON text frames are accepted")
-        site_key, hello = parse_hello(parse_frame(msg.data), request.headers.get("User-Agent"))
-    except Malformed as exc:
-        await _refuse(ws, 4400, str(exc))
-        return
-    site = await request.app[SITES].by_key(site_key)
-    if site is None:
-        await _refuse(ws, 4404, "unknown site")
-        return
-    if not origin_allowed(request.headers.get("Origin"), site.domains):
-        await _refuse(ws, 4403, "origin not allowed for this site")
-        return
-    hello = dataclasses.replace(hello, address=address)
-    welcome = await services.visitors.hello(site, hello, services.clock())
+    site, welcome = admitted.site, admitted.welcome
     tab = Tab(ws, site.id, welcome.visitor_id, welcome.tab_id, address)
     hub.add(tab)
     log.info("visitor %s tab %s connected (site %s)", tab.visitor_id, tab.tab_id, site.id)
     try:
-        await ws.send_json(
-            {
-                "type": "welcome",
-                "visitor": welcome.visitor_id,
-                "session": welcome.visit_id,
-                "lease_on": site.settings.lease_on,
-                "consent_required": site.settings.require_consent,
-            }
-        )
-        await hub.send(tab, welcome.shown)
-        services.metrics.hello_done(time.monotonic() - started, hello.visitor_id == tab.visitor_id)
-        await hub.push(tab.visitor_id, welcome.shown)
-        await hub.refresh(welcome.changed)
+        await _greet(ws, services, hub, tab, admitted)
+        del admitted, welcome
         await _loop(ws, services, hub, site, tab)
     finally:
         hub.remove(tab)
@@ -247,6 +227,63 @@ async def _serve(
             )
             await hub.refresh(changed)
         log.info("visitor %s tab %s closed", tab.visitor_id, tab.tab_id)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Admitted:
+    site: Site
+    welcome: Welcome
+    started: float  # the hello's arrival (monotonic), for /metrics
+    returning: bool  # the hello named the visitor it got
+
+
+async def _admit(
+    request: web.Request, ws: web.WebSocketResponse, services: Services, address: str
+) -> _Admitted | None:
+    """Read and check the hello; the visitor's welcome, or None once refused."""
+    msg = await _first_frame(ws)
+    if msg is None:
+        await _refuse(ws, 4408, "no hello in time")
+        return None
+    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+        return None
+    started = time.monotonic()  # hello -> number, for /metrics
+    try:
+        if msg.type is not WSMsgType.TEXT:
+            raise Malformed("only JSON text frames are accepted")
+        site_key, hello = parse_hello(parse_frame(msg.data), request.headers.get("User-Agent"))
+    except Malformed as exc:
+        await _refuse(ws, 4400, str(exc))
+        return None
+    site = await request.app[SITES].by_key(site_key)
+    if site is None:
+        await _refuse(ws, 4404, "unknown site")
+        return None
+    if not origin_allowed(request.headers.get("Origin"), site.domains):
+        await _refuse(ws, 4403, "origin not allowed for this site")
+        return None
+    hello = dataclasses.replace(hello, address=address)
+    welcome = await services.visitors.hello(site, hello, services.clock())
+    return _Admitted(site, welcome, started, hello.visitor_id == welcome.visitor_id)
+
+
+async def _greet(
+    ws: web.WebSocketResponse, services: Services, hub: Hub, tab: Tab, admitted: _Admitted
+) -> None:
+    site, welcome = admitted.site, admitted.welcome
+    await ws.send_json(
+        {
+            "type": "welcome",
+            "visitor": welcome.visitor_id,
+            "session": welcome.visit_id,
+            "lease_on": site.settings.lease_on,
+            "consent_required": site.settings.require_consent,
+        }
+    )
+    await hub.send(tab, welcome.shown)
+    services.metrics.hello_done(time.monotonic() - admitted.started, admitted.returning)
+    await hub.push(tab.visitor_id, welcome.shown)
+    await hub.refresh(welcome.changed)
 
 
 async def _loop(

@@ -8,19 +8,22 @@ Rules:
 - A crash or cancellation between a confirm and the mark republishes those events later: consumers
   deduplicate on the event id (CONTRACT.md, "Event bus"), which is what makes this safe.
 - `run` repeats `run_once` until `stop` is set; a full batch is followed at once by the next round,
-  otherwise it waits `interval_s`. A round that fails is retried next time; a publishing outage
-  is logged once when it starts (then at debug level) and once when it ends.
+  otherwise it sleeps until `wake` is set (outbox rows were committed: bus/wake.py) or `idle_s`
+  passed, and keeps at least `interval_s` between the starts of two rounds (under load, rounds
+  gather many events). So an idle relay costs nothing and the first event after a quiet spell
+  leaves at once. A round that fails is retried next time; a publishing outage is logged once
+  when it starts (then at debug level) and once when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Protocol
 
 from calltracking.bus.base import Bus
+from calltracking.bus.wake import sleep_until
 from calltracking.core.events import Event
 from calltracking.quiet_log import QuietLog
 
@@ -79,18 +82,30 @@ class OutboxRelay:
             exc,
         )
 
-    async def run(self, interval_s: float, stop: asyncio.Event) -> None:
+    async def run(
+        self,
+        interval_s: float,
+        stop: asyncio.Event,
+        wake: asyncio.Event | None = None,
+        idle_s: float | None = None,
+    ) -> None:
+        """Without `wake`, a round every `interval_s` (polling, as tests may want)."""
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
-            published = 0
+            started = loop.time()
+            if wake is not None:
+                wake.clear()  # before the round: a commit during it wakes the next one
+            published, failed = 0, False
             try:
                 published = await self.run_once()
             except Exception as exc:
                 # One line a minute while the database is away, not a traceback per round.
                 self._rounds.failed(exc, asyncio.get_running_loop().time())
+                failed = True
             else:
                 self._rounds.recovered()
             if published >= self._batch:
                 continue  # more may be waiting: no pause while there is a backlog
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval_s):
-                    await stop.wait()
+            if wake is not None and not (failed or self._failing):  # outages retry by interval
+                await sleep_until(idle_s if idle_s is not None else interval_s, stop, wake)
+            await sleep_until(interval_s - (loop.time() - started), stop)

@@ -108,6 +108,9 @@ class DeciderService:
         self.batches = 0
         self.refused = 0
         self._refusals = LogThrottle(REFUSAL_LOG_EVERY_S)
+        # Called after each committed batch (Services wakes the sweeper with it: due times may
+        # have moved).
+        self.committed: Callable[[], None] = _nothing
 
     # -- the interface the websocket and the hub use ------------------------------------------
 
@@ -306,6 +309,11 @@ class DeciderService:
                 log.exception("site %s: sweep failed", site_id)
         return changed
 
+    def next_due(self) -> datetime | None:
+        """The earliest due time across the sites loaded here (None: nothing is due)."""
+        dues = [slot.engine.next_due() for slot in self._slots.values() if slot.engine is not None]
+        return min((due for due in dues if due is not None), default=None)
+
     async def close(self, grace_s: float = 5.0) -> None:
         """Let queued batches commit (the last tabs' closes among them); cancel what is left
         after `grace_s`."""
@@ -389,6 +397,7 @@ class DeciderService:
                 version += 1
         slot.version = version
         self.batches += 1
+        self.committed()
         return results
 
     # -- helpers ------------------------------------------------------------------------------
@@ -552,6 +561,10 @@ async def _check_account_limit(conn: AsyncConnection, account_id: str) -> None:
         )
     if await account_capacity(conn, account_id) < 0:
         raise StaleState("another site of the account grew meanwhile")
+
+
+def _nothing() -> None:
+    return None
 
 
 async def _noop(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:

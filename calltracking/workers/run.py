@@ -1,9 +1,12 @@
 """Runs the exporters and the webhook dispatcher until cancelled (`calltracking serve`).
 
-GA4 exports and webhook retries are looked for every `DUE_POLL_S` (they are due one by one);
-Metrika uploads run every `CALLTRACKING_EXPORT_INTERVAL_S` (Metrika wants batches). A round that
-fails is logged once and tried again next time; cancellation stops everything and closes the
-webhook subscription, whose event in hand goes back to the queue.
+None of them polls: GA4 exports sleep until the next export falls due or a call's outbox rows
+were committed (its exports are written in the same transaction); webhook retries sleep until
+the next delivery falls due (new events arrive from the bus and are delivered at once); each
+looks again after `IDLE_FALLBACK_S` at the latest, and rounds start at least `MIN_GAP_S` apart
+under load. Metrika uploads run every `CALLTRACKING_EXPORT_INTERVAL_S` (Metrika wants batches).
+A round that fails is logged once and tried again after `MIN_GAP_S`; cancellation stops
+everything and closes the webhook subscription, whose event in hand goes back to the queue.
 """
 
 from __future__ import annotations
@@ -12,18 +15,22 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
 
+from calltracking.bus.wake import sleep_until
 from calltracking.exporters.targets import webhook_session
 from calltracking.services import Services
+from calltracking.store.exports.due import next_delivery_due, next_export_due
 from calltracking.workers import webhooks
 from calltracking.workers.ga4 import Ga4Exporter
 from calltracking.workers.metrika import MetrikaExporter
 
 log = logging.getLogger(__name__)
-DUE_POLL_S = 1.0
+MIN_GAP_S = 1.0
+IDLE_FALLBACK_S = 30.0
 
 
 async def run_exporters(services: Services) -> None:
@@ -38,29 +45,59 @@ async def run_exporters(services: Services) -> None:
         )
         hooks = webhooks.WebhookDispatcher(services.db, hooks_session, services.clock)
         subscription = await services.bus.subscribe(webhooks.QUEUE, webhooks.KEYS, hooks.handle)
+        db, clock = services.db, services.clock
+        schedules = [
+            (
+                _Schedule("ga4", clock, lambda: next_export_due(db, "ga4")).woken_by(
+                    services.outbox_wake.subscribe()
+                ),
+                ga4.run_once,
+            ),
+            (_Schedule("metrika", clock, every_s=config.export_interval_s), metrika.run_once),
+            (_Schedule("webhooks", clock, lambda: next_delivery_due(db)), hooks.run_once),
+        ]
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(_every("ga4", DUE_POLL_S, ga4.run_once, services.clock))
-                tasks.create_task(
-                    _every("metrika", config.export_interval_s, metrika.run_once, services.clock)
-                )
-                tasks.create_task(_every("webhooks", DUE_POLL_S, hooks.run_once, services.clock))
+                for schedule, job in schedules:
+                    tasks.create_task(_loop(schedule, job), name=f"worker-{schedule.name}")
         finally:
             await subscription.close()
 
 
-async def _every(
-    name: str,
-    interval_s: float,
-    job: Callable[[datetime], Awaitable[Counter[str]]],
-    clock: Callable[[], datetime],
-) -> None:
+@dataclass(frozen=True)
+class _Schedule:
+    """When a worker's next round is: its next due row, a wake-up, or `every_s` from now."""
+
+    name: str
+    clock: Callable[[], datetime]
+    next_due: Callable[[], Awaitable[datetime | None]] | None = None
+    every_s: float = IDLE_FALLBACK_S
+    wake: asyncio.Event | None = None
+
+    def woken_by(self, wake: asyncio.Event) -> _Schedule:
+        return _Schedule(self.name, self.clock, self.next_due, self.every_s, wake)
+
+    async def wait_s(self) -> float:
+        due = await self.next_due() if self.next_due is not None else None
+        if due is None:
+            return self.every_s
+        return min(self.every_s, (due - self.clock()).total_seconds())
+
+
+async def _loop(schedule: _Schedule, job: Callable[[datetime], Awaitable[Counter[str]]]) -> None:
+    loop = asyncio.get_running_loop()
     while True:
+        started = loop.time()
+        if schedule.wake is not None:
+            schedule.wake.clear()  # before the round: a commit during it wakes the next one
+        wait_s = MIN_GAP_S
         try:
-            counts = await job(clock())
+            counts = await job(schedule.clock())
+            wait_s = await schedule.wait_s()
         except Exception:
-            log.exception("%s round failed; trying again in %s s", name, interval_s)
+            log.exception("%s round failed; trying again", schedule.name)
         else:
             if counts:
-                log.debug("%s round: %s", name, dict(counts))
-        await asyncio.sleep(interval_s)
+                log.debug("%s round: %s", schedule.name, dict(counts))
+        await sleep_until(wait_s, schedule.wake)
+        await asyncio.sleep(max(0.0, MIN_GAP_S - (loop.time() - started)))

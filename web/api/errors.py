@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
@@ -111,9 +112,14 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 @web.middleware
-async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+def api_errors(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    # Not a coroutine itself: other paths (a held websocket) keep no frame of ours.
     if not request.path.startswith("/api/"):
-        return await handler(request)
+        return handler(request)
+    return _api_errors(request, handler)
+
+
+async def _api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     outages = request.app.get(OUTAGE_LOG)
     try:
         response = await handler(request)

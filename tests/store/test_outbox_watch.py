@@ -1,0 +1,86 @@
+"""Outbox commits wake the relay: in this process after the commit, across processes by
+PostgreSQL NOTIFY; rollbacks and other writes wake nobody."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import sqlalchemy as sa
+
+from calltracking.bus.memory import MemoryBus
+from calltracking.bus.relay import OutboxRelay
+from calltracking.bus.wake import Wake
+from calltracking.store.db import Database
+from calltracking.store.outbox import SqlOutbox, emit
+from calltracking.store.outbox_watch import listen_outbox, watch_commits
+from calltracking.store.schema import accounts
+from tests.bus import Collector
+from tests.store.seed import T0
+
+HANG_GUARD_S = 30.0  # fails a hung test; the relay's fallback below is an hour
+
+
+class Pending(Exception):
+    pass
+
+
+async def _counts_after_commit(db: Database) -> list[int]:
+    commits: list[int] = []
+    watch_commits(db, lambda: commits.append(1))
+    async with db.write() as conn:
+        await emit(conn, "call.started", {"id": "c1"}, T0)
+        await emit(conn, "call.ended", {"id": "c1"}, T0)
+    after_commit = len(commits)
+    with contextlib.suppress(Pending):
+        async with db.write() as conn:
+            await emit(conn, "call.started", {"id": "c2"}, T0)
+            raise Pending
+    after_rollback = len(commits)
+    async with db.write() as conn:
+        await conn.execute(sa.select(accounts.c.id))
+    return [after_commit, after_rollback, len(commits)]
+
+
+async def test_a_committed_outbox_write_wakes_once_a_rollback_or_other_write_never(
+    any_db: Database,
+) -> None:
+    assert await _counts_after_commit(any_db) == [1, 1, 1]
+
+
+async def test_the_relay_publishes_a_committed_event_without_polling(any_db: Database) -> None:
+    wake = Wake()
+    watch_commits(any_db, wake.notify)
+    bus, got = MemoryBus(), Collector()
+    await bus.subscribe(None, ["#"], got, durable=False)
+    relay = OutboxRelay(SqlOutbox(any_db), bus)
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(relay.run(0.0, stop, wake.subscribe(), idle_s=3600.0))
+        await asyncio.sleep(0)  # its first round (nothing pending) runs, then it sleeps
+        async with any_db.write() as conn:
+            event = await emit(conn, "lease.assigned", {"visitor": "v"}, T0)
+        await got.wait_until(lambda: event.id in got.ids, within_s=HANG_GUARD_S)
+        stop.set()
+    assert got.ids == [event.id]
+    await bus.close()
+
+
+async def test_another_process_commit_reaches_a_listener_by_notify(pg_db: Database) -> None:
+    listening, heard = asyncio.Event(), asyncio.Event()
+
+    def on_commit() -> None:
+        # The first call is the listener's own catch-up once it listens.
+        (heard if listening.is_set() else listening).set()
+
+    writer = Database(pg_db.url)  # another engine: as another process would write
+    watch_commits(writer, lambda: None)
+    async with asyncio.TaskGroup() as tasks:
+        listener = tasks.create_task(listen_outbox(pg_db.url, on_commit))
+        async with asyncio.timeout(HANG_GUARD_S):
+            await listening.wait()
+            async with writer.write() as conn:
+                await emit(conn, "call.started", {"id": "c3"}, T0)
+            await heard.wait()
+        listener.cancel()
+    await writer.close()

@@ -2,14 +2,8 @@
 and the sweeper, its effects written in group commits.
 
 Rules:
-- Calls for one site queue up; whoever finds the queue idle drains it in batches: one write
-  transaction per batch takes the site's lock (site_state.py), reloads the engine when the
-  site's state version is not the one this node wrote last, applies every queued event to the
-  engine, writes all effects with a statement per kind of row, bumps the version and commits.
-  Only then are the callers answered: nobody is told a number that is not committed.
-- A batch that fails (the database moved under it: a reserve number taken meanwhile, a unique
-  index) is run again on a freshly loaded engine; events are inputs, so replaying them is safe.
-  Any other failure drops the engine (reloaded next time) and fails that batch's callers.
+- Every change goes through the site's group commits (site_batches.py): the caller is answered
+  after the commit that holds its effects, so nobody is told a number that is not committed.
 - `current()` answers from memory when the site's version is still this node's (one read, no
   lock); otherwise it goes through a batch like any change.
 - The sweeper ticks only sites with something due, looks for sites this node has not loaded
@@ -24,17 +18,14 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.analytics_ids import ga_client_id, ga_session_id, ym_client_id
@@ -45,17 +36,13 @@ from calltracking.core.kinds import AttributionKind, DisplayKind
 from calltracking.core.numbers import format_display
 from calltracking.core.throttle import LogThrottle
 from calltracking.store import schema as t
-from calltracking.store import site_state
 from calltracking.store.db import Database
 from calltracking.store.decider_state import (
-    account_capacity,
-    load_engine,
-    offer_reserve,
     restore_visitors,
-    rules_of,
 )
-from calltracking.store.decider_writes import BatchWrites, StaleState
+from calltracking.store.decider_writes import BatchWrites
 from calltracking.store.outbox import new_id
+from calltracking.store.site_batches import Op, SiteBatches, Slot
 from calltracking.store.sites import Site, get_site
 from calltracking.store.visitors import Hello, Shown, Welcome
 
@@ -64,28 +51,7 @@ TAB_STALE_S = 180.0  # a tab not confirmed by its node for this long has vanishe
 DISCOVER_EVERY_S = 10.0
 STALE_TABS_EVERY_S = 30.0
 FORGET_EVERY_S = 60.0
-BATCH_MAX = 500
-ATTEMPTS = 4
 REFUSAL_LOG_EVERY_S = 60.0
-
-Op = Callable[[AsyncConnection, SiteEngine, BatchWrites], Awaitable[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    op: Op
-    now: datetime
-    future: asyncio.Future[Any]
-    visitor: str | None = None  # restored with the whole batch's, before any op runs
-
-
-@dataclass
-class _Slot:
-    site: Site
-    engine: SiteEngine | None = None
-    version: int = -1
-    pending: list[_Item] = field(default_factory=list)
-    drain: asyncio.Task[None] | None = None
 
 
 class DeciderService:
@@ -96,7 +62,7 @@ class DeciderService:
         self.db = db
         self.node_id = node_id
         self.country_code = country_code
-        self._slots: dict[str, _Slot] = {}
+        self._batches = SiteBatches(db, node_id)
         self._tab_owner: dict[str, tuple[str, str]] = {}  # tab -> (site, visitor), this node
         # Visitors with tabs on this node: their site, and how many tabs (forgotten at zero).
         self._visitor_site: dict[str, str] = {}
@@ -105,12 +71,36 @@ class DeciderService:
         self._discovered_at = float("-inf")
         self._stale_checked_at = float("-inf")
         self._forgot_at = float("-inf")
-        self.batches = 0
         self.refused = 0
         self._refusals = LogThrottle(REFUSAL_LOG_EVERY_S)
-        # Called after each committed batch (Services wakes the sweeper with it: due times may
-        # have moved).
-        self.committed: Callable[[], None] = _nothing
+
+    @property
+    def _slots(self) -> dict[str, Slot]:
+        return self._batches.slots
+
+    @property
+    def batches(self) -> int:
+        return self._batches.batches
+
+    @property
+    def committed(self) -> Callable[[], None]:
+        """Called after each committed batch (Services wakes the sweeper with it)."""
+        return self._batches.committed
+
+    @committed.setter
+    def committed(self, callback: Callable[[], None]) -> None:
+        self._batches.committed = callback
+
+    def next_due(self) -> datetime | None:
+        """The earliest due time across the sites loaded here (None: nothing is due)."""
+        return self._batches.next_due()
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Let queued batches commit (the last tabs' closes among them)."""
+        await self._batches.close(grace_s)
+
+    async def _submit(self, site: Site, op: Op, now: datetime, visitor: str | None = None) -> Any:
+        return await self._batches.submit(site, op, now, visitor)
 
     # -- the interface the websocket and the hub use ------------------------------------------
 
@@ -309,97 +299,6 @@ class DeciderService:
                 log.exception("site %s: sweep failed", site_id)
         return changed
 
-    def next_due(self) -> datetime | None:
-        """The earliest due time across the sites loaded here (None: nothing is due)."""
-        dues = [slot.engine.next_due() for slot in self._slots.values() if slot.engine is not None]
-        return min((due for due in dues if due is not None), default=None)
-
-    async def close(self, grace_s: float = 5.0) -> None:
-        """Let queued batches commit (the last tabs' closes among them); cancel what is left
-        after `grace_s`."""
-        drains = [s.drain for s in self._slots.values() if s.drain and not s.drain.done()]
-        if drains:
-            await asyncio.wait(drains, timeout=grace_s)
-        for task in drains:
-            task.cancel()
-        await asyncio.gather(*drains, return_exceptions=True)
-
-    # -- batches ------------------------------------------------------------------------------
-
-    async def _submit(self, site: Site, op: Op, now: datetime, visitor: str | None = None) -> Any:
-        slot = self._slots.get(site.id)
-        if slot is None:  # later batches take the site as the database has it
-            slot = self._slots[site.id] = _Slot(site)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        slot.pending.append(_Item(op, now, future, visitor))
-        if slot.drain is None or slot.drain.done():
-            slot.drain = asyncio.ensure_future(self._drain(slot))
-        return await asyncio.shield(future)
-
-    async def _drain(self, slot: _Slot) -> None:
-        while slot.pending:
-            batch, slot.pending = slot.pending[:BATCH_MAX], slot.pending[BATCH_MAX:]
-            await self._run(slot, batch)
-
-    async def _run(self, slot: _Slot, batch: list[_Item]) -> None:
-        for attempt in range(ATTEMPTS):
-            try:
-                results = await self._transaction(slot, batch)
-            except (StaleState, IntegrityError) as exc:
-                slot.engine = None
-                log.info(
-                    "site %s: state moved (%s); reloading (try %d)", slot.site.id, exc, attempt + 1
-                )
-                continue
-            except Exception as exc:
-                slot.engine = None
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                return
-            for item, result in zip(batch, results, strict=True):
-                if not item.future.done():
-                    item.future.set_result(result)
-            return
-        error = StaleState(f"site {slot.site.id}: the state kept moving; giving up this batch")
-        for item in batch:
-            if not item.future.done():
-                item.future.set_exception(error)
-
-    async def _transaction(self, slot: _Slot, batch: list[_Item]) -> list[Any]:
-        first_now = batch[0].now
-        async with self.db.write() as conn:
-            version = await site_state.lock_site(conn, slot.site.id)
-            if slot.engine is None or version != slot.version:
-                fresh = await get_site(conn, slot.site.id)
-                if fresh is not None:
-                    slot.site = fresh
-                slot.engine = await load_engine(conn, slot.site, first_now, new_id)
-            engine = slot.engine
-            engine.update_rules(rules_of(slot.site))
-            if _may_grow(engine, len(batch)):
-                await offer_reserve(conn, engine, slot.site, first_now, want=len(batch))
-            # Returning visitors the engine does not hold (after a restart: all of them) come
-            # back in a few queries for the whole batch, not a few each.
-            returning = {item.visitor for item in batch if item.visitor} - engine.visitors.keys()
-            if returning:
-                await restore_visitors(conn, engine, returning, first_now)
-            writes = BatchWrites(slot.site.id, self.node_id)
-            writes.looked_up |= returning
-            results = []
-            for item in batch:
-                results.append(await item.op(conn, engine, writes))
-            await writes.flush(conn, engine)
-            if writes.grown:
-                await _check_account_limit(conn, slot.site.account_id)
-            if writes:
-                await site_state.bump(conn, slot.site.id)
-                version += 1
-        slot.version = version
-        self.batches += 1
-        self.committed()
-        return results
-
     # -- helpers ------------------------------------------------------------------------------
 
     async def _visitor_event(
@@ -512,7 +411,7 @@ class DeciderService:
             sites = [await get_site(conn, site_id) for site_id in sorted(missing)]
         for site in sites:
             if site is not None and site.deleted_at is None:
-                self._slots.setdefault(site.id, _Slot(site))
+                self._slots.setdefault(site.id, Slot(site))
                 await self._submit(site, _noop, now)
 
     async def _forget(self, now: datetime) -> None:
@@ -542,29 +441,6 @@ class DeciderService:
             for site_id, visitor_id, tab_id in rows:
                 stale.setdefault(site_id, []).append((visitor_id, tab_id))
         return stale
-
-
-def _may_grow(engine: SiteEngine, batch_size: int) -> bool:
-    return (
-        engine.pool.leasable_count < engine.settings.pool_max
-        and engine.capacity > 0
-        and len(engine.reserve) < batch_size
-    )
-
-
-async def _check_account_limit(conn: AsyncConnection, account_id: str) -> None:
-    """Growth is decided per site; the account's `max_numbers` spans its sites, so a batch
-    that grew re-checks it under the account's row lock (rare: only when a pool grows)."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(
-            sa.select(t.accounts.c.id).where(t.accounts.c.id == account_id).with_for_update()
-        )
-    if await account_capacity(conn, account_id) < 0:
-        raise StaleState("another site of the account grew meanwhile")
-
-
-def _nothing() -> None:
-    return None
 
 
 async def _noop(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:

@@ -1,0 +1,187 @@
+"""Group commits per site: calls for one site queue up, and whoever finds the queue idle
+drains it in batches, one write transaction each.
+
+Rules:
+- A batch takes the site's lock and state version (site_state.py); the engine is reloaded from
+  the store when the version is not the one this node wrote last; the batch's returning
+  visitors are restored in one go; every queued op runs on the engine and adds its effects to
+  one `BatchWrites`, flushed with a statement per kind of row; the version is bumped and the
+  transaction commits. Only then are the ops' callers answered.
+- A batch that meets a moved database (StaleState: a reserve number taken meanwhile, or a
+  unique index) runs again on a freshly loaded engine, up to ATTEMPTS times: ops are inputs to
+  the engine, so replaying them is safe. Any other failure drops the engine (reloaded next
+  time) and fails that batch's callers.
+- A batch that grew the pool re-checks the account's `max_numbers` under its row lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from calltracking.core.engine import SiteEngine
+from calltracking.store import schema as t
+from calltracking.store import site_state
+from calltracking.store.db import Database
+from calltracking.store.decider_state import (
+    account_capacity,
+    load_engine,
+    offer_reserve,
+    restore_visitors,
+    rules_of,
+)
+from calltracking.store.decider_writes import BatchWrites, StaleState
+from calltracking.store.outbox import new_id
+from calltracking.store.sites import Site, get_site
+
+log = logging.getLogger(__name__)
+BATCH_MAX = 500
+ATTEMPTS = 4
+
+Op = Callable[[AsyncConnection, SiteEngine, BatchWrites], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    op: Op
+    now: datetime
+    future: asyncio.Future[Any]
+    visitor: str | None = None  # restored with the whole batch's, before any op runs
+
+
+@dataclass
+class Slot:
+    site: Site
+    engine: SiteEngine | None = None
+    version: int = -1
+    pending: list[Item] = field(default_factory=list)
+    drain: asyncio.Task[None] | None = None
+
+
+class SiteBatches:
+    def __init__(self, db: Database, node_id: str) -> None:
+        self.db = db
+        self.node_id = node_id
+        self.slots: dict[str, Slot] = {}
+        self.batches = 0
+        self.committed: Callable[[], None] = _nothing  # after each committed batch
+
+    def next_due(self) -> datetime | None:
+        """The earliest due time across the sites loaded here (None: nothing is due)."""
+        dues = [slot.engine.next_due() for slot in self.slots.values() if slot.engine is not None]
+        return min((due for due in dues if due is not None), default=None)
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Let queued batches commit (the last tabs' closes among them); cancel what is left
+        after `grace_s`."""
+        drains = [s.drain for s in self.slots.values() if s.drain and not s.drain.done()]
+        if drains:
+            await asyncio.wait(drains, timeout=grace_s)
+        for task in drains:
+            task.cancel()
+        await asyncio.gather(*drains, return_exceptions=True)
+
+    async def submit(self, site: Site, op: Op, now: datetime, visitor: str | None = None) -> Any:
+        slot = self.slots.get(site.id)
+        if slot is None:  # later batches take the site as the database has it
+            slot = self.slots[site.id] = Slot(site)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        slot.pending.append(Item(op, now, future, visitor))
+        if slot.drain is None or slot.drain.done():
+            slot.drain = asyncio.ensure_future(self._drain(slot))
+        return await asyncio.shield(future)
+
+    async def _drain(self, slot: Slot) -> None:
+        while slot.pending:
+            batch, slot.pending = slot.pending[:BATCH_MAX], slot.pending[BATCH_MAX:]
+            await self._run(slot, batch)
+
+    async def _run(self, slot: Slot, batch: list[Item]) -> None:
+        for attempt in range(ATTEMPTS):
+            try:
+                results = await self._transaction(slot, batch)
+            except (StaleState, IntegrityError) as exc:
+                slot.engine = None
+                log.info(
+                    "site %s: state moved (%s); reloading (try %d)", slot.site.id, exc, attempt + 1
+                )
+                continue
+            except Exception as exc:
+                slot.engine = None
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                return
+            for item, result in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(result)
+            return
+        error = StaleState(f"site {slot.site.id}: the state kept moving; giving up this batch")
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(error)
+
+    async def _transaction(self, slot: Slot, batch: list[Item]) -> list[Any]:
+        first_now = batch[0].now
+        async with self.db.write() as conn:
+            version = await site_state.lock_site(conn, slot.site.id)
+            if slot.engine is None or version != slot.version:
+                fresh = await get_site(conn, slot.site.id)
+                if fresh is not None:
+                    slot.site = fresh
+                slot.engine = await load_engine(conn, slot.site, first_now, new_id)
+            engine = slot.engine
+            engine.update_rules(rules_of(slot.site))
+            if _may_grow(engine, len(batch)):
+                await offer_reserve(conn, engine, slot.site, first_now, want=len(batch))
+            # Returning visitors the engine does not hold (after a restart: all of them) come
+            # back in a few queries for the whole batch, not a few each.
+            returning = {item.visitor for item in batch if item.visitor} - engine.visitors.keys()
+            if returning:
+                await restore_visitors(conn, engine, returning, first_now)
+            writes = BatchWrites(slot.site.id, self.node_id)
+            writes.looked_up |= returning
+            results = []
+            for item in batch:
+                results.append(await item.op(conn, engine, writes))
+            await writes.flush(conn, engine)
+            if writes.grown:
+                await _check_account_limit(conn, slot.site.account_id)
+            if writes:
+                await site_state.bump(conn, slot.site.id)
+                version += 1
+        slot.version = version
+        self.batches += 1
+        self.committed()
+        return results
+
+
+def _may_grow(engine: SiteEngine, batch_size: int) -> bool:
+    return (
+        engine.pool.leasable_count < engine.settings.pool_max
+        and engine.capacity > 0
+        and len(engine.reserve) < batch_size
+    )
+
+
+async def _check_account_limit(conn: AsyncConnection, account_id: str) -> None:
+    """Growth is decided per site; the account's `max_numbers` spans its sites, so a batch
+    that grew re-checks it under the account's row lock (rare: only when a pool grows)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            sa.select(t.accounts.c.id).where(t.accounts.c.id == account_id).with_for_update()
+        )
+    if await account_capacity(conn, account_id) < 0:
+        raise StaleState("another site of the account grew meanwhile")
+
+
+def _nothing() -> None:
+    return None

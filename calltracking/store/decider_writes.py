@@ -331,9 +331,22 @@ class BatchWrites:
                 .values(last_seen_at=b("last_seen_at")),
                 visits,
             )
-        for visit_id, ids in self.visit_ids.items():
-            if visit_id not in self.visits_new and ids:
-                await conn.execute(t.visits.update().where(t.visits.c.id == visit_id).values(**ids))
+        seen_again = [
+            {"b_id": visit_id, **{f"b_{k}": ids.get(k) for k in ANALYTICS_IDS}}
+            for visit_id, ids in self.visit_ids.items()
+            if visit_id not in self.visits_new and ids
+        ]
+        if seen_again:  # one statement for all; an id not sent again keeps the stored one
+            v = t.visits.c
+            await conn.execute(
+                t.visits.update()
+                .where(v.id == b("b_id"))
+                .values({v[k]: sa.func.coalesce(b(f"b_{k}"), v[k]) for k in ANALYTICS_IDS}),
+                seen_again,
+            )
+
+
+ANALYTICS_IDS = ("ga_client_id", "ga_session_id", "ym_client_id")
 
 
 class StaleState(Exception):

@@ -103,8 +103,10 @@ class SiteEngine:
         its due display delay and its place among waiters resume."""
         self.visitors[visitor.visitor_id] = visitor
         if visitor.waiting_since is not None and visitor.tabs:
+            last = next(reversed(self._waiting.values()), None)
             self._waiting[visitor.visitor_id] = visitor.waiting_since
-            self._waiting = dict(sorted(self._waiting.items(), key=lambda item: item[1]))
+            if last is not None and visitor.waiting_since < last:  # keep longest-waiting first
+                self._waiting = dict(sorted(self._waiting.items(), key=lambda item: item[1]))
         if visitor.shown is not None and visitor.shown[0] is DisplayKind.INITIAL:
             assert visitor.visit_started_at is not None
             delay = timedelta(seconds=self.settings.show_delay_s)
@@ -148,8 +150,7 @@ class SiteEngine:
                     visitor.tabs[event.tab_id] = event.visible
             elif isinstance(event, ev.Want):
                 visitor.wants = True
-                if visitor.tabs:  # a lease needs an open tab to end it
-                    self._decide(visitor, now, out)
+                self._decide(visitor, now, out)  # nothing without an open tab to end a lease
         return out
 
     def _opened(self, event: ev.TabOpened, now: datetime, out: list[ev.Effect]) -> None:

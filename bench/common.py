@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import resource
 import statistics
 import sys
@@ -158,6 +159,13 @@ def rss_kib(pid: int | None = None) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS in /proc status")
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """utime + stime of `pid` (default: this process; not its children), in seconds."""
+    stat = Path(f"/proc/{pid if pid is not None else 'self'}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def raise_nofile(wanted: int) -> int:

@@ -17,24 +17,15 @@ import socket
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 
-from bench.common import LOOPBACK, machine, seed_site, table
+from bench.common import LOOPBACK, cpu_seconds, machine, seed_site, table
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
 
 WARM_UP_S = 5.0
 READY_TIMEOUT_S = 60.0
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` (not its children), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def free_port() -> int:

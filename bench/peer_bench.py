@@ -25,8 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
-from bench.common import LOOPBACK, child, machine, percentile, raise_nofile, table
-from bench.idle_bench import cpu_seconds
+from bench.common import LOOPBACK, child, cpu_seconds, machine, percentile, raise_nofile, table
 from bench.ws_bench import Result, hello_frame, open_one
 
 RENEW_S = 30.0

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import DESKTOP_UA, LOOPBACK, ORIGIN, raise_nofile, seed_site
+from bench.common import DESKTOP_UA, LOOPBACK, ORIGIN, cpu_seconds, raise_nofile, seed_site
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
 
@@ -47,9 +47,10 @@ class Storm:
     tabs: list[Tab] = field(default_factory=list)
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _tracker_log() -> Any:
+    """Where the tracker's log goes: `$BENCH_TRACKER_LOG` (appended) if set, else nowhere."""
+    path = os.environ.get("BENCH_TRACKER_LOG")
+    return open(path, "ab") if path else asyncio.subprocess.DEVNULL
 
 
 async def start_tracker(
@@ -67,7 +68,7 @@ async def start_tracker(
         sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []),
         "-m", "calltracking.cli", "serve",
         env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=_tracker_log(),
     )  # fmt: skip
     async with aiohttp.ClientSession() as http:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -130,8 +131,10 @@ async def run(
             gate = asyncio.Semaphore(opening)
             # Each visitor's first tab mints the visitor; its other tabs then join it.
             await asyncio.gather(*(open_tab(http, port, site.key, t, gate) for t in first))
+            print(f"reconnect_bench: {len(first)} first tabs open", file=sys.stderr, flush=True)
             more = [Tab(t.visitor_index, t.visitor_id) for t in first for _ in range(tabs - 1)]
             await asyncio.gather(*(open_tab(http, port, site.key, t, gate) for t in more))
+            print(f"reconnect_bench: {len(more)} more tabs open", file=sys.stderr, flush=True)
             before = {t.visitor_id: t.number for t in first}
             tracker.send_signal(signal.SIGTERM)
             await tracker.wait()
@@ -139,7 +142,8 @@ async def run(
                 if t.ws is not None:
                     await t.ws.close()
             tracker = await start_tracker(url, port, profile)
-            cpu_before = _cpu_s(tracker.pid)
+            print("reconnect_bench: restarted; the storm begins", file=sys.stderr, flush=True)
+            cpu_before = cpu_seconds(tracker.pid)
             storm = [Tab(t.visitor_index, t.visitor_id) for t in first + more]
             begin = time.perf_counter()
             results = await asyncio.gather(
@@ -147,7 +151,7 @@ async def run(
                 return_exceptions=True,
             )
             storm_s = time.perf_counter() - begin
-            cpu_s = _cpu_s(tracker.pid) - cpu_before
+            cpu_s = cpu_seconds(tracker.pid) - cpu_before
             for t in storm:
                 if t.ws is not None:
                     await t.ws.close()

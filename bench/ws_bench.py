@@ -30,6 +30,7 @@ from bench.common import (
     LOOPBACK,
     ORIGIN,
     child,
+    cpu_seconds,
     machine,
     median,
     percentile,
@@ -56,6 +57,8 @@ class Result:
     open_s: float = 0.0
     rss_idle_kib: int = 0
     rss_held_kib: int = 0
+    server_cpu_s: float = 0.0  # the server child's CPU while the N sockets opened
+    client_cpu_s: float = 0.0  # this process's, over the same span
 
     def row(self) -> dict[str, float]:
         held = self.rss_held_kib - self.rss_idle_kib
@@ -69,6 +72,9 @@ class Result:
             "kib_per_socket": held / self.n,
             "dynamic": float(self.kinds.get("dynamic", 0)),
             "untracked": float(self.kinds.get("untracked", 0)),
+            "server_cpu_ms": 1000 * self.server_cpu_s / self.n,
+            "client_cpu_ms": 1000 * self.client_cpu_s / self.n,
+            "per_s": self.n / self.open_s if self.open_s else 0.0,
         }
 
 
@@ -152,6 +158,7 @@ async def measure(server: str, n: int, pool: int, opening: int, trace: bool = Fa
                 async with asyncio.timeout(RUN_TIMEOUT_S):
                     gate = asyncio.Semaphore(opening)
                     begin = time.perf_counter()
+                    cpu_server, cpu_client = cpu_seconds(proc.pid), cpu_seconds()
                     async with asyncio.TaskGroup() as tg:
                         for i in range(n):
                             tg.create_task(
@@ -160,6 +167,8 @@ async def measure(server: str, n: int, pool: int, opening: int, trace: bool = Fa
                                 )
                             )
                     result.open_s = time.perf_counter() - begin
+                    result.server_cpu_s = cpu_seconds(proc.pid) - cpu_server
+                    result.client_cpu_s = cpu_seconds() - cpu_client
                     await asyncio.sleep(SETTLE_S)
                     result.rss_held_kib = rss_kib(proc.pid)
                     if trace and server == "tracker":
@@ -233,7 +242,9 @@ async def main_async(sizes: list[int], repeat: int, opening: int, trace: bool) -
                 print(
                     f"run {run + 1} {server:7} N={n:5} ok={result.ok} failed={result.failed} "
                     f"kinds={dict(result.kinds)} p50={row['p50']:.1f}ms p99={row['p99']:.1f}ms "
-                    f"open={result.open_s:.1f}s "
+                    f"open={result.open_s:.1f}s ({row['per_s']:.0f}/s) "
+                    f"cpu ms/socket server={row['server_cpu_ms']:.2f} "
+                    f"client={row['client_cpu_ms']:.2f} "
                     f"rss={row['rss_idle']:.1f}->{row['rss_held']:.1f}MiB",
                     flush=True,
                 )

@@ -33,6 +33,7 @@ from bench.common import (
     until_stdin_closes,
 )
 from calltracking.config import Config
+from calltracking.heap import settle_after_startup
 from calltracking.serve import running
 
 MAX_SOCKETS = 100_000
@@ -56,6 +57,7 @@ async def serve_tracker(pool: int, max_s: float, trace: bool = False) -> None:
             if trace:
                 tracemalloc.start(4)
                 baseline = tracemalloc.take_snapshot()
+            settle_after_startup()  # as `calltracking serve` does
             announce({"port": state.http_port, "site": site.key, "pid": os.getpid()})
             if trace:
                 await _answer_diffs(baseline, max_s)

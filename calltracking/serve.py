@@ -25,6 +25,7 @@ from calltracking.bus.base import Bus
 from calltracking.bus.memory import MemoryBus
 from calltracking.bus.relay import OutboxRelay
 from calltracking.config import Config, ConfigError
+from calltracking.heap import settle_after_startup
 from calltracking.services import Services
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
@@ -291,5 +292,6 @@ async def serve_forever(config: Config, parts: Collection[str]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with running(config, parts):
+        settle_after_startup()
         await stop.wait()
         log.info("stopping")

@@ -214,7 +214,9 @@ async def _serve(
     site, welcome = admitted.site, admitted.welcome
     tab = Tab(ws, site.id, welcome.visitor_id, welcome.tab_id, address)
     hub.add(tab)
-    log.info("visitor %s tab %s connected (site %s)", tab.visitor_id, tab.tab_id, site.id)
+    # Per tab at debug level: at a thousand tabs a second these lines would be the log; the
+    # hub writes a summary a minute instead.
+    log.debug("visitor %s tab %s connected (site %s)", tab.visitor_id, tab.tab_id, site.id)
     try:
         await _greet(ws, services, hub, tab, admitted)
         del admitted, welcome
@@ -226,7 +228,7 @@ async def _serve(
                 services.visitors.tab_closed(site, tab.visitor_id, tab.tab_id, services.clock())
             )
             await hub.refresh(changed)
-        log.info("visitor %s tab %s closed", tab.visitor_id, tab.tab_id)
+        log.debug("visitor %s tab %s closed", tab.visitor_id, tab.tab_id)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -4,9 +4,11 @@ database transaction each."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from calltracking.core.events import Event
@@ -14,6 +16,7 @@ from calltracking.core.kinds import DisplayKind
 from calltracking.store.db import Database
 from calltracking.store.deciders import DeciderService
 from calltracking.store.visitors import Shown
+from web import hub as hub_module
 from web.hub import Hub, Tab
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
@@ -52,3 +55,25 @@ async def test_events_the_tabs_already_show_cost_no_recompute(sqlite_db: Databas
     await hub.on_event(event("lease.assigned", number="+74951110002"))
     await hub.on_event(event("pool.exhausted"))
     assert visitors.asked == ["v1", "v1", "v1"]
+
+
+async def test_tabs_coming_and_going_are_summed_up_once_a_minute(
+    sqlite_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="web.hub")
+    clock = [1000.0]
+    hub = Hub(DeciderService(sqlite_db, "node", "7"), lambda: NOW, lambda: clock[0])
+    tabs = [
+        Tab(web.WebSocketResponse(), "site", f"v{i % 3}", f"t{i}", "10.0.0.1") for i in range(5)
+    ]
+    for tab in tabs:
+        hub.add(tab)
+    hub.remove(tabs[0])
+    assert not caplog.records  # within the minute: no line per tab
+    clock[0] += hub_module.SUMMARY_EVERY_S
+    hub.remove(tabs[1])
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == ("visitor tabs: 3 open, 3 visitors; 5 opened and 2 closed in the last 60 s")
+    clock[0] += 1
+    hub.remove(tabs[2])
+    assert len(caplog.records) == 1  # the next line waits for the next minute

@@ -40,10 +40,12 @@ MAX_SOCKETS = 100_000
 TRACE_TOP = 40
 
 
-async def serve_tracker(pool: int, max_s: float, trace: bool = False) -> None:
+async def serve_tracker(
+    pool: int, max_s: float, trace: bool = False, database_url: str = ""
+) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ws-") as tmp:
         config = Config(
-            database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}",
+            database_url=database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}",
             http_host=LOOPBACK,
             http_port=0,
             recordings_dir=Path(tmp),
@@ -109,10 +111,11 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=2000)
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--trace", action="store_true", help="tracemalloc; `diff` on stdin")
+    parser.add_argument("--database-url", default="", help="an empty PostgreSQL database")
     args = parser.parse_args()
     quiet_logging()
     if args.role == "tracker":
-        asyncio.run(serve_tracker(args.pool, args.max_seconds, args.trace))
+        asyncio.run(serve_tracker(args.pool, args.max_seconds, args.trace, args.database_url))
     else:
         asyncio.run(serve_echo(args.max_seconds))
 

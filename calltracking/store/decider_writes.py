@@ -20,6 +20,7 @@ from calltracking.core.engine import events as ev
 from calltracking.core.events import Event, EventKey
 from calltracking.core.kinds import DisplayKind
 from calltracking.store import schema as t
+from calltracking.store.bulk_insert import insert_rows
 from calltracking.store.outbox import new_id
 from calltracking.store.sql_lists import one_of
 
@@ -164,11 +165,11 @@ class BatchWrites:
         for visit_id in self.got_number & self.visits_new.keys():  # born with a number
             self.visits_new[visit_id]["got_number"] = True
         if self.visitors_new:
-            await conn.execute(t.visitors.insert(), list(self.visitors_new.values()))
+            await insert_rows(conn, t.visitors, list(self.visitors_new.values()))
         if self.visits_new:
-            await conn.execute(t.visits.insert(), list(self.visits_new.values()))
+            await insert_rows(conn, t.visits, list(self.visits_new.values()))
         if self.tabs_new:
-            await conn.execute(t.tabs.insert(), list(self.tabs_new.values()))
+            await insert_rows(conn, t.tabs, list(self.tabs_new.values()))
         if self.grown:
             await self._grow(conn)
         if self.leases_ended:
@@ -190,7 +191,7 @@ class BatchWrites:
                 self.released,
             )
         if self.leases_new:
-            await conn.execute(t.leases.insert(), list(self.leases_new.values()))
+            await insert_rows(conn, t.leases, list(self.leases_new.values()))
         got_number_later = self.got_number - self.visits_new.keys()
         if got_number_later:
             await conn.execute(
@@ -202,10 +203,11 @@ class BatchWrites:
         await self._tabs(conn)
         await self._visitors(conn, visitor_rows, visit_rows)
         if self.pool_events:
-            await conn.execute(t.pool_events.insert(), self.pool_events)
+            await insert_rows(conn, t.pool_events, self.pool_events)
         if self.outbox:
-            await conn.execute(
-                t.outbox.insert(),
+            await insert_rows(
+                conn,
+                t.outbox,
                 [
                     {
                         "event_id": e.id,
@@ -268,7 +270,7 @@ class BatchWrites:
                     }
                 )
         if rows:
-            await conn.execute(t.displays.insert(), rows)
+            await insert_rows(conn, t.displays, rows)
 
     async def _tabs(self, conn: AsyncConnection) -> None:
         b = sa.bindparam

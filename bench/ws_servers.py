@@ -8,7 +8,8 @@
   `{"port", "pid"}`.
 Both serve until stdin closes or `--max-seconds` pass. With `--trace`, the tracker runs under
 tracemalloc and answers each `diff` line on stdin with the allocations grown since it was ready,
-by line, on stderr (to find what each held socket costs).
+by line, on stderr (to find what each held socket costs). With `$BENCH_PROFILE` set to a file
+name, the tracker runs under cProfile from its ready line on and writes the profile there.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import os
 import sys
 import tempfile
@@ -60,11 +62,20 @@ async def serve_tracker(
                 tracemalloc.start(4)
                 baseline = tracemalloc.take_snapshot()
             settle_after_startup()  # as `calltracking serve` does
+            profile_to = os.environ.get("BENCH_PROFILE")
+            profiler = cProfile.Profile() if profile_to else None
             announce({"port": state.http_port, "site": site.key, "pid": os.getpid()})
-            if trace:
-                await _answer_diffs(baseline, max_s)
-            else:
-                await until_stdin_closes(max_s)
+            if profiler:
+                profiler.enable()
+            try:
+                if trace:
+                    await _answer_diffs(baseline, max_s)
+                else:
+                    await until_stdin_closes(max_s)
+            finally:
+                if profiler and profile_to:
+                    profiler.disable()
+                    profiler.dump_stats(profile_to)
 
 
 async def _answer_diffs(baseline: tracemalloc.Snapshot, max_s: float) -> None:

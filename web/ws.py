@@ -22,7 +22,9 @@ import contextlib
 import dataclasses
 import json
 import logging
+import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -218,7 +220,7 @@ async def _serve(
     # hub writes a summary a minute instead.
     log.debug("visitor %s tab %s connected (site %s)", tab.visitor_id, tab.tab_id, site.id)
     try:
-        await _greet(ws, services, hub, tab, admitted)
+        await _greet(ws, services, hub, tab, admitted, request.transport)
         del admitted, welcome
         await _loop(ws, services, hub, site, tab)
     finally:
@@ -270,22 +272,50 @@ async def _admit(
 
 
 async def _greet(
-    ws: web.WebSocketResponse, services: Services, hub: Hub, tab: Tab, admitted: _Admitted
+    ws: web.WebSocketResponse,
+    services: Services,
+    hub: Hub,
+    tab: Tab,
+    admitted: _Admitted,
+    transport: asyncio.BaseTransport | None,
 ) -> None:
     site, welcome = admitted.site, admitted.welcome
-    await ws.send_json(
-        {
-            "type": "welcome",
-            "visitor": welcome.visitor_id,
-            "session": welcome.visit_id,
-            "lease_on": site.settings.lease_on,
-            "consent_required": site.settings.require_consent,
-        }
-    )
-    await hub.send(tab, welcome.shown)
+    with _corked(transport):  # the welcome and the number leave in one TCP segment
+        await ws.send_json(
+            {
+                "type": "welcome",
+                "visitor": welcome.visitor_id,
+                "session": welcome.visit_id,
+                "lease_on": site.settings.lease_on,
+                "consent_required": site.settings.require_consent,
+            }
+        )
+        await hub.send(tab, welcome.shown)
     services.metrics.hello_done(time.monotonic() - admitted.started, admitted.returning)
     await hub.push(tab.visitor_id, welcome.shown)
     await hub.refresh(welcome.changed)
+
+
+@contextlib.contextmanager
+def _corked(transport: asyncio.BaseTransport | None) -> Iterator[None]:
+    """Hold back partial segments while several frames are written (Linux TCP_CORK): each
+    segment sent costs a trip through both TCP stacks, which for two small frames back to back
+    was a fifth of a new visitor's server time. Elsewhere, or without a socket, a no-op."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    cork = getattr(socket, "TCP_CORK", None)
+    if sock is None or cork is None:
+        yield
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
 
 
 async def _loop(

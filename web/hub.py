@@ -153,8 +153,17 @@ class Hub:
                 await tab.ws.close()
 
     async def push(self, visitor_id: str, shown: Shown) -> None:
-        tabs = list(self._by_visitor.get(visitor_id, ()))
-        await asyncio.gather(*(self.send(tab, shown) for tab in tabs))
+        # A tab already showing it with no send under way needs nothing (a send under way may
+        # be about to show something else, so that tab waits its turn as usual).
+        tabs = [
+            tab
+            for tab in self._by_visitor.get(visitor_id, ())
+            if tab.shown != shown or tab in self._sending
+        ]
+        if len(tabs) == 1:
+            await self.send(tabs[0], shown)
+        elif tabs:
+            await asyncio.gather(*(self.send(tab, shown) for tab in tabs))
 
     async def refresh(self, visitor_ids: Iterable[str]) -> None:
         """Recompute and push the number of each visitor that has tabs on this node."""

@@ -5,8 +5,8 @@ Rules kept here:
   come meanwhile; the hello names the site (unknown:
   4404) and the `Origin` must be one of its domains or their subdomains (else 4403);
 - a frame that is not a JSON object with a string `type`, a binary frame, or a second hello is
-  malformed: an `error` frame, then close 4400; so is JSON nested deeper than `MAX_DEPTH` or text
-  with a NUL or a lone surrogate (no store takes it); frames over 4 KiB are refused (1009);
+  malformed (web/frames.py: also JSON nested too deep, text with a NUL or a lone surrogate): an
+  `error` frame, then close 4400; frames over 4 KiB are refused (1009);
 - frames of an unknown `type` are ignored, so the snippet can grow;
 - more than 60 frames in 10 s is a broken or hostile tab: `error`, then close 4400; visibility
   frames touch the database only when the state changes;
@@ -20,12 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSMessage, WSMsgType, web
@@ -33,42 +31,16 @@ from aiohttp import WSMessage, WSMsgType, web
 from calltracking.core.engine.abuse import address_key
 from calltracking.services import Services
 from calltracking.store.sites import Site
-from calltracking.store.visitors import Hello, Welcome
+from calltracking.store.visitors import Welcome
+from web.frames import FRAME_BURST, FRAME_WINDOW_S, FrameRate, Malformed, parse_frame, parse_hello
 from web.hub import Hub, Tab
 from web.keys import HUB, SERVICES, SITES
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10.0
 MAX_FRAME = 4096
-MAX_DEPTH = 8  # the snippet's frames nest two deep; room to grow, none for a RecursionError
 HEARTBEAT_S = 25.0
 MIN_ACTIVITY_INTERVAL_S = 1.0
-FRAME_BURST, FRAME_WINDOW_S = 60, 10.0
-
-
-class Malformed(Exception):
-    pass
-
-
-class FrameRate:
-    """At most FRAME_BURST frames in any FRAME_WINDOW_S: the snippet sends a handful a minute,
-    so a tab far past that is broken or hostile and is closed before it loads the database."""
-
-    __slots__ = ("_times",)
-
-    def __init__(self) -> None:
-        # A list, not a deque: a deque's first block costs ~600 bytes on every held socket.
-        self._times: list[float] = []
-
-    def allow(self, now: float) -> bool:
-        times = self._times
-        stale = 0
-        while stale < len(times) and now - times[stale] > FRAME_WINDOW_S:
-            stale += 1
-        if stale:
-            del times[:stale]
-        times.append(now)
-        return len(times) <= FRAME_BURST
 
 
 def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
@@ -86,74 +58,6 @@ def origin_allowed(origin: str | None, domains: tuple[str, ...]) -> bool:
         return False
     host = (urlsplit(origin).hostname or "").lower().rstrip(".")
     return any(host == d.lower() or host.endswith("." + d.lower()) for d in domains)
-
-
-def parse_frame(data: str) -> dict[str, Any]:
-    try:
-        frame = json.loads(data)
-    except (ValueError, RecursionError):
-        raise Malformed("not JSON") from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise Malformed("a frame is a JSON object with a string type")
-    _check_values(frame)
-    return frame
-
-
-def _check_values(frame: dict[str, Any]) -> None:
-    """Depth and text that every store accepts, walked without recursion."""
-    pending: list[tuple[Any, int]] = [(frame, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, str):
-            if "\x00" in value or (not value.isascii() and not _encodable(value)):
-                raise Malformed("text with a NUL or a lone surrogate")
-        elif isinstance(value, dict | list):
-            if depth > MAX_DEPTH:
-                raise Malformed(f"a frame nests at most {MAX_DEPTH} deep")
-            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-            pending.extend((item, depth + 1) for item in items)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def parse_hello(frame: dict[str, Any], user_agent: str | None) -> tuple[str, Hello]:
-    if frame.get("type") != "hello":
-        raise Malformed("the first frame must be a hello")
-    site = frame.get("site")
-    if not isinstance(site, str) or not site:
-        raise Malformed("hello needs a string site")
-
-    def text(name: str, limit: int = 2000) -> str | None:
-        value = frame.get(name)
-        return value[:limit] if isinstance(value, str) and value else None
-
-    cookies = frame.get("ga_cookies")
-    ga_cookies = (
-        {
-            k[:64]: v[:200]
-            for k, v in list(cookies.items())[:10]
-            if isinstance(k, str) and isinstance(v, str)
-        }
-        if isinstance(cookies, dict)
-        else None
-    )
-    return site, Hello(
-        url=text("url") or "",
-        referrer=text("referrer") or "",
-        visitor_id=text("visitor", 64),
-        ga=text("ga", 100),
-        ga_session=text("ga_session", 40),
-        ga_cookies=ga_cookies,
-        ym=text("ym", 40),
-        user_agent=user_agent,
-        automated=frame.get("automation") is True,
-    )
 
 
 async def visitor_socket(request: web.Request) -> web.WebSocketResponse:

@@ -143,7 +143,7 @@ async def run(
                     await t.ws.close()
             tracker = await start_tracker(url, port, profile)
             print("reconnect_bench: restarted; the storm begins", file=sys.stderr, flush=True)
-            cpu_before = cpu_seconds(tracker.pid)
+            cpu_before, client_before = cpu_seconds(tracker.pid), cpu_seconds()
             storm = [Tab(t.visitor_index, t.visitor_id) for t in first + more]
             begin = time.perf_counter()
             results = await asyncio.gather(
@@ -152,6 +152,7 @@ async def run(
             )
             storm_s = time.perf_counter() - begin
             cpu_s = cpu_seconds(tracker.pid) - cpu_before
+            client_cpu_s = cpu_seconds() - client_before
             for t in storm:
                 if t.ws is not None:
                     await t.ws.close()
@@ -168,6 +169,7 @@ async def run(
         "changed_hands": len(storm) - same - failed,
         "failed": failed,
         "tracker_cpu_s": round(cpu_s, 2),
+        "client_cpu_s": round(client_cpu_s, 2),
     }
 
 

@@ -172,11 +172,17 @@ class GatedProtocol(asyncio.Protocol):
             self._inner.connection_lost(exc)
 
 
+# After a restart every open tab reconnects at once; with aiohttp's default of 128 pending
+# connections the kernel dropped the rest of the SYNs, and their retries (1 s, 3 s, 7 s later)
+# made a 10,000-tab storm last 15 s for 6 s of work. The kernel caps this at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
+
+
 class LimitedSite(web.TCPSite):
     """`web.TCPSite` whose connections pass through a `ConnectionGate` first."""
 
     def __init__(self, runner: web.AppRunner, limits: HttpLimits, host: str, port: int) -> None:
-        super().__init__(runner, host, port)
+        super().__init__(runner, host, port, backlog=LISTEN_BACKLOG)
         self.gate = ConnectionGate(limits, asyncio.get_running_loop().time)
 
     async def start(self) -> None:

@@ -6,7 +6,8 @@ address through a trusted proxy header. When every tab shows its dynamic number,
 stopped with SIGTERM (tabs are closed with 1012, leases end, holds begin) and started again on
 the same database; then every tab reconnects at the same instant with its visitor id. Measured:
 the time until every tab shows a number again, how many show their own number from before (the
-rest changed hands: must be none), and the tracker's CPU seconds for the storm.
+rest changed hands: must be none), and the tracker's CPU seconds for the storm. The storm's tabs
+come from `--clients` processes (bench/storm_clients.py), all told to go at the same instant.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import DESKTOP_UA, LOOPBACK, ORIGIN, cpu_seconds, raise_nofile, seed_site
+from bench.storm_clients import LINE_LIMIT
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
 
@@ -113,8 +115,34 @@ async def open_tab(
                 return
 
 
+async def _storm_worker(port: int, site_key: str, tabs: list[Tab]) -> asyncio.subprocess.Process:
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.storm_clients",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT,
+    )  # fmt: skip
+    assert worker.stdin is not None and worker.stdout is not None
+    job = {"port": port, "site": site_key, "tabs": [[t.visitor_index, t.visitor_id] for t in tabs]}
+    worker.stdin.write(json.dumps(job).encode() + b"\n")
+    await worker.stdin.drain()
+    await worker.stdout.readline()  # ready
+    return worker
+
+
+async def _storm(worker: asyncio.subprocess.Process) -> dict[str, Any]:
+    assert worker.stdin is not None and worker.stdout is not None
+    worker.stdin.write(b"go\n")
+    await worker.stdin.drain()
+    answer: dict[str, Any] = json.loads(await worker.stdout.readline())
+    return answer
+
+
 async def run(
-    visitors: int, tabs: int, database_url: str | None, opening: int, profile: str | None
+    visitors: int,
+    tabs: int,
+    database_url: str | None,
+    opening: int,
+    profile: str | None,
+    clients: int = 1,
 ) -> dict[str, Any]:
     raise_nofile(4 * visitors * tabs + 1024)
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
@@ -143,28 +171,28 @@ async def run(
                     await t.ws.close()
             tracker = await start_tracker(url, port, profile)
             print("reconnect_bench: restarted; the storm begins", file=sys.stderr, flush=True)
-            cpu_before, client_before = cpu_seconds(tracker.pid), cpu_seconds()
             storm = [Tab(t.visitor_index, t.visitor_id) for t in first + more]
+            share = [storm[i::clients] for i in range(clients)]
+            workers = [await _storm_worker(port, site.key, tabs) for tabs in share]
+            cpu_before = cpu_seconds(tracker.pid)
             begin = time.perf_counter()
-            results = await asyncio.gather(
-                *(open_tab(http, port, site.key, t, asyncio.Semaphore(len(storm))) for t in storm),
-                return_exceptions=True,
-            )
+            answers = await asyncio.gather(*(_storm(worker) for worker in workers))
             storm_s = time.perf_counter() - begin
             cpu_s = cpu_seconds(tracker.pid) - cpu_before
-            client_cpu_s = cpu_seconds() - client_before
-            for t in storm:
-                if t.ws is not None:
-                    await t.ws.close()
+            client_cpu_s = sum(answer["cpu_s"] for answer in answers)
+            for worker in workers:
+                worker.stdin.close()  # type: ignore[union-attr]
+                await worker.wait()
         tracker.send_signal(signal.SIGTERM)
         await tracker.wait()
-    failed = sum(isinstance(r, BaseException) for r in results)
-    same = sum(1 for t in storm if t.number is not None and t.number == before[t.visitor_id])
+    reached = [tab for answer in answers for tab in answer["tabs"]]
+    failed = sum(1 for _, number, _ in reached if number is None)
+    same = sum(1 for visitor, number, _ in reached if number and number == before[visitor])
     return {
         "visitors": visitors,
         "tabs": len(storm),
         "storm_s": round(storm_s, 2),
-        "slowest_tab_s": round(max((t.seconds for t in storm), default=0.0), 2),
+        "slowest_tab_s": round(max((seconds for _, _, seconds in reached), default=0.0), 2),
         "own_number_again": same,
         "changed_hands": len(storm) - same - failed,
         "failed": failed,
@@ -180,9 +208,14 @@ def main() -> None:
     parser.add_argument("--opening", type=int, default=100, help="handshakes in flight at first")
     parser.add_argument("--database-url", default=None, help="PostgreSQL (an empty database)")
     parser.add_argument("--profile", default=None, help="cProfile the restarted tracker to FILE")
+    parser.add_argument(
+        "--clients", type=int, default=2, help="client processes the storm's tabs come from"
+    )
     args = parser.parse_args()
+    if not 1 <= args.clients <= 16:
+        parser.error("--clients 1..16")
     result = asyncio.run(
-        run(args.visitors, args.tabs, args.database_url, args.opening, args.profile)
+        run(args.visitors, args.tabs, args.database_url, args.opening, args.profile, args.clients)
     )
     print(json.dumps(result))
 

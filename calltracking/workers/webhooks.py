@@ -25,7 +25,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 import aiohttp
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.events import Event
 from calltracking.exporters.outcome import Hopeless, Outcome
@@ -78,26 +77,17 @@ class WebhookDispatcher:
         site_id = event.data.get("site_id")
         if not isinstance(site_id, str):
             return 0
-        # Most events have no webhook to go to: find that out without the writer's lock (on
-        # SQLite one writer at a time, and the FastAGI's call starts queue behind it).
-        async with self.db.read() as conn:
-            if not await self._urls(conn, site_id, event):
-                return 0
         async with self.db.write() as conn:
-            urls = await self._urls(conn, site_id, event)  # the settings as they are now
+            site = await get_site(conn, site_id)
+            if site is None:
+                return 0
+            urls = [w.url for w in site.settings.analytics.webhooks if matches(w, event.key)]
             if not urls:
                 return 0
             call_id = event.data.get("id") if event.key.startswith("call.") else None
             return await add_deliveries(
                 conn, event, site_id, call_id if isinstance(call_id, str) else None, urls, now
             )
-
-    @staticmethod
-    async def _urls(conn: AsyncConnection, site_id: str, event: Event) -> list[str]:
-        site = await get_site(conn, site_id)
-        if site is None:
-            return []
-        return [w.url for w in site.settings.analytics.webhooks if matches(w, event.key)]
 
     async def run_once(self, now: datetime) -> Counter[str]:
         """Retry every delivery due at `now`; counts of the states they ended in."""

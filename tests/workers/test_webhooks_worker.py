@@ -3,7 +3,6 @@ logged per call, and never delivered twice for a redelivered event."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -216,18 +215,3 @@ async def test_a_loopback_target_is_a_failed_delivery_with_the_reason_logged(
     assert "target refused" in delivery.last_error
     assert "loopback" in delivery.last_error
     assert setup.receiver.received == []
-
-
-async def test_an_event_without_webhooks_is_accepted_while_another_writer_holds_the_lock(
-    sqlite_db: Database, http: aiohttp.ClientSession
-) -> None:
-    # A site with no webhook: its events must not queue behind SQLite's one writer (the FastAGI's
-    # call starts would queue behind them in turn).
-    tracked = await seed_tracked(sqlite_db, Analytics())
-    call_id = await tracked.call()
-    events = await SqlOutbox(sqlite_db).fetch_pending(100)
-    (started,) = [e for e in events if e.key == "call.started"]
-    assert started.data["id"] == call_id
-    dispatcher = WebhookDispatcher(sqlite_db, http, Clock(NOW), jitter=lambda: 0.0)
-    async with sqlite_db.write():
-        assert await asyncio.wait_for(dispatcher.accept(started, NOW), timeout=5) == 0

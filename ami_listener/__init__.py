@@ -4,6 +4,8 @@
 machine (calltracking.core.callflow) and the recording watcher (recordings.py).
 """
 
-from ami_listener.listener import AmiListener, ListenerHealth, Timings
+from ami_listener.listener import AmiListener
+from ami_listener.supervisor import ListenerHealth
+from ami_listener.timings import Timings
 
 __all__ = ["AmiListener", "ListenerHealth", "Timings"]

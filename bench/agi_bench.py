@@ -29,19 +29,15 @@ import asyncio
 import contextlib
 import itertools
 import random
-import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.agi_visitors import Visitors
-from bench.common import LOOPBACK, child, machine, median, percentile, table
+from bench.common import LOOPBACK, child, fresh_database, machine, median, percentile, table
 from calltracking.pbxsim.agi_client import agi_env, env_block
 
 LEVELS = (1, 8, 32)
@@ -161,28 +157,6 @@ async def worker(
         result.latencies_ms.append((time.perf_counter() - start) * 1000)
         result.kinds[kind] += 1
         result.ok += 1
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(server_url: str) -> AsyncIterator[str]:
-    """A new, empty database on the PostgreSQL server of `server_url`, dropped afterwards."""
-    if not server_url:
-        yield ""
-        return
-    name = f"bench_agi_{secrets.token_hex(4)}"
-    admin = create_async_engine(
-        make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            async with admin.connect() as conn:
-                await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
 
 
 async def measure(

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import resource
+import secrets
 import statistics
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -26,6 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from calltracking.core.settings import SiteSettings
 from calltracking.store.db import Database
@@ -235,3 +240,25 @@ async def seed_site(db: Database, pool: int) -> Site:
             settings=settings,
             now=T0,
         )
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the PostgreSQL server of `server_url`, dropped afterwards."""
+    if not server_url:
+        yield ""
+        return
+    name = f"bench_{secrets.token_hex(4)}"
+    admin = create_async_engine(
+        make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            async with admin.connect() as conn:
+                await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()

@@ -1,10 +1,14 @@
 """Where a new visitor's hello spends its time inside the process, without sockets.
 
 Starts the tracker's services on a fresh SQLite file (or `--database-url` PostgreSQL, an empty
-database), seeds a site with a pool of `-n` numbers, and sends `-n` hellos of new visitors from
-`--concurrency` tasks straight to the decider (`services.visitors.hello`), as the websocket
-handler does. Prints hellos per second and, with `--profile FILE`, writes a cProfile of the run
-and prints its top functions by cumulative and by own time.
+database), seeds a site whose pool may grow to `--pool` numbers (default `-n`) from a reserve of
+as many, and sends `-n` hellos of new visitors from `--concurrency` tasks straight to the decider
+(`services.visitors.hello`), as the websocket handler does. Prints hellos per second and CPU per
+hello (the median of `--repeat` runs, each on a fresh database); with `--profile FILE`, writes a
+cProfile of the first run and prints its top functions by cumulative and by own time.
+
+`--pool 200` against `--pool 20000` with `-n 200` shows whether a new visitor's cost depends on
+the size of the pool it is drawn from.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import DESKTOP_UA, cpu_seconds, seed_site
+from bench.common import DESKTOP_UA, cpu_seconds, median, seed_site
 from calltracking.config import Config
 from calltracking.serve import running
 from calltracking.store.visitors import Hello
@@ -25,13 +29,16 @@ from calltracking.store.visitors import Hello
 TOP = 35
 
 
-async def run(n: int, concurrency: int, database_url: str | None, profile: str | None) -> None:
+async def run(
+    n: int, pool: int, concurrency: int, database_url: str | None, profile: str | None
+) -> tuple[float, float]:
+    """(hellos per second, ms of CPU per hello) of one run."""
     with tempfile.TemporaryDirectory(prefix="bench-decider-") as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}"
         config = Config(database_url=url, recordings_dir=Path(tmp), http_port=0)
         async with running(config, ["web"]) as state:
             services = state.services
-            site = await seed_site(services.db, n)
+            site = await seed_site(services.db, pool)
             queue = list(range(n))
 
             async def visitor_task() -> None:
@@ -54,24 +61,40 @@ async def run(n: int, concurrency: int, database_url: str | None, profile: str |
                 profiler.disable()
             wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
             print(
-                f"decider_profile: {n} new visitors in {wall:.2f} s: {n / wall:.0f}/s, "
-                f"{1000 * cpu / n:.3f} ms of CPU each"
+                f"decider_profile: {n} new visitors, pool up to {pool}, in {wall:.2f} s: "
+                f"{n / wall:.0f}/s, {1000 * cpu / n:.3f} ms of CPU each",
+                flush=True,
             )
             if profiler and profile:
                 profiler.dump_stats(profile)
                 stats = pstats.Stats(profile)
                 stats.sort_stats("cumulative").print_stats(TOP)
                 stats.sort_stats("tottime").print_stats(TOP)
+            return n / wall, 1000 * cpu / n
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=5000)
+    parser.add_argument("--pool", type=int, default=0, help="the pool's size (default: -n)")
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--profile", default=None, help="write a cProfile to FILE")
     args = parser.parse_args()
-    asyncio.run(run(args.n, args.concurrency, args.database_url, args.profile))
+    if args.database_url and args.repeat > 1:
+        parser.error("--repeat needs SQLite (each run takes a fresh database)")
+    pool = args.pool or args.n
+    if pool < args.n:
+        parser.error("--pool must hold -n visitors")
+    runs = [
+        asyncio.run(
+            run(args.n, pool, args.concurrency, args.database_url, args.profile if i == 0 else None)
+        )
+        for i in range(args.repeat)
+    ]
+    rate, cpu_ms = median([r[0] for r in runs]), median([r[1] for r in runs])
+    print(f"decider_profile: median of {len(runs)}: {rate:.0f}/s, {cpu_ms:.3f} ms of CPU each")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from bench.common import (
     ORIGIN,
     child,
     cpu_seconds,
+    fresh_database,
     machine,
     median,
     percentile,
@@ -141,11 +142,22 @@ async def open_one(
         result.failed += 1
 
 
-async def measure(server: str, n: int, pool: int, opening: int, trace: bool = False) -> Result:
+async def measure(
+    server: str, n: int, pool: int, opening: int, trace: bool = False, database_server: str = ""
+) -> Result:
+    async with fresh_database(database_server if server == "tracker" else "") as database_url:
+        return await _measure(server, n, pool, opening, trace, database_url)
+
+
+async def _measure(
+    server: str, n: int, pool: int, opening: int, trace: bool, database_url: str
+) -> Result:
     result = Result(server, n)
     args = ["tracker", "--pool", str(pool)] if server == "tracker" else ["echo"]
     if trace and server == "tracker":
         args.append("--trace")
+    if database_url:
+        args += ["--database-url", database_url]
     async with child("bench.ws_servers", *args) as proc:
         await asyncio.sleep(SETTLE_S)
         result.rss_idle_kib = rss_kib(proc.pid)
@@ -230,13 +242,15 @@ def report(results: list[Result], repeat: int) -> str:
     return f"ws_bench: median of {repeat} runs; {machine()}\n" + table(headers, rows)
 
 
-async def main_async(sizes: list[int], repeat: int, opening: int, trace: bool) -> None:
+async def main_async(
+    sizes: list[int], repeat: int, opening: int, trace: bool, database_server: str
+) -> None:
     raise_nofile(4 * max(sizes) + 1024)
     results = []
     for run in range(repeat):
         for n in sizes:
             for server in ("echo", "tracker"):
-                result = await measure(server, n, max(sizes), opening, trace)
+                result = await measure(server, n, max(sizes), opening, trace, database_server)
                 results.append(result)
                 row = result.row()
                 print(
@@ -259,10 +273,17 @@ def main() -> None:
     parser.add_argument(
         "--trace", action="store_true", help="print the tracker's tracemalloc growth per line"
     )
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="a PostgreSQL server (postgresql+asyncpg://...): each tracker run gets a new database",
+    )
     args = parser.parse_args()
+    if args.database_url and not args.database_url.startswith("postgresql+asyncpg://"):
+        parser.error("--database-url must be postgresql+asyncpg://...")
     if not 1 <= args.repeat <= 10 or not all(1 <= n <= 10_000 for n in args.sizes):
         parser.error("--repeat 1..10 and --sizes 1..10000")
-    asyncio.run(main_async(args.sizes, args.repeat, args.opening, args.trace))
+    asyncio.run(main_async(args.sizes, args.repeat, args.opening, args.trace, args.database_url))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
   `{"port", "pid"}`.
 Both serve until stdin closes or `--max-seconds` pass. With `--trace`, the tracker runs under
 tracemalloc and answers each `diff` line on stdin with the allocations grown since it was ready,
-by line, on stderr (to find what each held socket costs).
+by line, on stderr (to find what each held socket costs). With `$BENCH_PROFILE` set to a file
+name, the tracker runs under cProfile from its ready line on and writes the profile there.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import os
 import sys
 import tempfile
@@ -40,10 +42,12 @@ MAX_SOCKETS = 100_000
 TRACE_TOP = 40
 
 
-async def serve_tracker(pool: int, max_s: float, trace: bool = False) -> None:
+async def serve_tracker(
+    pool: int, max_s: float, trace: bool = False, database_url: str = ""
+) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ws-") as tmp:
         config = Config(
-            database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}",
+            database_url=database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}",
             http_host=LOOPBACK,
             http_port=0,
             recordings_dir=Path(tmp),
@@ -58,11 +62,20 @@ async def serve_tracker(pool: int, max_s: float, trace: bool = False) -> None:
                 tracemalloc.start(4)
                 baseline = tracemalloc.take_snapshot()
             settle_after_startup()  # as `calltracking serve` does
+            profile_to = os.environ.get("BENCH_PROFILE")
+            profiler = cProfile.Profile() if profile_to else None
             announce({"port": state.http_port, "site": site.key, "pid": os.getpid()})
-            if trace:
-                await _answer_diffs(baseline, max_s)
-            else:
-                await until_stdin_closes(max_s)
+            if profiler:
+                profiler.enable()
+            try:
+                if trace:
+                    await _answer_diffs(baseline, max_s)
+                else:
+                    await until_stdin_closes(max_s)
+            finally:
+                if profiler and profile_to:
+                    profiler.disable()
+                    profiler.dump_stats(profile_to)
 
 
 async def _answer_diffs(baseline: tracemalloc.Snapshot, max_s: float) -> None:
@@ -109,10 +122,11 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=2000)
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--trace", action="store_true", help="tracemalloc; `diff` on stdin")
+    parser.add_argument("--database-url", default="", help="an empty PostgreSQL database")
     args = parser.parse_args()
     quiet_logging()
     if args.role == "tracker":
-        asyncio.run(serve_tracker(args.pool, args.max_seconds, args.trace))
+        asyncio.run(serve_tracker(args.pool, args.max_seconds, args.trace, args.database_url))
     else:
         asyncio.run(serve_echo(args.max_seconds))
 

@@ -10,6 +10,7 @@ another one.
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import unquote
 
@@ -34,7 +35,11 @@ def redact(path_qs: str) -> str:
 
 class RedactingAccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        self.logger.info(
+        # A websocket is logged when it closes; visitor sockets come and go by the thousand and
+        # the hub sums them up, so their lines are kept for debug level.
+        level = logging.DEBUG if response.status == 101 else logging.INFO
+        self.logger.log(
+            level,
             '%s "%s %r" %s %s %.3fs %r',
             request.remote,
             request.method,

@@ -14,10 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from calltracking.bus.wake import sleep_until
 from calltracking.quiet_log import QuietLog
 from calltracking.services import Services
+from calltracking.store.site_cache import SiteCache
 from calltracking.store.sites import Site, get_site_by_key
 from web.hub import Hub
 from web.keys import HUB, SERVICES, SITES
-from web.site_cache import SiteCache
 from web.ws import visitor_socket
 
 log = logging.getLogger(__name__)

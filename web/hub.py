@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from calltracking.store.visitors import Shown
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 5.0
+SUMMARY_EVERY_S = 60.0
 CLOSE_SITE_DELETED = 4410
 
 
@@ -53,14 +55,22 @@ class _Sending:
 
 
 class Hub:
-    def __init__(self, visitors: DeciderService, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        visitors: DeciderService,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.visitors = visitors
         self.clock = clock
+        self._monotonic = monotonic
         # A tuple per visitor: most have one tab, and a tuple is the smallest container.
         self._by_visitor: dict[str, tuple[Tab, ...]] = {}
         self._per_address: Counter[str] = Counter()
         self._sending: dict[Tab, _Sending] = {}
         self.pushed = 0
+        self.opened = self.closed = 0  # since the last summary line
+        self._summary_at = monotonic()
 
     def __len__(self) -> int:
         return sum(len(tabs) for tabs in self._by_visitor.values())
@@ -80,6 +90,8 @@ class Hub:
         tabs = self._by_visitor.get(tab.visitor_id, ())
         if tab not in tabs:
             self._by_visitor[tab.visitor_id] = (*tabs, tab)
+            self.opened += 1
+            self._summarise()
 
     def remove(self, tab: Tab) -> None:
         tabs = self._by_visitor.get(tab.visitor_id)
@@ -89,6 +101,24 @@ class Hub:
                 self._by_visitor[tab.visitor_id] = rest
             else:
                 del self._by_visitor[tab.visitor_id]
+            self.closed += 1
+            self._summarise()
+
+    def _summarise(self) -> None:
+        """One line a minute while tabs come and go (none while nothing happens)."""
+        now = self._monotonic()
+        if now - self._summary_at < SUMMARY_EVERY_S:
+            return
+        log.info(
+            "visitor tabs: %d open, %d visitors; %d opened and %d closed in the last %.0f s",
+            len(self),
+            len(self._by_visitor),
+            self.opened,
+            self.closed,
+            now - self._summary_at,
+        )
+        self.opened = self.closed = 0
+        self._summary_at = now
 
     def tab_ids(self) -> list[str]:
         return [tab.tab_id for tabs in self._by_visitor.values() for tab in tabs]
@@ -113,7 +143,8 @@ class Hub:
         if tab.shown == shown or tab.ws.closed:
             return
         try:
-            await asyncio.wait_for(tab.ws.send_json(shown.frame()), SEND_TIMEOUT_S)
+            async with asyncio.timeout(SEND_TIMEOUT_S):  # no task per send, as wait_for makes
+                await tab.ws.send_json(shown.frame())
             tab.shown = shown
             self.pushed += 1
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
@@ -122,8 +153,17 @@ class Hub:
                 await tab.ws.close()
 
     async def push(self, visitor_id: str, shown: Shown) -> None:
-        tabs = list(self._by_visitor.get(visitor_id, ()))
-        await asyncio.gather(*(self.send(tab, shown) for tab in tabs))
+        # A tab already showing it with no send under way needs nothing (a send under way may
+        # be about to show something else, so that tab waits its turn as usual).
+        tabs = [
+            tab
+            for tab in self._by_visitor.get(visitor_id, ())
+            if tab.shown != shown or tab in self._sending
+        ]
+        if len(tabs) == 1:
+            await self.send(tabs[0], shown)
+        elif tabs:
+            await asyncio.gather(*(self.send(tab, shown) for tab in tabs))
 
     async def refresh(self, visitor_ids: Iterable[str]) -> None:
         """Recompute and push the number of each visitor that has tabs on this node."""

@@ -3,8 +3,8 @@
 from aiohttp import web
 
 from calltracking.services import Services
+from calltracking.store.site_cache import SiteCache
 from web.hub import Hub
-from web.site_cache import SiteCache
 
 SERVICES = web.AppKey("services", Services)
 HUB = web.AppKey("hub", Hub)

@@ -5,8 +5,8 @@ Rules kept here:
   come meanwhile; the hello names the site (unknown:
   4404) and the `Origin` must be one of its domains or their subdomains (else 4403);
 - a frame that is not a JSON object with a string `type`, a binary frame, or a second hello is
-  malformed: an `error` frame, then close 4400; so is JSON nested deeper than `MAX_DEPTH` or text
-  with a NUL or a lone surrogate (no store takes it); frames over 4 KiB are refused (1009);
+  malformed (web/frames.py: also JSON nested too deep, text with a NUL or a lone surrogate): an
+  `error` frame, then close 4400; frames over 4 KiB are refused (1009);
 - frames of an unknown `type` are ignored, so the snippet can grow;
 - more than 60 frames in 10 s is a broken or hostile tab: `error`, then close 4400; visibility
   frames touch the database only when the state changes;
@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
+import socket
 import time
-from typing import Any
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from aiohttp import WSMessage, WSMsgType, web
@@ -31,42 +31,16 @@ from aiohttp import WSMessage, WSMsgType, web
 from calltracking.core.engine.abuse import address_key
 from calltracking.services import Services
 from calltracking.store.sites import Site
-from calltracking.store.visitors import Hello, Welcome
+from calltracking.store.visitors import Welcome
+from web.frames import FRAME_BURST, FRAME_WINDOW_S, FrameRate, Malformed, parse_frame, parse_hello
 from web.hub import Hub, Tab
 from web.keys import HUB, SERVICES, SITES
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10.0
 MAX_FRAME = 4096
-MAX_DEPTH = 8  # the snippet's frames nest two deep; room to grow, none for a RecursionError
 HEARTBEAT_S = 25.0
 MIN_ACTIVITY_INTERVAL_S = 1.0
-FRAME_BURST, FRAME_WINDOW_S = 60, 10.0
-
-
-class Malformed(Exception):
-    pass
-
-
-class FrameRate:
-    """At most FRAME_BURST frames in any FRAME_WINDOW_S: the snippet sends a handful a minute,
-    so a tab far past that is broken or hostile and is closed before it loads the database."""
-
-    __slots__ = ("_times",)
-
-    def __init__(self) -> None:
-        # A list, not a deque: a deque's first block costs ~600 bytes on every held socket.
-        self._times: list[float] = []
-
-    def allow(self, now: float) -> bool:
-        times = self._times
-        stale = 0
-        while stale < len(times) and now - times[stale] > FRAME_WINDOW_S:
-            stale += 1
-        if stale:
-            del times[:stale]
-        times.append(now)
-        return len(times) <= FRAME_BURST
 
 
 def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
@@ -84,74 +58,6 @@ def origin_allowed(origin: str | None, domains: tuple[str, ...]) -> bool:
         return False
     host = (urlsplit(origin).hostname or "").lower().rstrip(".")
     return any(host == d.lower() or host.endswith("." + d.lower()) for d in domains)
-
-
-def parse_frame(data: str) -> dict[str, Any]:
-    try:
-        frame = json.loads(data)
-    except (ValueError, RecursionError):
-        raise Malformed("not JSON") from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise Malformed("a frame is a JSON object with a string type")
-    _check_values(frame)
-    return frame
-
-
-def _check_values(frame: dict[str, Any]) -> None:
-    """Depth and text that every store accepts, walked without recursion."""
-    pending: list[tuple[Any, int]] = [(frame, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, str):
-            if "\x00" in value or (not value.isascii() and not _encodable(value)):
-                raise Malformed("text with a NUL or a lone surrogate")
-        elif isinstance(value, dict | list):
-            if depth > MAX_DEPTH:
-                raise Malformed(f"a frame nests at most {MAX_DEPTH} deep")
-            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-            pending.extend((item, depth + 1) for item in items)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def parse_hello(frame: dict[str, Any], user_agent: str | None) -> tuple[str, Hello]:
-    if frame.get("type") != "hello":
-        raise Malformed("the first frame must be a hello")
-    site = frame.get("site")
-    if not isinstance(site, str) or not site:
-        raise Malformed("hello needs a string site")
-
-    def text(name: str, limit: int = 2000) -> str | None:
-        value = frame.get(name)
-        return value[:limit] if isinstance(value, str) and value else None
-
-    cookies = frame.get("ga_cookies")
-    ga_cookies = (
-        {
-            k[:64]: v[:200]
-            for k, v in list(cookies.items())[:10]
-            if isinstance(k, str) and isinstance(v, str)
-        }
-        if isinstance(cookies, dict)
-        else None
-    )
-    return site, Hello(
-        url=text("url") or "",
-        referrer=text("referrer") or "",
-        visitor_id=text("visitor", 64),
-        ga=text("ga", 100),
-        ga_session=text("ga_session", 40),
-        ga_cookies=ga_cookies,
-        ym=text("ym", 40),
-        user_agent=user_agent,
-        automated=frame.get("automation") is True,
-    )
 
 
 async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
@@ -214,9 +120,11 @@ async def _serve(
     site, welcome = admitted.site, admitted.welcome
     tab = Tab(ws, site.id, welcome.visitor_id, welcome.tab_id, address)
     hub.add(tab)
-    log.info("visitor %s tab %s connected (site %s)", tab.visitor_id, tab.tab_id, site.id)
+    # Per tab at debug level: at a thousand tabs a second these lines would be the log; the
+    # hub writes a summary a minute instead.
+    log.debug("visitor %s tab %s connected (site %s)", tab.visitor_id, tab.tab_id, site.id)
     try:
-        await _greet(ws, services, hub, tab, admitted)
+        await _greet(ws, services, hub, tab, admitted, request.transport)
         del admitted, welcome
         await _loop(ws, services, hub, site, tab)
     finally:
@@ -226,7 +134,7 @@ async def _serve(
                 services.visitors.tab_closed(site, tab.visitor_id, tab.tab_id, services.clock())
             )
             await hub.refresh(changed)
-        log.info("visitor %s tab %s closed", tab.visitor_id, tab.tab_id)
+        log.debug("visitor %s tab %s closed", tab.visitor_id, tab.tab_id)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -268,22 +176,50 @@ async def _admit(
 
 
 async def _greet(
-    ws: web.WebSocketResponse, services: Services, hub: Hub, tab: Tab, admitted: _Admitted
+    ws: web.WebSocketResponse,
+    services: Services,
+    hub: Hub,
+    tab: Tab,
+    admitted: _Admitted,
+    transport: asyncio.BaseTransport | None,
 ) -> None:
     site, welcome = admitted.site, admitted.welcome
-    await ws.send_json(
-        {
-            "type": "welcome",
-            "visitor": welcome.visitor_id,
-            "session": welcome.visit_id,
-            "lease_on": site.settings.lease_on,
-            "consent_required": site.settings.require_consent,
-        }
-    )
-    await hub.send(tab, welcome.shown)
+    with _corked(transport):  # the welcome and the number leave in one TCP segment
+        await ws.send_json(
+            {
+                "type": "welcome",
+                "visitor": welcome.visitor_id,
+                "session": welcome.visit_id,
+                "lease_on": site.settings.lease_on,
+                "consent_required": site.settings.require_consent,
+            }
+        )
+        await hub.send(tab, welcome.shown)
     services.metrics.hello_done(time.monotonic() - admitted.started, admitted.returning)
     await hub.push(tab.visitor_id, welcome.shown)
     await hub.refresh(welcome.changed)
+
+
+@contextlib.contextmanager
+def _corked(transport: asyncio.BaseTransport | None) -> Iterator[None]:
+    """Hold back partial segments while several frames are written (Linux TCP_CORK): each
+    segment sent costs a trip through both TCP stacks, which for two small frames back to back
+    was a fifth of a new visitor's server time. Elsewhere, or without a socket, a no-op."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    cork = getattr(socket, "TCP_CORK", None)
+    if sock is None or cork is None:
+        yield
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
 
 
 async def _loop(

@@ -16,6 +16,7 @@ Nothing survives the process; that is why the contract refuses a split deploymen
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -28,6 +29,7 @@ from calltracking.core.events import Event
 log = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=4096)  # a bus has a few patterns and a few dozen keys
 def topic_matches(pattern: str, key: str) -> bool:
     """AMQP topic matching: `*` is exactly one word, `#` zero or more words."""
     return _match(tuple(pattern.split(".")), tuple(key.split(".")))

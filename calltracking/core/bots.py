@@ -11,6 +11,7 @@ This is the user-agent half; behaviour (no activity, no visibility) is judged el
 
 from __future__ import annotations
 
+import functools
 import re
 
 _CRAWLER = re.compile(
@@ -61,6 +62,7 @@ _CRAWLER = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # a site's visitors share a few hundred user agents
 def is_crawler(user_agent: str | None) -> bool:
     """Whether this user agent belongs to a robot rather than a person's browser."""
     if user_agent is None or not user_agent.strip():

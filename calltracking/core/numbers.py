@@ -22,6 +22,7 @@ Rules (CONTRACT.md, "Numbers"):
 
 from __future__ import annotations
 
+import functools
 import re
 
 E164_MIN_DIGITS = 8
@@ -105,6 +106,7 @@ def national_digits(e164: str, country_code: str) -> str:
     return digits
 
 
+@functools.lru_cache(maxsize=65_536)  # every hello formats its number; pools repeat them
 def format_display(e164: str, display_format: str, country_code: str) -> str:
     """Fill the format's `X`s left to right with the national digits; E.164 when they do not fit.
 

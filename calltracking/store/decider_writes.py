@@ -20,7 +20,9 @@ from calltracking.core.engine import events as ev
 from calltracking.core.events import Event, EventKey
 from calltracking.core.kinds import DisplayKind
 from calltracking.store import schema as t
+from calltracking.store.bulk_insert import insert_rows
 from calltracking.store.outbox import new_id
+from calltracking.store.sql_lists import one_of
 
 
 def _cut(value: str | None, size: int) -> str | None:
@@ -31,7 +33,7 @@ class BatchWrites:
     def __init__(self, site_id: str, node_id: str) -> None:
         self.site_id = site_id
         self.node_id = node_id
-        self.visitors_new: list[dict[str, Any]] = []
+        self.visitors_new: dict[str, dict[str, Any]] = {}
         self.visits_new: dict[str, dict[str, Any]] = {}
         self.visit_ids: dict[str, dict[str, Any]] = {}  # visit -> analytics ids seen again
         self.tabs_new: dict[str, dict[str, Any]] = {}
@@ -60,17 +62,17 @@ class BatchWrites:
 
     def _add(self, effect: ev.Effect, engine: SiteEngine) -> None:
         if isinstance(effect, ev.VisitorCreated):
-            self.visitors_new.append(
-                {
-                    "id": effect.visitor_id,
-                    "site_id": self.site_id,
-                    "created_at": effect.at,
-                    "last_seen_at": effect.at,
-                    "last_activity_at": effect.at,
-                    "bot": effect.bot,
-                    "wants_number": False,
-                }
-            )
+            self.visitors_new[effect.visitor_id] = {
+                "id": effect.visitor_id,
+                "site_id": self.site_id,
+                "created_at": effect.at,
+                "last_seen_at": effect.at,
+                "last_activity_at": effect.at,
+                "bot": effect.bot,
+                "wants_number": False,
+                "revoked_at": None,
+                "waiting_since": None,
+            }
         elif isinstance(effect, ev.VisitStarted):
             src = effect.source
             self.visits_new[effect.visit_id] = {
@@ -160,12 +162,14 @@ class BatchWrites:
     async def flush(self, conn: AsyncConnection, engine: SiteEngine) -> None:
         b = sa.bindparam
         visitor_rows, visit_rows = self._visitor_state(engine)
+        for visit_id in self.got_number & self.visits_new.keys():  # born with a number
+            self.visits_new[visit_id]["got_number"] = True
         if self.visitors_new:
-            await conn.execute(t.visitors.insert(), self.visitors_new)
+            await insert_rows(conn, t.visitors, list(self.visitors_new.values()))
         if self.visits_new:
-            await conn.execute(t.visits.insert(), list(self.visits_new.values()))
+            await insert_rows(conn, t.visits, list(self.visits_new.values()))
         if self.tabs_new:
-            await conn.execute(t.tabs.insert(), list(self.tabs_new.values()))
+            await insert_rows(conn, t.tabs, list(self.tabs_new.values()))
         if self.grown:
             await self._grow(conn)
         if self.leases_ended:
@@ -187,21 +191,23 @@ class BatchWrites:
                 self.released,
             )
         if self.leases_new:
-            await conn.execute(t.leases.insert(), list(self.leases_new.values()))
-        if self.got_number:
+            await insert_rows(conn, t.leases, list(self.leases_new.values()))
+        got_number_later = self.got_number - self.visits_new.keys()
+        if got_number_later:
             await conn.execute(
                 t.visits.update()
-                .where(t.visits.c.id.in_(sorted(self.got_number)))
+                .where(one_of(conn, t.visits.c.id, got_number_later))
                 .values(got_number=True)
             )
         await self._displays(conn, engine)
         await self._tabs(conn)
         await self._visitors(conn, visitor_rows, visit_rows)
         if self.pool_events:
-            await conn.execute(t.pool_events.insert(), self.pool_events)
+            await insert_rows(conn, t.pool_events, self.pool_events)
         if self.outbox:
-            await conn.execute(
-                t.outbox.insert(),
+            await insert_rows(
+                conn,
+                t.outbox,
                 [
                     {
                         "event_id": e.id,
@@ -216,7 +222,7 @@ class BatchWrites:
     async def _grow(self, conn: AsyncConnection) -> None:
         result = await conn.execute(
             t.numbers.update()
-            .where(t.numbers.c.e164.in_(self.grown), t.numbers.c.site_id.is_(None))
+            .where(one_of(conn, t.numbers.c.e164, self.grown), t.numbers.c.site_id.is_(None))
             .values(
                 site_id=self.site_id,
                 role="pool",
@@ -233,16 +239,18 @@ class BatchWrites:
         if not self.display_changes:
             return
         b = sa.bindparam
-        closes = [
+        closes = [  # a visitor created in this batch has no display open yet
             {"b_visitor": visitor_id, "at": changes[0][2]}
             for visitor_id, changes in self.display_changes.items()
+            if visitor_id not in self.visitors_new
         ]
-        await conn.execute(
-            t.displays.update()
-            .where(t.displays.c.visitor_id == b("b_visitor"), t.displays.c.ended_at.is_(None))
-            .values(ended_at=b("at")),
-            closes,
-        )
+        if closes:
+            await conn.execute(
+                t.displays.update()
+                .where(t.displays.c.visitor_id == b("b_visitor"), t.displays.c.ended_at.is_(None))
+                .values(ended_at=b("at")),
+                closes,
+            )
         rows = []
         for visitor_id, changes in self.display_changes.items():
             visitor = engine.visitors.get(visitor_id)
@@ -262,12 +270,12 @@ class BatchWrites:
                     }
                 )
         if rows:
-            await conn.execute(t.displays.insert(), rows)
+            await insert_rows(conn, t.displays, rows)
 
     async def _tabs(self, conn: AsyncConnection) -> None:
         b = sa.bindparam
         if self.tabs_gone:
-            await conn.execute(t.tabs.delete().where(t.tabs.c.id.in_(sorted(self.tabs_gone))))
+            await conn.execute(t.tabs.delete().where(one_of(conn, t.tabs.c.id, self.tabs_gone)))
         visible = [
             {"b_id": tab, "visible": value}
             for tab, value in self.tabs_visible.items()
@@ -282,23 +290,26 @@ class BatchWrites:
     def _visitor_state(
         self, engine: SiteEngine
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Rows for the touched visitors' columns and their current visits' last sight."""
+        """Rows for the touched visitors' columns and their current visits' last sight; a
+        visitor created in this batch has its state written by its insert instead."""
         rows, visits = [], []
         for visitor_id in sorted(self.touched):
             v = engine.visitors.get(visitor_id)
             if v is None or v.last_seen_at is None:
                 continue
-            rows.append(
-                {
-                    "b_id": visitor_id,
-                    "last_seen_at": v.last_seen_at,
-                    "last_activity_at": v.last_activity_at or v.last_seen_at,
-                    "revoked_at": v.revoked_at,
-                    "waiting_since": v.waiting_since,
-                    "wants_number": v.wants,
-                    "bot": v.bot,
-                }
-            )
+            state = {
+                "last_seen_at": v.last_seen_at,
+                "last_activity_at": v.last_activity_at or v.last_seen_at,
+                "revoked_at": v.revoked_at,
+                "waiting_since": v.waiting_since,
+                "wants_number": v.wants,
+                "bot": v.bot,
+            }
+            new_visitor = self.visitors_new.get(visitor_id)
+            if new_visitor is not None:
+                new_visitor.update(state)
+            else:
+                rows.append({"b_id": visitor_id, **state})
             new_visit = self.visits_new.get(v.visit_id or "")
             if new_visit is not None:
                 new_visit["last_seen_at"] = v.last_seen_at

@@ -6,14 +6,15 @@ Rules:
   after the commit that holds its effects, so nobody is told a number that is not committed.
 - `current()` answers from memory when the site's version is still this node's (one read, no
   lock); otherwise it goes through a batch like any change.
-- The sweeper ticks only sites with something due, looks for sites this node has not loaded
-  (after a restart, or tabs on other nodes) and closes tabs whose node stopped confirming them.
-  Every FORGET_EVERY_S it drops from idle engines the visitors with nothing left in memory and
-  the refilled hello buckets: a long-running node holds its live visitors, not every visitor
-  and address it ever saw (the store keeps them; a returning visitor is restored from it).
+- The sweeper first retries the tab closes a database outage interrupted (tab_closes.py), runs
+  the chores that are due (decider_sweeps.py: sites this node has not loaded, tabs whose node
+  stopped confirming them, idle visitors forgotten), then ticks only sites with something due
+  or a stale tab to close.
 - A number refused by an abuse rule (the hello rate, the per-address cap) is logged with the
   site, the rule and the address, at most once a minute per site and rule, with the count held
   back: an operator sees a bot without the bot writing the log.
+- Returning visitors are restored from the store (visitor_identity.py); what a tab is shown is
+  formatted in shown_numbers.py.
 """
 
 from __future__ import annotations
@@ -22,35 +23,29 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from calltracking.core.analytics_ids import ga_client_id, ga_session_id, ym_client_id
 from calltracking.core.bots import is_crawler
 from calltracking.core.engine import SiteEngine
 from calltracking.core.engine import events as ev
-from calltracking.core.kinds import AttributionKind, DisplayKind
-from calltracking.core.numbers import format_display
 from calltracking.core.throttle import LogThrottle
 from calltracking.store import schema as t
 from calltracking.store.db import Database
-from calltracking.store.decider_state import (
-    restore_visitors,
-)
+from calltracking.store.decider_sweeps import SweepChores
 from calltracking.store.decider_writes import BatchWrites
 from calltracking.store.outbox import new_id
+from calltracking.store.shown_numbers import changed_visitors, now_shown, untracked
 from calltracking.store.site_batches import Op, SiteBatches, Slot
 from calltracking.store.sites import Site, get_site
+from calltracking.store.tab_closes import TabCloses, close_tab
+from calltracking.store.visitor_identity import analytics_ids, ensure_visitor
 from calltracking.store.visitors import Hello, Shown, Welcome
 
 log = logging.getLogger(__name__)
-TAB_STALE_S = 180.0  # a tab not confirmed by its node for this long has vanished
-DISCOVER_EVERY_S = 10.0
-STALE_TABS_EVERY_S = 30.0
-FORGET_EVERY_S = 60.0
 REFUSAL_LOG_EVERY_S = 60.0
 
 
@@ -67,10 +62,8 @@ class DeciderService:
         # Visitors with tabs on this node: their site, and how many tabs (forgotten at zero).
         self._visitor_site: dict[str, str] = {}
         self._visitor_tabs: Counter[str] = Counter()
-        self._closes_to_retry: list[tuple[Site, str, str, datetime]] = []
-        self._discovered_at = float("-inf")
-        self._stale_checked_at = float("-inf")
-        self._forgot_at = float("-inf")
+        self._closes = TabCloses(self._batches)
+        self._chores = SweepChores(db, self._batches)
         self.refused = 0
         self._refusals = LogThrottle(REFUSAL_LOG_EVERY_S)
 
@@ -110,7 +103,7 @@ class DeciderService:
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> Welcome:
             if hello.visitor_id:
-                await self._ensure(conn, engine, writes, hello.visitor_id, now)
+                await ensure_visitor(conn, engine, writes, hello.visitor_id, now)
             opened = ev.TabOpened(
                 hello.visitor_id, tab_id, hello.address, hello.url, hello.referrer, bot
             )
@@ -121,9 +114,7 @@ class DeciderService:
             visitor_id = welcomed.visitor_id
             if not welcomed.visit_id:  # refused before any row: answered, then forgotten
                 self.refused += 1
-                shown = self._shown(
-                    site, DisplayKind.UNTRACKED, site.defaults[AttributionKind.UNTRACKED]
-                )
+                shown = untracked(site, self.country_code)
                 return Welcome(visitor_id, "", tab_id, shown, frozenset())
             writes.tabs_new[tab_id] = {
                 "id": tab_id,
@@ -134,7 +125,7 @@ class DeciderService:
                 "seen_at": now,
             }
             writes.touched.add(visitor_id)
-            ids = self._analytics_ids(site, hello)
+            ids = analytics_ids(site, hello)
             new_visit = writes.visits_new.get(welcomed.visit_id)
             if new_visit is not None:
                 new_visit.update(ids)
@@ -144,8 +135,8 @@ class DeciderService:
                 visitor_id,
                 welcomed.visit_id,
                 tab_id,
-                self._now_shown(engine, visitor_id),
-                frozenset(_changed(effects) - {visitor_id}),
+                now_shown(engine, visitor_id, self.country_code),
+                frozenset(changed_visitors(effects) - {visitor_id}),
             )
 
         welcome: Welcome = await self._submit(site, op, now, hello.visitor_id)
@@ -173,7 +164,7 @@ class DeciderService:
             return
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:
-            await self._ensure(conn, engine, writes, visitor_id, now)
+            await ensure_visitor(conn, engine, writes, visitor_id, now)
             engine.handle(ev.Visibility(visitor_id, tab_id, visible), now)
             writes.tabs_visible[tab_id] = visible
 
@@ -193,34 +184,7 @@ class DeciderService:
                 exists = await conn.scalar(sa.select(t.tabs.c.id).where(t.tabs.c.id == tab_id))
             if exists is None:
                 return set()
-        return await self._close(site, visitor_id, tab_id, now)
-
-    async def _close(self, site: Site, visitor_id: str, tab_id: str, now: datetime) -> set[str]:
-        """Close a tab at `now`; when the database is out, the sweeper tries again, so the
-        lease still ends (its hold starting when the tab really closed) once it is back."""
-
-        async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> set[str]:
-            return await self._close_tab(conn, engine, writes, visitor_id, tab_id, now)
-
-        try:
-            changed: set[str] = await self._submit(site, op, now, visitor_id)
-        except Exception:
-            self._closes_to_retry.append((site, visitor_id, tab_id, now))
-            raise
-        return changed
-
-    async def _retry_closes(self) -> set[str]:
-        pending, self._closes_to_retry = self._closes_to_retry, []
-        changed: set[str] = set()
-        for number, (site, visitor_id, tab_id, at) in enumerate(pending):
-            try:
-                changed |= await self._close(site, visitor_id, tab_id, at)
-            except Exception:
-                # Still out: the rest wait for the next round, in order (the failed one is
-                # queued again by `_close`).
-                self._closes_to_retry.extend(pending[number + 1 :])
-                break
-        return changed
+        return await self._closes.close(site, visitor_id, tab_id, now)
 
     async def current(self, visitor_id: str, now: datetime) -> Shown | None:
         site_id = self._visitor_site.get(visitor_id)
@@ -239,15 +203,15 @@ class DeciderService:
                 )
             engine = slot.engine
             if version == slot.version and visitor_id in engine.visitors:
-                return self._now_shown(engine, visitor_id)
+                return now_shown(engine, visitor_id, self.country_code)
         async with self.db.read() as conn:
             site = await get_site(conn, site_id)
         if site is None or site.deleted_at is not None:
             return None
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> Shown:
-            await self._ensure(conn, engine, writes, visitor_id, now)
-            return self._now_shown(engine, visitor_id)
+            await ensure_visitor(conn, engine, writes, visitor_id, now)
+            return now_shown(engine, visitor_id, self.country_code)
 
         shown: Shown = await self._submit(site, op, now)
         return shown
@@ -260,18 +224,8 @@ class DeciderService:
 
     async def sweep(self, now: datetime) -> set[str]:
         """Apply every due time once; returns the visitors whose display may have changed."""
-        retried = await self._retry_closes() if self._closes_to_retry else set()
-        clock = time.monotonic()
-        if clock - self._discovered_at >= DISCOVER_EVERY_S:
-            self._discovered_at = clock
-            await self._discover(now)
-        stale: dict[str, list[tuple[str, str]]] = {}
-        if clock - self._stale_checked_at >= STALE_TABS_EVERY_S:
-            self._stale_checked_at = clock
-            stale = await self._stale_tabs(now)
-        if clock - self._forgot_at >= FORGET_EVERY_S:
-            self._forgot_at = clock
-            await self._forget(now)
+        retried = await self._closes.retry() if self._closes.pending else set()
+        stale = await self._chores.run_due(now)
         changed: set[str] = set(retried)
         for site_id, slot in list(self._slots.items()):
             due = slot.engine.next_due() if slot.engine is not None else None
@@ -287,11 +241,11 @@ class DeciderService:
             ) -> set[str]:
                 result: set[str] = set()
                 for visitor_id, tab_id in gone:
-                    result |= await self._close_tab(conn, engine, writes, visitor_id, tab_id, now)
+                    result |= await close_tab(conn, engine, writes, visitor_id, tab_id, now)
                 effects = engine.tick(now)
                 writes.add(effects, engine)
                 self._log_refusals(engine.rules.site_id, effects)
-                return result | _changed(effects)
+                return result | changed_visitors(effects)
 
             try:
                 changed |= await self._submit(slot.site, op, now)
@@ -309,50 +263,17 @@ class DeciderService:
         async def op(
             conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites
         ) -> tuple[Shown, set[str]]:
-            await self._ensure(conn, engine, writes, visitor_id, now)
+            await ensure_visitor(conn, engine, writes, visitor_id, now)
             effects = engine.handle(event, now)
             writes.add(effects, engine)
             self._log_refusals(site.id, effects)
             if visitor_id in engine.visitors:
                 writes.touched.add(visitor_id)
-            return self._now_shown(engine, visitor_id), _changed(effects) - {visitor_id}
+            shown = now_shown(engine, visitor_id, self.country_code)
+            return shown, changed_visitors(effects) - {visitor_id}
 
         result: tuple[Shown, set[str]] = await self._submit(site, op, now, visitor_id)
         return result
-
-    async def _close_tab(
-        self,
-        conn: AsyncConnection,
-        engine: SiteEngine,
-        writes: BatchWrites,
-        visitor_id: str,
-        tab_id: str,
-        now: datetime,
-    ) -> set[str]:
-        await self._ensure(conn, engine, writes, visitor_id, now)
-        effects = engine.handle(ev.TabClosed(visitor_id, tab_id), now)
-        writes.add(effects, engine)
-        if writes.tabs_new.pop(tab_id, None) is None:
-            writes.tabs_gone.add(tab_id)
-        visitor = engine.visitors.get(visitor_id)
-        if visitor is not None and not visitor.tabs:
-            writes.show(visitor_id, None, "", now)
-            writes.touched.add(visitor_id)
-        return _changed(effects) - {visitor_id}
-
-    async def _ensure(
-        self,
-        conn: AsyncConnection,
-        engine: SiteEngine,
-        writes: BatchWrites,
-        visitor_id: str,
-        now: datetime,
-    ) -> None:
-        """The visitor in the engine, from the store if need be (once per batch: a forged id
-        is looked up once, not by every op that names it)."""
-        if visitor_id not in engine.visitors and visitor_id not in writes.looked_up:
-            writes.looked_up.add(visitor_id)
-            await restore_visitors(conn, engine, [visitor_id], now)
 
     def _log_refusals(self, site_id: str, effects: list[ev.Effect]) -> None:
         for effect in effects:
@@ -368,84 +289,3 @@ class DeciderService:
                     effect.address,
                     held,
                 )
-
-    def _now_shown(self, engine: SiteEngine, visitor_id: str) -> Shown:
-        shown = engine.shown(visitor_id)
-        site = engine.rules
-        if shown is None:
-            return self._format(
-                site.settings.display_format,
-                DisplayKind.UNTRACKED,
-                site.defaults[AttributionKind.UNTRACKED],
-            )
-        return self._format(site.settings.display_format, shown[0], shown[1])
-
-    def _shown(self, site: Site, kind: DisplayKind, e164: str) -> Shown:
-        return self._format(site.settings.display_format, kind, e164)
-
-    def _format(self, display_format: str, kind: DisplayKind, e164: str) -> Shown:
-        return Shown(kind, e164, format_display(e164, display_format, self.country_code))
-
-    def _analytics_ids(self, site: Site, hello: Hello) -> dict[str, str | None]:
-        ga4 = site.settings.analytics.ga4
-        return {
-            "ga_client_id": ga_client_id(hello.ga),
-            "ga_session_id": (
-                hello.ga_session
-                if hello.ga_session and hello.ga_session.isdigit()
-                else ga_session_id(hello.ga_cookies, ga4.measurement_id if ga4 else None)
-            ),
-            "ym_client_id": ym_client_id(hello.ym),
-        }
-
-    async def _discover(self, now: datetime) -> None:
-        """Load sites with leases or open tabs this node has not seen (a restart resumes their
-        due times)."""
-        async with self.db.read() as conn:
-            leased = sa.select(t.leases.c.site_id).where(t.leases.c.ended_at.is_(None))
-            tabbed = sa.select(t.visitors.c.site_id).join(
-                t.tabs, t.tabs.c.visitor_id == t.visitors.c.id
-            )
-            site_ids = set((await conn.execute(leased.union(tabbed))).scalars())
-            missing = site_ids - self._slots.keys()
-            sites = [await get_site(conn, site_id) for site_id in sorted(missing)]
-        for site in sites:
-            if site is not None and site.deleted_at is None:
-                self._slots.setdefault(site.id, Slot(site))
-                await self._submit(site, _noop, now)
-
-    async def _forget(self, now: datetime) -> None:
-        """Bounded memory: visitors the engine can restore from the store when they come back,
-        and hello-rate buckets that refilled, leave memory. Run as a batch so that no batch
-        is half-way through them."""
-
-        async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:
-            engine.forget_idle(now)
-            engine.hello_rate.forget_full(now)
-
-        for slot in list(self._slots.values()):
-            if slot.engine is not None:
-                try:
-                    await self._submit(slot.site, op, now)
-                except Exception:
-                    log.exception("site %s: forgetting idle visitors failed", slot.site.id)
-
-    async def _stale_tabs(self, now: datetime) -> dict[str, list[tuple[str, str]]]:
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                sa.select(t.visitors.c.site_id, t.tabs.c.visitor_id, t.tabs.c.id)
-                .join(t.visitors, t.visitors.c.id == t.tabs.c.visitor_id)
-                .where(t.tabs.c.seen_at < now - timedelta(seconds=TAB_STALE_S))
-            )
-            stale: dict[str, list[tuple[str, str]]] = {}
-            for site_id, visitor_id, tab_id in rows:
-                stale.setdefault(site_id, []).append((visitor_id, tab_id))
-        return stale
-
-
-async def _noop(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:
-    return None
-
-
-def _changed(effects: list[ev.Effect]) -> set[str]:
-    return {e.visitor_id for e in effects if isinstance(e, ev.Show) and e.visitor_id}

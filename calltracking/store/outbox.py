@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from calltracking.core.events import Event
 from calltracking.store.db import Database
 from calltracking.store.schema import outbox
+from calltracking.store.sql_lists import one_of
 
 
 def new_id() -> str:
@@ -52,7 +53,7 @@ class SqlOutbox:
         async with self.db.write() as conn:
             await conn.execute(
                 outbox.update()
-                .where(outbox.c.event_id.in_(list(event_ids)))
+                .where(one_of(conn, outbox.c.event_id, event_ids))
                 .values(published_at=datetime.now(UTC))
             )
 

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from calltracking.bus.wake import sleep_until
+from calltracking.store.bulk_insert import INSERTS_INTO
 from calltracking.store.db import Database
 from calltracking.store.schema import outbox
 
@@ -39,10 +40,7 @@ def watch_commits(db: Database, on_commit: Callable[[], None]) -> None:
     def after_execute(
         conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
     ) -> None:
-        if conn.info.get(_WROTE) or not getattr(context, "isinsert", False):
-            return
-        compiled = getattr(context, "compiled", None)
-        if getattr(getattr(compiled, "statement", None), "table", None) is not outbox:
+        if conn.info.get(_WROTE) or not _inserts_into_outbox(context):
             return
         conn.info[_WROTE] = True
         if notify:
@@ -64,6 +62,17 @@ def watch_commits(db: Database, on_commit: Callable[[], None]) -> None:
     sa.event.listen(engine, "commit", on_commit_event)
     sa.event.listen(engine, "rollback", on_rollback)
     sa.event.listen(engine, "checkin", on_checkin)
+
+
+def _inserts_into_outbox(context: Any) -> bool:
+    if context is None:
+        return False
+    if context.execution_options.get(INSERTS_INTO) == outbox.name:  # store/bulk_insert.py
+        return True
+    if not getattr(context, "isinsert", False):
+        return False
+    compiled = getattr(context, "compiled", None)
+    return getattr(getattr(compiled, "statement", None), "table", None) is outbox
 
 
 async def listen_outbox(

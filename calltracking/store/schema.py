@@ -123,6 +123,8 @@ numbers = sa.Table(
     sa.Column("last_visitor_id", ID),  # holder of the last ended lease (hold, LRU)
     sa.Column("added_at", UtcDateTime, nullable=False),
     sa.Column("owner_account_id", ID),
+    # The reserve (site_id NULL) in number order: growth reads its first rows and stops.
+    sa.Index("ix_numbers_site_id_e164", "site_id", "e164"),
 )
 
 visitors = sa.Table(

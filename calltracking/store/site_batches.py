@@ -11,7 +11,8 @@ Rules:
   unique index) runs again on a freshly loaded engine, up to ATTEMPTS times: ops are inputs to
   the engine, so replaying them is safe. Any other failure drops the engine (reloaded next
   time) and fails that batch's callers.
-- A batch that grew the pool re-checks the account's `max_numbers` under its row lock.
+- A batch that grew the pool from a reserve offered by an earlier batch re-checks the account's
+  `max_numbers` under its row lock (a batch that offered the reserve counted it under that lock).
 """
 
 from __future__ import annotations
@@ -140,7 +141,10 @@ class SiteBatches:
                 slot.engine = await load_engine(conn, slot.site, first_now, new_id)
             engine = slot.engine
             engine.update_rules(rules_of(slot.site))
-            if _may_grow(engine, len(batch)):
+            # The account's capacity counted here holds until commit (its row stays locked on
+            # PostgreSQL; SQLite writers are serial), so growth within it needs no recount.
+            offered = _may_grow(engine, len(batch))
+            if offered:
                 await offer_reserve(conn, engine, slot.site, first_now, want=len(batch))
             # Returning visitors the engine does not hold (after a restart: all of them) come
             # back in a few queries for the whole batch, not a few each.
@@ -153,7 +157,7 @@ class SiteBatches:
             for item in batch:
                 results.append(await item.op(conn, engine, writes))
             await writes.flush(conn, engine)
-            if writes.grown:
+            if writes.grown and not offered:  # grew from a reserve offered in an earlier batch
                 await _check_account_limit(conn, slot.site.account_id)
             if writes:
                 await site_state.bump(conn, slot.site.id)

@@ -37,7 +37,8 @@ from calltracking.store.exports.webhook_deliveries import (
     outbox_event,
     record_delivery,
 )
-from calltracking.store.sites import get_site
+from calltracking.store.site_cache import SiteCache
+from calltracking.store.sites import Site, get_site
 
 log = logging.getLogger(__name__)
 QUEUE = "calltracking.webhooks"
@@ -63,6 +64,12 @@ class WebhookDispatcher:
         self.timeout_s = timeout_s
         self.batch = batch
         self._slots = asyncio.Semaphore(concurrency)
+        # Every lease event of every site passes here; most sites have no webhook at all.
+        self._sites = SiteCache(self._read_site)
+
+    async def _read_site(self, site_id: str) -> Site | None:
+        async with self.db.read() as conn:
+            return await get_site(conn, site_id)
 
     async def handle(self, event: Event) -> None:
         """The bus handler: record the event's deliveries, then make them."""
@@ -77,13 +84,13 @@ class WebhookDispatcher:
         site_id = event.data.get("site_id")
         if not isinstance(site_id, str):
             return 0
+        site = await self._sites.by_key(site_id)
+        if site is None:
+            return 0
+        urls = [w.url for w in site.settings.analytics.webhooks if matches(w, event.key)]
+        if not urls:
+            return 0
         async with self.db.write() as conn:
-            site = await get_site(conn, site_id)
-            if site is None:
-                return 0
-            urls = [w.url for w in site.settings.analytics.webhooks if matches(w, event.key)]
-            if not urls:
-                return 0
             call_id = event.data.get("id") if event.key.startswith("call.") else None
             return await add_deliveries(
                 conn, event, site_id, call_id if isinstance(call_id, str) else None, urls, now

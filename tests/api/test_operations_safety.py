@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from calltracking.store.db import Database
 from calltracking.store.sites import get_site
 from tests.api.conftest import Api, serving
 from tests.support.tcpproxy import TcpProxy
+from web.access_log import RedactingAccessLogger
 
 CALLER = "+79161234567"
 
@@ -101,3 +104,27 @@ async def test_masked_secrets_sent_back_keep_the_stored_ones(api: Api) -> None:
         "PATCH", f"/api/v1/sites/{site['id']}", token, json={"settings": wrong}
     )
     assert (status, answer["error"]["field"]) == (422, "settings.analytics.ga4.api_secret")
+
+
+def test_websocket_upgrades_are_access_logged_at_debug_level_only() -> None:
+    logger = logging.getLogger("test.access")
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        access = RedactingAccessLogger(logger, "")
+        request = make_mocked_request("GET", "/ws?site=k", headers={"User-Agent": "ua"})
+        access.log(request, web.Response(status=101), 12.5)
+        access.log(request, web.Response(status=200), 0.01)
+    finally:
+        logger.removeHandler(handler)
+    assert [(r.levelno, r.getMessage().split('"')[1]) for r in records] == [
+        (logging.DEBUG, "GET '/ws?site=k'"),
+        (logging.INFO, "GET '/ws?site=k'"),
+    ]

@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from calltracking.bus.memory import MemoryBus
 from calltracking.bus.relay import OutboxRelay
 from calltracking.bus.wake import Wake
+from calltracking.store.bulk_insert import insert_rows
 from calltracking.store.db import Database
 from calltracking.store.outbox import SqlOutbox, emit
 from calltracking.store.outbox_watch import listen_outbox, watch_commits
-from calltracking.store.schema import accounts
+from calltracking.store.schema import accounts, outbox, processed_events
 from tests.bus import Collector
 from tests.store.seed import T0
 
@@ -46,6 +47,25 @@ async def test_a_committed_outbox_write_wakes_once_a_rollback_or_other_write_nev
     any_db: Database,
 ) -> None:
     assert await _counts_after_commit(any_db) == [1, 1, 1]
+
+
+async def test_outbox_rows_written_in_bulk_wake_after_commit_only(any_db: Database) -> None:
+    commits: list[int] = []
+    watch_commits(any_db, lambda: commits.append(1))
+
+    def rows(event_id: str) -> list[dict[str, object]]:
+        return [{"event_id": event_id, "key": "lease.assigned", "payload": {}, "occurred_at": T0}]
+
+    async with any_db.write() as conn:
+        await insert_rows(conn, outbox, rows("e1"))
+    assert commits == [1]
+    with contextlib.suppress(Pending):
+        async with any_db.write() as conn:
+            await insert_rows(conn, outbox, rows("e2"))
+            raise Pending
+    async with any_db.write() as conn:  # a bulk insert elsewhere wakes nobody
+        await insert_rows(conn, processed_events, [{"consumer": "c", "event_id": "e", "at": T0}])
+    assert commits == [1]
 
 
 async def test_the_relay_publishes_a_committed_event_without_polling(any_db: Database) -> None:

@@ -419,6 +419,7 @@ async def test_an_automated_browser_with_a_desktop_user_agent_gets_no_dynamic_nu
     tracked: Tracked,
 ) -> None:
     # navigator.webdriver is true here (no AutomationControlled switch): the snippet reports it.
+    require_chromium()
     async with async_playwright() as playwright:
         robot = await playwright.chromium.launch(executable_path=CHROMIUM, args=AUTOMATED_ARGS)
         try:

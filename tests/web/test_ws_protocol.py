@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import web.frames
 import web.ws
 from calltracking.serve import Running
 from tests.web.harness import hello, make_site, open_tab, session, tracker, web_config
@@ -374,13 +375,13 @@ def test_any_frame_gets_a_close_code_or_is_ignored_never_1011(tmp_path: Path) ->
 @given(st.text(max_size=300) | _frames)
 def test_parse_frame_and_hello_give_a_frame_or_malformed(data: str) -> None:
     try:
-        frame = web.ws.parse_frame(data)
-    except web.ws.Malformed:
+        frame = web.frames.parse_frame(data)
+    except web.frames.Malformed:
         return
     assert isinstance(frame["type"], str)
     try:
-        site, hello_ = web.ws.parse_hello(frame, "Mozilla/5.0")
-    except web.ws.Malformed:
+        site, hello_ = web.frames.parse_hello(frame, "Mozilla/5.0")
+    except web.frames.Malformed:
         return
     texts = [site, hello_.url, hello_.referrer, hello_.visitor_id or "", hello_.ga or ""]
     for text in texts:

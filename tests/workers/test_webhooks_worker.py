@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -29,6 +30,7 @@ from calltracking.exporters.webhooks import (
 from calltracking.store.db import Database
 from calltracking.store.exports.webhook_deliveries import deliveries_for_call
 from calltracking.store.outbox import SqlOutbox
+from calltracking.store.sites import Site
 from calltracking.workers import webhooks
 from calltracking.workers.webhooks import WebhookDispatcher
 from tests.workers.seed import CALL_AT, Clock, Tracked, seed_tracked
@@ -214,4 +216,25 @@ async def test_a_loopback_target_is_a_failed_delivery_with_the_reason_logged(
     assert delivery.last_error is not None
     assert "target refused" in delivery.last_error
     assert "loopback" in delivery.last_error
+    assert setup.receiver.received == []
+
+
+async def test_events_no_webhook_wants_cost_one_site_read_and_no_write(ended_only: Setup) -> None:
+    setup = ended_only
+    reads: list[str] = []
+    writes: list[int] = []
+
+    class Counting(WebhookDispatcher):
+        async def _read_site(self, site_id: str) -> Site | None:
+            reads.append(site_id)
+            return await super()._read_site(site_id)
+
+    sa.event.listen(setup.tracked.db.engine.sync_engine, "begin", lambda conn: writes.append(1))
+    dispatcher = Counting(setup.tracked.db, setup.http, setup.clock, jitter=lambda: 0.0)
+    site_id = setup.tracked.site.id
+    for n in range(20):  # a lease storm: the hook only wants call.ended
+        event = Event(key="lease.assigned", id=f"e{n}", occurred_at=NOW, data={"site_id": site_id})
+        await dispatcher.handle(event)
+    assert reads == [site_id]
+    assert writes == []
     assert setup.receiver.received == []

@@ -1,11 +1,15 @@
-"""Sites by key for visitor hellos, remembered for a moment.
+"""Sites remembered for a moment, by whatever the loader takes (a site key, a site id).
 
-Thousands of hellos a second would otherwise each pay a database read for the same row. The
-hello uses the site only to find it, check the `Origin` and tell the snippet `lease_on`; a
-change to the domains reaches new hellos within `TTL_S`. What a visitor is shown is decided on
-the site as the database has it (the deciding batch reloads it whenever the site's state
-version moved), never on this copy. Unknown keys are not remembered, so a flood of made-up keys
-cannot fill memory. Concurrent lookups of one key share one read.
+Hot paths would otherwise each pay a database read for the same row:
+- visitor hellos (by key) use the site only to find it, check the `Origin` and tell the snippet
+  `lease_on`; a change to the domains reaches new hellos within `TTL_S`. What a visitor is
+  shown is decided on the site as the database has it (the deciding batch reloads it whenever
+  the site's state version moved), never on this copy;
+- the webhook worker (by id) checks every `lease.*` and `call.*` event against the site's
+  webhooks; a webhook added applies to events from `TTL_S` later, and a delivery re-reads the
+  site before it is made, so a removed webhook is never called.
+Unknown sites are not remembered, so a flood of made-up keys cannot fill memory. Concurrent
+lookups of one key share one read.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+from calltracking.store.site_cache import TTL_S, SiteCache
 from calltracking.store.sites import Site
-from web.site_cache import TTL_S, SiteCache
 
 SITE = cast(Site, object())
 

@@ -1,0 +1,125 @@
+"""Many rows into one table through the driver's executemany, values converted here.
+
+The hot paths (a group commit of visitors, a batch of call starts) insert hundreds of rows a
+second; SQLAlchemy's per-row parameter processing (`construct_params` and a chain of bind
+processors per datetime) was a third of a batch's Python time. Here each (dialect, table,
+columns) has one statement text and one converter per column, built once; a row costs a
+tuple. What SQLAlchemy would store is kept exactly: datetimes as UtcDateTime stores them
+(SQLite: naive UTC text with microseconds, so text comparisons in SQL still order them; PostgreSQL:
+aware UTC), JSON as `json.dumps` text, booleans as the dialect's. Columns missing from the rows
+take their scalar Python default; a column whose default is computed must be given.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from calltracking.store.schema import UtcDateTime
+
+Convert = Callable[[Any], Any]
+# Execution option naming the table a driver-level insert writes to: what watches commits for
+# outbox rows (outbox_watch.py) cannot read it from a compiled statement here.
+INSERTS_INTO = "calltracking_inserts_into"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sql: str
+    fields: tuple[tuple[str, Convert], ...]  # the rows' columns, in the statement's order
+    defaults: tuple[Any, ...]  # then the values of the columns the rows lack
+
+
+async def insert_rows(
+    conn: AsyncConnection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert `rows` (all naming the same columns) with one executemany."""
+    if not rows:
+        return
+    plan = _plan(conn.dialect, table, tuple(rows[0]))
+    fields, defaults = plan.fields, plan.defaults
+    params = [(*(convert(row[name]) for name, convert in fields), *defaults) for row in rows]
+    await conn.exec_driver_sql(plan.sql, params, execution_options={INSERTS_INTO: table.name})
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(dialect: Dialect, table: sa.Table, given: tuple[str, ...]) -> _Plan:
+    unknown = set(given) - set(table.c.keys())
+    if unknown:
+        raise ValueError(f"{table.name} has no column {sorted(unknown)}")
+    defaults = []
+    for column in table.c:
+        if column.key in given or column.autoincrement is True:
+            continue
+        if column.default is None:
+            continue
+        if not getattr(column.default, "is_scalar", False):
+            raise ValueError(f"{table.name}.{column.key} has a computed default: give it")
+        defaults.append(column)
+    columns = [table.c[name] for name in given] + defaults
+    quote = dialect.identifier_preparer.quote
+    if dialect.paramstyle == "qmark":
+        marks = ", ".join("?" for _ in columns)
+    elif dialect.paramstyle in ("numeric_dollar", "format"):
+        marks = ", ".join(
+            f"${i}" if dialect.paramstyle == "numeric_dollar" else "%s"
+            for i in range(1, len(columns) + 1)
+        )
+    else:
+        raise ValueError(f"no bulk insert for the {dialect.paramstyle} parameter style")
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in columns)}) "
+        f"VALUES ({marks})"
+    )
+    return _Plan(
+        sql=sql,
+        fields=tuple((name, _converter(dialect, table.c[name].type)) for name in given),
+        defaults=tuple(
+            _converter(dialect, c.type)(c.default.arg)  # type: ignore[union-attr]
+            for c in defaults
+        ),
+    )
+
+
+def _converter(dialect: Dialect, column_type: Any) -> Convert:
+    sqlite = dialect.name == "sqlite"
+    if isinstance(column_type, UtcDateTime):
+        return _sqlite_moment if sqlite else _aware_moment
+    if isinstance(column_type, sa.JSON):
+        return json.dumps
+    if isinstance(column_type, sa.Boolean) and sqlite:
+        return _sqlite_flag
+    return _same
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(UTC)
+
+
+def _sqlite_moment(value: datetime | None) -> str | None:
+    # SQLAlchemy's SQLite DATETIME text: always six fractional digits.
+    if value is None:
+        return None
+    return _utc(value).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _aware_moment(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
+
+
+def _sqlite_flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _same(value: Any) -> Any:
+    return value

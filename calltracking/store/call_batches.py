@@ -5,7 +5,7 @@ Rules:
   `batch_max` queued starts at a time, reads their numbers' facts without a lock
   (call_starts.read_numbers) and stores them in one write transaction
   (call_starts.store_starts). On a SQLite file both run synchronously on the loop's thread
-  (sqlite_inline.py: a batch is then about a millisecond of SQLite, not ~40 hops to aiosqlite's
+  (sqlite_inline.py: a batch is then a few milliseconds on the loop, not ~40 hops to aiosqlite's
   thread), holding the Database's writer turn for the write; when SQLite would have to wait
   (another process writes), that batch goes through the async engine. A caller's future is
   resolved only after that transaction has committed: the PBX is never told an attribution

@@ -4,15 +4,20 @@ Rules:
 - `start_call` queues the start; whoever finds no drain running starts one, which takes up to
   `batch_max` queued starts at a time, reads their numbers' facts without a lock
   (call_starts.read_numbers) and stores them in one write transaction
-  (call_starts.store_starts). A caller's future is resolved only after that transaction has
-  committed: the PBX is never told an attribution whose call row is not in the database, even if
-  the process dies or the database fails between the answer and the commit (there is no such gap).
+  (call_starts.store_starts). On a SQLite file both run synchronously on the loop's thread
+  (sqlite_inline.py: a batch is then a few milliseconds on the loop, not ~40 hops to aiosqlite's
+  thread), holding the Database's writer turn for the write; when SQLite would have to wait
+  (another process writes), that batch goes through the async engine. A caller's future is
+  resolved only after that transaction has committed: the PBX is never told an attribution
+  whose call row is not in the database, even if the process dies or the database fails between
+  the answer and the commit (there is no such gap).
 - A batch that meets a unique-key conflict (the AMI listener stored one of its calls meanwhile,
   through `SqlCallRecorder`) is run again whole: the conflicting key is then found stored and
   answered with that row's frozen attribution. Any other failure fails that batch's callers
   (the dialogue then reports its error to the dialplan) and the next batch starts afresh.
 - Every other report (answer, end, recordings, open calls) goes to the wrapped recorder.
 - The drain task is owned: `close()` waits for it; a start queued after `close()` is refused.
+  So is the WAL checkpoint that every CHECKPOINT_EVERY inline writes start on a worker thread.
 """
 
 from __future__ import annotations
@@ -26,8 +31,15 @@ from sqlalchemy.exc import IntegrityError
 from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallKey, OpenCall, Resolution
 from calltracking.ports import CallRecorder
-from calltracking.store.call_starts import CallStart, read_numbers, store_starts
+from calltracking.store.call_starts import (
+    CallStart,
+    read_numbers,
+    read_numbers_now,
+    store_starts,
+    store_starts_now,
+)
 from calltracking.store.db import Database
+from calltracking.store.sqlite_inline import Busy, InlineSqlite, usable
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 256
@@ -44,7 +56,10 @@ class CallStartBatcher:
         self._queue: list[_Queued] = []
         self._drain: asyncio.Task[None] | None = None
         self._closed = False
+        self._inline = InlineSqlite(db.url) if usable(db.url) else None
+        self._checkpoint: asyncio.Task[None] | None = None
         self.batches = 0  # committed, for tests and benchmarks
+        self.fallbacks = 0  # inline batches SQLite would have made wait, run through the engine
 
     async def start_call(
         self, key: CallKey, did: str, caller: str | None, at: datetime
@@ -64,6 +79,10 @@ class CallStartBatcher:
         self._closed = True
         if self._drain is not None:
             await self._drain
+        if self._checkpoint is not None:
+            await self._checkpoint
+        if self._inline is not None:
+            self._inline.close()
 
     async def _run(self) -> None:
         while self._queue:
@@ -82,10 +101,32 @@ class CallStartBatcher:
             for (_, future), resolution in zip(batch, resolutions, strict=True):
                 if not future.done():
                     future.set_result(resolution)
+            self._maybe_checkpoint()
+
+    def _maybe_checkpoint(self) -> None:
+        inline = self._inline
+        if inline is None or not inline.checkpoint_due():
+            return
+        if self._checkpoint is None or self._checkpoint.done():
+            self._checkpoint = asyncio.create_task(self._checkpoint_wal(inline), name="agi-wal")
+
+    @staticmethod
+    async def _checkpoint_wal(inline: InlineSqlite) -> None:
+        try:
+            await inline.checkpoint()
+        except Exception:
+            # Another connection's commit checkpoints as well; the next due one tries again.
+            log.exception("call starts: WAL checkpoint failed")
 
     async def _store(self, starts: list[CallStart]) -> list[Resolution]:
         for attempt in range(1, ATTEMPTS + 1):
             try:
+                if self._inline is not None:
+                    try:
+                        return await self._store_inline(self._inline, starts)
+                    except Busy as exc:
+                        self.fallbacks += 1
+                        log.info("call starts: SQLite busy (%s); through the engine", exc)
                 async with self.db.read() as conn:
                     numbers = await read_numbers(conn, starts)
                 async with self.db.write() as conn:
@@ -95,6 +136,13 @@ class CallStartBatcher:
                     raise
                 log.info("call starts: a batch of %d met a stored call; again", len(starts))
         raise AssertionError("unreachable")
+
+    async def _store_inline(
+        self, inline: InlineSqlite, starts: list[CallStart]
+    ) -> list[Resolution]:
+        numbers = inline.read(read_numbers_now, starts)
+        async with self.db.writer_turn():
+            return inline.write(store_starts_now, starts, numbers)
 
     # -- everything else is the wrapped recorder's -------------------------------------------
 

@@ -50,6 +50,17 @@ class Database:
             yield conn
 
     @asynccontextmanager
+    async def writer_turn(self) -> AsyncIterator[None]:
+        """This process's turn to write without a connection of this Database's: for a writer of
+        its own on the same SQLite file (sqlite_inline.py), which must not overlap `write()`.
+        Nothing to wait for on PostgreSQL."""
+        if self._write_lock is None:
+            yield
+            return
+        async with self._write_lock:
+            yield
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.reader.connect() as conn:
             yield conn

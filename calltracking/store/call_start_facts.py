@@ -1,0 +1,172 @@
+"""What a batch of call starts reads: the numbers' facts, the keys already stored, the callers.
+
+Rules (those of `SqlCallRecorder.start_call`, calls.py, for many calls at once):
+- The numbers' facts of a batch are read once (`read_numbers`): each number, its NEWEST leases
+  assigned at or before the batch's latest call with their sites, and the leased visitors'
+  NEWEST visits; any connection, outside the write transaction, so the leases are those visible
+  at once and the writer's lock stays short.
+- The keys already stored and the callers' earlier calls are read inside the write transaction
+  (`stored_calls`, `read_callers`), so a call reported meanwhile is found and the first-time and
+  lead flags count every stored call: a count per (account, caller) and the leads of the months
+  around the batch, not every earlier row (a frequent caller's history is long).
+- Plain synchronous SQLAlchemy Core on a `Connection`: the same functions run on the event
+  loop's thread against SQLite (sqlite_inline.py) or through `AsyncConnection.run_sync`. The
+  statements are built once, with expanding parameters, so a batch only binds values.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from calltracking.core.records import CallKey
+from calltracking.store import schema as t
+from calltracking.store.sites import Site, site_from_row
+
+# Rows kept per number (leases) and per visitor (visits) when choosing the one at a call's time;
+# a batch spans milliseconds, so the newest few always include it.
+NEWEST = 3
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    key: CallKey
+    did: str
+    caller: str | None
+    at: datetime
+
+
+@dataclass
+class Facts:
+    """What one batch read, shared by its calls."""
+
+    numbers: dict[str, Any]
+    leases: dict[str, list[Any]]
+    sites: dict[str, Site]
+    visits: dict[str, list[Any]]
+    visits_by_id: dict[str, Any]
+    accounts: dict[str, Any] = field(default_factory=dict)
+    earlier: Counter[tuple[str, str]] = field(default_factory=Counter)
+    leads: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
+
+
+@dataclass
+class NumbersSeen:
+    """The numbers' facts of one batch as a read transaction saw them (read_numbers)."""
+
+    facts: Facts
+
+
+def _in(name: str) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, expanding=True)
+
+
+def _newest(table: sa.Table, part: sa.Column[Any], order: sa.Column[Any], where: Any) -> Any:
+    """The NEWEST rows per `part` matching `where`, newest first."""
+    rank = sa.func.row_number().over(partition_by=part, order_by=order.desc()).label("rank")
+    inner = sa.select(table, rank).where(where).subquery()
+    return sa.select(inner).where(inner.c.rank <= NEWEST).order_by(inner.c[part.name], inner.c.rank)
+
+
+_NUMBERS = sa.select(t.numbers).where(t.numbers.c.e164.in_(_in("dids")))
+_LEASES = _newest(
+    t.leases,
+    t.leases.c.number,
+    t.leases.c.assigned_at,
+    sa.and_(t.leases.c.number.in_(_in("dids")), t.leases.c.assigned_at <= sa.bindparam("latest")),
+)
+_SITES = sa.select(t.sites).where(t.sites.c.id.in_(_in("ids")))
+_VISITS = _newest(
+    t.visits,
+    t.visits.c.visitor_id,
+    t.visits.c.started_at,
+    sa.and_(t.visits.c.visitor_id.in_(_in("ids")), t.visits.c.started_at <= sa.bindparam("latest")),
+)
+_VISITS_BY_ID = sa.select(t.visits).where(t.visits.c.id.in_(_in("ids")))
+_ACCOUNTS = sa.select(t.accounts).where(t.accounts.c.id.in_(_in("ids")))
+_CALLERS_IN = sa.and_(t.calls.c.account_id.in_(_in("ids")), t.calls.c.caller.in_(_in("callers")))
+_EARLIER = (
+    sa.select(t.calls.c.account_id, t.calls.c.caller, sa.func.count().label("n"))
+    .where(_CALLERS_IN)
+    .group_by(t.calls.c.account_id, t.calls.c.caller)
+)
+_LEADS = sa.select(t.calls.c.account_id, t.calls.c.caller, t.calls.c.started_at).where(
+    _CALLERS_IN,
+    t.calls.c.lead.is_(True),
+    t.calls.c.spam.is_(False),
+    t.calls.c.started_at >= sa.bindparam("since"),
+    t.calls.c.started_at < sa.bindparam("until"),
+)
+# Wider than any calendar month around a call in any time zone: the leads read for a batch
+# include every one its calls' months count (rows.py keeps those of each call's own month).
+_MONTH_AROUND = timedelta(days=33)
+_STORED = sa.select(t.calls).where(
+    t.calls.c.pbx_id == sa.bindparam("pbx_id"), t.calls.c.linkedid.in_(_in("linkedids"))
+)
+
+
+def read_numbers(conn: Connection, starts: Sequence[CallStart]) -> NumbersSeen:
+    """The facts that attribute `starts`: their numbers, the newest leases of each at the calls'
+    times with those sites, and the leased visitors' visits."""
+    dids = sorted({s.did for s in starts})
+    latest = max(s.at for s in starts)
+    numbers = {r.e164: r for r in conn.execute(_NUMBERS, {"dids": dids})}
+    leases: dict[str, list[Any]] = {}
+    for r in conn.execute(_LEASES, {"dids": dids, "latest": latest}):
+        leases.setdefault(r.number, []).append(r)
+    site_ids = {r.site_id for r in numbers.values() if r.site_id}
+    site_ids |= {r.site_id for rows in leases.values() for r in rows}
+    sites = {}
+    if site_ids:
+        sites = {r.id: site_from_row(r) for r in conn.execute(_SITES, {"ids": sorted(site_ids)})}
+    visitor_ids = sorted({r.visitor_id for rows in leases.values() for r in rows if r.visitor_id})
+    visits: dict[str, list[Any]] = {}
+    if visitor_ids:
+        for r in conn.execute(_VISITS, {"ids": visitor_ids, "latest": latest}):
+            visits.setdefault(r.visitor_id, []).append(r)
+    lease_visits = sorted({r.visit_id for rows in leases.values() for r in rows if r.visit_id})
+    by_id = visits_by_id(conn, lease_visits)
+    return NumbersSeen(Facts(numbers, leases, sites, visits, by_id))
+
+
+def visits_by_id(conn: Connection, ids: Collection[str]) -> dict[str, Any]:
+    if not ids:
+        return {}
+    return {r.id: r for r in conn.execute(_VISITS_BY_ID, {"ids": sorted(ids)})}
+
+
+def stored_calls(conn: Connection, keys: Collection[CallKey]) -> dict[CallKey, Any]:
+    """The stored rows of `keys`, by key."""
+    found: dict[CallKey, Any] = {}
+    by_pbx: dict[str, list[str]] = {}
+    for key in keys:
+        by_pbx.setdefault(key.pbx_id, []).append(key.linkedid)
+    for pbx_id, linkedids in by_pbx.items():
+        for row in conn.execute(_STORED, {"pbx_id": pbx_id, "linkedids": sorted(linkedids)}):
+            found[CallKey(row.pbx_id, row.linkedid)] = row
+    return found
+
+
+def read_callers(conn: Connection, starts: Sequence[CallStart], facts: Facts) -> None:
+    """The accounts and their callers' stored calls, inside the write transaction (counts)."""
+    facts.accounts, facts.earlier, facts.leads = {}, Counter(), {}
+    account_ids = sorted({s.account_id for s in facts.sites.values()})
+    callers = sorted({s.caller for s in starts if s.caller})
+    if not account_ids:
+        return
+    facts.accounts = {r.id: r for r in conn.execute(_ACCOUNTS, {"ids": account_ids})}
+    if not callers:
+        return
+    params = {"ids": account_ids, "callers": callers}
+    for r in conn.execute(_EARLIER, params):
+        facts.earlier[(r.account_id, r.caller)] = int(r.n)
+    since = min(s.at for s in starts) - _MONTH_AROUND
+    until = max(s.at for s in starts) + _MONTH_AROUND
+    for r in conn.execute(_LEADS, {**params, "since": since, "until": until}):
+        facts.leads.setdefault((r.account_id, r.caller), []).append(r.started_at)

@@ -202,9 +202,10 @@ async def _greet(
 
 @contextlib.contextmanager
 def _corked(transport: asyncio.BaseTransport | None) -> Iterator[None]:
-    """Hold back partial segments while several frames are written (Linux TCP_CORK): each
-    segment sent costs a trip through both TCP stacks, which for two small frames back to back
-    was a fifth of a new visitor's server time. Elsewhere, or without a socket, a no-op."""
+    """Hold back partial segments while several frames are written (Linux TCP_CORK): two small
+    frames back to back become one segment, one trip through both TCP stacks instead of two
+    (a profile under load put a send at ~70 us of a new visitor's ~0.8 ms). Elsewhere, or
+    without a socket, a no-op."""
     sock = transport.get_extra_info("socket") if transport is not None else None
     cork = getattr(socket, "TCP_CORK", None)
     if sock is None or cork is None:

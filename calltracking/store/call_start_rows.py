@@ -28,7 +28,7 @@ from calltracking.core.records import Resolution, SessionInfo
 from calltracking.core.reports.leads import is_first_time_caller, is_lead
 from calltracking.core.reports.localtime import month_bounds, month_of
 from calltracking.store.call_start_facts import CallStart, Facts
-from calltracking.store.calls import record_from_row, record_json, session_from_row
+from calltracking.store.calls import record_from_row, record_json, resolution_of, session_from_row
 from calltracking.store.outbox import new_id
 from calltracking.store.sites import Site
 
@@ -55,26 +55,7 @@ def new_call(start: CallStart, facts: Facts) -> tuple[dict[str, Any], Resolution
         mask(start.caller),
         result.kind,
     )
-    return row, resolved(_RowView(row), session), event
-
-
-def resolved(row: Any, session: SessionInfo | None) -> Resolution:
-    """The resolution the PBX is told for a stored call `row` (attributes) with its session."""
-    label = row.static_label
-    source = session.source if session else (label if label else None)
-    medium = session.medium if session else None
-    if label and "/" in label:
-        source, medium = label.split("/", 1)
-    return Resolution(
-        call_id=row.id,
-        kind=AttributionKind(row.kind),
-        site_id=row.site_id,
-        source=source,
-        medium=medium,
-        campaign=session.campaign if session else None,
-        route=row.route,
-        record=bool(row.record),
-    )
+    return row, resolution_of(_RowView(row), session), event
 
 
 def _number_facts(start: CallStart, facts: Facts) -> tuple[NumberFacts, Site | None]:

@@ -29,8 +29,8 @@ from calltracking.store.call_start_facts import (
     visits_by_id,
 )
 from calltracking.store.call_start_facts import read_numbers as read_numbers_now
-from calltracking.store.call_start_rows import new_call, resolved
-from calltracking.store.calls import session_from_row
+from calltracking.store.call_start_rows import new_call
+from calltracking.store.calls import resolution_of, session_from_row
 
 __all__ = [
     "CallStart",
@@ -101,5 +101,5 @@ def _stored_resolutions(conn: Connection, keys: set[CallKey]) -> dict[CallKey, R
     done = {}
     for key, row in stored.items():
         visit = visits.get(row.visit_id) if row.visit_id else None
-        done[key] = resolved(row, session_from_row(visit) if visit is not None else None)
+        done[key] = resolution_of(row, session_from_row(visit) if visit is not None else None)
     return done

@@ -379,11 +379,16 @@ async def _caller_flags(
 
 
 async def _resolution(conn: AsyncConnection, row: Any) -> Resolution:
-    session = await _session(conn, row.visit_id)
-    source = session.source if session else (row.static_label if row.static_label else None)
+    return resolution_of(row, await _session(conn, row.visit_id))
+
+
+def resolution_of(row: Any, session: SessionInfo | None) -> Resolution:
+    """The resolution the PBX is told for a stored call `row` (attributes) with its session."""
+    label = row.static_label
+    source = session.source if session else (label if label else None)
     medium = session.medium if session else None
-    if row.static_label and "/" in row.static_label:
-        source, medium = row.static_label.split("/", 1)
+    if label and "/" in label:
+        source, medium = label.split("/", 1)
     return Resolution(
         call_id=row.id,
         kind=AttributionKind(row.kind),

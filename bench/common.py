@@ -262,3 +262,19 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
                 await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         await admin.dispose()
+
+
+async def serve_until_stdin_closes(app: Any, max_s: float, **runner_options: Any) -> None:
+    """Serve `app` (an aiohttp Application) on a free loopback port, announce `{"port", "pid"}`,
+    and stop when stdin closes or `max_s` passed: the bare servers the benchmarks compare with."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, **runner_options)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, LOOPBACK, 0).start()
+        port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
+        announce({"port": port, "pid": os.getpid()})
+        await until_stdin_closes(max_s)
+    finally:
+        await runner.cleanup()

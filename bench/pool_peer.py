@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from aiohttp import web
 
-from bench.common import LOOPBACK, announce, quiet_logging, until_stdin_closes
+from bench.common import LOOPBACK, quiet_logging, serve_until_stdin_closes
 
 LEASE_TTL_S = 60
 CONNECTIONS = 8
@@ -92,16 +91,9 @@ async def serve(redis_port: int, max_s: float) -> None:
     app = web.Application()
     app[REDIS] = redis
     app.router.add_get("/number", number)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, LOOPBACK, 0)
-        await site.start()
-        port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
-        announce({"port": port, "pid": os.getpid()})
-        await until_stdin_closes(max_s)
+        await serve_until_stdin_closes(app, max_s)
     finally:
-        await runner.cleanup()
         await redis.close()
 
 

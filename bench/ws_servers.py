@@ -31,6 +31,7 @@ from bench.common import (
     announce,
     quiet_logging,
     seed_site,
+    serve_until_stdin_closes,
     stdin_lines,
     until_stdin_closes,
 )
@@ -104,16 +105,7 @@ async def _echo(request: web.Request) -> web.WebSocketResponse:
 async def serve_echo(max_s: float) -> None:
     app = web.Application()
     app.router.add_get("/ws", _echo)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, LOOPBACK, 0)
-        await site.start()
-        port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
-        announce({"port": port, "pid": os.getpid()})
-        await until_stdin_closes(max_s)
-    finally:
-        await runner.cleanup()
+    await serve_until_stdin_closes(app, max_s, shutdown_timeout=2)
 
 
 def main() -> None:

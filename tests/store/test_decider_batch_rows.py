@@ -72,7 +72,7 @@ async def test_a_visit_that_gets_its_number_in_a_later_batch_is_marked_then(
 
 
 async def test_one_of_matches_exactly_the_listed_values_at_any_length(any_db: Database) -> None:
-    site = await seed_site(any_db, reserve=0)
+    await seed_site(any_db, reserve=0)  # its default numbers are the rows to match
     async with any_db.read() as conn:
         numbers = sorted((await conn.execute(sa.select(t.numbers.c.e164))).scalars())
         for size in (1, 2, len(numbers)):
@@ -81,4 +81,3 @@ async def test_one_of_matches_exactly_the_listed_values_at_any_length(any_db: Da
                 sa.select(t.numbers.c.e164).where(one_of(conn, t.numbers.c.e164, chosen))
             )
             assert sorted(found.scalars()) == numbers[:size]
-    assert site.id

@@ -5,13 +5,19 @@ SQLite: WAL, a busy timeout, foreign keys, and every write transaction opened wi
 SQLITE_BUSY_SNAPSHOT (a deferred transaction that read first cannot upgrade to write in WAL).
 Reads use a second engine with plain deferred transactions, so they never wait for a writer.
 
-PostgreSQL: allocations lock the account row (`FOR UPDATE`), which serialises them per account
-across processes; the partial unique index on active leases is the final guard.
+PostgreSQL: a site's decisions are serialised across processes by the site's lock
+(site_state.py); the partial unique index on active leases is the final guard. A pooled
+connection is pinged before use only when it has sat idle for `PING_AFTER_IDLE_S`: SQLAlchemy's
+`pool_pre_ping` costs three round trips (BEGIN, `;`, ROLLBACK) on every checkout, more than a
+visitor batch's own statements' share, while a connection handed back moments ago is as alive
+as one that is in use. A connection that died meanwhile fails its transaction like one that
+dies in use, and SQLAlchemy then recycles every connection older than the failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,6 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PING_AFTER_IDLE_S = 1.0
+_IDLE_SINCE = "calltracking.idle_since"
 
 
 class Database:
@@ -34,9 +42,7 @@ class Database:
             self.reader = _sqlite_engine(url, begin="BEGIN")
             self._write_lock = asyncio.Lock()
         else:
-            self.engine = create_async_engine(
-                url, pool_size=10, max_overflow=20, pool_pre_ping=True
-            )
+            self.engine = _postgres_engine(url)
             self.reader = self.engine
 
     @asynccontextmanager
@@ -78,6 +84,29 @@ class Database:
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
+
+
+def _postgres_engine(url: str) -> AsyncEngine:
+    engine = create_async_engine(url, pool_size=10, max_overflow=20)
+
+    @sa.event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @sa.event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out another (SQLAlchemy's
+            # documented pessimistic disconnect handling).
+            raise sa.exc.DisconnectionError(f"a pooled connection is gone: {exc}") from exc
+
+    return engine
 
 
 def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:

@@ -20,7 +20,8 @@ from calltracking.core.kinds import DisplayKind
 from calltracking.core.leases import NumberSnapshot, is_cooling_for
 from calltracking.core.traffic import TrafficSource
 from calltracking.store import schema as t
-from calltracking.store.sites import Site, account_numbers_in_use, get_account
+from calltracking.store.number_moves import account_room
+from calltracking.store.sites import Site
 
 RESERVE_CANDIDATES = 8
 CHUNK = 500
@@ -217,12 +218,4 @@ async def offer_reserve(
             now,
         )
     ]
-    engine.offer_reserve(candidates, await account_capacity(conn, site.account_id))
-
-
-async def account_capacity(conn: AsyncConnection, account_id: str) -> int:
-    """How many more numbers the account may hold (negative: over its `max_numbers`)."""
-    account = await get_account(conn, account_id)
-    if account is None:
-        return 0
-    return account.max_numbers - await account_numbers_in_use(conn, account_id)
+    engine.offer_reserve(candidates, await account_room(conn, site.account_id))

@@ -216,6 +216,23 @@ async def account_numbers_in_use(conn: AsyncConnection, account_id: str) -> int:
         await conn.execute(
             sa.select(accounts.c.id).where(accounts.c.id == account_id).with_for_update()
         )
+    return await _numbers_held(conn, account_id)
+
+
+async def account_room(conn: AsyncConnection, account_id: str) -> int:
+    """How many more numbers the account may hold (negative: over its `max_numbers`; 0 for an
+    account that is gone), under the same lock as `account_numbers_in_use`. The lock and the
+    limit come in one statement: a locking read returns the row as its last holder committed."""
+    query = sa.select(accounts.c.max_numbers).where(accounts.c.id == account_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    limit = await conn.scalar(query)
+    if limit is None:
+        return 0
+    return int(limit) - await _numbers_held(conn, account_id)
+
+
+async def _numbers_held(conn: AsyncConnection, account_id: str) -> int:
     value = await conn.scalar(
         sa.select(sa.func.count())
         .select_from(numbers.join(sites, numbers.c.site_id == sites.c.id))
@@ -266,9 +283,7 @@ async def top_up_pool(conn: AsyncConnection, site: Site, now: datetime) -> list[
     missing = site.settings.pool_min - int(have or 0)
     if missing <= 0:
         return []
-    capacity = await _max_numbers(conn, site.account_id) - await account_numbers_in_use(
-        conn, site.account_id
-    )
+    capacity = await account_room(conn, site.account_id)
     candidates = await conn.execute(
         sa.select(numbers).where(numbers.c.site_id.is_(None)).order_by(numbers.c.e164)
     )

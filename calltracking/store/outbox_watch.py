@@ -5,9 +5,11 @@ Rules:
   `on_commit()` once, after the commit completed (when its connection goes back to the pool),
   never after a rollback. Every writer is covered (visitor batches, calls, the API) without
   calling anything itself; calling the hook by hand as well is harmless.
-- Across processes (PostgreSQL): the same transaction sends `NOTIFY calltracking_outbox`, which
-  PostgreSQL delivers only on commit; `listen_outbox` turns those into `on_commit()` calls in
-  another process (e.g. `--only workers` relaying what `--only agi` wrote). A lost listener
+- Across processes (PostgreSQL): a statement trigger on `outbox` (migration 0007a) sends
+  `NOTIFY calltracking_outbox` in the same transaction, which PostgreSQL delivers only on
+  commit; `listen_outbox` turns those into `on_commit()` calls in another process (e.g.
+  `--only workers` relaying what `--only agi` wrote). Every writer is covered, whatever its
+  driver, without a round trip of its own. A lost listener
   connection is reconnected; the loops' fallback interval covers the gap.
 """
 
@@ -35,7 +37,6 @@ _COMMITTED = "calltracking.outbox_committed"
 def watch_commits(db: Database, on_commit: Callable[[], None]) -> None:
     """Call `on_commit` after each committed transaction of `db` that wrote outbox rows."""
     engine = db.engine.sync_engine
-    notify = not db.is_sqlite
 
     def after_execute(
         conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
@@ -43,15 +44,16 @@ def watch_commits(db: Database, on_commit: Callable[[], None]) -> None:
         if conn.info.get(_WROTE) or not _inserts_into_outbox(context):
             return
         conn.info[_WROTE] = True
-        if notify:
-            conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
 
     def on_commit_event(conn: Any) -> None:
         if conn.info.pop(_WROTE, False):
             conn.info[_COMMITTED] = True
 
     def on_rollback(conn: Any) -> None:
-        conn.info.pop(_WROTE, None)
+        # A connection lost mid-transaction has no info to clear (its record starts afresh),
+        # and reading it would raise over the error that says the database is away.
+        if not conn.invalidated:
+            conn.info.pop(_WROTE, None)
 
     def on_checkin(dbapi_connection: Any, record: Any) -> None:
         # The commit has completed by the time the connection is handed back.

@@ -24,22 +24,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.engine import SiteEngine
-from calltracking.store import schema as t
 from calltracking.store import site_state
 from calltracking.store.db import Database
 from calltracking.store.decider_state import (
-    account_capacity,
     load_engine,
     offer_reserve,
     restore_visitors,
     rules_of,
 )
 from calltracking.store.decider_writes import BatchWrites, StaleState
+from calltracking.store.number_moves import account_room
 from calltracking.store.outbox import new_id
 from calltracking.store.sites import Site, get_site
 
@@ -179,11 +177,7 @@ def _may_grow(engine: SiteEngine, batch_size: int) -> bool:
 async def _check_account_limit(conn: AsyncConnection, account_id: str) -> None:
     """Growth is decided per site; the account's `max_numbers` spans its sites, so a batch
     that grew re-checks it under the account's row lock (rare: only when a pool grows)."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(
-            sa.select(t.accounts.c.id).where(t.accounts.c.id == account_id).with_for_update()
-        )
-    if await account_capacity(conn, account_id) < 0:
+    if await account_room(conn, account_id) < 0:
         raise StaleState("another site of the account grew meanwhile")
 
 

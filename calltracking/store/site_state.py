@@ -6,7 +6,8 @@ reads the version, and reloads its state from the database when the version is n
 wrote last: another node, or an operator's change, came in between.
 
 The lock: on PostgreSQL a transaction-scoped advisory lock per site (only what allocation
-really contends for: one site's pool, never the account); SQLite writers are serial anyway.
+really contends for: one site's pool, never the account), taken and followed by the version's read
+in one round trip (`calltracking_lock_site`, migration 0007a); SQLite writers are serial anyway.
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ def lock_key(site_id: str) -> int:
 async def lock_site(conn: AsyncConnection, site_id: str) -> int:
     """Lock the site's state for this transaction and return its version."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key(site_id))))
-    version = await conn.scalar(sa.select(t.sites.c.state_version).where(t.sites.c.id == site_id))
+        version = await conn.scalar(
+            sa.select(sa.func.calltracking_lock_site(lock_key(site_id), site_id))
+        )
+    else:
+        version = await conn.scalar(
+            sa.select(t.sites.c.state_version).where(t.sites.c.id == site_id)
+        )
     return int(version or 0)
 
 

@@ -8,6 +8,12 @@ tuple. What SQLAlchemy would store is kept exactly: datetimes as UtcDateTime sto
 (SQLite: naive UTC text with microseconds, so text comparisons in SQL still order them; PostgreSQL:
 aware UTC), JSON as `json.dumps` text, booleans as the dialect's. Columns missing from the rows
 take their scalar Python default; a column whose default is computed must be given.
+
+`insert_tables` writes several tables' rows in one round trip on PostgreSQL: one statement of
+data-modifying CTEs, each inserting from its columns' arrays (`unnest`). Foreign keys between
+them hold, as PostgreSQL checks them at the end of the statement. String arrays are passed as
+`text[]`, so a value too long for its column fails the insert as a plain insert would, rather
+than being cut by an explicit cast to `varchar(n)`.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from calltracking.store.schema import UtcDateTime
+from calltracking.store.schema import UtcDateTime, outbox
 
 Convert = Callable[[Any], Any]
 # Execution option naming the table a driver-level insert writes to: what watches commits for
@@ -50,11 +56,70 @@ async def insert_rows(
     await conn.exec_driver_sql(plan.sql, params, execution_options={INSERTS_INTO: table.name})
 
 
-@functools.lru_cache(maxsize=256)
-def _plan(dialect: Dialect, table: sa.Table, given: tuple[str, ...]) -> _Plan:
-    unknown = set(given) - set(table.c.keys())
-    if unknown:
-        raise ValueError(f"{table.name} has no column {sorted(unknown)}")
+async def insert_tables(
+    conn: AsyncConnection, tables: Sequence[tuple[sa.Table, Sequence[Mapping[str, Any]]]]
+) -> None:
+    """Insert each table's rows (all of a table's naming the same columns), in the given order:
+    one statement on PostgreSQL, an executemany per table elsewhere."""
+    tables = [(table, rows) for table, rows in tables if rows]
+    if len(tables) < 2 or conn.dialect.name != "postgresql":
+        for table, rows in tables:
+            await insert_rows(conn, table, rows)
+        return
+    plan = _tables_plan(conn.dialect, tuple((table, tuple(rows[0])) for table, rows in tables))
+    params: list[Any] = []
+    for (_table, rows), (fields, defaults) in zip(tables, plan.tables, strict=True):
+        params += [[convert(row[name]) for row in rows] for name, convert in fields]
+        params += defaults
+    names = {table.name for table, _ in tables}
+    into = outbox.name if outbox.name in names else next(iter(names))
+    await conn.exec_driver_sql(plan.sql, tuple(params), execution_options={INSERTS_INTO: into})
+
+
+@dataclass(frozen=True, slots=True)
+class _TablesPlan:
+    sql: str
+    tables: tuple[tuple[tuple[tuple[str, Convert], ...], tuple[Any, ...]], ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _tables_plan(
+    dialect: Dialect, tables: tuple[tuple[sa.Table, tuple[str, ...]], ...]
+) -> _TablesPlan:
+    quote = dialect.identifier_preparer.quote
+    inserts, parts = [], []
+    n = 0
+    for table, given in tables:
+        plan = _plan(dialect, table, given)
+        columns = [table.c[name] for name in given]
+        defaults = _defaulted(table, given)
+        arrays = []
+        for column in columns:
+            n += 1
+            arrays.append(f"${n}::{_element_type(dialect, column.type)}[]")
+        scalars = []
+        for column in defaults:
+            n += 1
+            scalars.append(f"${n}::{_element_type(dialect, column.type)}")
+        names = ", ".join(quote(c.name) for c in columns + defaults)
+        picks = ", ".join(["u.*", *scalars])
+        inserts.append(
+            f"INSERT INTO {quote(table.name)} ({names}) "
+            f"SELECT {picks} FROM unnest({', '.join(arrays)}) AS u"
+        )
+        parts.append((plan.fields, plan.defaults))
+    ctes = ", ".join(f"i{i} AS ({sql})" for i, sql in enumerate(inserts[:-1]))
+    return _TablesPlan(sql=f"WITH {ctes} {inserts[-1]}", tables=tuple(parts))
+
+
+def _element_type(dialect: Dialect, column_type: Any) -> str:
+    if isinstance(column_type, sa.String):
+        return "TEXT"
+    return str(column_type.compile(dialect=dialect))
+
+
+def _defaulted(table: sa.Table, given: tuple[str, ...]) -> list[sa.Column[Any]]:
+    """The columns the rows lack that take a scalar Python default, in the table's order."""
     defaults = []
     for column in table.c:
         if column.key in given or column.autoincrement is True:
@@ -64,6 +129,15 @@ def _plan(dialect: Dialect, table: sa.Table, given: tuple[str, ...]) -> _Plan:
         if not getattr(column.default, "is_scalar", False):
             raise ValueError(f"{table.name}.{column.key} has a computed default: give it")
         defaults.append(column)
+    return defaults
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(dialect: Dialect, table: sa.Table, given: tuple[str, ...]) -> _Plan:
+    unknown = set(given) - set(table.c.keys())
+    if unknown:
+        raise ValueError(f"{table.name} has no column {sorted(unknown)}")
+    defaults = _defaulted(table, given)
     columns = [table.c[name] for name in given] + defaults
     quote = dialect.identifier_preparer.quote
     if dialect.paramstyle == "qmark":

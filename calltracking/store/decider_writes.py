@@ -20,7 +20,7 @@ from calltracking.core.engine import events as ev
 from calltracking.core.events import Event, EventKey
 from calltracking.core.kinds import DisplayKind
 from calltracking.store import schema as t
-from calltracking.store.bulk_insert import insert_rows
+from calltracking.store.bulk_insert import insert_rows, insert_tables
 from calltracking.store.outbox import new_id
 from calltracking.store.sql_lists import one_of
 
@@ -164,12 +164,21 @@ class BatchWrites:
         visitor_rows, visit_rows = self._visitor_state(engine)
         for visit_id in self.got_number & self.visits_new.keys():  # born with a number
             self.visits_new[visit_id]["got_number"] = True
-        if self.visitors_new:
-            await insert_rows(conn, t.visitors, list(self.visitors_new.values()))
-        if self.visits_new:
-            await insert_rows(conn, t.visits, list(self.visits_new.values()))
-        if self.tabs_new:
-            await insert_rows(conn, t.tabs, list(self.tabs_new.values()))
+        # New rows go in first, in one statement where the database allows (bulk_insert.py);
+        # new leases with them unless a lease ended in this batch: the end must come first, as
+        # a number holds one open lease at a time.
+        leases_with_rows = not self.leases_ended
+        await insert_tables(
+            conn,
+            [
+                (t.visitors, list(self.visitors_new.values())),
+                (t.visits, list(self.visits_new.values())),
+                (t.tabs, list(self.tabs_new.values())),
+                (t.leases, list(self.leases_new.values()) if leases_with_rows else []),
+                (t.pool_events, self.pool_events),
+                (t.outbox, self._outbox_rows()),
+            ],
+        )
         if self.grown:
             await self._grow(conn)
         if self.leases_ended:
@@ -190,7 +199,7 @@ class BatchWrites:
                 ),
                 self.released,
             )
-        if self.leases_new:
+        if self.leases_new and not leases_with_rows:
             await insert_rows(conn, t.leases, list(self.leases_new.values()))
         got_number_later = self.got_number - self.visits_new.keys()
         if got_number_later:
@@ -202,22 +211,12 @@ class BatchWrites:
         await self._displays(conn, engine)
         await self._tabs(conn)
         await self._visitors(conn, visitor_rows, visit_rows)
-        if self.pool_events:
-            await insert_rows(conn, t.pool_events, self.pool_events)
-        if self.outbox:
-            await insert_rows(
-                conn,
-                t.outbox,
-                [
-                    {
-                        "event_id": e.id,
-                        "key": e.key,
-                        "payload": e.to_json(),
-                        "occurred_at": e.occurred_at,
-                    }
-                    for e in self.outbox
-                ],
-            )
+
+    def _outbox_rows(self) -> list[dict[str, Any]]:
+        return [
+            {"event_id": e.id, "key": e.key, "payload": e.to_json(), "occurred_at": e.occurred_at}
+            for e in self.outbox
+        ]
 
     async def _grow(self, conn: AsyncConnection) -> None:
         result = await conn.execute(

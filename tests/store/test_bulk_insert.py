@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from calltracking.store import schema as t
-from calltracking.store.bulk_insert import insert_rows
+from calltracking.store.bulk_insert import insert_rows, insert_tables
 from calltracking.store.db import Database
 from tests.store.seed import T0, seed_site
 
@@ -90,4 +90,71 @@ async def test_naive_moments_and_unknown_columns_are_refused(any_db: Database) -
         async with any_db.write() as conn:
             await insert_rows(conn, t.visitors, [_visitor(2, T0, site_id=site.id, color="red")])
     async with any_db.read() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(t.visitors)) == 0
+
+
+def _visit(i: int, visitor: str, site_id: str, **more: Any) -> dict[str, Any]:
+    return {
+        "id": f"visit{i}",
+        "visitor_id": visitor,
+        "site_id": site_id,
+        "started_at": T0,
+        "last_seen_at": T0,
+        "source": "google",
+        "medium": "organic",
+        "campaign": None,
+        "landing_url": "https://shop.example/é",
+        "tracked": True,
+        **more,
+    }
+
+
+async def test_several_tables_in_one_call_store_what_one_call_each_stores(
+    any_db: Database,
+) -> None:
+    site = await seed_site(any_db, reserve=0)
+    event = {"key": "lease.assigned", "payload": {"n": 1}, "occurred_at": T0}
+    async with any_db.write() as conn:
+        await insert_tables(
+            conn,
+            [
+                (t.visitors, [_visitor(1, T0, site_id=site.id)]),
+                (t.visits, [_visit(1, "v1", site.id), _visit(2, "v1", site.id)]),
+                (t.tabs, []),
+                (t.outbox, [{"event_id": "e1", **event}]),
+            ],
+        )
+        await insert_rows(conn, t.visitors, [_visitor(3, T0, site_id=site.id)])
+        await insert_rows(conn, t.visits, [_visit(3, "v3", site.id), _visit(4, "v3", site.id)])
+        await insert_rows(conn, t.outbox, [{"event_id": "e2", **event}])
+    async with any_db.read() as conn:
+        visits = {r.id: r for r in await conn.execute(sa.select(t.visits))}
+        visitors = {r.id: r for r in await conn.execute(sa.select(t.visitors))}
+        events = {r.event_id: r for r in await conn.execute(sa.select(t.outbox))}
+    columns = [c.key for c in t.visits.c if c.key not in ("id", "visitor_id")]
+    for together, alone in (("visit1", "visit3"), ("visit2", "visit4")):
+        assert [visits[together]._mapping[c] for c in columns] == [
+            visits[alone]._mapping[c] for c in columns
+        ]
+    assert visits["visit1"].got_number is False  # a column's default
+    v1, v2 = visitors["v1"], visitors["v3"]
+    assert (v1.created_at, v1.bot, v1.wants_number) == (v2.created_at, v2.bot, v2.wants_number)
+    assert events["e1"].payload == events["e2"].payload == {"n": 1}
+
+
+async def test_one_too_long_value_fails_the_whole_call_rather_than_being_cut(
+    pg_db: Database,
+) -> None:
+    """(SQLite does not enforce a string column's length at all.)"""
+    site = await seed_site(pg_db, reserve=0)
+    with pytest.raises(sa.exc.DBAPIError, match="too long"):
+        async with pg_db.write() as conn:
+            await insert_tables(
+                conn,
+                [
+                    (t.visitors, [_visitor(1, T0, site_id=site.id)]),
+                    (t.visits, [_visit(1, "v1", site.id, source="x" * 101)]),
+                ],
+            )
+    async with pg_db.read() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(t.visitors)) == 0

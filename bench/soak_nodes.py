@@ -72,11 +72,16 @@ def _layout(distributed: bool) -> list[tuple[str, str | None]]:
 
 @asynccontextmanager
 async def tracker_nodes(
-    env: dict[str, str], distributed: bool, agi_port: int
+    env: dict[str, str],
+    distributed: bool,
+    agi_port: int,
+    layout: list[tuple[str, str | None]] | None = None,
 ) -> AsyncIterator[Nodes]:
+    """Start the nodes of `layout` ((name, `--only` part or None for all parts); by default
+    one all-in-one node, or `distributed`: two web nodes and one of each other part)."""
     nodes: list[Node] = []
     try:
-        for name, only in _layout(distributed):
+        for name, only in layout or _layout(distributed):
             port = free_port()
             node_env = {
                 **os.environ,
@@ -147,6 +152,9 @@ class Sockets:
     hello_ms: list[float] = field(default_factory=list)
     failed: int = 0
     closed_by_server: int = 0
+    # Each socket from its own address (`X-Forwarded-For`, for nodes that trust loopback's):
+    # otherwise the per-address cap, not the pool, decides who gets a number.
+    own_addresses: bool = False
     _next: int = 0
 
     async def open_many(self, count: int, wait: bool = True) -> None:
@@ -183,10 +191,10 @@ class Sockets:
         port = self.ports[key % len(self.ports)]
         await self.opening.acquire()  # held from the handshake to the first number
         try:
-            ws = await self.http.ws_connect(
-                f"http://{LOOPBACK}:{port}/ws",
-                headers={"Origin": ORIGIN, "User-Agent": DESKTOP_UA},
-            )
+            headers = {"Origin": ORIGIN, "User-Agent": DESKTOP_UA}
+            if self.own_addresses:
+                headers["X-Forwarded-For"] = f"10.{key >> 16 & 255}.{key >> 8 & 255}.{key & 255}"
+            ws = await self.http.ws_connect(f"http://{LOOPBACK}:{port}/ws", headers=headers)
         except (aiohttp.ClientError, OSError):
             self.opening.release()
             self._give_up(key, ready)

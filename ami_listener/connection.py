@@ -164,9 +164,10 @@ class AmiSession:
             ping_interval=3600,
         )
         manager.register_event("*", lambda _m, message: on_event(as_dict(message)))
-        transport, protocol = await asyncio.wait_for(
-            loop.create_connection(_Protocol, host, port), connect_timeout
-        )
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop a stop's cancellation
+        # that meets a refused connection, and the reconnect loop would never end.
+        async with asyncio.timeout(connect_timeout):
+            transport, protocol = await loop.create_connection(_Protocol, host, port)
         made: asyncio.Future[tuple[Any, Any]] = loop.create_future()
         made.set_result((transport, protocol))
         manager.connection_made(made)  # sends Login

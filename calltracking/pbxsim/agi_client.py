@@ -149,7 +149,10 @@ class FastAgiSession:
     ) -> str:  # fmt: skip
         """The whole dialogue; `on_connected` runs once the env block is sent."""
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 3.0)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that
+            # meets a refused connection, and a caller's loop of calls could then never stop.
+            async with asyncio.timeout(3.0):
+                reader, writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError) as exc:
             log.info("FastAGI %s:%d unreachable: %s", host, port, exc)
             return "FAILURE"
@@ -159,7 +162,8 @@ class FastAgiSession:
             await writer.drain()
             if on_connected is not None:
                 on_connected()
-            await asyncio.wait_for(self._dialogue(reader, writer), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._dialogue(reader, writer)
         except TimeoutError:
             log.warning("FastAGI %s:%d did not finish within %.0f s", host, port, self._timeout)
         except ConnectionError as exc:

@@ -2,11 +2,12 @@
 drains it in batches, one write transaction each.
 
 Rules:
-- A batch takes the site's lock and state version (site_state.py); the engine is reloaded from
-  the store when the version is not the one this node wrote last; the batch's returning
-  visitors are restored in one go; every queued op runs on the engine and adds its effects to
-  one `BatchWrites`, flushed with a statement per kind of row; the version is bumped and the
-  transaction commits. Only then are the ops' callers answered.
+- A batch takes the site's lock and state version (site_state.py), and with them the ops queued
+  while it waited for them; the engine is reloaded from the store when the version is not the
+  one this node wrote last; the batch's returning visitors are restored in one go; every queued
+  op runs on the engine and adds its effects to one `BatchWrites`, flushed with a statement per
+  kind of row; the version is bumped and the transaction commits. Only then are the ops'
+  callers answered.
 - A batch that meets a moved database (StaleState: a reserve number taken meanwhile, or a
   unique index) runs again on a freshly loaded engine, up to ATTEMPTS times: ops are inputs to
   the engine, so replaying them is safe. Any other failure drops the engine (reloaded next
@@ -132,6 +133,12 @@ class SiteBatches:
         first_now = batch[0].now
         async with self.db.write() as conn:
             version = await site_state.lock_site(conn, slot.site.id)
+            # Ops queued while the lock was on its way join this batch (so `_run` answers and
+            # replays them with it) instead of waiting a whole transaction for the next one.
+            room = BATCH_MAX - len(batch)
+            if room > 0 and slot.pending:
+                batch += slot.pending[:room]
+                del slot.pending[:room]
             if slot.engine is None or version != slot.version:
                 fresh = await get_site(conn, slot.site.id)
                 if fresh is not None:

@@ -135,8 +135,10 @@ async def test_a_killed_tracker_keeps_every_promise_it_made(tmp_path: Path) -> N
     told: dict[str, str] = {}
     answered: dict[str, str] = {}
 
+    stop_calling = asyncio.Event()  # besides the cancel: a loop of calls must end either way
+
     async def calls() -> None:
-        while True:
+        while not stop_calling.is_set():
             for did in list(told.values()):
                 with suppress(OSError):
                     result = await _call(agi_port, did)
@@ -155,6 +157,7 @@ async def test_a_killed_tracker_keeps_every_promise_it_made(tmp_path: Path) -> N
             await asyncio.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
+        stop_calling.set()
         caller.cancel()
         await asyncio.gather(caller, *visitors, return_exceptions=True)
     assert len(told) >= VISITORS // 4 and len(answered) >= 5

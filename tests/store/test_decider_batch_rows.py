@@ -81,3 +81,33 @@ async def test_one_of_matches_exactly_the_listed_values_at_any_length(any_db: Da
                 sa.select(t.numbers.c.e164).where(one_of(conn, t.numbers.c.e164, chosen))
             )
             assert sorted(found.scalars()) == numbers[:size]
+
+
+async def test_hellos_queued_while_a_batch_waits_for_its_lock_join_that_batch(
+    any_db: Database,
+) -> None:
+    site = await seed_site(any_db, reserve=4, pool_max=4)
+    service = DeciderService(any_db, "node", "7")
+    holder_in, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_site() -> None:  # another writer has the site's lock for a while
+        from calltracking.store import site_state
+
+        async with any_db.write() as conn:
+            await site_state.lock_site(conn, site.id)
+            holder_in.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold_the_site())
+    await holder_in.wait()
+    first = asyncio.create_task(service.hello(site, _hello(1), T0))
+    await asyncio.sleep(0.1)  # the first hello's batch is waiting for the lock by now
+    later = [asyncio.create_task(service.hello(site, _hello(n), T0)) for n in (2, 3)]
+    await asyncio.sleep(0.1)
+    release.set()
+    welcomes = await asyncio.gather(first, *later)
+    await holder
+    assert service._batches.batches == 1
+    async with any_db.read() as conn:
+        leased = set((await conn.execute(sa.select(t.leases.c.visitor_id))).scalars())
+    assert leased == {w.visitor_id for w in welcomes}

@@ -35,7 +35,7 @@ from calltracking.store.visitors import Welcome
 from web.frames import FRAME_BURST, FRAME_WINDOW_S, FrameRate, Malformed, parse_frame, parse_hello
 from web.hub import Hub, Tab
 from web.keys import HUB, SERVICES, SITES
-from web.shed import shed_after_upgrade
+from web.shed import shed_after_hello, shed_after_upgrade
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10.0
@@ -90,6 +90,7 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
         admitted = await _admit(request, ws, services, address)
         if admitted is None:
             return ws
+        shed_after_hello(request)
         site, welcome = admitted.site, admitted.welcome
         tab = Tab(ws, site.id, welcome.visitor_id, welcome.tab_id, address)
         hub.add(tab)

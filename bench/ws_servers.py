@@ -8,8 +8,9 @@
   `{"port", "pid"}`.
 Both serve until stdin closes or `--max-seconds` pass. With `--trace`, the tracker runs under
 tracemalloc and answers each `diff` line on stdin with the allocations grown since it was ready,
-by line, on stderr (to find what each held socket costs). With `$BENCH_PROFILE` set to a file
-name, the tracker runs under cProfile from its ready line on and writes the profile there.
+by line and by traceback, and the collector's objects grown by type, on stderr (to find what
+each held socket costs). With `$BENCH_PROFILE` set to a file name, the tracker runs under
+cProfile from its ready line on and writes the profile there.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@
   `{"port", "pid"}`.
 Both serve until stdin closes or `--max-seconds` pass. With `--trace`, the tracker runs under
 tracemalloc and answers each `diff` line on stdin with the allocations grown since it was ready,
-by line, on stderr (to find what each held socket costs). With `$BENCH_PROFILE` set to a file
-name, the tracker runs under cProfile from its ready line on and writes the profile there.
+by line and by traceback, and the collector's objects grown by type, on stderr (to find what
+each held socket costs). With `$BENCH_PROFILE` set to a file name, the tracker runs under
+cProfile from its ready line on and writes the profile there.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import os
 import sys
 import tempfile
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 from aiohttp import WSMsgType, web
@@ -41,6 +44,7 @@ from calltracking.serve import running
 
 MAX_SOCKETS = 100_000
 TRACE_TOP = 40
+TRACE_FRAMES = 6
 
 
 async def serve_tracker(
@@ -60,9 +64,10 @@ async def serve_tracker(
         async with running(config, ["web"]) as state:
             site = await seed_site(state.services.db, pool)
             if trace:
-                tracemalloc.start(4)
+                tracemalloc.start(TRACE_FRAMES)
                 baseline = tracemalloc.take_snapshot()
             settle_after_startup()  # as `calltracking serve` does
+            census = _census() if trace else Counter[str]()
             profile_to = os.environ.get("BENCH_PROFILE")
             profiler = cProfile.Profile() if profile_to else None
             announce({"port": state.http_port, "site": site.key, "pid": os.getpid()})
@@ -70,7 +75,7 @@ async def serve_tracker(
                 profiler.enable()
             try:
                 if trace:
-                    await _answer_diffs(baseline, max_s)
+                    await _answer_diffs(baseline, census, max_s)
                 else:
                     await until_stdin_closes(max_s)
             finally:
@@ -79,16 +84,34 @@ async def serve_tracker(
                     profiler.dump_stats(profile_to)
 
 
-async def _answer_diffs(baseline: tracemalloc.Snapshot, max_s: float) -> None:
+def _census() -> Counter[str]:
+    """Objects the collector tracks, by type (the frozen startup heap is not among them)."""
+    return Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
+async def _answer_diffs(baseline: tracemalloc.Snapshot, census: Counter[str], max_s: float) -> None:
     reader = await stdin_lines()
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(max_s):
             while line := await reader.readline():
                 if line.strip() != b"diff":
                     continue
-                stats = tracemalloc.take_snapshot().compare_to(baseline, "lineno")
+                snapshot = tracemalloc.take_snapshot()
+                stats = snapshot.compare_to(baseline, "lineno")
+                grown_bytes = sum(stat.size_diff for stat in stats)
+                print(f"traced growth: {grown_bytes / 1024:.0f} KiB", file=sys.stderr)
                 for stat in stats[:TRACE_TOP]:
                     print(stat, file=sys.stderr)
+                print("-- by traceback", file=sys.stderr)
+                for stat in snapshot.compare_to(baseline, "traceback")[:TRACE_TOP]:
+                    print(stat, file=sys.stderr)
+                    for frame in stat.traceback.format(most_recent_first=True):
+                        print("   ", frame.strip(), file=sys.stderr)
+                print("-- objects grown, by type", file=sys.stderr)
+                grown = _census()
+                grown.subtract(census)
+                for name, count in grown.most_common(TRACE_TOP):
+                    print(f"{count:8} {name}", file=sys.stderr)
                 sys.stderr.flush()
                 announce({"traced": len(stats)})
 

@@ -34,6 +34,8 @@ def redact(path_qs: str) -> str:
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
+    __slots__ = ()  # aiohttp makes one per connection; the base class has slots
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         # A websocket is logged when it closes; visitor sockets come and go by the thousand and
         # the hub sums them up, so their lines are kept for debug level.

@@ -96,6 +96,8 @@ class ConnectionGate:
     def admit(self, host: str) -> str | None:
         """The key to `release` later, or None when the connection is refused (and logged)."""
         key = address_key(host)
+        if key == host:
+            key = host  # the connection holds the key until it closes: one string, not two
         if self.open >= self.limits.max_connections:
             self._refuse("total", host, f"{self.open} connections are open")
             return None
@@ -130,6 +132,8 @@ class ConnectionGate:
 
 class GatedProtocol(asyncio.Protocol):
     """Stands before aiohttp's protocol: admits the connection or answers 503 and closes it."""
+
+    __slots__ = ("_gate", "_inner", "_key", "_make_inner")  # one per open connection
 
     def __init__(self, gate: ConnectionGate, inner: Callable[[], asyncio.Protocol]) -> None:
         self._gate = gate

@@ -35,6 +35,7 @@ from calltracking.store.visitors import Welcome
 from web.frames import FRAME_BURST, FRAME_WINDOW_S, FrameRate, Malformed, parse_frame, parse_hello
 from web.hub import Hub, Tab
 from web.keys import HUB, SERVICES, SITES
+from web.shed import shed_after_hello, shed_after_upgrade
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10.0
@@ -61,10 +62,15 @@ def origin_allowed(origin: str | None, domains: tuple[str, ...]) -> bool:
 
 
 async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
+    # One coroutine for the socket's whole life: a held socket keeps this frame, so the receive
+    # loop and the tab's cleanup are inline rather than in nested coroutines (each nested
+    # frame cost every held socket a few hundred bytes: bench/ws_bench.py --trace).
     services: Services = request.app[SERVICES]
     hub: Hub = request.app[HUB]
     address = client_address(request, services.config.trusted_proxies)
     group = address_key(address)  # IPv6 counts by /64, as the engine's caps do
+    if group == address:
+        group = address  # one string held for both, not two equal ones
     # No permessage-deflate: frames are a few hundred bytes, and a browser that negotiates it
     # would cost a zlib state (hundreds of KiB) per held socket.
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME, compress=False)
@@ -73,12 +79,74 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     except ConnectionError:  # the client left during the handshake (seen in bench/soak.py)
         log.info("visitor socket from %s closed during the handshake", address)
         return ws
+    shed_after_upgrade(request, ws)
     if hub.connections_from(group) >= services.config.ws_max_per_address:
         await ws.close(code=4429, message=b"too many connections from this address")
         return ws
     hub.reserve_address(group)
     try:
-        await _serve(request, ws, services, hub, address)
+        # The hello, its frame and its request details are dropped once admitted: only what
+        # the socket needs for its life stays referenced (memory per held socket).
+        admitted = await _admit(request, ws, services, address)
+        if admitted is None:
+            return ws
+        shed_after_hello(request)
+        site, welcome = admitted.site, admitted.welcome
+        tab = Tab(ws, site.id, welcome.visitor_id, welcome.tab_id, address)
+        hub.add(tab)
+        # Per tab at debug level: at a thousand tabs a second these lines would be the log;
+        # the hub writes a summary a minute instead.
+        log.debug("visitor %s tab %s connected (site %s)", tab.visitor_id, tab.tab_id, site.id)
+        try:
+            await _greet(ws, services, hub, tab, admitted, request.transport)
+            del admitted, welcome
+            last_activity = 0.0
+            visible = True
+            rate: FrameRate | None = None  # made at the first frame: most tabs send none
+            while True:
+                msg = await ws.receive()
+                if msg.type in _ENDED:
+                    break
+                try:
+                    if rate is None:
+                        rate = FrameRate()
+                    if not rate.allow(time.monotonic()):
+                        raise Malformed(f"more than {FRAME_BURST} frames in {FRAME_WINDOW_S:g} s")
+                    if msg.type is not WSMsgType.TEXT:
+                        raise Malformed("only JSON text frames are accepted")
+                    frame = parse_frame(msg.data)
+                    kind = frame["type"]
+                    if kind == "hello":
+                        raise Malformed("a second hello")
+                    if kind == "activity":
+                        if time.monotonic() - last_activity < MIN_ACTIVITY_INTERVAL_S:
+                            continue
+                        last_activity = time.monotonic()
+                        shown, changed = await services.visitors.activity(
+                            site, tab.visitor_id, tab.tab_id, services.clock()
+                        )
+                        await hub.push(tab.visitor_id, shown)
+                        await hub.refresh(changed)
+                    elif kind == "visibility":
+                        state = frame.get("state")
+                        if state not in ("hidden", "visible"):
+                            raise Malformed("visibility state is hidden or visible")
+                        if (state == "visible") != visible:  # only changes touch the database
+                            visible = state == "visible"
+                            await services.visitors.visibility(
+                                tab.tab_id, visible, services.clock()
+                            )
+                    elif kind == "want" and site.settings.lease_on in ("visible", "interaction"):
+                        shown, changed = await services.visitors.want(
+                            site, tab.visitor_id, services.clock()
+                        )
+                        await hub.push(tab.visitor_id, shown)
+                        await hub.refresh(changed)
+                except Malformed as exc:
+                    await _refuse(ws, 4400, str(exc))
+                    return ws
+        finally:
+            await _tab_closed(services, hub, site, tab)
     except ConnectionError:  # the client left while we wrote to it: its tab closed as usual
         log.info("visitor socket from %s went away mid-frame", address)
     except Exception:
@@ -88,6 +156,20 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
     finally:
         hub.release_address(group)
     return ws
+
+
+# What ends `async for msg in ws` (aiohttp's __anext__), without its coroutine on every socket.
+_ENDED = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
+
+
+async def _tab_closed(services: Services, hub: Hub, site: Site, tab: Tab) -> None:
+    hub.remove(tab)
+    with contextlib.suppress(Exception):
+        changed = await asyncio.shield(
+            services.visitors.tab_closed(site, tab.visitor_id, tab.tab_id, services.clock())
+        )
+        await hub.refresh(changed)
+    log.debug("visitor %s tab %s closed", tab.visitor_id, tab.tab_id)
 
 
 async def _refuse(ws: web.WebSocketResponse, code: int, message: str) -> None:
@@ -107,34 +189,6 @@ async def _first_frame(ws: web.WebSocketResponse) -> WSMessage | None:
                     return msg
     except TimeoutError:
         return None
-
-
-async def _serve(
-    request: web.Request, ws: web.WebSocketResponse, services: Services, hub: Hub, address: str
-) -> None:
-    # The hello, its frame and its request details are dropped once admitted: only what the
-    # socket needs for its life stays referenced (memory per held socket).
-    admitted = await _admit(request, ws, services, address)
-    if admitted is None:
-        return
-    site, welcome = admitted.site, admitted.welcome
-    tab = Tab(ws, site.id, welcome.visitor_id, welcome.tab_id, address)
-    hub.add(tab)
-    # Per tab at debug level: at a thousand tabs a second these lines would be the log; the
-    # hub writes a summary a minute instead.
-    log.debug("visitor %s tab %s connected (site %s)", tab.visitor_id, tab.tab_id, site.id)
-    try:
-        await _greet(ws, services, hub, tab, admitted, request.transport)
-        del admitted, welcome
-        await _loop(ws, services, hub, site, tab)
-    finally:
-        hub.remove(tab)
-        with contextlib.suppress(Exception):
-            changed = await asyncio.shield(
-                services.visitors.tab_closed(site, tab.visitor_id, tab.tab_id, services.clock())
-            )
-            await hub.refresh(changed)
-        log.debug("visitor %s tab %s closed", tab.visitor_id, tab.tab_id)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -221,46 +275,3 @@ def _corked(transport: asyncio.BaseTransport | None) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
-
-
-async def _loop(
-    ws: web.WebSocketResponse, services: Services, hub: Hub, site: Site, tab: Tab
-) -> None:
-    last_activity = 0.0
-    visible = True
-    rate = FrameRate()
-    async for msg in ws:
-        try:
-            if not rate.allow(time.monotonic()):
-                raise Malformed(f"more than {FRAME_BURST} frames in {FRAME_WINDOW_S:g} s")
-            if msg.type is not WSMsgType.TEXT:
-                raise Malformed("only JSON text frames are accepted")
-            frame = parse_frame(msg.data)
-            kind = frame["type"]
-            if kind == "hello":
-                raise Malformed("a second hello")
-            if kind == "activity":
-                if time.monotonic() - last_activity < MIN_ACTIVITY_INTERVAL_S:
-                    continue
-                last_activity = time.monotonic()
-                shown, changed = await services.visitors.activity(
-                    site, tab.visitor_id, tab.tab_id, services.clock()
-                )
-                await hub.push(tab.visitor_id, shown)
-                await hub.refresh(changed)
-            elif kind == "visibility":
-                state = frame.get("state")
-                if state not in ("hidden", "visible"):
-                    raise Malformed("visibility state is hidden or visible")
-                if (state == "visible") != visible:  # only changes touch the database
-                    visible = state == "visible"
-                    await services.visitors.visibility(tab.tab_id, visible, services.clock())
-            elif kind == "want" and site.settings.lease_on in ("visible", "interaction"):
-                shown, changed = await services.visitors.want(
-                    site, tab.visitor_id, services.clock()
-                )
-                await hub.push(tab.visitor_id, shown)
-                await hub.refresh(changed)
-        except Malformed as exc:
-            await _refuse(ws, 4400, str(exc))
-            return

@@ -33,9 +33,7 @@ async def redis_server(
     args = ["--port", str(port), "--bind", host, "--save", "", "--appendonly", "no"]
     if password:
         args += ["--requirepass", password]
-    proc = await asyncio.create_subprocess_exec(
-        binary, *args, stdout=asyncio.subprocess.DEVNULL
-    )
+    proc = await asyncio.create_subprocess_exec(binary, *args, stdout=asyncio.subprocess.DEVNULL)
     try:
         async with asyncio.timeout(READY_S):
             while True:

@@ -1,5 +1,5 @@
-"""zar itself (totalhack/zar) as `bench.peer_bench`'s peer: stood up from a local checkout, spoken to
-as its JS client speaks to it.
+"""zar itself (totalhack/zar) as `bench.peer_bench`'s peer: stood up from a local checkout,
+spoken to as its JS client speaks to it.
 
 Nothing of zar is in this repository: the bench is given a checkout (`--zar`) and a Python that
 has zar's dependencies (`--zar-python`). Setup, once (PyPI for the venv; versions as its
@@ -41,7 +41,7 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,8 +84,8 @@ if sys.argv[1] == "reset":
     cur.execute("CREATE DATABASE zar")
 else:
     numbers = sys.stdin.read().split()
-    cur.execute("INSERT INTO zar.pools (id, name, active, properties) VALUES (%s, 'bench', 1, '{}')",
-                (int(sys.argv[3]),))
+    cur.execute("INSERT INTO zar.pools (id, name, active, properties) "
+                "VALUES (%s, 'bench', 1, '{}')", (int(sys.argv[3]),))
     cur.executemany("INSERT INTO zar.pool_numbers (pool_id, number) VALUES (%s, %s)",
                     [(int(sys.argv[3]), n) for n in numbers])
 conn.close()
@@ -237,9 +237,7 @@ async def zar_server(
                 await _stop(proc)
 
 
-async def _wait_ready(
-    proc: asyncio.subprocess.Process, url: str, workers: int, log: Path
-) -> None:
+async def _wait_ready(proc: asyncio.subprocess.Process, url: str, workers: int, log: Path) -> None:
     async with aiohttp.ClientSession() as http:
         try:
             async with asyncio.timeout(READY_S):
@@ -335,19 +333,22 @@ class Visitor:
         }
 
 
-def cookie_header(response: aiohttp.ClientResponse, previous: str) -> str:
+def cookie_header(previous: str, set_now: Mapping[str, str]) -> str:
     """What a browser sends back: the cookies set so far, later ones replacing earlier ones."""
     jar = dict(part.split("=", 1) for part in previous.split("; ") if "=" in part)
-    for name, morsel in response.cookies.items():
-        jar[name] = morsel.value
+    jar.update(set_now)
     return "; ".join(f"{name}={value}" for name, value in jar.items())
+
+
+def set_cookies(response: aiohttp.ClientResponse) -> dict[str, str]:
+    return {name: morsel.value for name, morsel in response.cookies.items()}
 
 
 async def arrive(http: aiohttp.ClientSession, url: str, visitor: Visitor) -> str:
     """The page view that leases a number: 'dynamic' when one was leased, else zar's answer."""
     async with http.post(f"{url}/page", json=visitor.page_body(), headers=visitor.headers()) as r:
         body = await r.json(content_type=None) if r.status == 200 else {}
-        visitor.cookie = cookie_header(r, visitor.cookie)
+        visitor.cookie = cookie_header(visitor.cookie, set_cookies(r))
     pool = body.get("pool_data") or {}
     if pool.get("status") == "success" and pool.get("number"):
         visitor.number = str(pool["number"])

@@ -1,15 +1,20 @@
-"""The tracker beside a minimal Redis-backed pool (bench/pool_peer.py, zar's shape), one run.
+"""The tracker beside zar's shape, one run: a minimal Redis-backed pool (bench/pool_peer.py) always,
+and zar itself (bench/zar_peer.py) when given a checkout (`--zar`) and its venv (`--zar-python`).
 
 For each server, fresh, with a pool of N numbers:
 1. new visitors: N visitors arrive, at most `--opening` in flight. Tracker: a websocket hello
-   until its `number` frame (the socket stays open). Peer: one `GET /number` (zar's first call).
+   until its `number` frame (the socket stays open). Pool: one `GET /number`. zar: its JS
+   client's first call, `POST /api/v2/page` (records the page, leases a number).
    Rate = N / time to serve them all; server CPU per new visitor = CPU time of the server
-   processes (the peer counts redis-server too) over that phase / N.
+   processes over that phase / N.
 2. held visitors: for `--hold` seconds the N visitors stay. Tracker: sockets open, idle (the
-   server pings each every 25 s). Peer: each visitor renews every 30 s, as zar's page does
-   (requests spread evenly). CPU per held visitor-hour = CPU seconds / (N x hours held).
-CPU time is utime + stime from /proc/<pid>/stat. Both sides run on the same machine, one after
-the other, with the client in this process.
+   server pings each every 25 s). Pool and zar: each visitor renews every 30 s, as zar's page
+   does (requests spread evenly; zar: `POST /api/v2/number_pool` with its cookies).
+   CPU per held visitor-hour = CPU seconds / (N x hours held).
+CPU time is utime + stime (all threads) from /proc/<pid>/stat of: the tracker's process; the
+pool's process and its throwaway redis-server; zar's gunicorn master and workers, its throwaway
+redis-server and the local MariaDB/MySQL server (shared, idle at ~0.001 CPU s/s here). All run on
+the same machine, one after the other, with the client in this process.
 """
 
 from __future__ import annotations
@@ -132,11 +137,18 @@ async def measure_zar(
             async def hold() -> None:
                 await renew_spread(n, hold_s, renew_one)
 
+            before = {part: cpu(pids) for part, pids in zar.parts.items()}
             open_s, open_cpu = await timed(zar.pids, arrive_all)
+            middle = {part: cpu(pids) for part, pids in zar.parts.items()}
             held_s, held_cpu = await timed(zar.pids, hold)
+            after = {part: cpu(pids) for part, pids in zar.parts.items()}
+        split = ", ".join(
+            f"{part} {middle[part] - before[part]:.2f} + {after[part] - middle[part]:.2f}"
+            for part in zar.parts
+        )
         print(
-            f"zar: {zar.workers} workers; pids counted {zar.pids}; new visitors {dict(kinds)}; "
-            f"renewals {dict(renewals)}",
+            f"zar: {zar.workers} workers; pids counted {zar.parts}; new visitors {dict(kinds)}; "
+            f"renewals {dict(renewals)}; CPU s arriving + held: {split}",
             flush=True,
         )
     return _row(n, kinds, latencies, open_s, open_cpu, held_s, held_cpu)

@@ -95,9 +95,13 @@ conn.close()
 @dataclass
 class ZarServer:
     url: str
-    pids: list[int]
+    parts: dict[str, list[int]]  # gunicorn (master and workers), redis, mysql: their pids
     log: Path
     workers: int
+
+    @property
+    def pids(self) -> list[int]:
+        return [pid for pids in self.parts.values() for pid in pids]
 
 
 def default_workers() -> int:
@@ -228,11 +232,13 @@ async def zar_server(
             try:
                 url = f"http://{LOOPBACK}:{port}{API}"
                 await _wait_ready(proc, url, workers, log)
-                pids = [proc.pid, *children_of(proc.pid), redis_pid]
                 db_pid = database_server_pid()
-                if db_pid is not None:
-                    pids.append(db_pid)
-                yield ZarServer(url, pids, log, workers)
+                parts = {
+                    "gunicorn": [proc.pid, *children_of(proc.pid)],
+                    "redis": [redis_pid],
+                    "mysql": [] if db_pid is None else [db_pid],
+                }
+                yield ZarServer(url, parts, log, workers)
             finally:
                 await _stop(proc)
 
@@ -381,7 +387,7 @@ def main() -> None:
                 visitor = Visitor(0)
                 print("page:", await arrive(http, zar.url, visitor), visitor.number)
                 print("renew:", await renew(http, zar.url, visitor))
-            print("pids:", zar.pids, "workers:", zar.workers)
+            print("pids:", zar.parts, "workers:", zar.workers)
             print(zar.log.read_text(errors="replace")[-1500:])
 
     asyncio.run(smoke())

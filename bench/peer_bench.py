@@ -104,11 +104,17 @@ async def measure_peer(n: int, opening: int, hold_s: float) -> dict[str, float]:
 
 
 async def measure_zar(
-    n: int, opening: int, hold_s: float, checkout: Path, python: Path, db_url: str
+    n: int,
+    opening: int,
+    hold_s: float,
+    checkout: Path,
+    python: Path,
+    db_url: str,
+    workers: int | None,
 ) -> dict[str, float]:
     """zar itself (bench/zar_peer.py): its gunicorn master and workers, Redis and MySQL server."""
     numbers = [f"+7495111{i:04d}" for i in range(1, n + 1)]
-    async with zar_server(checkout, python, numbers, db_url) as zar:
+    async with zar_server(checkout, python, numbers, db_url, workers) as zar:
         latencies: list[float] = []
         kinds: Counter[str] = Counter()
         renewals: Counter[str] = Counter()
@@ -196,12 +202,20 @@ def _row(
 
 
 async def main_async(
-    n: int, opening: int, hold_s: float, zar: Path | None, zar_python: Path | None, db_url: str
+    n: int,
+    opening: int,
+    hold_s: float,
+    zar: Path | None,
+    zar_python: Path | None,
+    db_url: str,
+    zar_workers: int | None,
 ) -> None:
     raise_nofile(4 * n + 1024)
     servers: list[tuple[str, Callable[[], Awaitable[dict[str, float]]]]] = []
     if zar is not None and zar_python is not None:
-        servers.append(("zar", lambda: measure_zar(n, opening, hold_s, zar, zar_python, db_url)))
+        servers.append(
+            ("zar", lambda: measure_zar(n, opening, hold_s, zar, zar_python, db_url, zar_workers))
+        )
     servers.append(("redis pool", lambda: measure_peer(n, opening, hold_s)))
     servers.append(("tracker", lambda: measure_tracker(n, opening, hold_s)))
     rows = []
@@ -242,11 +256,22 @@ def main() -> None:
         default=DEFAULT_DB_URL,
         help="MySQL for zar; its database `zar` is dropped and created anew",
     )
+    parser.add_argument(
+        "--zar-workers", type=int, help="gunicorn workers for zar (default: its image's)"
+    )
     args = parser.parse_args()
     if (args.zar is None) != (args.zar_python is None):
         parser.error("--zar and --zar-python go together")
     asyncio.run(
-        main_async(args.n, args.opening, args.hold, args.zar, args.zar_python, args.zar_db_url)
+        main_async(
+            args.n,
+            args.opening,
+            args.hold,
+            args.zar,
+            args.zar_python,
+            args.zar_db_url,
+            args.zar_workers,
+        )
     )
 
 

@@ -171,7 +171,11 @@ def zar_env(app_dir: Path, db_url: str, redis_password: str, scratch: Path) -> d
 
 @contextlib.asynccontextmanager
 async def zar_server(
-    checkout: Path, python: Path, numbers: Sequence[str], db_url: str = DEFAULT_DB_URL
+    checkout: Path,
+    python: Path,
+    numbers: Sequence[str],
+    db_url: str = DEFAULT_DB_URL,
+    workers: int | None = None,
 ) -> AsyncIterator[ZarServer]:
     app_dir = checkout / "backend" / "app"
     if not (app_dir / "app" / "number_pool.py").is_file():
@@ -195,7 +199,7 @@ async def zar_server(
             await _run([py, "app/backend_pre_start.py"], app_dir, env)
             await _run([py, "app/initial_data.py"], app_dir, env)
             port = free_port()
-            workers = default_workers()
+            workers = workers or default_workers()
             log = scratch / "zar.log"
             with log.open("wb") as log_file:
                 proc = await asyncio.create_subprocess_exec(

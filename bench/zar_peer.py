@@ -2,8 +2,8 @@
 spoken to as its JS client speaks to it.
 
 Nothing of zar is in this repository: the bench is given a checkout (`--zar`) and a Python that
-has zar's dependencies (`--zar-python`). Setup, once (PyPI for the venv; versions as its
-backend/app/pyproject.toml allows, plus uvicorn[standard], which its base image ships):
+has zar's dependencies (`--zar-python`). Setup, once (the venv from the package index, with the
+versions its backend/app/pyproject.toml allows, plus uvicorn[standard], which its image ships):
 
     git clone <zar> /tmp/zar
     python3.11 -m venv /tmp/zarvenv

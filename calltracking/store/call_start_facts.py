@@ -7,8 +7,9 @@ Rules (those of `SqlCallRecorder.start_call`, calls.py, for many calls at once):
   at once and the writer's lock stays short.
 - The keys already stored and the callers' earlier calls are read inside the write transaction
   (`stored_calls`, `read_callers`), so a call reported meanwhile is found and the first-time and
-  lead flags count every stored call: a count per (account, caller) and the leads of the months
-  around the batch, not every earlier row (a frequent caller's history is long).
+  lead flags count every stored call: whether each (account, caller) has any stored call (an
+  index probe each) and the leads of the months around the batch (a partial index holds only
+  leads), never every earlier row: a frequent caller's history is long.
 - Plain synchronous SQLAlchemy Core on a `Connection`: the same functions run on the event
   loop's thread against SQLite (sqlite_inline.py) or through `AsyncConnection.run_sync`. The
   statements are built once, with expanding parameters, so a batch only binds values.
@@ -16,6 +17,7 @@ Rules (those of `SqlCallRecorder.start_call`, calls.py, for many calls at once):
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +54,7 @@ class Facts:
     visits: dict[str, list[Any]]
     visits_by_id: dict[str, Any]
     accounts: dict[str, Any] = field(default_factory=dict)
+    # 1 for a caller with any stored call to the account (then more as the batch's calls count)
     earlier: Counter[tuple[str, str]] = field(default_factory=Counter)
     leads: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
 
@@ -91,15 +94,28 @@ _VISITS = _newest(
 _VISITS_BY_ID = sa.select(t.visits).where(t.visits.c.id.in_(_in("ids")))
 _ACCOUNTS = sa.select(t.accounts).where(t.accounts.c.id.in_(_in("ids")))
 _CALLERS_IN = sa.and_(t.calls.c.account_id.in_(_in("ids")), t.calls.c.caller.in_(_in("callers")))
-_EARLIER = (
-    sa.select(t.calls.c.account_id, t.calls.c.caller, sa.func.count().label("n"))
-    .where(_CALLERS_IN)
-    .group_by(t.calls.c.account_id, t.calls.c.caller)
-)
+# Which (account, caller) pairs have any stored call: one index probe per pair, where a count
+# walked every stored call of a frequent caller. One statement text per dialect whatever the
+# numbers of accounts and callers (JSON arrays on SQLite, arrays on PostgreSQL).
+_CALLED_BEFORE = {
+    "sqlite": sa.text(
+        "SELECT a.value AS account_id, c.value AS caller"
+        " FROM json_each(:ids) AS a, json_each(:callers) AS c"
+        " WHERE EXISTS (SELECT 1 FROM calls"
+        " WHERE calls.account_id = a.value AND calls.caller = c.value)"
+    ),
+    "postgresql": sa.text(
+        "SELECT a.account_id, c.caller"
+        " FROM unnest(CAST(:ids AS VARCHAR[])) AS a(account_id),"
+        " unnest(CAST(:callers AS VARCHAR[])) AS c(caller)"
+        " WHERE EXISTS (SELECT 1 FROM calls"
+        " WHERE calls.account_id = a.account_id AND calls.caller = c.caller)"
+    ),
+}
+# Read through the partial index ix_calls_caller_leads (schema.CALL_LEADS: the same condition).
 _LEADS = sa.select(t.calls.c.account_id, t.calls.c.caller, t.calls.c.started_at).where(
     _CALLERS_IN,
-    t.calls.c.lead.is_(True),
-    t.calls.c.spam.is_(False),
+    t.CALL_LEADS,
     t.calls.c.started_at >= sa.bindparam("since"),
     t.calls.c.started_at < sa.bindparam("until"),
 )
@@ -164,9 +180,16 @@ def read_callers(conn: Connection, starts: Sequence[CallStart], facts: Facts) ->
     if not callers:
         return
     params = {"ids": account_ids, "callers": callers}
-    for r in conn.execute(_EARLIER, params):
-        facts.earlier[(r.account_id, r.caller)] = int(r.n)
+    for r in conn.execute(_CALLED_BEFORE[conn.dialect.name], _arrays(conn, params)):
+        facts.earlier[(r.account_id, r.caller)] = 1
     since = min(s.at for s in starts) - _MONTH_AROUND
     until = max(s.at for s in starts) + _MONTH_AROUND
     for r in conn.execute(_LEADS, {**params, "since": since, "until": until}):
         facts.leads.setdefault((r.account_id, r.caller), []).append(r.started_at)
+
+
+def _arrays(conn: Connection, lists: dict[str, list[str]]) -> dict[str, Any]:
+    """Lists as `_CALLED_BEFORE` takes them: JSON text for SQLite's json_each, else arrays."""
+    if conn.dialect.name == "sqlite":
+        return {name: json.dumps(values) for name, values in lists.items()}
+    return dict(lists)

@@ -16,6 +16,9 @@ Rules:
   answered with that row's frozen attribution. Any other failure fails that batch's callers
   (the dialogue then reports its error to the dialplan) and the next batch starts afresh.
 - Every other report (answer, end, recordings, open calls) goes to the wrapped recorder.
+- An inline commit calls `committed` (the relay's wake-up: `Services.outbox_written`), as every
+  commit through the Database's engine does by itself (outbox_watch.py); without it the
+  `call.started` rows of a quiet tracker would wait for the relay's fallback round.
 - The drain task is owned: `close()` waits for it; a start queued after `close()` is refused.
   So is the WAL checkpoint that every CHECKPOINT_EVERY inline writes start on a worker thread.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -49,8 +53,17 @@ _Queued = tuple[CallStart, "asyncio.Future[Resolution]"]
 
 
 class CallStartBatcher:
-    def __init__(self, db: Database, recorder: CallRecorder, *, batch_max: int = BATCH_MAX) -> None:
+    def __init__(
+        self,
+        db: Database,
+        recorder: CallRecorder,
+        *,
+        batch_max: int = BATCH_MAX,
+        committed: Callable[[], None] | None = None,
+    ) -> None:
         self.db = db
+        # Called after each inline commit: those bypass the engine that outbox_watch.py watches.
+        self._committed = committed
         self._recorder = recorder
         self._batch_max = batch_max
         self._queue: list[_Queued] = []
@@ -142,7 +155,10 @@ class CallStartBatcher:
     ) -> list[Resolution]:
         numbers = inline.read(read_numbers_now, starts)
         async with self.db.writer_turn():
-            return inline.write(store_starts_now, starts, numbers)
+            resolutions = inline.write(store_starts_now, starts, numbers)
+        if self._committed is not None:
+            self._committed()  # the batch's `call.started` rows are in: wake the relay
+        return resolutions
 
     # -- everything else is the wrapped recorder's -------------------------------------------
 

@@ -70,27 +70,34 @@ def _in(name: str) -> sa.BindParameter[Any]:
     return sa.bindparam(name, expanding=True)
 
 
-def _newest(table: sa.Table, part: sa.Column[Any], order: sa.Column[Any], where: Any) -> Any:
-    """The NEWEST rows per `part` matching `where`, newest first."""
-    rank = sa.func.row_number().over(partition_by=part, order_by=order.desc()).label("rank")
-    inner = sa.select(table, rank).where(where).subquery()
-    return sa.select(inner).where(inner.c.rank <= NEWEST).order_by(inner.c[part.name], inner.c.rank)
+def _newest(table: sa.Table, part: sa.Column[Any], order: sa.Column[Any]) -> dict[str, Any]:
+    """Per dialect: the NEWEST rows of each `part` in `:keys` with `order <= :latest`, newest
+    first. Each key is an index probe that stops after NEWEST rows (a window over every row of
+    the key walked a number's whole lease history); one text whatever the number of keys."""
+    name, key, at = table.name, part.name, order.name
+    sqlite = (
+        f"SELECT {name}.* FROM json_each(:keys) AS k JOIN {name} ON {name}.rowid IN"
+        f" (SELECT n.rowid FROM {name} AS n WHERE n.{key} = k.value AND n.{at} <= :latest"
+        f" ORDER BY n.{at} DESC LIMIT {NEWEST})"
+        f" ORDER BY {name}.{key}, {name}.{at} DESC"
+    )
+    postgresql = (
+        f"SELECT n.* FROM unnest(CAST(:keys AS VARCHAR[])) AS k(key) CROSS JOIN LATERAL"
+        f" (SELECT * FROM {name} WHERE {name}.{key} = k.key AND {name}.{at} <= :latest"
+        f" ORDER BY {name}.{at} DESC LIMIT {NEWEST}) AS n"
+        f" ORDER BY n.{key}, n.{at} DESC"
+    )
+    latest = sa.bindparam("latest", type_=order.type)
+    return {
+        dialect: sa.text(sql).bindparams(latest).columns(*table.c)
+        for dialect, sql in (("sqlite", sqlite), ("postgresql", postgresql))
+    }
 
 
 _NUMBERS = sa.select(t.numbers).where(t.numbers.c.e164.in_(_in("dids")))
-_LEASES = _newest(
-    t.leases,
-    t.leases.c.number,
-    t.leases.c.assigned_at,
-    sa.and_(t.leases.c.number.in_(_in("dids")), t.leases.c.assigned_at <= sa.bindparam("latest")),
-)
+_LEASES = _newest(t.leases, t.leases.c.number, t.leases.c.assigned_at)
 _SITES = sa.select(t.sites).where(t.sites.c.id.in_(_in("ids")))
-_VISITS = _newest(
-    t.visits,
-    t.visits.c.visitor_id,
-    t.visits.c.started_at,
-    sa.and_(t.visits.c.visitor_id.in_(_in("ids")), t.visits.c.started_at <= sa.bindparam("latest")),
-)
+_VISITS = _newest(t.visits, t.visits.c.visitor_id, t.visits.c.started_at)
 _VISITS_BY_ID = sa.select(t.visits).where(t.visits.c.id.in_(_in("ids")))
 _ACCOUNTS = sa.select(t.accounts).where(t.accounts.c.id.in_(_in("ids")))
 _CALLERS_IN = sa.and_(t.calls.c.account_id.in_(_in("ids")), t.calls.c.caller.in_(_in("callers")))
@@ -134,7 +141,8 @@ def read_numbers(conn: Connection, starts: Sequence[CallStart]) -> NumbersSeen:
     latest = max(s.at for s in starts)
     numbers = {r.e164: r for r in conn.execute(_NUMBERS, {"dids": dids})}
     leases: dict[str, list[Any]] = {}
-    for r in conn.execute(_LEASES, {"dids": dids, "latest": latest}):
+    dialect = conn.dialect.name
+    for r in conn.execute(_LEASES[dialect], {**_arrays(conn, {"keys": dids}), "latest": latest}):
         leases.setdefault(r.number, []).append(r)
     site_ids = {r.site_id for r in numbers.values() if r.site_id}
     site_ids |= {r.site_id for rows in leases.values() for r in rows}
@@ -144,7 +152,8 @@ def read_numbers(conn: Connection, starts: Sequence[CallStart]) -> NumbersSeen:
     visitor_ids = sorted({r.visitor_id for rows in leases.values() for r in rows if r.visitor_id})
     visits: dict[str, list[Any]] = {}
     if visitor_ids:
-        for r in conn.execute(_VISITS, {"ids": visitor_ids, "latest": latest}):
+        keys = _arrays(conn, {"keys": visitor_ids})
+        for r in conn.execute(_VISITS[dialect], {**keys, "latest": latest}):
             visits.setdefault(r.visitor_id, []).append(r)
     lease_visits = sorted({r.visit_id for rows in leases.values() for r in rows if r.visit_id})
     by_id = visits_by_id(conn, lease_visits)
@@ -189,7 +198,7 @@ def read_callers(conn: Connection, starts: Sequence[CallStart], facts: Facts) ->
 
 
 def _arrays(conn: Connection, lists: dict[str, list[str]]) -> dict[str, Any]:
-    """Lists as `_CALLED_BEFORE` takes them: JSON text for SQLite's json_each, else arrays."""
+    """Lists as the per-dialect texts take them: JSON text for SQLite's json_each, else arrays."""
     if conn.dialect.name == "sqlite":
         return {name: json.dumps(values) for name, values in lists.items()}
     return dict(lists)

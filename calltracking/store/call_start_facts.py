@@ -12,19 +12,22 @@ Rules (those of `SqlCallRecorder.start_call`, calls.py, for many calls at once):
   leads), never every earlier row: a frequent caller's history is long.
 - Plain synchronous SQLAlchemy Core on a `Connection`: the same functions run on the event
   loop's thread against SQLite (sqlite_inline.py) or through `AsyncConnection.run_sync`. The
-  statements are built once, with expanding parameters, so a batch only binds values.
+  statements are built once per dialect, each with one text whatever the batch (lists go as
+  one array, or one JSON array text on SQLite), so a batch only binds values and neither
+  asyncpg nor SQLite prepares a statement again for a new batch size.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from calltracking.core.records import CallKey
@@ -66,8 +69,27 @@ class NumbersSeen:
     facts: Facts
 
 
-def _in(name: str) -> sa.BindParameter[Any]:
-    return sa.bindparam(name, expanding=True)
+def _one_of(dialect: str, column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
+    """`column` is one of the list `:name`, in one statement text whatever the list's length:
+    PostgreSQL takes an array (asyncpg then reuses its prepared statement), SQLite a JSON array
+    text (its statement cache then holds the statement). `_execute` converts the lists."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+    values: sa.Select[Any] = sa.select(sa.literal_column("value")).select_from(
+        sa.func.json_each(sa.bindparam(name, type_=sa.String))
+    )
+    return column.in_(values)
+
+
+def _per_dialect(build: Callable[[str], Any]) -> dict[str, Any]:
+    return {dialect: build(dialect) for dialect in ("sqlite", "postgresql")}
+
+
+def _execute(conn: Connection, statements: dict[str, Any], params: dict[str, Any]) -> Any:
+    """The dialect's statement, its lists as that dialect takes them (see _one_of)."""
+    if conn.dialect.name == "sqlite":
+        params = {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
+    return conn.execute(statements[conn.dialect.name], params)
 
 
 def _newest(table: sa.Table, part: sa.Column[Any], order: sa.Column[Any]) -> dict[str, Any]:
@@ -94,13 +116,12 @@ def _newest(table: sa.Table, part: sa.Column[Any], order: sa.Column[Any]) -> dic
     }
 
 
-_NUMBERS = sa.select(t.numbers).where(t.numbers.c.e164.in_(_in("dids")))
+_NUMBERS = _per_dialect(lambda d: sa.select(t.numbers).where(_one_of(d, t.numbers.c.e164, "dids")))
 _LEASES = _newest(t.leases, t.leases.c.number, t.leases.c.assigned_at)
-_SITES = sa.select(t.sites).where(t.sites.c.id.in_(_in("ids")))
+_SITES = _per_dialect(lambda d: sa.select(t.sites).where(_one_of(d, t.sites.c.id, "ids")))
 _VISITS = _newest(t.visits, t.visits.c.visitor_id, t.visits.c.started_at)
-_VISITS_BY_ID = sa.select(t.visits).where(t.visits.c.id.in_(_in("ids")))
-_ACCOUNTS = sa.select(t.accounts).where(t.accounts.c.id.in_(_in("ids")))
-_CALLERS_IN = sa.and_(t.calls.c.account_id.in_(_in("ids")), t.calls.c.caller.in_(_in("callers")))
+_VISITS_BY_ID = _per_dialect(lambda d: sa.select(t.visits).where(_one_of(d, t.visits.c.id, "ids")))
+_ACCOUNTS = _per_dialect(lambda d: sa.select(t.accounts).where(_one_of(d, t.accounts.c.id, "ids")))
 # Which (account, caller) pairs have any stored call: one index probe per pair, where a count
 # walked every stored call of a frequent caller. One statement text per dialect whatever the
 # numbers of accounts and callers (JSON arrays on SQLite, arrays on PostgreSQL).
@@ -120,17 +141,22 @@ _CALLED_BEFORE = {
     ),
 }
 # Read through the partial index ix_calls_caller_leads (schema.CALL_LEADS: the same condition).
-_LEADS = sa.select(t.calls.c.account_id, t.calls.c.caller, t.calls.c.started_at).where(
-    _CALLERS_IN,
-    t.CALL_LEADS,
-    t.calls.c.started_at >= sa.bindparam("since"),
-    t.calls.c.started_at < sa.bindparam("until"),
+_LEADS = _per_dialect(
+    lambda d: sa.select(t.calls.c.account_id, t.calls.c.caller, t.calls.c.started_at).where(
+        _one_of(d, t.calls.c.account_id, "ids"),
+        _one_of(d, t.calls.c.caller, "callers"),
+        t.CALL_LEADS,
+        t.calls.c.started_at >= sa.bindparam("since"),
+        t.calls.c.started_at < sa.bindparam("until"),
+    )
 )
 # Wider than any calendar month around a call in any time zone: the leads read for a batch
 # include every one its calls' months count (rows.py keeps those of each call's own month).
 _MONTH_AROUND = timedelta(days=33)
-_STORED = sa.select(t.calls).where(
-    t.calls.c.pbx_id == sa.bindparam("pbx_id"), t.calls.c.linkedid.in_(_in("linkedids"))
+_STORED = _per_dialect(
+    lambda d: sa.select(t.calls).where(
+        t.calls.c.pbx_id == sa.bindparam("pbx_id"), _one_of(d, t.calls.c.linkedid, "linkedids")
+    )
 )
 
 
@@ -139,21 +165,20 @@ def read_numbers(conn: Connection, starts: Sequence[CallStart]) -> NumbersSeen:
     times with those sites, and the leased visitors' visits."""
     dids = sorted({s.did for s in starts})
     latest = max(s.at for s in starts)
-    numbers = {r.e164: r for r in conn.execute(_NUMBERS, {"dids": dids})}
+    numbers = {r.e164: r for r in _execute(conn, _NUMBERS, {"dids": dids})}
     leases: dict[str, list[Any]] = {}
-    dialect = conn.dialect.name
-    for r in conn.execute(_LEASES[dialect], {**_arrays(conn, {"keys": dids}), "latest": latest}):
+    for r in _execute(conn, _LEASES, {"keys": dids, "latest": latest}):
         leases.setdefault(r.number, []).append(r)
     site_ids = {r.site_id for r in numbers.values() if r.site_id}
     site_ids |= {r.site_id for rows in leases.values() for r in rows}
     sites = {}
     if site_ids:
-        sites = {r.id: site_from_row(r) for r in conn.execute(_SITES, {"ids": sorted(site_ids)})}
+        rows = _execute(conn, _SITES, {"ids": sorted(site_ids)})
+        sites = {r.id: site_from_row(r) for r in rows}
     visitor_ids = sorted({r.visitor_id for rows in leases.values() for r in rows if r.visitor_id})
     visits: dict[str, list[Any]] = {}
     if visitor_ids:
-        keys = _arrays(conn, {"keys": visitor_ids})
-        for r in conn.execute(_VISITS[dialect], {**keys, "latest": latest}):
+        for r in _execute(conn, _VISITS, {"keys": visitor_ids, "latest": latest}):
             visits.setdefault(r.visitor_id, []).append(r)
     lease_visits = sorted({r.visit_id for rows in leases.values() for r in rows if r.visit_id})
     by_id = visits_by_id(conn, lease_visits)
@@ -163,7 +188,7 @@ def read_numbers(conn: Connection, starts: Sequence[CallStart]) -> NumbersSeen:
 def visits_by_id(conn: Connection, ids: Collection[str]) -> dict[str, Any]:
     if not ids:
         return {}
-    return {r.id: r for r in conn.execute(_VISITS_BY_ID, {"ids": sorted(ids)})}
+    return {r.id: r for r in _execute(conn, _VISITS_BY_ID, {"ids": sorted(ids)})}
 
 
 def stored_calls(conn: Connection, keys: Collection[CallKey]) -> dict[CallKey, Any]:
@@ -173,7 +198,8 @@ def stored_calls(conn: Connection, keys: Collection[CallKey]) -> dict[CallKey, A
     for key in keys:
         by_pbx.setdefault(key.pbx_id, []).append(key.linkedid)
     for pbx_id, linkedids in by_pbx.items():
-        for row in conn.execute(_STORED, {"pbx_id": pbx_id, "linkedids": sorted(linkedids)}):
+        params = {"pbx_id": pbx_id, "linkedids": sorted(linkedids)}
+        for row in _execute(conn, _STORED, params):
             found[CallKey(row.pbx_id, row.linkedid)] = row
     return found
 
@@ -185,20 +211,13 @@ def read_callers(conn: Connection, starts: Sequence[CallStart], facts: Facts) ->
     callers = sorted({s.caller for s in starts if s.caller})
     if not account_ids:
         return
-    facts.accounts = {r.id: r for r in conn.execute(_ACCOUNTS, {"ids": account_ids})}
+    facts.accounts = {r.id: r for r in _execute(conn, _ACCOUNTS, {"ids": account_ids})}
     if not callers:
         return
     params = {"ids": account_ids, "callers": callers}
-    for r in conn.execute(_CALLED_BEFORE[conn.dialect.name], _arrays(conn, params)):
+    for r in _execute(conn, _CALLED_BEFORE, params):
         facts.earlier[(r.account_id, r.caller)] = 1
     since = min(s.at for s in starts) - _MONTH_AROUND
     until = max(s.at for s in starts) + _MONTH_AROUND
-    for r in conn.execute(_LEADS, {**params, "since": since, "until": until}):
+    for r in _execute(conn, _LEADS, {**params, "since": since, "until": until}):
         facts.leads.setdefault((r.account_id, r.caller), []).append(r.started_at)
-
-
-def _arrays(conn: Connection, lists: dict[str, list[str]]) -> dict[str, Any]:
-    """Lists as the per-dialect texts take them: JSON text for SQLite's json_each, else arrays."""
-    if conn.dialect.name == "sqlite":
-        return {name: json.dumps(values) for name, values in lists.items()}
-    return dict(lists)

@@ -2,12 +2,14 @@
 
 Rules:
 - `start_call` queues the start; whoever finds no drain running starts one, which takes up to
-  `batch_max` queued starts at a time, reads their numbers' facts without a lock
-  (call_starts.read_numbers) and stores them in one write transaction
-  (call_starts.store_starts). On a SQLite file both run synchronously on the loop's thread
-  (sqlite_inline.py: a batch is then a few milliseconds on the loop, not ~40 hops to aiosqlite's
-  thread), holding the Database's writer turn for the write; when SQLite would have to wait
-  (another process writes), that batch goes through the async engine. A caller's future is
+  `batch_max` queued starts at a time, reads their numbers' facts (call_starts.read_numbers)
+  and stores them in one write transaction (call_starts.store_starts). On SQLite the read
+  comes first, outside the write lock; on PostgreSQL it is the first statements of the write
+  transaction (no lock to keep short there; a pool checkout, its ping and a BEGIN less). On a
+  SQLite file both run synchronously on the loop's thread (sqlite_inline.py: a batch is then a
+  few milliseconds on the loop, not ~40 hops to aiosqlite's thread), holding the Database's
+  writer turn for the write; when SQLite would have to wait (another process writes), that
+  batch goes through the async engine. A caller's future is
   resolved only after that transaction has committed: the PBX is never told an attribution
   whose call row is not in the database, even if the process dies or the database fails between
   the answer and the commit (there is no such gap).
@@ -140,9 +142,16 @@ class CallStartBatcher:
                     except Busy as exc:
                         self.fallbacks += 1
                         log.info("call starts: SQLite busy (%s); through the engine", exc)
-                async with self.db.read() as conn:
-                    numbers = await read_numbers(conn, starts)
+                if self.db.is_sqlite:
+                    # The engine's writer holds SQLite's one write lock: read before taking it.
+                    async with self.db.read() as conn:
+                        numbers = await read_numbers(conn, starts)
+                    async with self.db.write() as conn:
+                        return await store_starts(conn, starts, numbers)
+                # PostgreSQL locks no more for a longer transaction: one connection (one pool
+                # checkout and its ping, one BEGIN) for the whole batch.
                 async with self.db.write() as conn:
+                    numbers = await read_numbers(conn, starts)
                     return await store_starts(conn, starts, numbers)
             except IntegrityError:
                 if attempt == ATTEMPTS:

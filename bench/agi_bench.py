@@ -18,7 +18,9 @@ dialogue set `CALLTRACKING_ERROR` (the 500 ms budget ran out, or the store faile
 error: "past budget" in the table. The bare server reads the env block and answers one line.
 
 `--concurrency` workers each run requests back to back for `--seconds` (and at most
-`--max-requests` in all); latency is connect to the server's close. Every server runs fresh in a
+`--max-requests` in all); latency is connect to the server's close; the server's CPU (utime +
+stime of its process, all threads) over the same span, divided by the dialogues answered, is
+its CPU per dialogue (it includes the visitors' churn). Every server runs fresh in a
 child process (bench/agi_servers.py); runs repeat `--repeat` times, interleaved, medians shown.
 """
 
@@ -37,7 +39,16 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from bench.agi_visitors import Visitors
-from bench.common import LOOPBACK, child, fresh_database, machine, median, percentile, table
+from bench.common import (
+    LOOPBACK,
+    child,
+    cpu_seconds,
+    fresh_database,
+    machine,
+    median,
+    percentile,
+    table,
+)
 from calltracking.pbxsim.agi_client import agi_env, env_block
 
 LEVELS = (1, 8, 32)
@@ -63,10 +74,12 @@ class Result:
     elapsed_s: float = 0.0
     kinds: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
+    server_cpu_s: float = 0.0  # the server process's CPU (all its threads) during the run
 
     def row(self) -> dict[str, float]:
         return {
             "rps": self.ok / self.elapsed_s if self.elapsed_s else 0.0,
+            "cpu_ms": 1000 * self.server_cpu_s / self.ok if self.ok else 0.0,
             "p50": percentile(self.latencies_ms, 50),
             "p99": percentile(self.latencies_ms, 99),
             "ok": float(self.ok),
@@ -193,13 +206,14 @@ async def measure(
                 numbers = visitors.leased
             ids = itertools.count()
             budget = [max_requests]
-            begin = time.perf_counter()
+            begin, cpu = time.perf_counter(), cpu_seconds(proc.pid)
             async with asyncio.timeout(seconds + 2 * REQUEST_TIMEOUT_S), asyncio.TaskGroup() as tg:
                 for _ in range(concurrency):
                     tg.create_task(
                         worker(server, port, ids, begin + seconds, budget, result, numbers)
                     )
             result.elapsed_s = time.perf_counter() - begin
+            result.server_cpu_s = cpu_seconds(proc.pid) - cpu
     return result
 
 
@@ -228,6 +242,8 @@ def report(results: list[Result], repeat: int) -> str:
                 f"{agi['ok']:.0f}/{agi['errors']:.0f}",
                 agi["rps"] / bare["rps"],
                 agi["p99"] / bare["p99"],
+                bare["cpu_ms"],
+                agi["cpu_ms"],
             ]
         )
     headers = [
@@ -241,6 +257,8 @@ def report(results: list[Result], repeat: int) -> str:
         "AGI ok/past budget",
         "req/s x bare",
         "p99 x bare",
+        "bare CPU ms/req",
+        "AGI CPU ms/dialogue",
     ]
     return f"agi_bench: median of {repeat} runs; {machine()}\n" + table(headers, rows)
 
@@ -258,7 +276,7 @@ async def main_async(
                 print(
                     f"run {run + 1} {server:4} c={level:3} ok={result.ok} err={result.errors} "
                     f"kinds={dict(result.kinds)} {row['rps']:.0f} req/s "
-                    f"p50={row['p50']:.1f}ms p99={row['p99']:.1f}ms",
+                    f"p50={row['p50']:.1f}ms p99={row['p99']:.1f}ms cpu={row['cpu_ms']:.2f}ms",
                     flush=True,
                 )
     print(report(results, repeat))

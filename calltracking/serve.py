@@ -156,7 +156,9 @@ async def running(
             from calltracking.store.call_batches import CallStartBatcher
 
             # Call starts in group commits; closed after the server stopped (LIFO stack).
-            starts = CallStartBatcher(services.db, services.recorder)
+            starts = CallStartBatcher(
+                services.db, services.recorder, committed=services.outbox_written
+            )
             stack.push_async_callback(starts.close)
             agi = AgiServer(
                 starts,

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.store.schema import UtcDateTime, outbox
@@ -50,10 +50,26 @@ async def insert_rows(
     """Insert `rows` (all naming the same columns) with one executemany."""
     if not rows:
         return
-    plan = _plan(conn.dialect, table, tuple(rows[0]))
+    sql, params = _statement(conn.dialect, table, rows)
+    await conn.exec_driver_sql(sql, params, execution_options={INSERTS_INTO: table.name})
+
+
+def insert_rows_now(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """`insert_rows` on a synchronous connection (run_sync, or SQLite on the loop's thread)."""
+    if not rows:
+        return
+    sql, params = _statement(conn.dialect, table, rows)
+    conn.exec_driver_sql(sql, params, execution_options={INSERTS_INTO: table.name})
+
+
+def _statement(
+    dialect: Dialect, table: sa.Table, rows: Sequence[Mapping[str, Any]]
+) -> tuple[str, list[tuple[Any, ...]]]:
+    plan = _plan(dialect, table, tuple(rows[0]))
     fields, defaults = plan.fields, plan.defaults
-    params = [(*(convert(row[name]) for name, convert in fields), *defaults) for row in rows]
-    await conn.exec_driver_sql(plan.sql, params, execution_options={INSERTS_INTO: table.name})
+    return plan.sql, [
+        (*(convert(row[name]) for name, convert in fields), *defaults) for row in rows
+    ]
 
 
 async def insert_tables(

@@ -2,12 +2,14 @@
 
 Rules:
 - `start_call` queues the start; whoever finds no drain running starts one, which takes up to
-  `batch_max` queued starts at a time, reads their numbers' facts without a lock
-  (call_starts.read_numbers) and stores them in one write transaction
-  (call_starts.store_starts). On a SQLite file both run synchronously on the loop's thread
-  (sqlite_inline.py: a batch is then a few milliseconds on the loop, not ~40 hops to aiosqlite's
-  thread), holding the Database's writer turn for the write; when SQLite would have to wait
-  (another process writes), that batch goes through the async engine. A caller's future is
+  `batch_max` queued starts at a time, reads their numbers' facts (call_starts.read_numbers)
+  and stores them in one write transaction (call_starts.store_starts). On SQLite the read
+  comes first, outside the write lock; on PostgreSQL it is the first statements of the write
+  transaction (no lock to keep short there; a pool checkout, its ping and a BEGIN less). On a
+  SQLite file both run synchronously on the loop's thread (sqlite_inline.py: a batch is then a
+  few milliseconds on the loop, not ~40 hops to aiosqlite's thread), holding the Database's
+  writer turn for the write; when SQLite would have to wait (another process writes), that
+  batch goes through the async engine. A caller's future is
   resolved only after that transaction has committed: the PBX is never told an attribution
   whose call row is not in the database, even if the process dies or the database fails between
   the answer and the commit (there is no such gap).
@@ -16,6 +18,9 @@ Rules:
   answered with that row's frozen attribution. Any other failure fails that batch's callers
   (the dialogue then reports its error to the dialplan) and the next batch starts afresh.
 - Every other report (answer, end, recordings, open calls) goes to the wrapped recorder.
+- An inline commit calls `committed` (the relay's wake-up: `Services.outbox_written`), as every
+  commit through the Database's engine does by itself (outbox_watch.py); without it the
+  `call.started` rows of a quiet tracker would wait for the relay's fallback round.
 - The drain task is owned: `close()` waits for it; a start queued after `close()` is refused.
   So is the WAL checkpoint that every CHECKPOINT_EVERY inline writes start on a worker thread.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -49,8 +55,17 @@ _Queued = tuple[CallStart, "asyncio.Future[Resolution]"]
 
 
 class CallStartBatcher:
-    def __init__(self, db: Database, recorder: CallRecorder, *, batch_max: int = BATCH_MAX) -> None:
+    def __init__(
+        self,
+        db: Database,
+        recorder: CallRecorder,
+        *,
+        batch_max: int = BATCH_MAX,
+        committed: Callable[[], None] | None = None,
+    ) -> None:
         self.db = db
+        # Called after each inline commit: those bypass the engine that outbox_watch.py watches.
+        self._committed = committed
         self._recorder = recorder
         self._batch_max = batch_max
         self._queue: list[_Queued] = []
@@ -127,9 +142,16 @@ class CallStartBatcher:
                     except Busy as exc:
                         self.fallbacks += 1
                         log.info("call starts: SQLite busy (%s); through the engine", exc)
-                async with self.db.read() as conn:
-                    numbers = await read_numbers(conn, starts)
+                if self.db.is_sqlite:
+                    # The engine's writer holds SQLite's one write lock: read before taking it.
+                    async with self.db.read() as conn:
+                        numbers = await read_numbers(conn, starts)
+                    async with self.db.write() as conn:
+                        return await store_starts(conn, starts, numbers)
+                # PostgreSQL locks no more for a longer transaction: one connection (one pool
+                # checkout and its ping, one BEGIN) for the whole batch.
                 async with self.db.write() as conn:
+                    numbers = await read_numbers(conn, starts)
                     return await store_starts(conn, starts, numbers)
             except IntegrityError:
                 if attempt == ATTEMPTS:
@@ -142,7 +164,10 @@ class CallStartBatcher:
     ) -> list[Resolution]:
         numbers = inline.read(read_numbers_now, starts)
         async with self.db.writer_turn():
-            return inline.write(store_starts_now, starts, numbers)
+            resolutions = inline.write(store_starts_now, starts, numbers)
+        if self._committed is not None:
+            self._committed()  # the batch's `call.started` rows are in: wake the relay
+        return resolutions
 
     # -- everything else is the wrapped recorder's -------------------------------------------
 

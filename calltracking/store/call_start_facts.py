@@ -7,22 +7,27 @@ Rules (those of `SqlCallRecorder.start_call`, calls.py, for many calls at once):
   at once and the writer's lock stays short.
 - The keys already stored and the callers' earlier calls are read inside the write transaction
   (`stored_calls`, `read_callers`), so a call reported meanwhile is found and the first-time and
-  lead flags count every stored call: a count per (account, caller) and the leads of the months
-  around the batch, not every earlier row (a frequent caller's history is long).
+  lead flags count every stored call: whether each (account, caller) has any stored call (an
+  index probe each) and the leads of the months around the batch (a partial index holds only
+  leads), never every earlier row: a frequent caller's history is long.
 - Plain synchronous SQLAlchemy Core on a `Connection`: the same functions run on the event
   loop's thread against SQLite (sqlite_inline.py) or through `AsyncConnection.run_sync`. The
-  statements are built once, with expanding parameters, so a batch only binds values.
+  statements are built once per dialect, each with one text whatever the batch (lists go as
+  one array, or one JSON array text on SQLite), so a batch only binds values and neither
+  asyncpg nor SQLite prepares a statement again for a new batch size.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from calltracking.core.records import CallKey
@@ -52,6 +57,7 @@ class Facts:
     visits: dict[str, list[Any]]
     visits_by_id: dict[str, Any]
     accounts: dict[str, Any] = field(default_factory=dict)
+    # 1 for a caller with any stored call to the account (then more as the batch's calls count)
     earlier: Counter[tuple[str, str]] = field(default_factory=Counter)
     leads: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
 
@@ -63,51 +69,94 @@ class NumbersSeen:
     facts: Facts
 
 
-def _in(name: str) -> sa.BindParameter[Any]:
-    return sa.bindparam(name, expanding=True)
+def _one_of(dialect: str, column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
+    """`column` is one of the list `:name`, in one statement text whatever the list's length:
+    PostgreSQL takes an array (asyncpg then reuses its prepared statement), SQLite a JSON array
+    text (its statement cache then holds the statement). `_execute` converts the lists."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(column.type)))
+    values: sa.Select[Any] = sa.select(sa.literal_column("value")).select_from(
+        sa.func.json_each(sa.bindparam(name, type_=sa.String))
+    )
+    return column.in_(values)
 
 
-def _newest(table: sa.Table, part: sa.Column[Any], order: sa.Column[Any], where: Any) -> Any:
-    """The NEWEST rows per `part` matching `where`, newest first."""
-    rank = sa.func.row_number().over(partition_by=part, order_by=order.desc()).label("rank")
-    inner = sa.select(table, rank).where(where).subquery()
-    return sa.select(inner).where(inner.c.rank <= NEWEST).order_by(inner.c[part.name], inner.c.rank)
+def _per_dialect(build: Callable[[str], Any]) -> dict[str, Any]:
+    return {dialect: build(dialect) for dialect in ("sqlite", "postgresql")}
 
 
-_NUMBERS = sa.select(t.numbers).where(t.numbers.c.e164.in_(_in("dids")))
-_LEASES = _newest(
-    t.leases,
-    t.leases.c.number,
-    t.leases.c.assigned_at,
-    sa.and_(t.leases.c.number.in_(_in("dids")), t.leases.c.assigned_at <= sa.bindparam("latest")),
-)
-_SITES = sa.select(t.sites).where(t.sites.c.id.in_(_in("ids")))
-_VISITS = _newest(
-    t.visits,
-    t.visits.c.visitor_id,
-    t.visits.c.started_at,
-    sa.and_(t.visits.c.visitor_id.in_(_in("ids")), t.visits.c.started_at <= sa.bindparam("latest")),
-)
-_VISITS_BY_ID = sa.select(t.visits).where(t.visits.c.id.in_(_in("ids")))
-_ACCOUNTS = sa.select(t.accounts).where(t.accounts.c.id.in_(_in("ids")))
-_CALLERS_IN = sa.and_(t.calls.c.account_id.in_(_in("ids")), t.calls.c.caller.in_(_in("callers")))
-_EARLIER = (
-    sa.select(t.calls.c.account_id, t.calls.c.caller, sa.func.count().label("n"))
-    .where(_CALLERS_IN)
-    .group_by(t.calls.c.account_id, t.calls.c.caller)
-)
-_LEADS = sa.select(t.calls.c.account_id, t.calls.c.caller, t.calls.c.started_at).where(
-    _CALLERS_IN,
-    t.calls.c.lead.is_(True),
-    t.calls.c.spam.is_(False),
-    t.calls.c.started_at >= sa.bindparam("since"),
-    t.calls.c.started_at < sa.bindparam("until"),
+def _execute(conn: Connection, statements: dict[str, Any], params: dict[str, Any]) -> Any:
+    """The dialect's statement, its lists as that dialect takes them (see _one_of)."""
+    if conn.dialect.name == "sqlite":
+        params = {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
+    return conn.execute(statements[conn.dialect.name], params)
+
+
+def _newest(table: sa.Table, part: sa.Column[Any], order: sa.Column[Any]) -> dict[str, Any]:
+    """Per dialect: the NEWEST rows of each `part` in `:keys` with `order <= :latest`, newest
+    first. Each key is an index probe that stops after NEWEST rows (a window over every row of
+    the key walked a number's whole lease history); one text whatever the number of keys."""
+    name, key, at = table.name, part.name, order.name
+    sqlite = (
+        f"SELECT {name}.* FROM json_each(:keys) AS k JOIN {name} ON {name}.rowid IN"
+        f" (SELECT n.rowid FROM {name} AS n WHERE n.{key} = k.value AND n.{at} <= :latest"
+        f" ORDER BY n.{at} DESC LIMIT {NEWEST})"
+        f" ORDER BY {name}.{key}, {name}.{at} DESC"
+    )
+    postgresql = (
+        f"SELECT n.* FROM unnest(CAST(:keys AS VARCHAR[])) AS k(key) CROSS JOIN LATERAL"
+        f" (SELECT * FROM {name} WHERE {name}.{key} = k.key AND {name}.{at} <= :latest"
+        f" ORDER BY {name}.{at} DESC LIMIT {NEWEST}) AS n"
+        f" ORDER BY n.{key}, n.{at} DESC"
+    )
+    latest = sa.bindparam("latest", type_=order.type)
+    return {
+        dialect: sa.text(sql).bindparams(latest).columns(*table.c)
+        for dialect, sql in (("sqlite", sqlite), ("postgresql", postgresql))
+    }
+
+
+_NUMBERS = _per_dialect(lambda d: sa.select(t.numbers).where(_one_of(d, t.numbers.c.e164, "dids")))
+_LEASES = _newest(t.leases, t.leases.c.number, t.leases.c.assigned_at)
+_SITES = _per_dialect(lambda d: sa.select(t.sites).where(_one_of(d, t.sites.c.id, "ids")))
+_VISITS = _newest(t.visits, t.visits.c.visitor_id, t.visits.c.started_at)
+_VISITS_BY_ID = _per_dialect(lambda d: sa.select(t.visits).where(_one_of(d, t.visits.c.id, "ids")))
+_ACCOUNTS = _per_dialect(lambda d: sa.select(t.accounts).where(_one_of(d, t.accounts.c.id, "ids")))
+# Which (account, caller) pairs have any stored call: one index probe per pair, where a count
+# walked every stored call of a frequent caller. One statement text per dialect whatever the
+# numbers of accounts and callers (JSON arrays on SQLite, arrays on PostgreSQL).
+_CALLED_BEFORE = {
+    "sqlite": sa.text(
+        "SELECT a.value AS account_id, c.value AS caller"
+        " FROM json_each(:ids) AS a, json_each(:callers) AS c"
+        " WHERE EXISTS (SELECT 1 FROM calls"
+        " WHERE calls.account_id = a.value AND calls.caller = c.value)"
+    ),
+    "postgresql": sa.text(
+        "SELECT a.account_id, c.caller"
+        " FROM unnest(CAST(:ids AS VARCHAR[])) AS a(account_id),"
+        " unnest(CAST(:callers AS VARCHAR[])) AS c(caller)"
+        " WHERE EXISTS (SELECT 1 FROM calls"
+        " WHERE calls.account_id = a.account_id AND calls.caller = c.caller)"
+    ),
+}
+# Read through the partial index ix_calls_caller_leads (schema.CALL_LEADS: the same condition).
+_LEADS = _per_dialect(
+    lambda d: sa.select(t.calls.c.account_id, t.calls.c.caller, t.calls.c.started_at).where(
+        _one_of(d, t.calls.c.account_id, "ids"),
+        _one_of(d, t.calls.c.caller, "callers"),
+        t.CALL_LEADS,
+        t.calls.c.started_at >= sa.bindparam("since"),
+        t.calls.c.started_at < sa.bindparam("until"),
+    )
 )
 # Wider than any calendar month around a call in any time zone: the leads read for a batch
 # include every one its calls' months count (rows.py keeps those of each call's own month).
 _MONTH_AROUND = timedelta(days=33)
-_STORED = sa.select(t.calls).where(
-    t.calls.c.pbx_id == sa.bindparam("pbx_id"), t.calls.c.linkedid.in_(_in("linkedids"))
+_STORED = _per_dialect(
+    lambda d: sa.select(t.calls).where(
+        t.calls.c.pbx_id == sa.bindparam("pbx_id"), _one_of(d, t.calls.c.linkedid, "linkedids")
+    )
 )
 
 
@@ -116,19 +165,20 @@ def read_numbers(conn: Connection, starts: Sequence[CallStart]) -> NumbersSeen:
     times with those sites, and the leased visitors' visits."""
     dids = sorted({s.did for s in starts})
     latest = max(s.at for s in starts)
-    numbers = {r.e164: r for r in conn.execute(_NUMBERS, {"dids": dids})}
+    numbers = {r.e164: r for r in _execute(conn, _NUMBERS, {"dids": dids})}
     leases: dict[str, list[Any]] = {}
-    for r in conn.execute(_LEASES, {"dids": dids, "latest": latest}):
+    for r in _execute(conn, _LEASES, {"keys": dids, "latest": latest}):
         leases.setdefault(r.number, []).append(r)
     site_ids = {r.site_id for r in numbers.values() if r.site_id}
     site_ids |= {r.site_id for rows in leases.values() for r in rows}
     sites = {}
     if site_ids:
-        sites = {r.id: site_from_row(r) for r in conn.execute(_SITES, {"ids": sorted(site_ids)})}
+        rows = _execute(conn, _SITES, {"ids": sorted(site_ids)})
+        sites = {r.id: site_from_row(r) for r in rows}
     visitor_ids = sorted({r.visitor_id for rows in leases.values() for r in rows if r.visitor_id})
     visits: dict[str, list[Any]] = {}
     if visitor_ids:
-        for r in conn.execute(_VISITS, {"ids": visitor_ids, "latest": latest}):
+        for r in _execute(conn, _VISITS, {"keys": visitor_ids, "latest": latest}):
             visits.setdefault(r.visitor_id, []).append(r)
     lease_visits = sorted({r.visit_id for rows in leases.values() for r in rows if r.visit_id})
     by_id = visits_by_id(conn, lease_visits)
@@ -138,7 +188,7 @@ def read_numbers(conn: Connection, starts: Sequence[CallStart]) -> NumbersSeen:
 def visits_by_id(conn: Connection, ids: Collection[str]) -> dict[str, Any]:
     if not ids:
         return {}
-    return {r.id: r for r in conn.execute(_VISITS_BY_ID, {"ids": sorted(ids)})}
+    return {r.id: r for r in _execute(conn, _VISITS_BY_ID, {"ids": sorted(ids)})}
 
 
 def stored_calls(conn: Connection, keys: Collection[CallKey]) -> dict[CallKey, Any]:
@@ -148,7 +198,8 @@ def stored_calls(conn: Connection, keys: Collection[CallKey]) -> dict[CallKey, A
     for key in keys:
         by_pbx.setdefault(key.pbx_id, []).append(key.linkedid)
     for pbx_id, linkedids in by_pbx.items():
-        for row in conn.execute(_STORED, {"pbx_id": pbx_id, "linkedids": sorted(linkedids)}):
+        params = {"pbx_id": pbx_id, "linkedids": sorted(linkedids)}
+        for row in _execute(conn, _STORED, params):
             found[CallKey(row.pbx_id, row.linkedid)] = row
     return found
 
@@ -160,13 +211,13 @@ def read_callers(conn: Connection, starts: Sequence[CallStart], facts: Facts) ->
     callers = sorted({s.caller for s in starts if s.caller})
     if not account_ids:
         return
-    facts.accounts = {r.id: r for r in conn.execute(_ACCOUNTS, {"ids": account_ids})}
+    facts.accounts = {r.id: r for r in _execute(conn, _ACCOUNTS, {"ids": account_ids})}
     if not callers:
         return
     params = {"ids": account_ids, "callers": callers}
-    for r in conn.execute(_EARLIER, params):
-        facts.earlier[(r.account_id, r.caller)] = int(r.n)
+    for r in _execute(conn, _CALLED_BEFORE, params):
+        facts.earlier[(r.account_id, r.caller)] = 1
     since = min(s.at for s in starts) - _MONTH_AROUND
     until = max(s.at for s in starts) + _MONTH_AROUND
-    for r in conn.execute(_LEADS, {**params, "since": since, "until": until}):
+    for r in _execute(conn, _LEADS, {**params, "since": since, "until": until}):
         facts.leads.setdefault((r.account_id, r.caller), []).append(r.started_at)

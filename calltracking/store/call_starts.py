@@ -6,7 +6,8 @@ The rules are those of `SqlCallRecorder.start_call` (calls.py), applied to a bat
 - New calls are attributed from the numbers' facts read before the write transaction
   (call_start_facts.read_numbers) and built by call_start_rows.new_call; the callers' earlier
   calls are read inside it (read_callers), so the flags count every stored call.
-- Each new call writes its `call.started` outbox row in the same transaction.
+- Each new call writes its `call.started` outbox row in the same transaction. Both inserts go
+  through the driver (bulk_insert.py: one executemany each, values stored as SQLAlchemy would).
 
 `store_starts_now` and `read_numbers_now` are synchronous (SQLite on the loop's thread,
 sqlite_inline.py); `store_starts` and `read_numbers` run the same code on an `AsyncConnection`.
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.records import CallKey, Resolution
 from calltracking.store import schema as t
+from calltracking.store.bulk_insert import insert_rows_now
 from calltracking.store.call_start_facts import (
     CallStart,
     NumbersSeen,
@@ -40,9 +42,6 @@ __all__ = [
     "store_starts",
     "store_starts_now",
 ]
-
-_INSERT_CALLS = t.calls.insert()
-_INSERT_OUTBOX = t.outbox.insert()
 
 
 async def read_numbers(conn: AsyncConnection, starts: Sequence[CallStart]) -> NumbersSeen:
@@ -76,9 +75,10 @@ def store_starts_now(
             rows.append(row)
             events.append(event)
             done[start.key] = resolution
-        conn.execute(_INSERT_CALLS, rows)
-        conn.execute(
-            _INSERT_OUTBOX,
+        insert_rows_now(conn, t.calls, rows)
+        insert_rows_now(
+            conn,
+            t.outbox,
             [
                 {
                     "event_id": e.id,

@@ -351,10 +351,10 @@ async def _caller_flags(
 ) -> tuple[bool, bool]:
     if account_id is None or caller is None:
         return False, False
+    # Whether any call came before (an index probe), not how many: a frequent caller's count
+    # walked the whole history. The leads below are read through ix_calls_caller_leads.
     earlier = await conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(t.calls)
-        .where(t.calls.c.account_id == account_id, t.calls.c.caller == caller)
+        sa.select(sa.exists().where(t.calls.c.account_id == account_id, t.calls.c.caller == caller))
     )
     tz = ZoneInfo(
         await conn.scalar(sa.select(t.accounts.c.timezone).where(t.accounts.c.id == account_id))
@@ -367,13 +367,12 @@ async def _caller_flags(
         .where(
             t.calls.c.account_id == account_id,
             t.calls.c.caller == caller,
-            t.calls.c.lead.is_(True),
-            t.calls.c.spam.is_(False),
+            t.CALL_LEADS,
             t.calls.c.started_at >= start,
             t.calls.c.started_at < end,
         )
     )
-    return is_first_time_caller(caller, int(earlier or 0)), is_lead(
+    return is_first_time_caller(caller, 1 if earlier else 0), is_lead(
         kind, False, caller, int(leads or 0)
     )
 

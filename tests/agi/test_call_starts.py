@@ -23,7 +23,7 @@ from calltracking.pbxsim.agi_client import agi_env, env_block
 from calltracking.store import call_batches
 from calltracking.store import schema as t
 from calltracking.store.call_batches import CallStartBatcher
-from calltracking.store.call_starts import CallStart, NumbersSeen, store_starts
+from calltracking.store.call_starts import CallStart, NumbersSeen, read_numbers, store_starts
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from tests.integration.pbx import BOTH_DATABASES, PBX, Scene, seed_scene
@@ -241,3 +241,31 @@ async def test_a_batch_whose_database_connection_dies_answers_no_call_as_tracked
     assert all(sets == {"CALLTRACKING_ERROR": "1", "CALLTRACKING_KIND": "unknown"} for sets in told)
     assert sorted(await _rows(any_db)) == ["kept-1", "kept-2"]
     assert len(await _started_payloads(any_db)) == 2
+
+
+@BOTH_DATABASES
+async def test_a_batch_reads_each_numbers_newest_leases_up_to_its_latest_call(
+    any_db: Database,
+) -> None:
+    scene = await seed_scene(any_db, HELLO_AT)
+    async with any_db.write() as conn:
+        lease = (
+            await conn.execute(sa.select(t.leases).where(t.leases.c.number == scene.leased))
+        ).one()
+        # Earlier leases of the same number, ended, and one assigned after the batch's calls.
+        for minutes in (-50, -40, -30, -20, 30):
+            await conn.execute(
+                t.leases.insert().values(
+                    {
+                        **lease._mapping,
+                        "id": f"lease{minutes:+d}",
+                        "assigned_at": HELLO_AT + timedelta(minutes=minutes),
+                        "ended_at": HELLO_AT + timedelta(minutes=minutes + 5),
+                    }
+                )
+            )
+    starts = [CallStart(CallKey(PBX, "read-1"), scene.leased, None, CALL_AT)]
+    async with any_db.read() as conn:
+        seen = await read_numbers(conn, starts)
+    newest = [row.id for row in seen.facts.leases[scene.leased]]
+    assert newest == [lease.id, "lease-20", "lease-30"]

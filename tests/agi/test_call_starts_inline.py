@@ -127,3 +127,31 @@ async def test_caller_flags_count_earlier_months_as_one_call_after_another(
     # The first call is a lead and a first-time caller; a new month makes a new lead.
     assert flags("alone") == [(True, True), (False, True), (False, False)]
     assert flags("batch") == flags("alone")
+
+
+async def test_an_inline_batch_wakes_the_relay_once_its_events_are_committed(
+    sqlite_db: Database, tmp_path: Path
+) -> None:
+    # The inline writer is not the engine outbox_watch.py watches: the batcher says it itself.
+    scene = await seed_scene(sqlite_db, HELLO_AT)
+    committed_events: list[int] = []
+
+    def committed() -> None:
+        # Another connection, as the relay reads: it sees the rows only after the commit.
+        other = sqlite3.connect(tmp_path / "test.db")
+        try:
+            (count,) = other.execute(
+                "SELECT count(*) FROM outbox WHERE key = 'call.started'"
+            ).fetchone()
+        finally:
+            other.close()
+        committed_events.append(count)
+
+    batcher = CallStartBatcher(sqlite_db, SqlCallRecorder(sqlite_db), committed=committed)
+    try:
+        await batcher.start_call(CallKey(PBX, "wake-1"), scene.leased, None, CALL_AT)
+        await batcher.start_call(CallKey(PBX, "wake-2"), scene.leased, None, CALL_AT)
+    finally:
+        await batcher.close()
+    assert (batcher.batches, batcher.fallbacks) == (2, 0)
+    assert committed_events == [1, 2]

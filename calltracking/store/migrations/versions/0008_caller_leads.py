@@ -6,15 +6,15 @@ find the few flagged leads, so a frequent caller made every batch slower (in ben
 where every call has one caller, this read was a quarter of a call-start batch after 6,000
 calls). The partial index holds the leads alone: at most one per caller and month.
 
-Revision ID: 0007a
-Revises: 0006a
+Revision ID: 0008a
+Revises: 0007a
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007a"
-down_revision = "0006a"
+revision = "0008a"
+down_revision = "0007a"
 branch_labels = None
 depends_on = None
 

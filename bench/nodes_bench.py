@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def fresh_vhost(amqp_url: str) -> Any:
+def fresh_vhost(amqp_url: str) -> Iterator[str]:
     """A new RabbitMQ vhost (guest may use it), deleted afterwards; yields its URL."""
     vhost = f"ct_bench_{secrets.token_hex(4)}"
     subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True)
@@ -158,7 +158,11 @@ async def main_async(args: argparse.Namespace) -> None:
             row = await run_once(args, web_nodes)
             runs[web_nodes].append(row)
             print(f"run {repeat + 1} {web_nodes} web node(s): {row}", flush=True)
-    medians = [median_row(rows) for rows in runs.values()]
+    # Counts stay counts in the table (a median of whole numbers of two runs may be x.5).
+    medians = [
+        {k: int(v) if float(v).is_integer() else v for k, v in median_row(rows).items()}
+        for rows in runs.values()
+    ]
     base = medians[0]["new visitors/s"]
     headers = [*medians[0].keys(), "x first layout"]
     print(f"nodes_bench: median of {args.repeat} runs, -n {args.n}; {machine()}")

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from calltracking.core.attribution import Attribution, LeaseFacts, NumberFacts, attribute
+from calltracking.core.attribution import Attribution, NumberFacts, attribute
 from calltracking.core.events import Event, EventKey
 from calltracking.core.kinds import AttributionKind, CallStatus
 from calltracking.core.numbers import mask
@@ -28,7 +28,13 @@ from calltracking.core.records import Resolution, SessionInfo
 from calltracking.core.reports.leads import is_first_time_caller, is_lead
 from calltracking.core.reports.localtime import month_bounds, month_of
 from calltracking.store.call_start_facts import CallStart, Facts
-from calltracking.store.calls import record_from_row, record_json, resolution_of, session_from_row
+from calltracking.store.calls import (
+    lease_facts_of,
+    record_from_row,
+    record_json,
+    resolution_of,
+    session_from_row,
+)
 from calltracking.store.outbox import new_id
 from calltracking.store.sites import Site
 
@@ -69,14 +75,7 @@ def _number_facts(start: CallStart, facts: Facts) -> tuple[NumberFacts, Site | N
     lease, lease_site = None, None
     if lease_row is not None:
         lease_site = facts.sites.get(lease_row.site_id)
-        lease = LeaseFacts(
-            lease_row.id,
-            lease_row.site_id,
-            lease_row.visitor_id,
-            lease_row.visit_id,
-            lease_row.assigned_at,
-            lease_row.ended_at,
-        )
+        lease = lease_facts_of(lease_row)
     number = NumberFacts(
         e164=start.did,
         site_id=owner.id if owner else None,

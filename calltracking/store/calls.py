@@ -251,14 +251,7 @@ async def number_facts(
     lease, lease_site = None, None
     if lease_row is not None:
         lease_site = await read_site(conn, lease_row.site_id)
-        lease = LeaseFacts(
-            lease_row.id,
-            lease_row.site_id,
-            lease_row.visitor_id,
-            lease_row.visit_id,
-            lease_row.assigned_at,
-            lease_row.ended_at,
-        )
+        lease = lease_facts_of(lease_row)
     facts = NumberFacts(
         e164=did,
         site_id=owner.id if owner else None,
@@ -379,6 +372,13 @@ async def _caller_flags(
 
 async def _resolution(conn: AsyncConnection, row: Any) -> Resolution:
     return resolution_of(row, await _session(conn, row.visit_id))
+
+
+def lease_facts_of(row: Any) -> LeaseFacts:
+    """A `leases` row as attribution reads it (the call path and the AMI path alike)."""
+    return LeaseFacts(
+        row.id, row.site_id, row.visitor_id, row.visit_id, row.assigned_at, row.ended_at
+    )
 
 
 def resolution_of(row: Any, session: SessionInfo | None) -> Resolution:

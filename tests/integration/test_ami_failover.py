@@ -182,6 +182,8 @@ async def test_one_process_holds_the_lock_and_the_next_one_takes_over(pg_url: st
     assert (working, second.active) == (["first"], False)
     a.cancel()  # the active one stops: its lock connection closes
     await until(lambda: second.active)
+    # `active` is set just before the work's task runs: wait for the work itself.
+    await until(lambda: len(working) == 2)
     assert working == ["first", "second"]
     b.cancel()
     await asyncio.gather(a, b, return_exceptions=True)

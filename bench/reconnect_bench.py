@@ -28,6 +28,7 @@ import aiohttp
 
 from bench.common import DESKTOP_UA, LOOPBACK, ORIGIN, cpu_seconds, raise_nofile, seed_site
 from bench.storm_clients import LINE_LIMIT
+from bench.ws_client import LeanSocket, connect
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
 
@@ -40,7 +41,7 @@ class Tab:
     visitor_index: int
     visitor_id: str | None = None
     number: str | None = None
-    ws: aiohttp.ClientWebSocketResponse | None = None
+    ws: aiohttp.ClientWebSocketResponse | LeanSocket | None = None
     seconds: float = 0.0
 
 
@@ -87,32 +88,55 @@ async def start_tracker(
     raise RuntimeError("the tracker did not answer /healthz")
 
 
-async def open_tab(
-    http: aiohttp.ClientSession, port: int, site_key: str, tab: Tab, gate: asyncio.Semaphore
-) -> None:
+def _headers(tab: Tab) -> dict[str, str]:
     i = tab.visitor_index
-    headers = {
+    return {
         "Origin": ORIGIN,
         "User-Agent": DESKTOP_UA,
         "X-Forwarded-For": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
     }
+
+
+def _hello(site_key: str, tab: Tab) -> str:
+    return json.dumps({"type": "hello", "site": site_key, "visitor": tab.visitor_id, "tab": "t",
+                       "url": "https://shop.example/", "referrer": ""})  # fmt: skip
+
+
+def _took(tab: Tab, frame: dict[str, Any], begin: float) -> bool:
+    """Note what a frame tells the tab; true once it shows its dynamic number."""
+    if frame.get("type") == "welcome":
+        tab.visitor_id = tab.visitor_id or frame["visitor"]
+    if frame.get("type") == "number" and frame.get("kind") == "dynamic":
+        tab.number = frame["e164"]
+        tab.seconds = time.perf_counter() - begin
+        return True
+    return False
+
+
+async def open_tab(
+    http: aiohttp.ClientSession, port: int, site_key: str, tab: Tab, gate: asyncio.Semaphore
+) -> None:
     async with gate:
         begin = time.perf_counter()
-        tab.ws = await http.ws_connect(f"http://{LOOPBACK}:{port}/ws", headers=headers)
-        hello = {"type": "hello", "site": site_key, "visitor": tab.visitor_id, "tab": "t",
-                 "url": "https://shop.example/", "referrer": ""}  # fmt: skip
-        await tab.ws.send_str(json.dumps(hello))
+        ws = tab.ws = await http.ws_connect(f"http://{LOOPBACK}:{port}/ws", headers=_headers(tab))
+        await ws.send_str(_hello(site_key, tab))
         while True:
-            msg = await tab.ws.receive(timeout=STORM_TIMEOUT_S)
+            msg = await ws.receive(timeout=STORM_TIMEOUT_S)
             if msg.type is not aiohttp.WSMsgType.TEXT:
-                raise ConnectionError(f"closed: {tab.ws.close_code}")
-            frame: dict[str, Any] = json.loads(msg.data)
-            if frame.get("type") == "welcome":
-                tab.visitor_id = tab.visitor_id or frame["visitor"]
-            if frame.get("type") == "number" and frame.get("kind") == "dynamic":
-                tab.number = frame["e164"]
-                tab.seconds = time.perf_counter() - begin
+                raise ConnectionError(f"closed: {ws.close_code}")
+            if _took(tab, json.loads(msg.data), begin):
                 return
+
+
+async def open_tab_lean(port: int, site_key: str, tab: Tab) -> None:
+    """`open_tab` through the lean client (bench/ws_client.py): the same request and frames,
+    a quarter of the client's CPU, so the storm's clients do not starve the tracker."""
+    begin = time.perf_counter()
+    sock = tab.ws = await connect(LOOPBACK, port, "/ws", _headers(tab))
+    sock.send_text(_hello(site_key, tab))
+    async with asyncio.timeout(STORM_TIMEOUT_S):
+        while not _took(tab, await sock.receive_json(), begin):
+            pass
 
 
 async def _storm_worker(port: int, site_key: str, tabs: list[Tab]) -> asyncio.subprocess.Process:
@@ -167,7 +191,7 @@ async def run(
             tracker.send_signal(signal.SIGTERM)
             await tracker.wait()
             for t in first + more:
-                if t.ws is not None:
+                if isinstance(t.ws, aiohttp.ClientWebSocketResponse):
                     await t.ws.close()
             tracker = await start_tracker(url, port, profile)
             print("reconnect_bench: restarted; the storm begins", file=sys.stderr, flush=True)

@@ -39,6 +39,7 @@ from bench.common import (
     rss_kib,
     table,
 )
+from bench.ws_client import LeanSocket, connect
 
 SIZES = (250, 500, 1000, 2000)
 RUN_TIMEOUT_S = 300.0
@@ -106,6 +107,46 @@ async def first_number(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
             return frame
 
 
+async def open_lean(
+    port: int,
+    hello: str,
+    echo: bool,
+    gate: asyncio.Semaphore,
+    result: Result,
+    sockets: list[LeanSocket],
+    n: int,
+) -> None:
+    """`open_one` through the lean client (bench/ws_client.py): the same request and frames."""
+    try:
+        async with gate:
+            sock = await connect(LOOPBACK, port, "/ws", _tab_headers(n))
+            sockets.append(sock)
+            start = time.perf_counter()
+            sock.send_text(hello)
+            if echo:
+                if await sock.receive_text() != hello:
+                    raise ConnectionError("no echo")
+                kind = "echo"
+            else:
+                while (frame := await sock.receive_json()).get("type") != "number":
+                    pass
+                kind = str(frame.get("kind"))
+            result.latencies_ms.append((time.perf_counter() - start) * 1000)
+        result.kinds[kind] += 1
+        result.ok += 1
+    except (OSError, TimeoutError, ValueError):  # WsClosed is a ConnectionError
+        result.failed += 1
+
+
+def _tab_headers(n: int) -> dict[str, str]:
+    """Each socket is its own visitor, behind the trusted loopback proxy."""
+    return {
+        "Origin": ORIGIN,
+        "User-Agent": DESKTOP_UA,
+        "X-Forwarded-For": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}",
+    }
+
+
 async def open_one(
     http: aiohttp.ClientSession,
     url: str,
@@ -118,13 +159,7 @@ async def open_one(
 ) -> None:
     try:
         async with gate:
-            visitor_address = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
-            headers = {
-                "Origin": ORIGIN,
-                "User-Agent": DESKTOP_UA,
-                "X-Forwarded-For": visitor_address,
-            }
-            ws = await http.ws_connect(url, headers=headers, autoping=True)
+            ws = await http.ws_connect(url, headers=_tab_headers(n), autoping=True)
             sockets.append(ws)
             start = time.perf_counter()
             await ws.send_str(hello)
@@ -143,14 +178,20 @@ async def open_one(
 
 
 async def measure(
-    server: str, n: int, pool: int, opening: int, trace: bool = False, database_server: str = ""
+    server: str,
+    n: int,
+    pool: int,
+    opening: int,
+    trace: bool = False,
+    database_server: str = "",
+    client: str = "lean",
 ) -> Result:
     async with fresh_database(database_server if server == "tracker" else "") as database_url:
-        return await _measure(server, n, pool, opening, trace, database_url)
+        return await _measure(server, n, pool, opening, trace, database_url, client)
 
 
 async def _measure(
-    server: str, n: int, pool: int, opening: int, trace: bool, database_url: str
+    server: str, n: int, pool: int, opening: int, trace: bool, database_url: str, client: str
 ) -> Result:
     result = Result(server, n)
     args = ["tracker", "--pool", str(pool)] if server == "tracker" else ["echo"]
@@ -164,6 +205,8 @@ async def _measure(
         url = f"http://{LOOPBACK}:{proc.ready['port']}/ws"
         hello = hello_frame(str(proc.ready.get("site", "bench")))
         sockets: list[aiohttp.ClientWebSocketResponse] = []
+        lean_sockets: list[LeanSocket] = []
+        echo = server == "echo"
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
             try:
@@ -173,11 +216,15 @@ async def _measure(
                     cpu_server, cpu_client = cpu_seconds(proc.pid), cpu_seconds()
                     async with asyncio.TaskGroup() as tg:
                         for i in range(n):
-                            tg.create_task(
-                                open_one(
-                                    http, url, hello, server == "echo", gate, result, sockets, i
+                            if client == "lean":
+                                port = int(proc.ready["port"])
+                                tg.create_task(
+                                    open_lean(port, hello, echo, gate, result, lean_sockets, i)
                                 )
-                            )
+                            else:
+                                tg.create_task(
+                                    open_one(http, url, hello, echo, gate, result, sockets, i)
+                                )
                     result.open_s = time.perf_counter() - begin
                     result.server_cpu_s = cpu_seconds(proc.pid) - cpu_server
                     result.client_cpu_s = cpu_seconds() - cpu_client
@@ -187,6 +234,8 @@ async def _measure(
                         await proc.send("diff")
                         await proc.receive(TRACE_WAIT_S)  # the diff went to its stderr (ours)
             finally:
+                for sock in lean_sockets:
+                    sock.close()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(60):
                         await asyncio.gather(
@@ -220,6 +269,12 @@ def report(results: list[Result], repeat: int) -> str:
                 echo["kib_per_socket"],
                 tracker["p50"] / echo["p50"],
                 tracker["rss_held"] / echo["rss_held"],
+                echo["per_s"],
+                tracker["per_s"],
+                tracker["p99"] / echo["p99"],
+                echo["server_cpu_ms"],
+                tracker["server_cpu_ms"],
+                tracker["client_cpu_ms"],
             ]
         )
     headers = [
@@ -238,19 +293,27 @@ def report(results: list[Result], repeat: int) -> str:
         "echo KiB/socket",
         "p50 x echo",
         "RSS x echo",
+        "echo opened/s",
+        "tracker new visitors/s",
+        "p99 x echo",
+        "echo CPU ms/socket",
+        "tracker CPU ms/socket",
+        "client CPU ms/socket",
     ]
     return f"ws_bench: median of {repeat} runs; {machine()}\n" + table(headers, rows)
 
 
 async def main_async(
-    sizes: list[int], repeat: int, opening: int, trace: bool, database_server: str
+    sizes: list[int], repeat: int, opening: int, trace: bool, database_server: str, client: str
 ) -> None:
     raise_nofile(4 * max(sizes) + 1024)
     results = []
     for run in range(repeat):
         for n in sizes:
             for server in ("echo", "tracker"):
-                result = await measure(server, n, max(sizes), opening, trace, database_server)
+                result = await measure(
+                    server, n, max(sizes), opening, trace, database_server, client
+                )
                 results.append(result)
                 row = result.row()
                 print(
@@ -278,12 +341,23 @@ def main() -> None:
         default="",
         help="a PostgreSQL server (postgresql+asyncpg://...): each tracker run gets a new database",
     )
+    parser.add_argument(
+        "--client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="the sockets' client: lean (bench/ws_client.py, ~0.2 ms of CPU a socket) or aiohttp's"
+        " (~0.8 ms: on 2 cores it limits the echo server's rate)",
+    )
     args = parser.parse_args()
     if args.database_url and not args.database_url.startswith("postgresql+asyncpg://"):
         parser.error("--database-url must be postgresql+asyncpg://...")
     if not 1 <= args.repeat <= 10 or not all(1 <= n <= 10_000 for n in args.sizes):
         parser.error("--repeat 1..10 and --sizes 1..10000")
-    asyncio.run(main_async(args.sizes, args.repeat, args.opening, args.trace, args.database_url))
+    asyncio.run(
+        main_async(
+            args.sizes, args.repeat, args.opening, args.trace, args.database_url, args.client
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ the site's lock to another for a while, resumes exactly where the database says.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,9 +22,11 @@ from calltracking.core.traffic import TrafficSource
 from calltracking.store import schema as t
 from calltracking.store.number_moves import account_room
 from calltracking.store.sites import Site
+from calltracking.store.sql_lists import one_of
 
 RESERVE_CANDIDATES = 8
 CHUNK = 500
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 def rules_of(site: Site) -> SiteRules:
@@ -35,7 +37,74 @@ async def load_engine(
     conn: AsyncConnection, site: Site, now: datetime, ids: Callable[[], str]
 ) -> SiteEngine:
     engine = SiteEngine(rules_of(site), ids=ids)
+    numbers = await _pool_numbers(conn, site.id)
+    leased_first = sorted(numbers.values(), key=_activity_order)
+    for number in leased_first:  # leases keep their activity order
+        engine.pool.add(number)
+    v = t.visitors.c
+    with_tabs = (
+        await conn.execute(
+            sa.select(t.tabs.c.visitor_id)
+            .join(t.visitors, v.id == t.tabs.c.visitor_id)
+            .where(v.site_id == site.id)
+            .distinct()
+        )
+    ).scalars()
+    leased = {number.lease.visitor_id for number in numbers.values() if number.lease}
+    await restore_visitors(conn, engine, leased | set(with_tabs), now)
+    await offer_reserve(conn, engine, site, now)
+    return engine
+
+
+async def catch_up(
+    conn: AsyncConnection,
+    engine: SiteEngine,
+    site: Site,
+    numbers: Collection[str],
+    visitors: Collection[str],
+    now: datetime,
+) -> None:
+    """Bring a loaded engine level with the store after other writers changed these numbers
+    and visitors (recent_changes.py): each is read as `load_engine` would read it, the rest of
+    the engine stays as it is."""
+    changed = set(visitors)
+    e164s = set(numbers)  # every lease begun or ended is there, with its number
+    # A changed visitor's lease that did not begin or end has a new last activity.
+    if changed:
+        le = t.leases.c
+        e164s |= set(
+            (
+                await conn.execute(
+                    sa.select(le.number).where(
+                        le.site_id == site.id,
+                        le.ended_at.is_(None),
+                        one_of(conn, le.visitor_id, changed),
+                    )
+                )
+            ).scalars()
+        )
+    fresh = await _pool_numbers(conn, site.id, e164s) if e164s else {}
+    for e164 in sorted(e164s):
+        engine.pool.replace(e164, fresh.get(e164))
+    engine.pool.reorder_leases()
+    for visitor_id in changed:
+        engine.forget(visitor_id)
+    holders = {n.lease.visitor_id for n in fresh.values() if n.lease is not None}
+    await restore_visitors(conn, engine, changed | holders, now)
+    engine.reserve = []  # the other writer may have grown from it: offered afresh when needed
+
+
+async def _pool_numbers(
+    conn: AsyncConnection, site_id: str, only: Collection[str] | None = None
+) -> dict[str, Number]:
+    """The site's pool and static numbers (or those of `only` still there), with their active
+    leases and each lease's last activity."""
     n = t.numbers.c
+    query = sa.select(n.e164, n.role, n.last_visitor_id, n.last_released_at).where(
+        n.site_id == site_id, n.role.in_(("pool", "static"))
+    )
+    if only is not None:
+        query = query.where(one_of(conn, n.e164, only))
     numbers = {
         r.e164: Number(
             r.e164,
@@ -43,30 +112,25 @@ async def load_engine(
             last_visitor_id=r.last_visitor_id,
             released_at=r.last_released_at,
         )
-        for r in await conn.execute(
-            sa.select(n.e164, n.role, n.last_visitor_id, n.last_released_at).where(
-                n.site_id == site.id, n.role.in_(("pool", "static"))
-            )
-        )
+        for r in await conn.execute(query)
     }
     le, v = t.leases.c, t.visitors.c
-    active = (
-        await conn.execute(
-            sa.select(
-                le.id,
-                le.number,
-                le.visitor_id,
-                le.visit_id,
-                le.assigned_at,
-                le.address,
-                v.last_activity_at,
-            )
-            .join(t.visitors, v.id == le.visitor_id)
-            .where(le.site_id == site.id, le.ended_at.is_(None))
-            .order_by(v.last_activity_at)
+    leases = (
+        sa.select(
+            le.id,
+            le.number,
+            le.visitor_id,
+            le.visit_id,
+            le.assigned_at,
+            le.address,
+            v.last_activity_at,
         )
-    ).all()
-    for row in active:
+        .join(t.visitors, v.id == le.visitor_id)
+        .where(le.site_id == site_id, le.ended_at.is_(None))
+    )
+    if only is not None:
+        leases = leases.where(one_of(conn, le.number, only))
+    for row in await conn.execute(leases):
         number = numbers.get(row.number)
         if number is not None:
             number.lease = Lease(
@@ -76,23 +140,18 @@ async def load_engine(
                 row.visit_id,
                 row.address or "",
                 row.assigned_at,
-                row.last_activity_at,
+                # A waiter's lease starts its idle time when assigned, not at the visitor's
+                # last activity before it (as the engine that assigned it counts).
+                max(row.assigned_at, row.last_activity_at),
             )
-    leased_first = sorted(numbers.values(), key=lambda num: num.lease is None)
-    for number in leased_first:  # leases keep their activity order
-        engine.pool.add(number)
-    with_tabs = (
-        await conn.execute(
-            sa.select(t.tabs.c.visitor_id)
-            .join(t.visitors, v.id == t.tabs.c.visitor_id)
-            .where(v.site_id == site.id)
-            .distinct()
-        )
-    ).scalars()
-    wanted = {row.visitor_id for row in active} | set(with_tabs)
-    await restore_visitors(conn, engine, wanted, now)
-    await offer_reserve(conn, engine, site, now)
-    return engine
+    return numbers
+
+
+def _activity_order(number: Number) -> tuple[bool, datetime]:
+    """Leased numbers first, by their lease's last activity (idlest first)."""
+    if number.lease is None:
+        return (True, _EPOCH)
+    return (False, number.lease.last_activity_at)
 
 
 async def restore_visitors(

@@ -50,9 +50,22 @@ class BatchWrites:
         self.outbox: list[Event] = []
         self.touched: set[str] = set()
         self.looked_up: set[str] = set()  # visitor ids already sought in the store this batch
+        self.named: set[str] = set()  # visitors an op of this batch acted on (ensure_visitor)
 
     def __bool__(self) -> bool:
         return bool(self.touched or self.tabs_gone or self.tabs_visible or self.tabs_seen)
+
+    def changes(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The numbers and visitors this batch may have changed, for another node to catch up
+        on (recent_changes.py): more is harmless, less would leave its engine unlike the store."""
+        numbers = {row["number"] for row in self.leases_new.values()}
+        numbers |= {row["b_e164"] for row in self.released}
+        numbers |= set(self.grown)
+        visitors = self.touched | self.named | self.visitors_new.keys()
+        visitors |= {row["visitor_id"] for row in self.leases_new.values()}
+        visitors |= {row["visitor"] for row in self.released}
+        visitors |= {tab["visitor_id"] for tab in self.tabs_new.values()}
+        return frozenset(numbers), frozenset(visitors)
 
     # -- collecting ---------------------------------------------------------------------------
 

@@ -104,6 +104,9 @@ sites = sa.Table(
     # Bumped by every change to the site's pool or leases: a node deciding for the site from
     # memory reloads when it is not the version it wrote last (store/deciders.py).
     sa.Column("state_version", sa.Integer, nullable=False, server_default="0"),
+    # The numbers and visitors the last few versions changed (recent_changes.py): a node a few
+    # versions behind reloads those instead of the whole site.
+    sa.Column("recent_changes", sa.Text),
 )
 
 # A number is in one place: the reserve (site_id NULL, role 'reserve'), one site's pool

@@ -3,11 +3,12 @@ drains it in batches, one write transaction each.
 
 Rules:
 - A batch takes the site's lock and state version (site_state.py), and with them the ops queued
-  while it waited for them; the engine is reloaded from the store when the version is not the
-  one this node wrote last; the batch's returning visitors are restored in one go; every queued
-  op runs on the engine and adds its effects to one `BatchWrites`, flushed with a statement per
-  kind of row; the version is bumped and the transaction commits. Only then are the ops'
-  callers answered.
+  while it waited for them. When the version is not the one this node wrote last, the engine
+  loads what the other writers changed since (recent_changes.py), or the whole site when their
+  list does not reach back that far (or an operator changed the site). The batch's returning
+  visitors are restored in one go; every queued op runs on the engine and adds its effects to
+  one `BatchWrites`, flushed with a statement per kind of row; the version is bumped (with this
+  batch's changes) and the transaction commits. Only then are the ops' callers answered.
 - A batch that meets a moved database (StaleState: a reserve number taken meanwhile, or a
   unique index) runs again on a freshly loaded engine, up to ATTEMPTS times: ops are inputs to
   the engine, so replaying them is safe. Any other failure drops the engine (reloaded next
@@ -29,9 +30,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.engine import SiteEngine
-from calltracking.store import site_state
+from calltracking.store import recent_changes, site_state
 from calltracking.store.db import Database
 from calltracking.store.decider_state import (
+    catch_up,
     load_engine,
     offer_reserve,
     restore_visitors,
@@ -64,6 +66,8 @@ class Slot:
     version: int = -1
     pending: list[Item] = field(default_factory=list)
     drain: asyncio.Task[None] | None = None
+    # What the versions up to `version` changed, as far as this node knows (recent_changes.py).
+    changes: list[recent_changes.Change] = field(default_factory=list)
 
 
 class SiteBatches:
@@ -72,6 +76,8 @@ class SiteBatches:
         self.node_id = node_id
         self.slots: dict[str, Slot] = {}
         self.batches = 0
+        self.reloads = 0  # whole-site loads
+        self.catch_ups = 0  # loads of what another writer changed, from its recent changes
         self.committed: Callable[[], None] = _nothing  # after each committed batch
 
     def next_due(self) -> datetime | None:
@@ -139,11 +145,15 @@ class SiteBatches:
             if room > 0 and slot.pending:
                 batch += slot.pending[:room]
                 del slot.pending[:room]
-            if slot.engine is None or version != slot.version:
+            if slot.engine is not None and version != slot.version:
+                await self._catch_up(conn, slot, version, first_now)
+            if slot.engine is None:
                 fresh = await get_site(conn, slot.site.id)
                 if fresh is not None:
                     slot.site = fresh
                 slot.engine = await load_engine(conn, slot.site, first_now, new_id)
+                slot.changes = []
+                self.reloads += 1
             engine = slot.engine
             engine.update_rules(rules_of(slot.site))
             # The account's capacity counted here holds until commit (its row stays locked on
@@ -165,12 +175,46 @@ class SiteBatches:
             if writes.grown and not offered:  # grew from a reserve offered in an earlier batch
                 await _check_account_limit(conn, slot.site.account_id)
             if writes:
-                await site_state.bump(conn, slot.site.id)
+                numbers, visitors = writes.changes()
                 version += 1
+                changes = [*slot.changes, recent_changes.Change(version, numbers, visitors)]
+                await recent_changes.bump(conn, slot.site.id, changes)
+                slot.changes = changes[-recent_changes.KEEP :]
         slot.version = version
         self.batches += 1
         self.committed()
         return results
+
+    async def _catch_up(
+        self, conn: AsyncConnection, slot: Slot, version: int, now: datetime
+    ) -> None:
+        """Another writer moved the site from the version this node wrote last: load just what
+        it changed when its recent changes reach back that far, else drop the engine (the
+        caller reloads it whole)."""
+        assert slot.engine is not None
+        stored = await recent_changes.read(conn, slot.site.id)
+        missed = recent_changes.between(stored, slot.version, version)
+        if missed is None:
+            log.info(
+                "site %s: versions %d..%d are not all in its recent changes; reloading it whole",
+                slot.site.id,
+                slot.version + 1,
+                version,
+            )
+            slot.engine = None
+            return
+        numbers = frozenset().union(*(c.numbers for c in missed))
+        visitors = frozenset().union(*(c.visitors for c in missed))
+        await catch_up(conn, slot.engine, slot.site, numbers, visitors, now)
+        log.debug(
+            "site %s: caught up on %d versions (%d numbers, %d visitors)",
+            slot.site.id,
+            len(missed),
+            len(numbers),
+            len(visitors),
+        )
+        slot.changes = [c for c in stored if c.version <= version][-recent_changes.KEEP :]
+        self.catch_ups += 1
 
 
 def _may_grow(engine: SiteEngine, batch_size: int) -> bool:

@@ -33,6 +33,7 @@ async def ensure_visitor(
 ) -> None:
     """The visitor in the engine, from the store if need be (once per batch: a forged id
     is looked up once, not by every op that names it)."""
+    writes.named.add(visitor_id)
     if visitor_id not in engine.visitors and visitor_id not in writes.looked_up:
         writes.looked_up.add(visitor_id)
         await restore_visitors(conn, engine, [visitor_id], now)

@@ -75,6 +75,20 @@ class Pool:
                 self._unindex_lease(number.lease)
         return number
 
+    def replace(self, e164: str, number: Number | None) -> None:
+        """Put the store's copy of a number in place of this one (None: it left the pool).
+        The copy's version continues the old one's, so the old copy's idle entries stay stale."""
+        old = self.remove(e164)
+        if number is not None:
+            if old is not None:
+                number.version = old.version
+            self.add(number)
+
+    def reorder_leases(self) -> None:
+        """Leases back in activity order after some were replaced (appended) from the store;
+        a stable sort keeps equally idle ones together, as `idlest` needs."""
+        self.leases = dict(sorted(self.leases.items(), key=lambda item: item[1].last_activity_at))
+
     @property
     def leasable_count(self) -> int:
         return len(self.numbers) - self.static_count

@@ -112,6 +112,11 @@ class SiteEngine:
             delay = timedelta(seconds=self.settings.show_delay_s)
             self._schedule_show(visitor, max(now, visitor.visit_started_at + delay))
 
+    def forget(self, visitor_id: str) -> None:
+        """Drop a visitor that the store is about to give back as another node left it."""
+        self.visitors.pop(visitor_id, None)
+        self._waiting.pop(visitor_id, None)
+
     def forget_idle(self, now: datetime) -> int:
         """Drop visitors with no tab, no lease and no visit left to continue (bounded memory;
         the store still has them, and a returning one is restored from it)."""

@@ -1,0 +1,82 @@
+"""What a site's last few versions changed, so that a node a few versions behind catches up on
+those numbers and visitors instead of reloading the whole site.
+
+Rules:
+- Each group commit that bumps `sites.state_version` (site_batches.py) writes, in the same
+  statement, the last `KEEP` entries this node knows: `(version, numbers, visitors)`, its own
+  last. A node that caught up keeps the entries it read, so the list stays contiguous while
+  nodes take turns.
+- A node at version `mine` that finds `current` catches up only if the list holds every
+  version in (mine, current]. Anything else (an operator's change bumps the version without an
+  entry; a node further behind than the list reaches; a list that cannot be read) means a whole
+  reload, as before.
+- An entry names every number whose lease or release changed and every visitor any op of the
+  batch touched or looked at (decider_writes.BatchWrites.changes); reading a few too many is
+  cheap, missing one would leave the engine unlike the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from calltracking.store import schema as t
+
+log = logging.getLogger(__name__)
+KEEP = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    version: int
+    numbers: frozenset[str]
+    visitors: frozenset[str]
+
+
+def encode(changes: Sequence[Change]) -> str:
+    return json.dumps(
+        [[c.version, sorted(c.numbers), sorted(c.visitors)] for c in changes[-KEEP:]],
+        separators=(",", ":"),
+    )
+
+
+def decode(text: str | None) -> list[Change]:
+    """The entries of a stored list; an unreadable one is no entries (a whole reload)."""
+    if not text:
+        return []
+    try:
+        raw = json.loads(text)
+        return [
+            Change(int(version), frozenset(map(str, numbers)), frozenset(map(str, visitors)))
+            for version, numbers, visitors in raw
+        ]
+    except (ValueError, TypeError) as exc:
+        log.warning("unreadable recent changes (%s); the site is reloaded whole", exc)
+        return []
+
+
+def between(changes: Sequence[Change], mine: int, current: int) -> list[Change] | None:
+    """The entries for every version in (mine, current], or None when one is missing."""
+    wanted = {c.version: c for c in changes if mine < c.version <= current}
+    if mine < 0 or len(wanted) != current - mine:
+        return None
+    return [wanted[v] for v in range(mine + 1, current + 1)]
+
+
+async def read(conn: AsyncConnection, site_id: str) -> list[Change]:
+    text = await conn.scalar(sa.select(t.sites.c.recent_changes).where(t.sites.c.id == site_id))
+    return decode(text)
+
+
+async def bump(conn: AsyncConnection, site_id: str, changes: Sequence[Change]) -> None:
+    """The version's bump (site_state.bump) with the entries that lead up to it."""
+    await conn.execute(
+        t.sites.update()
+        .where(t.sites.c.id == site_id)
+        .values(state_version=t.sites.c.state_version + 1, recent_changes=encode(changes))
+    )

@@ -151,7 +151,7 @@ async def _play(db: Database, seed: int, steps: int) -> TwoNodes:
 async def test_a_node_that_catches_up_holds_what_a_whole_reload_gives(
     sqlite_db: Database, seed: int
 ) -> None:
-    nodes = await _play(sqlite_db, seed, steps=120)
+    nodes = await _play(sqlite_db, seed, steps=80)
     batches = [service._batches for service in nodes.nodes]
     # Each node loaded the site once and caught up on the other's changes from then on.
     assert [b.reloads for b in batches] == [1, 1]
@@ -160,7 +160,7 @@ async def test_a_node_that_catches_up_holds_what_a_whole_reload_gives(
 
 @pytest.mark.postgres
 async def test_catching_up_on_postgresql_holds_what_a_whole_reload_gives(pg_db: Database) -> None:
-    nodes = await _play(pg_db, seed=7, steps=80)
+    nodes = await _play(pg_db, seed=7, steps=60)
     assert [service._batches.reloads for service in nodes.nodes] == [1, 1]
 
 

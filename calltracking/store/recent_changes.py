@@ -3,9 +3,9 @@ those numbers and visitors instead of reloading the whole site.
 
 Rules:
 - Each group commit that bumps `sites.state_version` (site_batches.py) writes, in the same
-  statement, the last `KEEP` entries this node knows: `(version, numbers, visitors)`, its own
-  last. A node that caught up keeps the entries it read, so the list stays contiguous while
-  nodes take turns.
+  statement, the last `KEEP` entries this node knows, `(version, numbers, visitors)`, its own
+  last, as long as they name at most `MAX_IDS` numbers and visitors in all. A node that caught
+  up keeps the entries it read, so the list stays contiguous while nodes take turns.
 - A node at version `mine` that finds `current` catches up only if the list holds every
   version in (mine, current]. Anything else (an operator's change bumps the version without an
   entry; a node further behind than the list reaches; a list that cannot be read) means a whole
@@ -29,6 +29,10 @@ from calltracking.store import schema as t
 
 log = logging.getLogger(__name__)
 KEEP = 4
+# Ids the stored list holds at most. A reconnect storm's batch names hundreds of visitors: a
+# node behind by such a batch reloads the site whole (about as costly), and no batch writes
+# tens of kilobytes with its bump for a list nobody may read.
+MAX_IDS = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +43,17 @@ class Change:
 
 
 def encode(changes: Sequence[Change]) -> str:
+    """The newest entries, at most KEEP and MAX_IDS ids in all (the list stops at the first
+    entry that does not fit, so what it holds stays a run of versions)."""
+    kept: list[Change] = []
+    ids = 0
+    for change in reversed(changes[-KEEP:]):
+        ids += len(change.numbers) + len(change.visitors)
+        if ids > MAX_IDS:
+            break
+        kept.append(change)
     return json.dumps(
-        [[c.version, sorted(c.numbers), sorted(c.visitors)] for c in changes[-KEEP:]],
+        [[c.version, sorted(c.numbers), sorted(c.visitors)] for c in reversed(kept)],
         separators=(",", ":"),
     )
 

@@ -196,3 +196,16 @@ def test_an_unreadable_list_means_no_entries() -> None:
         recent_changes.encode([recent_changes.Change(9, frozenset({"+7"}), frozenset({"v"}))])
     )
     assert entries == [recent_changes.Change(9, frozenset({"+7"}), frozenset({"v"}))]
+
+
+def test_a_batch_too_large_to_list_leaves_a_gap() -> None:
+    """A storm's batch of hundreds of visitors is not written out: whoever missed it reloads."""
+    small = recent_changes.Change(1, frozenset({"+71"}), frozenset({"a"}))
+    huge = recent_changes.Change(
+        2, frozenset(), frozenset(f"v{i}" for i in range(recent_changes.MAX_IDS))
+    )
+    latest = recent_changes.Change(3, frozenset({"+72"}), frozenset({"b"}))
+    stored = recent_changes.decode(recent_changes.encode([small, huge, latest]))
+    assert stored == [latest]
+    assert recent_changes.between(stored, 2, 3) == [latest]
+    assert recent_changes.between(stored, 1, 3) is None

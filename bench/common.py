@@ -209,7 +209,27 @@ def machine() -> str:
     import os
     import platform
 
-    return f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}"
+    return (
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}, "
+        f"reference loop {reference_loop_ms():.0f} ms"
+    )
+
+
+def reference_loop_ms(rounds: int = 3) -> float:
+    """A fixed pure-Python workload (a million dict updates and string joins), best of
+    `rounds`, in ms: the machine's speed at the time of a run, so that runs of different
+    sessions, on hosts up to twice as fast as each other, can be told apart."""
+    import time
+
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        counts: dict[str, int] = {}
+        for i in range(1_000_000):
+            key = "k" + str(i & 1023)
+            counts[key] = counts.get(key, 0) + 1
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
 
 
 # -- seeding -------------------------------------------------------------------------------------

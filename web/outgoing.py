@@ -4,13 +4,11 @@
 thousand new visitors a second those were a visible part of a profile of `bench.ws_bench`. The
 text here is the very text `json.dumps` gives for the same dict (same keys, order, separators
 and escapes: tests/web/test_outgoing.py compares them on arbitrary strings), so nothing
-changes on the wire. A number's text is memoised per `Shown`: a site shows a few hundred
-numbers, each to many visitors.
+changes on the wire.
 """
 
 from __future__ import annotations
 
-import functools
 import json.encoder
 
 from calltracking.store.visitors import Shown
@@ -26,6 +24,9 @@ def welcome_text(visitor: str, session: str, lease_on: str, consent_required: bo
     )
 
 
-@functools.lru_cache(maxsize=4096)
 def number_text(shown: Shown) -> str:
-    return json.dumps(shown.frame())
+    """`json.dumps(shown.frame())`."""
+    return (
+        f'{{"type": "number", "kind": {_quote(str(shown.kind))}, "e164": {_quote(shown.e164)}, '
+        f'"display": {_quote(shown.display)}}}'
+    )

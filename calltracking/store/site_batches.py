@@ -97,7 +97,9 @@ class SiteBatches:
         slot.pending.append(Item(op, now, future, visitor))
         if slot.drain is None or slot.drain.done():
             slot.drain = asyncio.ensure_future(self._drain(slot))
-        return await asyncio.shield(future)
+        # No shield: a caller cancelled while it waits cancels only its future, which the batch
+        # then leaves unanswered (`_run` answers futures not done); its op runs all the same.
+        return await future
 
     async def _drain(self, slot: Slot) -> None:
         while slot.pending:

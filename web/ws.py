@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from urllib.parse import urlsplit
@@ -53,6 +54,7 @@ def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
     return peer
 
 
+@functools.lru_cache(maxsize=4096)  # a site's visitors come from a few origins
 def origin_allowed(origin: str | None, domains: tuple[str, ...]) -> bool:
     if not origin:
         return False

@@ -191,6 +191,8 @@ def _converter(dialect: Dialect, column_type: Any) -> Convert:
 
 
 def _utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:  # most are: no new object
+        return value
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the store")
     return value.astimezone(UTC)

@@ -163,11 +163,16 @@ class SiteBatches:
             results = []
             for item in batch:
                 results.append(await item.op(conn, engine, writes))
-            await writes.flush(conn, engine)
+            # The version's bump rides with the new rows' statement where it can (one round
+            # trip fewer per batch on PostgreSQL); it is in this transaction either way.
+            changed = bool(writes)
+            bump = site_state.bump_statement(slot.site.id) if changed else None
+            bumped = await writes.flush(conn, engine, bump)
             if writes.grown and not offered:  # grew from a reserve offered in an earlier batch
                 await _check_account_limit(conn, slot.site.account_id)
-            if writes:
-                await site_state.bump(conn, slot.site.id)
+            if changed:
+                if not bumped:
+                    await site_state.bump(conn, slot.site.id)
                 version += 1
         slot.version = version
         self.batches += 1

@@ -44,3 +44,8 @@ async def lock_site(conn: AsyncConnection, site_id: str) -> int:
 
 async def bump(conn: AsyncConnection, site_id: str) -> None:
     await conn.exec_driver_sql(driver_text(conn, _BUMP), (site_id,))
+
+
+def bump_statement(site_id: str) -> tuple[str, tuple[str]]:
+    """`bump` as a statement to run along with others (`bulk_insert.insert_tables`' `also`)."""
+    return _BUMP, (site_id,)

@@ -27,6 +27,8 @@ from calltracking.core.events import Event, EventKey
 from calltracking.core.kinds import DisplayKind
 from calltracking.store.deciders import DeciderService
 from calltracking.store.visitors import Shown
+from web.outgoing import number_text
+from web.wire import write_texts
 
 log = logging.getLogger(__name__)
 SEND_TIMEOUT_S = 5.0
@@ -125,6 +127,18 @@ class Hub:
 
     def has(self, visitor_id: str) -> bool:
         return visitor_id in self._by_visitor
+
+    def greet(self, tab: Tab, welcome: str, shown: Shown) -> bool:
+        """A new tab's welcome and first number in one write (web/wire.py), before anything
+        else was sent to it and with nothing awaited since `add`; False, with nothing sent, when
+        that is not possible (the caller then sends them as usual)."""
+        if tab.shown is not None or tab in self._sending:
+            return False
+        if not write_texts(tab.ws, welcome, number_text(shown)):
+            return False
+        tab.shown = shown
+        self.pushed += 1
+        return True
 
     async def send(self, tab: Tab, shown: Shown) -> None:
         sending = self._sending.get(tab)

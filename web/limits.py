@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import resource
@@ -74,6 +75,7 @@ def _auto_max_connections() -> int:
     return max(16, min(MAX_AUTO_CONNECTIONS, soft * 3 // 4))
 
 
+@functools.lru_cache(maxsize=4096)  # behind a proxy, every connection comes from a few peers
 def address_key(host: str) -> str:
     """The unit a per-address cap counts: the address, or its /64 for IPv6."""
     address = parse_address(host)

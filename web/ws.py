@@ -20,10 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
-import socket
 import time
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from aiohttp import WSMessage, WSMsgType, web
@@ -35,6 +34,7 @@ from calltracking.store.visitors import Welcome
 from web.frames import FRAME_BURST, FRAME_WINDOW_S, FrameRate, Malformed, parse_frame, parse_hello
 from web.hub import Hub, Tab
 from web.keys import HUB, SERVICES, SITES
+from web.outgoing import welcome_text
 from web.shed import shed_after_hello, shed_after_upgrade
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
     return peer
 
 
+@functools.lru_cache(maxsize=4096)  # a site's visitors come from a few origins
 def origin_allowed(origin: str | None, domains: tuple[str, ...]) -> bool:
     if not origin:
         return False
@@ -98,7 +99,7 @@ async def visitor_socket(request: web.Request) -> web.WebSocketResponse:
         # the hub writes a summary a minute instead.
         log.debug("visitor %s tab %s connected (site %s)", tab.visitor_id, tab.tab_id, site.id)
         try:
-            await _greet(ws, services, hub, tab, admitted, request.transport)
+            await _greet(ws, services, hub, tab, admitted)
             del admitted, welcome
             last_activity = 0.0
             visible = True
@@ -213,7 +214,9 @@ async def _admit(
     try:
         if msg.type is not WSMsgType.TEXT:
             raise Malformed("only JSON text frames are accepted")
-        site_key, hello = parse_hello(parse_frame(msg.data), request.headers.get("User-Agent"))
+        site_key, hello = parse_hello(
+            parse_frame(msg.data), request.headers.get("User-Agent"), address
+        )
     except Malformed as exc:
         await _refuse(ws, 4400, str(exc))
         return None
@@ -224,54 +227,22 @@ async def _admit(
     if not origin_allowed(request.headers.get("Origin"), site.domains):
         await _refuse(ws, 4403, "origin not allowed for this site")
         return None
-    hello = dataclasses.replace(hello, address=address)
     welcome = await services.visitors.hello(site, hello, services.clock())
     return _Admitted(site, welcome, started, hello.visitor_id == welcome.visitor_id)
 
 
 async def _greet(
-    ws: web.WebSocketResponse,
-    services: Services,
-    hub: Hub,
-    tab: Tab,
-    admitted: _Admitted,
-    transport: asyncio.BaseTransport | None,
+    ws: web.WebSocketResponse, services: Services, hub: Hub, tab: Tab, admitted: _Admitted
 ) -> None:
     site, welcome = admitted.site, admitted.welcome
-    with _corked(transport):  # the welcome and the number leave in one TCP segment
-        await ws.send_json(
-            {
-                "type": "welcome",
-                "visitor": welcome.visitor_id,
-                "session": welcome.visit_id,
-                "lease_on": site.settings.lease_on,
-                "consent_required": site.settings.require_consent,
-            }
-        )
+    text = welcome_text(
+        welcome.visitor_id, welcome.visit_id, site.settings.lease_on, site.settings.require_consent
+    )
+    # Nothing awaited since `hub.add(tab)`, so no push to this tab is under way: the welcome
+    # and its first number leave in one write (web/wire.py), else one after the other.
+    if not hub.greet(tab, text, welcome.shown):
+        await ws.send_str(text)
         await hub.send(tab, welcome.shown)
     services.metrics.hello_done(time.monotonic() - admitted.started, admitted.returning)
     await hub.push(tab.visitor_id, welcome.shown)
     await hub.refresh(welcome.changed)
-
-
-@contextlib.contextmanager
-def _corked(transport: asyncio.BaseTransport | None) -> Iterator[None]:
-    """Hold back partial segments while several frames are written (Linux TCP_CORK): two small
-    frames back to back become one segment, one trip through both TCP stacks instead of two
-    (a profile under load put a send at ~70 us of a new visitor's ~0.8 ms). Elsewhere, or
-    without a socket, a no-op."""
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    cork = getattr(socket, "TCP_CORK", None)
-    if sock is None or cork is None:
-        yield
-        return
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
-    except OSError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, cork, 0)

@@ -72,24 +72,40 @@ def _statement(
     ]
 
 
+# A data-modifying statement that may ride along with the inserts (`insert_tables`): its text
+# with `{}` for each parameter (driver_sql.py), and those parameters (ids, integers).
+Also = tuple[str, tuple[Any, ...]]
+
+
 async def insert_tables(
-    conn: AsyncConnection, tables: Sequence[tuple[sa.Table, Sequence[Mapping[str, Any]]]]
-) -> None:
+    conn: AsyncConnection,
+    tables: Sequence[tuple[sa.Table, Sequence[Mapping[str, Any]]]],
+    also: Also | None = None,
+) -> bool:
     """Insert each table's rows (all of a table's naming the same columns), in the given order:
-    one statement on PostgreSQL, an executemany per table elsewhere."""
+    one statement on PostgreSQL, an executemany per table elsewhere. On PostgreSQL, `also`
+    joins that statement as one more data-modifying CTE (run exactly once, whatever the rest
+    reads); True when it did, else the caller runs it."""
     tables = [(table, rows) for table, rows in tables if rows]
     if len(tables) < 2 or conn.dialect.name != "postgresql":
         for table, rows in tables:
             await insert_rows(conn, table, rows)
-        return
-    plan = _tables_plan(conn.dialect, tuple((table, tuple(rows[0])) for table, rows in tables))
+        return False
+    plan = _tables_plan(
+        conn.dialect,
+        tuple((table, tuple(rows[0])) for table, rows in tables),
+        also[0] if also else None,
+    )
     params: list[Any] = []
     for (_table, rows), (fields, defaults) in zip(tables, plan.tables, strict=True):
         params += [[convert(row[name]) for row in rows] for name, convert in fields]
         params += defaults
+    if also:
+        params += also[1]
     names = {table.name for table, _ in tables}
     into = outbox.name if outbox.name in names else next(iter(names))
     await conn.exec_driver_sql(plan.sql, tuple(params), execution_options={INSERTS_INTO: into})
+    return also is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +116,7 @@ class _TablesPlan:
 
 @functools.lru_cache(maxsize=64)
 def _tables_plan(
-    dialect: Dialect, tables: tuple[tuple[sa.Table, tuple[str, ...]], ...]
+    dialect: Dialect, tables: tuple[tuple[sa.Table, tuple[str, ...]], ...], also: str | None
 ) -> _TablesPlan:
     quote = dialect.identifier_preparer.quote
     inserts, parts = [], []
@@ -124,7 +140,10 @@ def _tables_plan(
             f"SELECT {picks} FROM unnest({', '.join(arrays)}) AS u"
         )
         parts.append((plan.fields, plan.defaults))
-    ctes = ", ".join(f"i{i} AS ({sql})" for i, sql in enumerate(inserts[:-1]))
+    heads = inserts[:-1]
+    if also is not None:
+        heads.append(also.format(*(f"${n + i}" for i in range(1, also.count("{}") + 1))))
+    ctes = ", ".join(f"i{i} AS ({sql})" for i, sql in enumerate(heads))
     return _TablesPlan(sql=f"WITH {ctes} {inserts[-1]}", tables=tuple(parts))
 
 
@@ -191,6 +210,8 @@ def _converter(dialect: Dialect, column_type: Any) -> Convert:
 
 
 def _utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:  # most are: no new object
+        return value
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the store")
     return value.astimezone(UTC)

@@ -20,7 +20,7 @@ from calltracking.core.engine import events as ev
 from calltracking.core.events import Event, EventKey
 from calltracking.core.kinds import DisplayKind
 from calltracking.store import schema as t
-from calltracking.store.bulk_insert import insert_rows, insert_tables
+from calltracking.store.bulk_insert import Also, insert_rows, insert_tables
 from calltracking.store.outbox import new_id
 from calltracking.store.sql_lists import one_of
 
@@ -172,7 +172,11 @@ class BatchWrites:
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def flush(self, conn: AsyncConnection, engine: SiteEngine) -> None:
+    async def flush(
+        self, conn: AsyncConnection, engine: SiteEngine, also: Also | None = None
+    ) -> bool:
+        """Write the batch; `also` rides with the new rows' statement where the database
+        allows (bulk_insert.py): True when it did, else the caller runs it."""
         b = sa.bindparam
         visitor_rows, visit_rows = self._visitor_state(engine)
         for visit_id in self.got_number & self.visits_new.keys():  # born with a number
@@ -181,7 +185,7 @@ class BatchWrites:
         # new leases with them unless a lease ended in this batch: the end must come first, as
         # a number holds one open lease at a time.
         leases_with_rows = not self.leases_ended
-        await insert_tables(
+        folded = await insert_tables(
             conn,
             [
                 (t.visitors, list(self.visitors_new.values())),
@@ -191,6 +195,7 @@ class BatchWrites:
                 (t.pool_events, self.pool_events),
                 (t.outbox, self._outbox_rows()),
             ],
+            also,
         )
         if self.grown:
             await self._grow(conn)
@@ -224,6 +229,7 @@ class BatchWrites:
         await self._displays(conn, engine)
         await self._tabs(conn)
         await self._visitors(conn, visitor_rows, visit_rows)
+        return folded
 
     def _outbox_rows(self) -> list[dict[str, Any]]:
         return [

@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from calltracking.core.errors import Conflict, InvalidInput, NotFound
 from calltracking.core.numbers import is_e164
 from calltracking.store import site_state
-from calltracking.store.schema import accounts, leases, numbers, sites
+from calltracking.store.driver_sql import driver_text
+from calltracking.store.schema import accounts, leases, numbers
 
 if TYPE_CHECKING:
     from calltracking.store.sites import Site
@@ -223,21 +224,24 @@ async def account_room(conn: AsyncConnection, account_id: str) -> int:
     """How many more numbers the account may hold (negative: over its `max_numbers`; 0 for an
     account that is gone), under the same lock as `account_numbers_in_use`. The lock and the
     limit come in one statement: a locking read returns the row as its last holder committed."""
-    query = sa.select(accounts.c.max_numbers).where(accounts.c.id == account_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    limit = await conn.scalar(query)
+    # Fixed texts through the driver (driver_sql.py): a growing group commit runs both.
+    lock = _ROOM_PG if conn.dialect.name == "postgresql" else _ROOM
+    limit = (await conn.exec_driver_sql(driver_text(conn, lock), (account_id,))).scalar()
     if limit is None:
         return 0
     return int(limit) - await _numbers_held(conn, account_id)
 
 
+_ROOM = "SELECT max_numbers FROM accounts WHERE id = {}"
+_ROOM_PG = _ROOM + " FOR UPDATE"
+_HELD = (
+    "SELECT count(*) FROM numbers JOIN sites ON numbers.site_id = sites.id "
+    "WHERE sites.account_id = {}"
+)
+
+
 async def _numbers_held(conn: AsyncConnection, account_id: str) -> int:
-    value = await conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(numbers.join(sites, numbers.c.site_id == sites.c.id))
-        .where(sites.c.account_id == account_id)
-    )
+    value = (await conn.exec_driver_sql(driver_text(conn, _HELD), (account_id,))).scalar()
     return int(value or 0)
 
 

@@ -3,7 +3,7 @@ describe, and published later by the relay (calltracking.bus.relay) at least onc
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,8 +18,22 @@ from calltracking.store.sql_lists import one_of
 
 
 def new_id() -> str:
-    """Random 128-bit id, 32 hex digits (visitor ids must not be guessable)."""
-    return secrets.token_hex(16)
+    """Random 128-bit id, 32 hex digits (visitor ids must not be guessable).
+
+    From the operating system's CSPRNG as `secrets.token_hex(16)`, but drawn `_IDS_PER_DRAW`
+    at a time: a new visitor takes five or six ids, and a `getrandom` call for each was a
+    visible part of its CPU. A forked child starts without its parent's undrawn ids."""
+    while True:
+        try:
+            return _undrawn.pop()
+        except IndexError:
+            raw = os.urandom(16 * _IDS_PER_DRAW).hex()
+            _undrawn.extend(raw[i : i + 32] for i in range(0, len(raw), 32))
+
+
+_IDS_PER_DRAW = 128
+_undrawn: list[str] = []
+os.register_at_fork(after_in_child=_undrawn.clear)
 
 
 async def emit(conn: AsyncConnection, key: str, data: Mapping[str, Any], at: datetime) -> Event:

@@ -84,12 +84,3 @@ def between(changes: Sequence[Change], mine: int, current: int) -> list[Change] 
 async def read(conn: AsyncConnection, site_id: str) -> list[Change]:
     text = await conn.scalar(sa.select(t.sites.c.recent_changes).where(t.sites.c.id == site_id))
     return decode(text)
-
-
-async def bump(conn: AsyncConnection, site_id: str, changes: Sequence[Change]) -> None:
-    """The version's bump (site_state.bump) with the entries that lead up to it."""
-    await conn.execute(
-        t.sites.update()
-        .where(t.sites.c.id == site_id)
-        .values(state_version=t.sites.c.state_version + 1, recent_changes=encode(changes))
-    )

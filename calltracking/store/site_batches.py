@@ -103,7 +103,9 @@ class SiteBatches:
         slot.pending.append(Item(op, now, future, visitor))
         if slot.drain is None or slot.drain.done():
             slot.drain = asyncio.ensure_future(self._drain(slot))
-        return await asyncio.shield(future)
+        # No shield: a caller cancelled while it waits cancels only its future, which the batch
+        # then leaves unanswered (`_run` answers futures not done); its op runs all the same.
+        return await future
 
     async def _drain(self, slot: Slot) -> None:
         while slot.pending:
@@ -171,14 +173,22 @@ class SiteBatches:
             results = []
             for item in batch:
                 results.append(await item.op(conn, engine, writes))
-            await writes.flush(conn, engine)
-            if writes.grown and not offered:  # grew from a reserve offered in an earlier batch
-                await _check_account_limit(conn, slot.site.account_id)
+            # The version's bump, with what this batch changed for other nodes to catch up on
+            # (recent_changes.py), rides with the new rows' statement where it can (one round
+            # trip fewer per batch on PostgreSQL); it is in this transaction either way.
+            changes: list[recent_changes.Change] = []
+            bump = None
             if writes:
                 numbers, visitors = writes.changes()
+                changes = [*slot.changes, recent_changes.Change(version + 1, numbers, visitors)]
+                bump = site_state.bump_statement(slot.site.id, recent_changes.encode(changes))
+            bumped = await writes.flush(conn, engine, bump)
+            if writes.grown and not offered:  # grew from a reserve offered in an earlier batch
+                await _check_account_limit(conn, slot.site.account_id)
+            if bump is not None:
+                if not bumped:
+                    await site_state.run(conn, bump)
                 version += 1
-                changes = [*slot.changes, recent_changes.Change(version, numbers, visitors)]
-                await recent_changes.bump(conn, slot.site.id, changes)
                 slot.changes = changes[-recent_changes.KEEP :]
         slot.version = version
         self.batches += 1

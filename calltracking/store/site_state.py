@@ -12,36 +12,51 @@ in one round trip (`calltracking_lock_site`, migration 0007a); SQLite writers ar
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from calltracking.store import schema as t
+from calltracking.store.driver_sql import driver_text
 
 
+@functools.lru_cache(maxsize=1024)
 def lock_key(site_id: str) -> int:
     """A stable signed 64-bit key for `pg_advisory_xact_lock`."""
     digest = hashlib.blake2b(f"calltracking.site:{site_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
+# Every batch runs these: fixed texts through the driver (driver_sql.py).
+_LOCK = "SELECT calltracking_lock_site({}, {})"  # PostgreSQL (migration 0007a)
+_VERSION = "SELECT state_version FROM sites WHERE id = {}"  # SQLite: writers are serial
+_BUMP = "UPDATE sites SET state_version = state_version + 1 WHERE id = {}"
+
+
 async def lock_site(conn: AsyncConnection, site_id: str) -> int:
     """Lock the site's state for this transaction and return its version."""
     if conn.dialect.name == "postgresql":
-        version = await conn.scalar(
-            sa.select(sa.func.calltracking_lock_site(lock_key(site_id), site_id))
-        )
+        result = await conn.exec_driver_sql(driver_text(conn, _LOCK), (lock_key(site_id), site_id))
     else:
-        version = await conn.scalar(
-            sa.select(t.sites.c.state_version).where(t.sites.c.id == site_id)
-        )
-    return int(version or 0)
+        result = await conn.exec_driver_sql(driver_text(conn, _VERSION), (site_id,))
+    return int(result.scalar() or 0)
 
 
 async def bump(conn: AsyncConnection, site_id: str) -> None:
-    await conn.execute(
-        t.sites.update()
-        .where(t.sites.c.id == site_id)
-        .values(state_version=t.sites.c.state_version + 1)
-    )
+    await conn.exec_driver_sql(driver_text(conn, _BUMP), (site_id,))
+
+
+_BUMP_WITH_CHANGES = (
+    "UPDATE sites SET state_version = state_version + 1, recent_changes = {} WHERE id = {}"
+)
+
+
+def bump_statement(site_id: str, recent_changes: str) -> tuple[str, tuple[str, str]]:
+    """A group commit's bump, with the site's recent changes (recent_changes.py), as a
+    statement to run along with others (`bulk_insert.insert_tables`' `also`) or by `run`."""
+    return _BUMP_WITH_CHANGES, (recent_changes, site_id)
+
+
+async def run(conn: AsyncConnection, statement: tuple[str, tuple[str, ...]]) -> None:
+    template, params = statement
+    await conn.exec_driver_sql(driver_text(conn, template), params)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from calltracking.bus import BusError, MemoryBus, OutboxRelay, SeenIds
 from calltracking.bus.memory import topic_matches
-from calltracking.core.events import Event
+from calltracking.core.events import Event, EventKey
 from tests.bus import Collector, MemoryOutbox, RecordingBus, make_event
 
 
@@ -251,3 +254,58 @@ async def test_relay_warns_once_per_outage(caplog: pytest.LogCaptureFixture) -> 
         assert await relay.run_once() == 2
     levels = [r.levelname for r in caplog.records]
     assert levels == ["WARNING", "DEBUG", "DEBUG", "INFO"]
+
+
+_plain = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+_any_json = st.recursive(
+    _plain,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=8), _any_json | st.sampled_from([EventKey.LEASE_ASSIGNED])),
+    st.sampled_from([UTC, timezone(timedelta(hours=3))]),
+)
+def test_each_queue_gets_what_a_json_round_trip_gives(data: dict[str, object], tz: tzinfo) -> None:
+    """Flat events are copied without the round trip (memory.py): what a subscriber gets is
+    still exactly what crossing a broker would give, in value and in type, and its own."""
+    event = Event("lease.assigned", "e1", datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=tz), data)
+    crossed = Event.from_json(json.loads(json.dumps(event.to_json())))
+    got = asyncio.run(_deliver_twice(event))
+    for copy in got:
+        assert copy == crossed or _nan_in(data)
+        assert copy.occurred_at.tzinfo == crossed.occurred_at.tzinfo
+        assert [type(v) for v in copy.data.values()] == [type(v) for v in crossed.data.values()]
+        assert type(copy.key) is type(crossed.key) and type(copy.id) is type(crossed.id)
+    first, second = got
+    assert first.data is not second.data and first.data is not event.data
+    first.data["changed"] = True  # type: ignore[index]
+    assert "changed" not in second.data and "changed" not in event.data
+
+
+def _nan_in(value: object) -> bool:
+    if isinstance(value, float):
+        return value != value
+    if isinstance(value, dict):
+        return any(_nan_in(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_nan_in(v) for v in value)
+    return False
+
+
+async def _deliver_twice(event: Event) -> list[Event]:
+    bus = MemoryBus()
+    got: list[Event] = []
+
+    async def handler(e: Event) -> None:
+        got.append(e)
+
+    await bus.subscribe("a", ["lease.*"], handler)
+    await bus.subscribe("b", ["#"], handler)
+    await bus.publish(event)
+    await bus.join()
+    await bus.close()
+    return got

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from calltracking.store import schema as t
+from calltracking.store import site_state
 from calltracking.store.bulk_insert import insert_rows, insert_tables
 from calltracking.store.db import Database
 from tests.store.seed import T0, seed_site
@@ -158,3 +159,34 @@ async def test_one_too_long_value_fails_the_whole_call_rather_than_being_cut(
             )
     async with pg_db.read() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(t.visitors)) == 0
+
+
+async def test_a_statement_riding_along_runs_once_with_the_rows_or_is_left_to_the_caller(
+    any_db: Database,
+) -> None:
+    """`also` (the site version's bump in a group commit) joins the one statement on
+    PostgreSQL and runs exactly once; elsewhere, or with one table, the caller is told to run
+    it itself."""
+    site = await seed_site(any_db, reserve=0)
+    bump = site_state.bump_statement(site.id, "[[1,[],[]]]")
+    async with any_db.write() as conn:
+        before = await site_state.lock_site(conn, site.id)
+        together = await insert_tables(
+            conn,
+            [
+                (t.visitors, [_visitor(1, T0, site_id=site.id)]),
+                (t.visits, [_visit(1, "v1", site.id)]),
+            ],
+            bump,
+        )
+        if not together:
+            await site_state.run(conn, bump)
+        alone = await insert_tables(conn, [(t.visits, [_visit(2, "v1", site.id)])], bump)
+        if not alone:
+            await site_state.run(conn, bump)
+    assert together is (any_db.engine.dialect.name == "postgresql")
+    assert alone is False
+    async with any_db.write() as conn:
+        assert await site_state.lock_site(conn, site.id) == before + 2
+        assert await conn.scalar(sa.select(t.sites.c.recent_changes)) == "[[1,[],[]]]"
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(t.visits)) == 2

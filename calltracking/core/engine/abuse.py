@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,8 +20,16 @@ HELLO_BURST = 60
 HELLO_REFILL_PER_S = 2.0
 
 
+# An IPv4 address already as `str(IPv4Address(..))` writes it (four decimal octets, no leading
+# zeros): its own key, without building an address object (every hello asks, twice).
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def address_key(address: str) -> str:
     """The group an address counts in: itself for IPv4, its /64 for IPv6."""
+    if _CANONICAL_IPV4.fullmatch(address):
+        return address
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:

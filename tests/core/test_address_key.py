@@ -1,0 +1,35 @@
+"""`address_key` takes a canonical IPv4 address as its own key without parsing it: the same
+key as the parsing path gives, for any text."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from calltracking.core.engine.abuse import address_key
+
+
+def _parsed(address: str) -> str:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
+
+_octets = st.integers(0, 300).map(str) | st.sampled_from(["00", "01", "010", "-1", "", "١"])
+
+
+@given(
+    st.lists(_octets, min_size=3, max_size=5).map(".".join)
+    | st.text(alphabet="0123456789.:%abf\n ", max_size=20)
+    | st.ip_addresses().map(str)
+)
+def test_the_same_key_as_parsing_gives(address: str) -> None:
+    assert address_key(address) == _parsed(address)

@@ -110,8 +110,18 @@ def get_full_variable(expression: str) -> str:
     return f"GET FULL VARIABLE {quote(expression)}"
 
 
+_COMMON: dict[str, Reply] = {}
+
+
 def parse_reply(line: str) -> Reply:
     """One reply line (without its LF). Raises ProtocolError on anything else."""
+    common = _COMMON.get(line)
+    if common is not None:
+        return common  # a Reply is immutable: the usual `200 result=1` is parsed once
+    return _parse_reply(line)
+
+
+def _parse_reply(line: str) -> Reply:
     text = line.rstrip("\r")
     match = _REPLY.fullmatch(text)
     if match is None:
@@ -124,3 +134,7 @@ def parse_reply(line: str) -> Reply:
     if result is not None and rest and not rest.strip().startswith("endpos="):
         raise ProtocolError(f"unexpected text after the result: {text[:60]!r}")
     return Reply(code=code, result=result, data=data, line=text)
+
+
+# What every SET VARIABLE is answered with (and its refusal), parsed once.
+_COMMON |= {line: _parse_reply(line) for line in ("200 result=1", "200 result=0")}

@@ -47,9 +47,7 @@ def select_rows(conn: Connection, statement: Any, params: Mapping[str, Any]) -> 
     """The rows of `statement` with `params`, as named tuples."""
     dialect = conn.dialect
     plan = _plan(dialect, statement)
-    args = tuple(
-        params[name] if bind is None else bind(params[name]) for name, bind in plan.binds
-    )
+    args = tuple(params[name] if bind is None else bind(params[name]) for name, bind in plan.binds)
     if not conn.in_transaction():
         conn.begin()
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -80,19 +78,17 @@ def _plan(dialect: Dialect, statement: Any) -> _Plan:
         names = list(compiled.positiontup or ())
     else:
         raise ValueError(f"no driver select for the {dialect.paramstyle} parameter style")
-    binds = tuple((name, compiled.binds[name].type._cached_bind_processor(dialect)) for name in names)
+    binds = tuple(
+        (name, compiled.binds[name].type._cached_bind_processor(dialect)) for name in names
+    )
     columns = list(statement.selected_columns)
     if not columns:
         raise ValueError("a driver select needs its columns named (text(...).columns(...))")
     row = namedtuple("Row", [c.key for c in columns])  # type: ignore[misc]
-    return _Plan(
-        sql=compiled.string, binds=binds, row=row, types=tuple(c.type for c in columns)
-    )
+    return _Plan(sql=compiled.string, binds=binds, row=row, types=tuple(c.type for c in columns))
 
 
-def _processors(
-    dialect: Dialect, plan: _Plan, description: Any
-) -> tuple[Convert | None, ...]:
+def _processors(dialect: Dialect, plan: _Plan, description: Any) -> tuple[Convert | None, ...]:
     if len(description) != len(plan.types):
         raise ValueError(f"{len(description)} columns where {len(plan.types)} were named")
     return tuple(

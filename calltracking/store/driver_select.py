@@ -35,7 +35,9 @@ Convert = Callable[[Any], Any]
 @dataclass(slots=True)
 class _Plan:
     sql: str
-    binds: tuple[tuple[str, Convert | None], ...]  # in the SQL's positional order
+    # In the SQL's positional order: name, bind processor, the value when `params` lacks it
+    # (a bound literal of the statement's own, such as SQLite's `OFFSET ?` after a LIMIT)
+    binds: tuple[tuple[str, Convert | None, Any], ...]
     row: Callable[..., Any]
     types: tuple[Any, ...]  # the selected columns' types
     # One per column, from the first cursor's description (some drivers' processors depend
@@ -47,7 +49,11 @@ def select_rows(conn: Connection, statement: Any, params: Mapping[str, Any]) -> 
     """The rows of `statement` with `params`, as named tuples."""
     dialect = conn.dialect
     plan = _plan(dialect, statement)
-    args = tuple(params[name] if bind is None else bind(params[name]) for name, bind in plan.binds)
+    args = tuple(
+        value if bind is None else bind(value)
+        for name, bind, default in plan.binds
+        for value in (params.get(name, default),)
+    )
     if not conn.in_transaction():
         conn.begin()
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -79,7 +85,12 @@ def _plan(dialect: Dialect, statement: Any) -> _Plan:
     else:
         raise ValueError(f"no driver select for the {dialect.paramstyle} parameter style")
     binds = tuple(
-        (name, compiled.binds[name].type._cached_bind_processor(dialect)) for name in names
+        (
+            name,
+            compiled.binds[name].type._cached_bind_processor(dialect),
+            compiled.binds[name].effective_value,
+        )
+        for name in names
     )
     columns = list(statement.selected_columns)
     if not columns:

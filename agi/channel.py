@@ -60,8 +60,11 @@ class AgiChannel:
 
     async def command(self, line: str) -> Reply:
         """Send one command line and return its reply, noting any `HANGUP` on the way."""
+        connection = self._connection
         try:
-            await self._connection.send(line.encode("utf-8") + LINE_END)
+            connection.write(line.encode("utf-8") + LINE_END)
+            if connection.must_drain:
+                await connection.drain()
         except ConnectionError as exc:
             raise PeerClosed(f"write failed: {exc}") from None
         while True:

@@ -12,8 +12,9 @@ Rules (those of StreamReader, which the channel was written against):
   error raises that error. One reader at a time (one dialogue per connection).
 - Reading pauses while more than twice `limit` bytes wait unread (a peer that floods while the
   dialogue waits on the store cannot grow the buffer), and resumes when the buffer is read.
-- `send(data)` writes and waits while the transport asks to pause writing; after the connection
-  was lost it raises ConnectionResetError (as `StreamWriter.drain` does).
+- `write(data)` writes; `drain()` waits while the transport asks to pause writing (`must_drain`:
+  a dialogue's few hundred bytes never make it, so a command costs no extra await). After the
+  connection was lost both raise ConnectionResetError (as `StreamWriter.drain` does).
 - A peer's EOF does not close the transport (half-closed: what the server still writes may be
   read); `close()` then `wait_closed()` end it, the latter when the transport has let go.
 - `connection_made` calls `on_connect(self)` once, the server's hook (allow-list, task).
@@ -118,10 +119,20 @@ class AgiConnection(asyncio.Protocol):
             finally:
                 self._waiter = None
 
-    async def send(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
+        """Hand `data` to the transport; await `drain()` after it while `must_drain`."""
         if self._lost or self.transport is None:
             raise ConnectionResetError("Connection lost")
         self.transport.write(data)
+
+    @property
+    def must_drain(self) -> bool:
+        return self._write_paused
+
+    async def drain(self) -> None:
+        """Wait while the transport asks to pause writing."""
+        if self._lost:
+            raise ConnectionResetError("Connection lost")
         if self._write_paused:
             if self._drain is None or self._drain.done():
                 self._drain = asyncio.get_running_loop().create_future()

@@ -33,7 +33,9 @@ CODE_DEAD_CHANNEL = 511
 _REPLY = re.compile(
     r"(?P<code>\d{3})(?: result=(?P<result>-?\d+)(?: \((?P<data>.*)\))?)?(?P<rest>.*)"
 )
-_ENV_NAME = re.compile(r"agi_[a-z0-9_]+")
+# `agi_name: value`, the one blank after the colon not part of the value (an empty value is
+# `agi_name: `, or `agi_name:`); the name is everything before the first colon.
+_ENV_LINE = re.compile(r"(agi_[a-z0-9_]+): ?(.*)", re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -77,10 +79,10 @@ def parse_env(block: bytes) -> dict[str, str]:
         line = raw.rstrip("\r")
         if not line:
             continue
-        name, sep, value = line.partition(":")
-        if not sep or _ENV_NAME.fullmatch(name) is None:
+        found = _ENV_LINE.fullmatch(line)
+        if found is None:
             raise ProtocolError(f"not an AGI environment line: {line[:60]!r}")
-        env[name] = value[1:] if value.startswith(" ") else value
+        env[found[1]] = found[2]
     return env
 
 

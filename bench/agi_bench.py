@@ -17,11 +17,12 @@ fresh uniqueid each time, so every request stores a new call), then an answer to
 dialogue set `CALLTRACKING_ERROR` (the 500 ms budget ran out, or the store failed) counts as an
 error: "past budget" in the table. The bare server reads the env block and answers one line.
 
-The Asterisk side is an `asyncio.Protocol` per connection by default (`--client protocol`);
-`--client streams` is the earlier StreamReader/StreamWriter client. Both send the same bytes and
-answer each command only after it arrived (tests/bench/test_agi_clients.py); the leaner one
-leaves more of the two cores to the server, for the bare server and the tracker alike. Each run
-prints the client's CPU per request too.
+The Asterisk side is StreamReader/StreamWriter per connection (`--client streams`, the
+default, as in every earlier figure) or an `asyncio.Protocol` (`--client protocol`). Both send
+the same bytes and answer each command only after it arrived (tests/bench/test_agi_clients.py).
+The protocol client spends ~10% less CPU per request, which made no difference measurable on
+the shared machine (docs/benchmarks.md), so the default stays comparable with earlier runs.
+Each run prints the client's CPU per request too.
 
 `--concurrency` workers each run requests back to back for `--seconds` (and at most
 `--max-requests` in all); latency is connect to the server's close; the server's CPU (utime +
@@ -399,8 +400,8 @@ def main() -> None:
     parser.add_argument(
         "--client",
         choices=sorted(CLIENTS),
-        default="protocol",
-        help="how the Asterisk side talks (the same bytes either way); streams: the old client",
+        default="streams",
+        help="how the Asterisk side talks (the same bytes either way); protocol: a leaner one",
     )
     args = parser.parse_args()
     if not 1 <= args.repeat <= 10 or not 0 < args.seconds <= 120:

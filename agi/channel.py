@@ -3,7 +3,8 @@
 Rules:
 - The header block is read with `readuntil(b"\\n\\n")` under the caller's timeout: EOF before the
   blank line is PeerClosed (never a spin on `b""`, panoramisk 1.4's freeze), a block longer than
-  the stream's limit is HeaderTooLarge. Only the server decides how long to wait.
+  the connection's limit is HeaderTooLarge. Only the server decides how long to wait. The
+  reader is the connection (connection.py) or anything reading as a StreamReader does.
 - A command is written, then lines are read until its reply: `HANGUP` lines on the way only mark
   the channel as hung up (Asterisk goes on answering GET/SET on a dead channel), a `520-` usage
   block is read to its end. EOF is PeerClosed, a garbage line is ProtocolError.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Protocol
 
+from agi.connection import AgiConnection
 from agi.protocol import (
     HANGUP_LINE,
     USAGE_CONTINUES,
@@ -30,10 +33,14 @@ LINE_END = b"\n"
 
 
 class HeaderTooLarge(AgiError):
-    """The `agi_*` block did not end within the stream's size limit."""
+    """The `agi_*` block did not end within the connection's size limit."""
 
 
-async def read_env(reader: asyncio.StreamReader) -> dict[str, str]:
+class Reads(Protocol):
+    async def readuntil(self, separator: bytes) -> bytes: ...
+
+
+async def read_env(reader: Reads) -> dict[str, str]:
     """The `agi_*` variables up to the blank line. Time limits are the caller's."""
     try:
         block = await reader.readuntil(HEADER_END)
@@ -47,16 +54,17 @@ async def read_env(reader: asyncio.StreamReader) -> dict[str, str]:
 class AgiChannel:
     """Commands and replies over one FastAGI connection (the header already read)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, connection: AgiConnection) -> None:
+        self._connection = connection
         self.hung_up = False
 
     async def command(self, line: str) -> Reply:
         """Send one command line and return its reply, noting any `HANGUP` on the way."""
-        self._writer.write(line.encode("utf-8") + LINE_END)
+        connection = self._connection
         try:
-            await self._writer.drain()
+            connection.write(line.encode("utf-8") + LINE_END)
+            if connection.must_drain:
+                await connection.drain()
         except ConnectionError as exc:
             raise PeerClosed(f"write failed: {exc}") from None
         while True:
@@ -76,11 +84,11 @@ class AgiChannel:
 
     async def _read_line(self) -> str:
         try:
-            raw = await self._reader.readuntil(LINE_END)
+            raw = await self._connection.readuntil(LINE_END)
         except asyncio.IncompleteReadError:
             raise PeerClosed("closed while a reply was awaited") from None
         except asyncio.LimitOverrunError:
-            raise ProtocolError("reply line longer than the stream limit") from None
+            raise ProtocolError("reply line longer than the connection's limit") from None
         except ConnectionError as exc:
             raise PeerClosed(f"read failed: {exc}") from None
         return raw[: -len(LINE_END)].decode("utf-8", "replace").rstrip("\r")

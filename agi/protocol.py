@@ -33,7 +33,9 @@ CODE_DEAD_CHANNEL = 511
 _REPLY = re.compile(
     r"(?P<code>\d{3})(?: result=(?P<result>-?\d+)(?: \((?P<data>.*)\))?)?(?P<rest>.*)"
 )
-_ENV_NAME = re.compile(r"agi_[a-z0-9_]+")
+# `agi_name: value`, the one blank after the colon not part of the value (an empty value is
+# `agi_name: `, or `agi_name:`); the name is everything before the first colon.
+_ENV_LINE = re.compile(r"(agi_[a-z0-9_]+): ?(.*)", re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -77,10 +79,10 @@ def parse_env(block: bytes) -> dict[str, str]:
         line = raw.rstrip("\r")
         if not line:
             continue
-        name, sep, value = line.partition(":")
-        if not sep or _ENV_NAME.fullmatch(name) is None:
+        found = _ENV_LINE.fullmatch(line)
+        if found is None:
             raise ProtocolError(f"not an AGI environment line: {line[:60]!r}")
-        env[name] = value[1:] if value.startswith(" ") else value
+        env[found[1]] = found[2]
     return env
 
 
@@ -110,8 +112,18 @@ def get_full_variable(expression: str) -> str:
     return f"GET FULL VARIABLE {quote(expression)}"
 
 
+_COMMON: dict[str, Reply] = {}
+
+
 def parse_reply(line: str) -> Reply:
     """One reply line (without its LF). Raises ProtocolError on anything else."""
+    common = _COMMON.get(line)
+    if common is not None:
+        return common  # a Reply is immutable: the usual `200 result=1` is parsed once
+    return _parse_reply(line)
+
+
+def _parse_reply(line: str) -> Reply:
     text = line.rstrip("\r")
     match = _REPLY.fullmatch(text)
     if match is None:
@@ -124,3 +136,7 @@ def parse_reply(line: str) -> Reply:
     if result is not None and rest and not rest.strip().startswith("endpos="):
         raise ProtocolError(f"unexpected text after the result: {text[:60]!r}")
     return Reply(code=code, result=result, data=data, line=text)
+
+
+# What every SET VARIABLE is answered with (and its refusal), parsed once.
+_COMMON |= {line: _parse_reply(line) for line in ("200 result=1", "200 result=0")}

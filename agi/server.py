@@ -8,8 +8,9 @@ Rules:
 - Only the script `calltracking` is served (its query string aside); another is refused: logged
   and closed without a command, so the dialplan, seeing no `CALLTRACKING_KIND`, takes its
   default route.
-- Connection tasks are asyncio's own per-connection tasks; the server keeps them in a set and
-  `stop()` cancels and awaits them, so none outlives the service.
+- Each connection is an `AgiConnection` (connection.py) with a task of its own for its
+  dialogue; the server keeps the tasks in a set and `stop()` cancels and awaits them, so none
+  outlives the service.
 - A peer outside `allow` (CALLTRACKING_AGI_ALLOW; empty allows any) is closed at once, before a
   byte is read, and counted as refused; such refusals are logged at most once a minute.
 - While the event loop is late (guard.py: a tick more than `max_lag_s` late, by default the
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from agi.channel import AgiChannel, HeaderTooLarge, describe, read_env
+from agi.connection import AgiConnection
 from agi.facts import SCRIPT_NAME, script_name
 from agi.guard import LoopWatchdog
 from agi.handler import CallTrackingHandler, Outcome
@@ -87,8 +89,9 @@ class AgiServer:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("AgiServer already started")
-        self._server = await asyncio.start_server(
-            self._on_connect, self._host, self._port, limit=self._header_limit
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: AgiConnection(self._header_limit, self._on_connect), self._host, self._port
         )
         self.watchdog.start()
         log.info("FastAGI listening on %s:%d", self._host, self.port)
@@ -131,64 +134,72 @@ class AgiServer:
         """Connections so far by outcome, every outcome present (zero included)."""
         return {outcome.value: self._counts[outcome] for outcome in Outcome}
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+    def _on_connect(self, connection: AgiConnection) -> None:
+        """A new connection (AgiConnection.connection_made): refused at once, before a byte is
+        read, or given a task of its own that the server keeps until it ends."""
+        if not self._peer_allowed(connection):
+            self._counts[Outcome.REFUSED] += 1
+            self.observe_dialogue(0.0)
+            connection.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._run(connection))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, connection: AgiConnection) -> None:
         started = asyncio.get_running_loop().time()
         try:
             try:
-                outcome = await self._serve(reader, writer)
+                outcome = await self._serve(connection, started)
             except Exception:
                 # The dialogue has its own boundary; this catches faults of the server code itself.
-                log.exception("FastAGI connection from %s failed", _peer(writer))
+                log.exception("FastAGI connection from %s failed", _peer(connection))
                 outcome = Outcome.ERROR
             # Counted before the close, so whoever sees the socket close sees the count too.
             self._counts[outcome] += 1
             self.observe_dialogue(asyncio.get_running_loop().time() - started)
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except ConnectionError:
-                log.debug("FastAGI peer %s had already closed", _peer(writer))
+            connection.close()
+            await connection.wait_closed()
         finally:
-            if task is not None:
-                self._tasks.discard(task)
-            if not writer.is_closing():
-                writer.close()
+            connection.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Outcome:
-        deadline = asyncio.get_running_loop().time() + self._budget_s
-        peer = _peer(writer)
-        if not self._peer_allowed(writer):
-            return Outcome.REFUSED
+    async def _serve(self, connection: AgiConnection, started: float) -> Outcome:
+        deadline = started + self._budget_s
         try:
             async with asyncio.timeout_at(deadline - self._reserve_s):
-                env = await read_env(reader)
+                env = await read_env(connection)
         except TimeoutError:
-            log.info("FastAGI peer %s sent no complete header in time; closed", peer)
+            log.info("FastAGI peer %s sent no complete header in time; closed", _peer(connection))
             return Outcome.HEADER_TIMEOUT
         except PeerClosed as exc:
-            log.info("FastAGI peer %s closed during the header (%s)", peer, exc)
+            log.info("FastAGI peer %s closed during the header (%s)", _peer(connection), exc)
             return Outcome.HEADER_CLOSED
         except HeaderTooLarge as exc:
-            log.warning("FastAGI peer %s sent an oversized header (%s); closed", peer, exc)
+            log.warning(
+                "FastAGI peer %s sent an oversized header (%s); closed", _peer(connection), exc
+            )
             return Outcome.HEADER_TOO_LARGE
         except ProtocolError as exc:
-            log.warning("FastAGI peer %s sent no AGI header (%s); closed", peer, exc)
+            log.warning("FastAGI peer %s sent no AGI header (%s); closed", _peer(connection), exc)
             return Outcome.BAD_HEADER
         script = script_name(env)
         if script != SCRIPT_NAME:
-            log.warning("FastAGI script %r refused, %s from %s", script[:60], describe(env), peer)
+            log.warning(
+                "FastAGI script %r refused, %s from %s",
+                script[:60],
+                describe(env),
+                _peer(connection),
+            )
             return Outcome.REFUSED
         if not self.watchdog.healthy():
             log.warning("FastAGI: loop late; %s answered at once, unattributed", describe(env))
             return Outcome.OVERLOADED
-        channel = AgiChannel(reader, writer)
-        return await self._handler.handle(channel, env, deadline, self._reserve_s)
+        return await self._handler.handle(AgiChannel(connection), env, deadline, self._reserve_s)
 
-    def _peer_allowed(self, writer: asyncio.StreamWriter) -> bool:
-        peername = writer.get_extra_info("peername")
+    def _peer_allowed(self, connection: AgiConnection) -> bool:
+        if not self._allow:
+            return True  # empty allows any (allowed_peer's rule), without reading the address
+        peername = connection.peername()
         host = str(peername[0]) if isinstance(peername, tuple) and peername else ""
         if allowed_peer(host, self._allow):
             return True
@@ -203,8 +214,8 @@ class AgiServer:
         return False
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
-    peername = writer.get_extra_info("peername")
+def _peer(connection: AgiConnection) -> str:
+    peername = connection.peername()
     if isinstance(peername, tuple) and len(peername) >= 2:
         return f"{peername[0]}:{peername[1]}"
     return str(peername)

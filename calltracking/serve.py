@@ -199,9 +199,13 @@ def _bound_port(runner: web.AppRunner) -> int:
 
 
 async def _relay(services: Services, stopping: asyncio.Event) -> None:
-    relay = OutboxRelay(SqlOutbox(services.db), services.bus, batch=RELAY_BATCH)
+    outbox = SqlOutbox(services.db, inline=True)
+    relay = OutboxRelay(outbox, services.bus, batch=RELAY_BATCH)
     wake = services.outbox_wake.subscribe()
-    await relay.run(RELAY_INTERVAL_S, stopping, wake, IDLE_FALLBACK_S)
+    try:
+        await relay.run(RELAY_INTERVAL_S, stopping, wake, IDLE_FALLBACK_S)
+    finally:
+        outbox.close()
 
 
 async def _flush_outbox(services: Services) -> None:

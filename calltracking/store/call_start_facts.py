@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from calltracking.core.records import CallKey
 from calltracking.store import schema as t
+from calltracking.store.driver_select import select_rows
 from calltracking.store.sites import Site, site_from_row
 
 # Rows kept per number (leases) and per visitor (visits) when choosing the one at a call's time;
@@ -85,11 +86,12 @@ def _per_dialect(build: Callable[[str], Any]) -> dict[str, Any]:
     return {dialect: build(dialect) for dialect in ("sqlite", "postgresql")}
 
 
-def _execute(conn: Connection, statements: dict[str, Any], params: dict[str, Any]) -> Any:
-    """The dialect's statement, its lists as that dialect takes them (see _one_of)."""
+def _execute(conn: Connection, statements: dict[str, Any], params: dict[str, Any]) -> list[Any]:
+    """The dialect's statement's rows (through the driver: driver_select.py), its lists as
+    that dialect takes them (see _one_of)."""
     if conn.dialect.name == "sqlite":
         params = {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
-    return conn.execute(statements[conn.dialect.name], params)
+    return select_rows(conn, statements[conn.dialect.name], params)
 
 
 def _newest(table: sa.Table, part: sa.Column[Any], order: sa.Column[Any]) -> dict[str, Any]:
@@ -131,14 +133,14 @@ _CALLED_BEFORE = {
         " FROM json_each(:ids) AS a, json_each(:callers) AS c"
         " WHERE EXISTS (SELECT 1 FROM calls"
         " WHERE calls.account_id = a.value AND calls.caller = c.value)"
-    ),
+    ).columns(account_id=sa.String, caller=sa.String),
     "postgresql": sa.text(
         "SELECT a.account_id, c.caller"
         " FROM unnest(CAST(:ids AS VARCHAR[])) AS a(account_id),"
         " unnest(CAST(:callers AS VARCHAR[])) AS c(caller)"
         " WHERE EXISTS (SELECT 1 FROM calls"
         " WHERE calls.account_id = a.account_id AND calls.caller = c.caller)"
-    ),
+    ).columns(account_id=sa.String, caller=sa.String),
 }
 # Read through the partial index ix_calls_caller_leads (schema.CALL_LEADS: the same condition).
 _LEADS = _per_dialect(

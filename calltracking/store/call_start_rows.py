@@ -8,20 +8,20 @@ Rules (those of `SqlCallRecorder.start_call`, calls.py):
 - First-time caller and lead flags count the calls stored before this one, those earlier in the
   same batch included, exactly as one call after the other would.
 - The `call.started` payload is the one `calls.call_json` would build (a new call has no tags,
-  exports or recording yet).
+  exports or recording yet), built from the row without a `CallRecord` in between.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from calltracking.core.attribution import Attribution, NumberFacts, attribute
 from calltracking.core.events import Event, EventKey
-from calltracking.core.kinds import AttributionKind, CallStatus
+from calltracking.core.kinds import AttributionKind, CallStatus, ExportState
 from calltracking.core.numbers import mask
 from calltracking.core.qualification import is_target_call
 from calltracking.core.records import Resolution, SessionInfo
@@ -29,11 +29,11 @@ from calltracking.core.reports.leads import is_first_time_caller, is_lead
 from calltracking.core.reports.localtime import month_bounds, month_of
 from calltracking.store.call_start_facts import CallStart, Facts
 from calltracking.store.calls import (
+    EXPORT_TARGETS,
     lease_facts_of,
-    record_from_row,
-    record_json,
     resolution_of,
     session_from_row,
+    session_json,
 )
 from calltracking.store.outbox import new_id
 from calltracking.store.sites import Site
@@ -103,8 +103,7 @@ def _flags(
     if account is None or start.caller is None:
         return False, False
     pair = (account.id, start.caller)
-    tz = ZoneInfo(account.timezone or "UTC")
-    begin, end = month_bounds(month_of(start.at, tz), tz)
+    begin, end = _month_around(start.at, account.timezone or "UTC")
     leads = sum(1 for at in facts.leads.get(pair, ()) if begin <= at < end)
     first = is_first_time_caller(start.caller, facts.earlier[pair])
     lead = is_lead(kind, False, start.caller, leads)
@@ -112,6 +111,18 @@ def _flags(
     if lead:
         facts.leads.setdefault(pair, []).append(start.at)
     return first, lead
+
+
+def _month_around(at: datetime, timezone: str) -> tuple[datetime, datetime]:
+    """The [since, until) of the account's local month holding `at`."""
+    tz = ZoneInfo(timezone)
+    return _month_bounds(month_of(at, tz), timezone)
+
+
+@functools.lru_cache(maxsize=256)
+def _month_bounds(month: str, timezone: str) -> tuple[datetime, datetime]:
+    # Every call of a month in a time zone asks for the same bounds; they never change.
+    return month_bounds(month, ZoneInfo(timezone))
 
 
 def _call_row(
@@ -146,26 +157,47 @@ def _call_row(
     }
 
 
-# A new call has none of these yet.
-_NOT_YET = {"answered_at": None, "ended_at": None, "answered_by": None, "recording_size": None}
+# A new call is in no export's queue yet (calls.call_json: a target without a state).
+_NO_EXPORTS = {target: str(ExportState.NOT_CONFIGURED) for target in EXPORT_TARGETS}
 
 
 def _started(row: dict[str, Any], session: SessionInfo | None, account: Any, at: datetime) -> Event:
-    """`call.started` with the payload `calls.call_json` builds for a call without tags,
-    exports or recording."""
-    record = record_from_row(_RowView({**row, **_NOT_YET}), session)
+    """`call.started` with the payload `calls.record_json` builds for a new call (no answer, end,
+    tags, exports or recording yet), built from the row directly."""
     rule = account.target_call_talk_s if account is not None else None
-    record = replace(
-        record,
-        tags=(),
-        target_call=is_target_call(record.talk_s, answered=False, spam=False, min_talk_s=rule),
-    )
-    payload = record_json(record, {}, has_recording=False)
+    payload = {
+        "id": row["id"],
+        "site_id": row["site_id"],
+        "did": row["did"],
+        "caller": row["caller"],
+        "started_at": row["started_at"].isoformat(),
+        "answered_at": None,
+        "ended_at": None,
+        "status": row["status"],
+        "duration_s": 0,
+        "talk_s": 0,
+        "answered_by": None,
+        "attribution": {
+            "kind": row["kind"],
+            "confidence": row["confidence"],
+            "visitor": row["visitor_id"],
+            "label": row["static_label"],
+            "session": session_json(session),
+        },
+        "first_time_caller": row["first_time_caller"],
+        "lead": row["lead"],
+        "spam": False,
+        "reconciled": False,
+        "tags": [],
+        "target_call": is_target_call(0, answered=False, spam=False, min_talk_s=rule),
+        "has_recording": False,
+        "exports": dict(_NO_EXPORTS),
+    }
     return Event(key=EventKey.CALL_STARTED, id=new_id(), occurred_at=at, data=payload)
 
 
 class _RowView:
-    """A dict seen as a row (`record_from_row` and `resolved` read attributes)."""
+    """A dict seen as a row (`resolution_of` reads attributes)."""
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)

@@ -493,6 +493,24 @@ async def call_json(conn: AsyncConnection, call_id: str) -> dict[str, Any]:
     return record_json(record, states, has_recording=row.recording_size is not None)
 
 
+def session_json(session: SessionInfo | None) -> dict[str, Any] | None:
+    """A call's session as its JSON (`record_json`, the `call.started` payload) carries it."""
+    if session is None:
+        return None
+    return {
+        "source": session.source,
+        "medium": session.medium,
+        "campaign": session.campaign,
+        "term": session.term,
+        "content": session.content,
+        "landing_url": session.landing_url,
+        "referrer": session.referrer,
+        "ga_client_id": session.ga_client_id,
+        "ym_client_id": session.ym_client_id,
+        "started_at": session.started_at.isoformat() if session.started_at else None,
+    }
+
+
 def record_json(
     record: CallRecord, export_states: Mapping[str, str], *, has_recording: bool
 ) -> dict[str, Any]:
@@ -514,20 +532,7 @@ def record_json(
             "confidence": record.confidence,
             "visitor": record.visitor_id,
             "label": record.static_label,
-            "session": None
-            if session is None
-            else {
-                "source": session.source,
-                "medium": session.medium,
-                "campaign": session.campaign,
-                "term": session.term,
-                "content": session.content,
-                "landing_url": session.landing_url,
-                "referrer": session.referrer,
-                "ga_client_id": session.ga_client_id,
-                "ym_client_id": session.ym_client_id,
-                "started_at": session.started_at.isoformat() if session.started_at else None,
-            },
+            "session": session_json(session),
         },
         "first_time_caller": record.first_time_caller,
         "lead": record.lead,

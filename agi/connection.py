@@ -1,0 +1,160 @@
+"""One FastAGI socket's bytes as an `asyncio.Protocol`: a buffer read up to a separator, writes.
+
+Why not StreamReader/StreamWriter: a dialogue is ten short round trips on a fresh socket, and the
+streams' layers (a protocol, a reader and a writer object per connection, their checks on every
+read and `drain`) were a measurable part of a dialogue's CPU. This is the little of them a
+dialogue uses.
+
+Rules (those of StreamReader, which the channel was written against):
+- `readuntil(separator)` returns the bytes up to and including the separator. EOF before it
+  raises `asyncio.IncompleteReadError` with what was read; a separator not found within `limit`
+  bytes (or found beyond them) raises `asyncio.LimitOverrunError`; a connection lost with an
+  error raises that error. One reader at a time (one dialogue per connection).
+- Reading pauses while more than twice `limit` bytes wait unread (a peer that floods while the
+  dialogue waits on the store cannot grow the buffer), and resumes when the buffer is read.
+- `write(data)` writes; `drain()` waits while the transport asks to pause writing (`must_drain`:
+  a dialogue's few hundred bytes never make it, so a command costs no extra await). After the
+  connection was lost both raise ConnectionResetError (as `StreamWriter.drain` does).
+- A peer's EOF does not close the transport (half-closed: what the server still writes may be
+  read); `close()` then `wait_closed()` end it, the latter when the transport has let go.
+- `connection_made` calls `on_connect(self)` once, the server's hook (allow-list, task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, cast
+
+
+class AgiConnection(asyncio.Protocol):
+    def __init__(self, limit: int, on_connect: Callable[[AgiConnection], None]) -> None:
+        self._limit = limit
+        self._on_connect = on_connect
+        self._buffer = bytearray()
+        self._eof = False
+        self._error: BaseException | None = None
+        self._lost = False
+        self._paused_reading = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._closed: asyncio.Future[None] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self._closed = asyncio.get_running_loop().create_future()
+        self._on_connect(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._wake()
+        if not self._paused_reading and len(self._buffer) > 2 * self._limit:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._paused_reading = True
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return True  # keep the transport: the server may still write (and then closes)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = self._eof = True
+        if exc is not None:
+            self._error = exc
+        self._wake()
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_exception(ConnectionResetError("Connection lost"))
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drain, self._drain = self._drain, None
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- the dialogue's side -------------------------------------------------------------------
+
+    def peername(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    async def readuntil(self, separator: bytes) -> bytes:
+        buffer = self._buffer
+        while True:
+            found = buffer.find(separator)
+            if found >= 0:
+                if found > self._limit:
+                    raise asyncio.LimitOverrunError(
+                        "Separator is found, but chunk is longer than limit", found
+                    )
+                end = found + len(separator)
+                chunk = bytes(buffer[:end])
+                del buffer[:end]
+                self._maybe_resume_reading()
+                return chunk
+            seen = len(buffer) + 1 - len(separator)
+            if seen > self._limit:
+                raise asyncio.LimitOverrunError(
+                    "Separator is not found, and chunk exceed the limit", seen
+                )
+            if self._error is not None:
+                raise self._error
+            if self._eof:
+                partial = bytes(buffer)
+                buffer.clear()
+                raise asyncio.IncompleteReadError(partial, None)
+            self._maybe_resume_reading()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def write(self, data: bytes) -> None:
+        """Hand `data` to the transport; await `drain()` after it while `must_drain`."""
+        if self._lost or self.transport is None:
+            raise ConnectionResetError("Connection lost")
+        self.transport.write(data)
+
+    @property
+    def must_drain(self) -> bool:
+        return self._write_paused
+
+    async def drain(self) -> None:
+        """Wait while the transport asks to pause writing."""
+        if self._lost:
+            raise ConnectionResetError("Connection lost")
+        if self._write_paused:
+            if self._drain is None or self._drain.done():
+                self._drain = asyncio.get_running_loop().create_future()
+            await self._drain
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    async def wait_closed(self) -> None:
+        if self._closed is not None:
+            await self._closed
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _maybe_resume_reading(self) -> None:
+        if self._paused_reading and len(self._buffer) <= self._limit:
+            assert self.transport is not None
+            self._paused_reading = False
+            self.transport.resume_reading()

@@ -30,6 +30,11 @@ def address_key(address: str) -> str:
     """The group an address counts in: itself for IPv4, its /64 for IPv6."""
     if _CANONICAL_IPV4.fullmatch(address):
         return address
+    return parsed_key(address)
+
+
+def parsed_key(address: str) -> str:
+    """`address_key` by parsing alone (the canonical IPv4 shortcut's reference)."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:

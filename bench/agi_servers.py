@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.common import LOOPBACK, announce, quiet_logging, seed_site, until_stdin_closes
 from calltracking.config import Config
+from calltracking.heap import settle_after_startup
 from calltracking.serve import ALL_PARTS, running
 
 PBX_ID = "pbx-bench"
@@ -42,6 +43,7 @@ async def serve_agi(max_s: float, database_url: str, pool: int) -> None:
         )
         async with running(config, ALL_PARTS) as state:
             site = await seed_site(state.services.db, pool)
+            settle_after_startup()  # as `calltracking serve` does
             announce(
                 {
                     "port": state.agi_port,

@@ -4,6 +4,10 @@ SQLite: WAL, a busy timeout, foreign keys, and every write transaction opened wi
 `BEGIN IMMEDIATE`, so that two writers serialise at BEGIN instead of failing later with
 SQLITE_BUSY_SNAPSHOT (a deferred transaction that read first cannot upgrade to write in WAL).
 Reads use a second engine with plain deferred transactions, so they never wait for a writer.
+On a SQLite file, `write(on_loop=True)` runs the transaction on the event loop's own thread
+(sqlite_loop.py), for the hot paths' group commits; it falls back to the aiosqlite engine when
+another process holds the write lock, and the loop's connection leaves checkpoints to a worker
+thread every CHECKPOINT_EVERY commits.
 
 PostgreSQL: a site's decisions are serialised across processes by the site's lock
 (site_state.py); the partial unique index on active leases is the final guard. A pooled
@@ -17,15 +21,22 @@ dies in use, and SQLAlchemy then recycles every connection older than the failur
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from calltracking.store import sqlite_loop
+
+log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CHECKPOINT_EVERY = 200
 PING_AFTER_IDLE_S = 1.0
 _IDLE_SINCE = "calltracking.idle_since"
 
@@ -37,23 +48,99 @@ class Database:
         # SQLite has one writer at a time; queueing writers here, in order, beats every one of
         # them sleeping in SQLite's busy handler (other processes still meet busy_timeout).
         self._write_lock: asyncio.Lock | None = None
+        self._loop_engine: AsyncEngine | None = None
+        self._loop_commits = 0
+        self._checkpoint: asyncio.Task[None] | None = None
+        self.loop_fallbacks = 0  # on-loop writes that met another process's lock
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
             self.reader = _sqlite_engine(url, begin="BEGIN")
             self._write_lock = asyncio.Lock()
+            path = sqlite_file(url)
+            if path is not None:
+                self._loop_engine = _sqlite_engine(
+                    url, begin="BEGIN IMMEDIATE", busy_ms=0, async_creator=sqlite_loop.creator(path)
+                )
         else:
             self.engine = _postgres_engine(url)
             self.reader = self.engine
 
+    @property
+    def write_engines(self) -> list[AsyncEngine]:
+        """Every engine a `write()` may commit through (for commit hooks: outbox_watch.py)."""
+        return [self.engine] if self._loop_engine is None else [self.engine, self._loop_engine]
+
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction: committed on success, rolled back on any exception."""
+    async def write(self, *, on_loop: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One write transaction: committed on success, rolled back on any exception.
+
+        `on_loop`: on a SQLite file, run it on the loop's thread (for short, hot transactions:
+        the loop waits for every statement)."""
         if self._write_lock is None:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        async with self._write_lock:
+            on_loop_conn = await self._begin_on_loop() if on_loop else None
+            if on_loop_conn is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            try:
+                yield on_loop_conn
+            except BaseException:
+                await on_loop_conn.rollback()
+                raise
+            else:
+                await on_loop_conn.commit()
+            finally:
+                await on_loop_conn.close()
+            self._loop_committed()
+
+    async def _begin_on_loop(self) -> AsyncConnection | None:
+        """A transaction on the loop engine's connection; None when there is no such engine or
+        another process holds SQLite's write lock (the caller then waits on aiosqlite's)."""
+        if self._loop_engine is None:
+            return None
+        try:
+            # A new connection's first statement (journal mode) may meet the lock as well.
+            conn = await self._loop_engine.connect()
+        except OperationalError as exc:
+            self._count_busy(exc)
+            return None
+        try:
+            await conn.begin()
+        except OperationalError as exc:
+            await conn.close()
+            self._count_busy(exc)
+            return None
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    def _count_busy(self, exc: OperationalError) -> None:
+        """Count a refusal to wait for another process's lock; raise any other error."""
+        if not sqlite_loop.is_busy(exc):
+            raise exc
+        self.loop_fallbacks += 1
+
+    def _loop_committed(self) -> None:
+        self._loop_commits += 1
+        if self._loop_commits % CHECKPOINT_EVERY:
+            return
+        if self._checkpoint is None or self._checkpoint.done():
+            self._checkpoint = asyncio.create_task(self._checkpoint_wal(), name="sqlite-wal")
+
+    async def _checkpoint_wal(self) -> None:
+        try:
+            # aiosqlite's thread, not the loop's: a checkpoint copies and fsyncs pages.
+            async with self.reader.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                await conn.rollback()
+        except Exception:
+            # Any other connection's commit checkpoints as well; the next due one tries again.
+            log.exception("SQLite WAL checkpoint failed")
 
     @asynccontextmanager
     async def writer_turn(self) -> AsyncIterator[None]:
@@ -81,6 +168,10 @@ class Database:
             return False
 
     async def close(self) -> None:
+        if self._checkpoint is not None:
+            await self._checkpoint
+        if self._loop_engine is not None:
+            await self._loop_engine.dispose()
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
@@ -109,8 +200,28 @@ def _postgres_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL; None for any other database and for an in-memory one."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return None
+    name = parsed.database or ""
+    if name in ("", ":memory:") or "mode=memory" in str(parsed):
+        return None
+    return name
+
+
+def _sqlite_engine(
+    url: str,
+    *,
+    begin: str,
+    busy_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    async_creator: Any = None,
+) -> AsyncEngine:
+    if async_creator is None:
+        engine = create_async_engine(url, connect_args={"timeout": busy_ms / 1000})
+    else:
+        engine = create_async_engine(url, async_creator=async_creator)
 
     @sa.event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -119,7 +230,7 @@ def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

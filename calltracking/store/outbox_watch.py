@@ -1,10 +1,11 @@
 """Tells the relay (and the exporters) that outbox rows were committed, so none of them polls.
 
 Rules:
-- In this process: any write transaction of `db` that inserted into `outbox` calls
-  `on_commit()` once, after the commit completed (when its connection goes back to the pool),
-  never after a rollback. Every writer is covered (visitor batches, calls, the API) without
-  calling anything itself; calling the hook by hand as well is harmless.
+- In this process: any write transaction of `db` (through either of its write engines, db.py)
+  that inserted into `outbox` calls `on_commit()` once, after the commit completed (when its
+  connection goes back to the pool), never after a rollback. Every writer is covered (visitor
+  batches, calls, the API) without calling anything itself; calling the hook by hand as well is
+  harmless.
 - Across processes (PostgreSQL): a statement trigger on `outbox` (migration 0007a) sends
   `NOTIFY calltracking_outbox` in the same transaction, which PostgreSQL delivers only on
   commit; `listen_outbox` turns those into `on_commit()` calls in another process (e.g.
@@ -36,7 +37,6 @@ _COMMITTED = "calltracking.outbox_committed"
 
 def watch_commits(db: Database, on_commit: Callable[[], None]) -> None:
     """Call `on_commit` after each committed transaction of `db` that wrote outbox rows."""
-    engine = db.engine.sync_engine
 
     def after_execute(
         conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
@@ -60,10 +60,12 @@ def watch_commits(db: Database, on_commit: Callable[[], None]) -> None:
         if record is not None and record.info.pop(_COMMITTED, False):
             on_commit()
 
-    sa.event.listen(engine, "after_cursor_execute", after_execute)
-    sa.event.listen(engine, "commit", on_commit_event)
-    sa.event.listen(engine, "rollback", on_rollback)
-    sa.event.listen(engine, "checkin", on_checkin)
+    for writer in db.write_engines:
+        engine = writer.sync_engine
+        sa.event.listen(engine, "after_cursor_execute", after_execute)
+        sa.event.listen(engine, "commit", on_commit_event)
+        sa.event.listen(engine, "rollback", on_rollback)
+        sa.event.listen(engine, "checkin", on_checkin)
 
 
 def _inserts_into_outbox(context: Any) -> bool:

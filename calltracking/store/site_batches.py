@@ -139,7 +139,7 @@ class SiteBatches:
 
     async def _transaction(self, slot: Slot, batch: list[Item]) -> list[Any]:
         first_now = batch[0].now
-        async with self.db.write() as conn:
+        async with self.db.write(on_loop=True) as conn:
             version = await site_state.lock_site(conn, slot.site.id)
             # Ops queued while the lock was on its way join this batch (so `_run` answers and
             # replays them with it) instead of waiting a whole transaction for the next one.

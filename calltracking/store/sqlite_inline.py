@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 
-from calltracking.store.db import SQLITE_BUSY_TIMEOUT_MS
+from calltracking.store.db import SQLITE_BUSY_TIMEOUT_MS, sqlite_file
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,11 +41,7 @@ class Busy(Exception):
 
 def usable(url: str) -> bool:
     """True for a SQLite database in a file."""
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite"):
-        return False
-    name = parsed.database or ""
-    return name not in ("", ":memory:") and "mode=memory" not in str(parsed)
+    return sqlite_file(url) is not None
 
 
 class InlineSqlite:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from calltracking.bus import BusError, MemoryBus, OutboxRelay, SeenIds
 from calltracking.bus.memory import topic_matches
+from calltracking.bus.relay import YIELD_EVERY
 from calltracking.core.events import Event, EventKey
 from tests.bus import Collector, MemoryOutbox, RecordingBus, make_event
 
@@ -219,6 +221,26 @@ async def test_relay_publishes_in_order_and_marks_only_confirmed() -> None:
     assert await relay.run_once() == 0
     assert fresh.confirmed == [e.id for e in events[3:]]
     assert outbox.published == [e.id for e in events]
+
+
+async def test_a_relay_round_gives_the_loop_a_turn_between_chunks_of_events() -> None:
+    events = [make_event("call.started") for _ in range(5 * YIELD_EVERY)]
+    bus = RecordingBus(MemoryBus())  # an in-process publish never suspends by itself
+    published_when_others_ran: list[int] = []
+
+    async def another_task() -> None:
+        while len(bus.confirmed) < len(events):
+            published_when_others_ran.append(len(bus.confirmed))
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(another_task())
+    assert await OutboxRelay(MemoryOutbox(events), bus, batch=len(events)).run_once() == len(events)
+    other.cancel()
+    # The other task ran between chunks, never waiting for more than a chunk.
+    gaps = [b - a for a, b in itertools.pairwise(published_when_others_ran)]
+    assert published_when_others_ran[0] < YIELD_EVERY
+    assert gaps and max(gaps) <= YIELD_EVERY
+    assert bus.confirmed == [e.id for e in events]
 
 
 class OutboxFailingOnce(MemoryOutbox):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
 import sqlalchemy as sa
 
 from calltracking.bus.memory import MemoryBus
@@ -26,27 +27,28 @@ class Pending(Exception):
     pass
 
 
-async def _counts_after_commit(db: Database) -> list[int]:
+async def _counts_after_commit(db: Database, on_loop: bool) -> list[int]:
     commits: list[int] = []
     watch_commits(db, lambda: commits.append(1))
-    async with db.write() as conn:
+    async with db.write(on_loop=on_loop) as conn:
         await emit(conn, "call.started", {"id": "c1"}, T0)
         await emit(conn, "call.ended", {"id": "c1"}, T0)
     after_commit = len(commits)
     with contextlib.suppress(Pending):
-        async with db.write() as conn:
+        async with db.write(on_loop=on_loop) as conn:
             await emit(conn, "call.started", {"id": "c2"}, T0)
             raise Pending
     after_rollback = len(commits)
-    async with db.write() as conn:
+    async with db.write(on_loop=on_loop) as conn:
         await conn.execute(sa.select(accounts.c.id))
     return [after_commit, after_rollback, len(commits)]
 
 
+@pytest.mark.parametrize("on_loop", [False, True], ids=["aiosqlite", "on-loop"])
 async def test_a_committed_outbox_write_wakes_once_a_rollback_or_other_write_never(
-    any_db: Database,
+    any_db: Database, on_loop: bool
 ) -> None:
-    assert await _counts_after_commit(any_db) == [1, 1, 1]
+    assert await _counts_after_commit(any_db, on_loop) == [1, 1, 1]
 
 
 async def test_outbox_rows_written_in_bulk_wake_after_commit_only(any_db: Database) -> None:

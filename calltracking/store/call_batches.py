@@ -4,8 +4,9 @@ Rules:
 - `start_call` queues the start; whoever finds no drain running starts one, which takes up to
   `batch_max` queued starts at a time, reads their numbers' facts (call_starts.read_numbers)
   and stores them in one write transaction (call_starts.store_starts). On SQLite the read
-  comes first, outside the write lock; on PostgreSQL it is the first statements of the write
-  transaction (no lock to keep short there; a pool checkout, its ping and a BEGIN less). On a
+  comes first, outside the write lock; on PostgreSQL it is the first statement of the write
+  transaction (no lock to keep short there; a pool checkout, its ping and a BEGIN less), one
+  statement for every read, and the inserts one more: four round trips a batch. On a
   SQLite file both run synchronously on the loop's thread (sqlite_inline.py: a batch is then a
   few milliseconds on the loop, not ~40 hops to aiosqlite's thread), holding the Database's
   writer turn for the write; when SQLite would have to wait (another process writes), that

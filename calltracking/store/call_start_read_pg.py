@@ -18,6 +18,10 @@ Rules (the same reads as call_start_facts.py, the same values):
   column order, each converted by SQLAlchemy's result processor for its column as
   `Connection.execute` would (driver_select.py runs the statement); rows are named tuples.
 - READ COMMITTED: the statement sees one snapshot, as each of the separate statements did.
+- Every set is an index probe per key (`= ANY(ARRAY(...))`, `LATERAL ... LIMIT`), never a scan:
+  the statement is prepared once per connection and PostgreSQL soon runs it on a generic plan,
+  which must not depend on the tables' statistics (a fresh tracker's calls table grows faster
+  than they are gathered, and `EXISTS` was planned as a scan of every call of the account).
 """
 
 from __future__ import annotations
@@ -50,19 +54,19 @@ l AS (SELECT x.* FROM unnest(CAST(:dids AS VARCHAR[])) AS k(key) CROSS JOIN LATE
   (SELECT * FROM leases WHERE leases.number = k.key AND leases.assigned_at <= :latest
    ORDER BY leases.assigned_at DESC LIMIT {NEWEST}) AS x),
 s AS (SELECT * FROM sites
-  WHERE sites.id IN (SELECT n.site_id FROM n UNION SELECT l.site_id FROM l)),
+  WHERE sites.id = ANY(ARRAY(SELECT n.site_id FROM n UNION SELECT l.site_id FROM l))),
 v AS (SELECT x.* FROM (SELECT DISTINCT l.visitor_id FROM l) AS k CROSS JOIN LATERAL
   (SELECT * FROM visits WHERE visits.visitor_id = k.visitor_id AND visits.started_at <= :latest
    ORDER BY visits.started_at DESC LIMIT {NEWEST}) AS x),
-vb AS (SELECT * FROM visits WHERE visits.id IN (SELECT l.visit_id FROM l)),
+vb AS (SELECT * FROM visits WHERE visits.id = ANY(ARRAY(SELECT l.visit_id FROM l))),
 ids AS (SELECT DISTINCT s.account_id FROM s),
-a AS (SELECT * FROM accounts WHERE accounts.id IN (SELECT ids.account_id FROM ids)),
+a AS (SELECT * FROM accounts WHERE accounts.id = ANY(ARRAY(SELECT ids.account_id FROM ids))),
 cb AS (SELECT ids.account_id, c.caller
-  FROM ids, unnest(CAST(:callers AS VARCHAR[])) AS c(caller)
-  WHERE EXISTS (SELECT 1 FROM calls
-    WHERE calls.account_id = ids.account_id AND calls.caller = c.caller)),
+  FROM ids CROSS JOIN unnest(CAST(:callers AS VARCHAR[])) AS c(caller) CROSS JOIN LATERAL
+  (SELECT 1 FROM calls WHERE calls.account_id = ids.account_id AND calls.caller = c.caller
+   LIMIT 1) AS e),
 ld AS (SELECT calls.account_id, calls.caller, calls.started_at FROM calls
-  WHERE calls.account_id IN (SELECT ids.account_id FROM ids)
+  WHERE calls.account_id = ANY(ARRAY(SELECT ids.account_id FROM ids))
   AND calls.caller = ANY(CAST(:callers AS VARCHAR[])) AND {leads}
   AND calls.started_at >= :since AND calls.started_at < :until),
 st AS (SELECT calls.pbx_id, calls.linkedid

@@ -309,3 +309,60 @@ async def _deliver_twice(event: Event) -> list[Event]:
     await bus.join()
     await bus.close()
     return got
+
+
+def _types(value: object) -> object:
+    """The value's shape with every leaf replaced by its type, dicts' keys kept in order."""
+    if isinstance(value, dict):
+        return [(type(k), k, _types(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value)
+
+
+def _containers(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [value, *(c for v in value.values() for c in _containers(v))]
+    if isinstance(value, list):
+        return [value, *(c for v in value for c in _containers(v))]
+    return []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(max_size=8),
+        _any_json | st.sampled_from([EventKey.LEASE_ASSIGNED, (1, 2)]) | st.just({1: "a"}),
+    ),
+    st.sampled_from([UTC, timezone(timedelta(hours=3))]),
+)
+def test_nested_data_reaches_each_queue_as_a_json_round_trip_gives_it(
+    data: dict[str, object], tz: tzinfo
+) -> None:
+    """Nested payloads (call.started's attribution) are copied without the round trip too: every
+    level has the round trip's values and types, and every dict and list is each queue's own."""
+    event = Event("call.started", "e1", datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=tz), data)
+    crossed = Event.from_json(json.loads(json.dumps(event.to_json())))
+    got = asyncio.run(_deliver_twice_calls(event))
+    for copy in got:
+        assert copy == crossed or _nan_in(data)
+        assert _types(copy.data) == _types(crossed.data)
+        assert copy.occurred_at.tzinfo == crossed.occurred_at.tzinfo
+    first, second = got
+    ids = {id(c) for c in _containers(second.data)} | {id(c) for c in _containers(data)}
+    assert not any(id(c) in ids for c in _containers(first.data))
+
+
+async def _deliver_twice_calls(event: Event) -> list[Event]:
+    bus = MemoryBus()
+    got: list[Event] = []
+
+    async def handler(e: Event) -> None:
+        got.append(e)
+
+    await bus.subscribe("a", ["call.*"], handler)
+    await bus.subscribe("b", ["#"], handler)
+    await bus.publish(event)
+    await bus.join()
+    await bus.close()
+    return got

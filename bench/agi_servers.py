@@ -1,7 +1,8 @@
 """The two FastAGI servers `bench.agi_bench` measures, each run as its own child process.
 
 - `agi`: the whole tracker as `calltracking serve` runs it (`serve.running` with every part:
-  web, agi, workers; the contract's 500 ms budget per connection), on a fresh, migrated SQLite
+  web, agi, workers; the contract's 500 ms budget per connection; the heap settled after
+  startup, calltracking/heap.py), on a fresh, migrated SQLite
   file or on `--database-url` (an empty database the parent created), with one seeded site whose
   pool holds `--pool` numbers; loopback is a trusted proxy so each visitor socket's
   `X-Forwarded-For` is its own address. Ready line: `{"port", "http_port", "site", "pid"}`.
@@ -43,7 +44,7 @@ async def serve_agi(max_s: float, database_url: str, pool: int) -> None:
         )
         async with running(config, ALL_PARTS) as state:
             site = await seed_site(state.services.db, pool)
-            settle_after_startup()  # as `calltracking serve` does
+            settle_after_startup()  # as `calltracking serve` does once every part listens
             announce(
                 {
                     "port": state.agi_port,

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
+from typing import Any
 
 from calltracking.bus.base import DEDUP_SIZE, MAX_ATTEMPTS, BusError, Handler, SeenIds
 from calltracking.core.events import Event
@@ -47,26 +48,54 @@ def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
 
 # Types that a JSON round trip gives back as they went in (same type, equal value).
 _PLAIN = frozenset((str, int, float, bool, type(None)))
+# Deeper than any event's payload; a deeper (or circular) one takes the JSON round trip.
+_MAX_DEPTH = 16
 
 
 def _copier(event: Event) -> Callable[[], Event]:
     """What makes each queue's copy of `event`: the JSON round trip a broker would make, or,
     for an event whose round trip is known to give back what went in (plain strings, a UTC
-    time, a flat dict of plain values: every lease and pool event the relay publishes), a new
-    dict of the same values. The round trip was a visible part of the relay's CPU; the copy is
-    as much a copy (a handler changing its event's data changes no one else's)."""
+    time, data of dicts with string keys, lists and plain values: every event the relay
+    publishes, `call.started` with its nested attribution included), a new copy of the same
+    values, each dict and list a new one. The round trip was a visible part of the relay's
+    CPU; the copy is as much a copy (a handler changing its event's data changes no one
+    else's)."""
     data = event.data
     if (
         type(event.key) is str
         and type(event.id) is str
         and event.occurred_at.tzinfo is UTC
         and type(data) is dict
-        and all(type(k) is str and type(v) in _PLAIN for k, v in data.items())
+        and _plain(data, _MAX_DEPTH)
     ):
         key, event_id, occurred_at = event.key, event.id, event.occurred_at
-        return lambda: Event(key, event_id, occurred_at, dict(data))
+        return lambda: Event(key, event_id, occurred_at, _copy(data))
     body = json.dumps(event.to_json())  # fails here for a payload that cannot cross a broker
     return lambda: Event.from_json(json.loads(body))
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """True when a JSON round trip gives `value` back unchanged in value and type."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return True
+    if depth == 0:
+        return False
+    if kind is dict:
+        return all(type(k) is str and _plain(v, depth - 1) for k, v in value.items())
+    if kind is list:
+        return all(_plain(v, depth - 1) for v in value)
+    return False
+
+
+def _copy(value: Any) -> Any:
+    """A new copy of every dict and list of a `_plain` value."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

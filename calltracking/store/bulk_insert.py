@@ -91,8 +91,33 @@ async def insert_tables(
         for table, rows in tables:
             await insert_rows(conn, table, rows)
         return False
+    sql, params, into = _tables_statement(conn.dialect, tables, also)
+    await conn.exec_driver_sql(sql, params, execution_options={INSERTS_INTO: into})
+    return also is not None
+
+
+def insert_tables_now(
+    conn: Connection, tables: Sequence[tuple[sa.Table, Sequence[Mapping[str, Any]]]]
+) -> None:
+    """`insert_tables` (without `also`) on a synchronous connection."""
+    tables = [(table, rows) for table, rows in tables if rows]
+    if len(tables) < 2 or conn.dialect.name != "postgresql":
+        for table, rows in tables:
+            insert_rows_now(conn, table, rows)
+        return
+    sql, params, into = _tables_statement(conn.dialect, tables, None)
+    conn.exec_driver_sql(sql, params, execution_options={INSERTS_INTO: into})
+
+
+def _tables_statement(
+    dialect: Dialect,
+    tables: Sequence[tuple[sa.Table, Sequence[Mapping[str, Any]]]],
+    also: Also | None,
+) -> tuple[str, tuple[Any, ...], str]:
+    """The one statement of `insert_tables` on PostgreSQL, its parameters and the table its
+    commit watchers are told it wrote (outbox when it is one of them)."""
     plan = _tables_plan(
-        conn.dialect,
+        dialect,
         tuple((table, tuple(rows[0])) for table, rows in tables),
         also[0] if also else None,
     )
@@ -104,8 +129,7 @@ async def insert_tables(
         params += also[1]
     names = {table.name for table, _ in tables}
     into = outbox.name if outbox.name in names else next(iter(names))
-    await conn.exec_driver_sql(plan.sql, tuple(params), execution_options={INSERTS_INTO: into})
-    return also is not None
+    return plan.sql, tuple(params), into
 
 
 @dataclass(frozen=True, slots=True)

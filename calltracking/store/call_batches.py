@@ -5,11 +5,12 @@ Rules:
   loop turn once (the starts of that turn join the batch), then takes up to `batch_max` queued
   starts at a time, reads their numbers' facts (call_starts.read_numbers) and stores them in
   one write transaction (call_starts.store_starts). Through aiosqlite the read comes first,
-  outside the write lock; on PostgreSQL it is the first statements of the write transaction
-  (no lock to keep short there; a pool checkout, its ping and a BEGIN less). On a SQLite file
-  both run synchronously on the loop's thread, in the write transaction (sqlite_inline.py: a
-  batch is then a few milliseconds on the loop, not ~40 hops to aiosqlite's thread), holding
-  the Database's writer turn; when SQLite would have to wait (another process writes), that
+  outside the write lock; on PostgreSQL it is the first statement of the write transaction
+  (no lock to keep short there; a pool checkout, its ping and a BEGIN less), one statement for
+  every read, and the inserts one more: four round trips a batch. On a SQLite file both run
+  synchronously on the loop's thread, in the write transaction (sqlite_inline.py: a batch is
+  then a few milliseconds on the loop, not ~40 hops to aiosqlite's thread), holding the
+  Database's writer turn; when SQLite would have to wait (another process writes), that
   batch goes through the async engine. A caller's future is
   resolved only after that transaction has committed: the PBX is never told an attribution
   whose call row is not in the database, even if the process dies or the database fails between

@@ -68,6 +68,9 @@ class NumbersSeen:
     """The numbers' facts of one batch as a read transaction saw them (read_numbers)."""
 
     facts: Facts
+    # On PostgreSQL the same statement read the callers' facts and which of the batch's keys
+    # are stored (call_start_read_pg.py); None: the write transaction reads them (SQLite).
+    stored: frozenset[CallKey] | None = None
 
 
 def _one_of(dialect: str, column: sa.Column[Any], name: str) -> sa.ColumnElement[bool]:
@@ -154,7 +157,7 @@ _LEADS = _per_dialect(
 )
 # Wider than any calendar month around a call in any time zone: the leads read for a batch
 # include every one its calls' months count (rows.py keeps those of each call's own month).
-_MONTH_AROUND = timedelta(days=33)
+MONTH_AROUND = timedelta(days=33)
 _STORED = _per_dialect(
     lambda d: sa.select(t.calls).where(
         t.calls.c.pbx_id == sa.bindparam("pbx_id"), _one_of(d, t.calls.c.linkedid, "linkedids")
@@ -219,7 +222,7 @@ def read_callers(conn: Connection, starts: Sequence[CallStart], facts: Facts) ->
     params = {"ids": account_ids, "callers": callers}
     for r in _execute(conn, _CALLED_BEFORE, params):
         facts.earlier[(r.account_id, r.caller)] = 1
-    since = min(s.at for s in starts) - _MONTH_AROUND
-    until = max(s.at for s in starts) + _MONTH_AROUND
+    since = min(s.at for s in starts) - MONTH_AROUND
+    until = max(s.at for s in starts) + MONTH_AROUND
     for r in _execute(conn, _LEADS, {**params, "since": since, "until": until}):
         facts.leads.setdefault((r.account_id, r.caller), []).append(r.started_at)

@@ -5,9 +5,13 @@ The rules are those of `SqlCallRecorder.start_call` (calls.py), applied to a bat
   the same key twice in one batch) gets the stored row's frozen resolution, nothing is written.
 - New calls are attributed from the numbers' facts read before the write transaction
   (call_start_facts.read_numbers) and built by call_start_rows.new_call; the callers' earlier
-  calls are read inside it (read_callers), so the flags count every stored call.
+  calls are read inside it (read_callers), so the flags count every stored call. On
+  PostgreSQL the batch's reads are all one statement, the first of its write transaction
+  (call_start_read_pg.py): the stored keys and the callers' calls are read there.
 - Each new call writes its `call.started` outbox row in the same transaction. Both inserts go
-  through the driver (bulk_insert.py: one executemany each, values stored as SQLAlchemy would).
+  through the driver (bulk_insert.py, values stored as SQLAlchemy would): one executemany each,
+  or on PostgreSQL one statement for both. A batch on PostgreSQL is then four round trips
+  (BEGIN, the reads, the inserts, COMMIT) whatever its size.
 
 `store_starts_now` and `read_numbers_now` are synchronous (SQLite on the loop's thread,
 sqlite_inline.py); `store_starts` and `read_numbers` run the same code on an `AsyncConnection`.
@@ -15,14 +19,14 @@ sqlite_inline.py); `store_starts` and `read_numbers` run the same code on an `As
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.records import CallKey, Resolution
 from calltracking.store import schema as t
-from calltracking.store.bulk_insert import insert_rows_now
+from calltracking.store.bulk_insert import insert_tables_now
 from calltracking.store.call_start_facts import (
     CallStart,
     NumbersSeen,
@@ -30,7 +34,8 @@ from calltracking.store.call_start_facts import (
     stored_calls,
     visits_by_id,
 )
-from calltracking.store.call_start_facts import read_numbers as read_numbers_now
+from calltracking.store.call_start_facts import read_numbers as read_numbers_apart
+from calltracking.store.call_start_read_pg import read_all
 from calltracking.store.call_start_rows import new_call
 from calltracking.store.calls import resolution_of, session_from_row
 
@@ -42,6 +47,15 @@ __all__ = [
     "store_starts",
     "store_starts_now",
 ]
+
+
+def read_numbers_now(conn: Connection, starts: Sequence[CallStart]) -> NumbersSeen:
+    """The facts that attribute `starts` (call_start_facts.read_numbers); on PostgreSQL in one
+    statement with the callers' facts and the batch's stored keys (call_start_read_pg.py)."""
+    if conn.dialect.name == "postgresql":
+        facts, stored = read_all(conn, starts)
+        return NumbersSeen(facts, stored=stored)
+    return read_numbers_apart(conn, starts)
 
 
 async def read_numbers(conn: AsyncConnection, starts: Sequence[CallStart]) -> NumbersSeen:
@@ -61,38 +75,34 @@ def store_starts_now(
 ) -> list[Resolution]:
     """Store the calls of `starts` not stored yet, attributed from `numbers`; each one's
     resolution, in order. `conn` is a write transaction."""
-    done = _stored_resolutions(conn, {s.key for s in starts})
+    if numbers.stored is None:
+        done = _stored_resolutions(conn, {s.key for s in starts})
+    else:  # read with the numbers, in this transaction (PostgreSQL)
+        done = _stored_resolutions(conn, numbers.stored) if numbers.stored else {}
     fresh: dict[CallKey, CallStart] = {}
     for start in starts:
         if start.key not in done:
             fresh.setdefault(start.key, start)
     if fresh:
         facts = numbers.facts
-        read_callers(conn, list(fresh.values()), facts)
+        if numbers.stored is None:
+            read_callers(conn, list(fresh.values()), facts)
         rows, events = [], []
         for start in fresh.values():
             row, resolution, event = new_call(start, facts)
             rows.append(row)
             events.append(event)
             done[start.key] = resolution
-        insert_rows_now(conn, t.calls, rows)
-        insert_rows_now(
-            conn,
-            t.outbox,
-            [
-                {
-                    "event_id": e.id,
-                    "key": e.key,
-                    "payload": e.to_json(),
-                    "occurred_at": e.occurred_at,
-                }
-                for e in events
-            ],
-        )
+        outbox = [
+            {"event_id": e.id, "key": e.key, "payload": e.to_json(), "occurred_at": e.occurred_at}
+            for e in events
+        ]
+        # PostgreSQL: both in one statement (one round trip); elsewhere an executemany each.
+        insert_tables_now(conn, [(t.calls, rows), (t.outbox, outbox)])
     return [done[s.key] for s in starts]
 
 
-def _stored_resolutions(conn: Connection, keys: set[CallKey]) -> dict[CallKey, Resolution]:
+def _stored_resolutions(conn: Connection, keys: Collection[CallKey]) -> dict[CallKey, Resolution]:
     """The frozen resolutions of the keys already stored."""
     stored = stored_calls(conn, keys)
     if not stored:

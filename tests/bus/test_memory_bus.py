@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -14,7 +13,6 @@ from hypothesis import strategies as st
 
 from calltracking.bus import BusError, MemoryBus, OutboxRelay, SeenIds
 from calltracking.bus.memory import topic_matches
-from calltracking.bus.relay import YIELD_EVERY
 from calltracking.core.events import Event, EventKey
 from tests.bus import Collector, MemoryOutbox, RecordingBus, make_event
 
@@ -223,26 +221,6 @@ async def test_relay_publishes_in_order_and_marks_only_confirmed() -> None:
     assert outbox.published == [e.id for e in events]
 
 
-async def test_a_relay_round_gives_the_loop_a_turn_between_chunks_of_events() -> None:
-    events = [make_event("call.started") for _ in range(5 * YIELD_EVERY)]
-    bus = RecordingBus(MemoryBus())  # an in-process publish never suspends by itself
-    published_when_others_ran: list[int] = []
-
-    async def another_task() -> None:
-        while len(bus.confirmed) < len(events):
-            published_when_others_ran.append(len(bus.confirmed))
-            await asyncio.sleep(0)
-
-    other = asyncio.create_task(another_task())
-    assert await OutboxRelay(MemoryOutbox(events), bus, batch=len(events)).run_once() == len(events)
-    other.cancel()
-    # The other task ran between chunks, never waiting for more than a chunk.
-    gaps = [b - a for a, b in itertools.pairwise(published_when_others_ran)]
-    assert published_when_others_ran[0] < YIELD_EVERY
-    assert gaps and max(gaps) <= YIELD_EVERY
-    assert bus.confirmed == [e.id for e in events]
-
-
 class OutboxFailingOnce(MemoryOutbox):
     failed = False
 
@@ -326,6 +304,63 @@ async def _deliver_twice(event: Event) -> list[Event]:
         got.append(e)
 
     await bus.subscribe("a", ["lease.*"], handler)
+    await bus.subscribe("b", ["#"], handler)
+    await bus.publish(event)
+    await bus.join()
+    await bus.close()
+    return got
+
+
+def _types(value: object) -> object:
+    """The value's shape with every leaf replaced by its type, dicts' keys kept in order."""
+    if isinstance(value, dict):
+        return [(type(k), k, _types(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value)
+
+
+def _containers(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [value, *(c for v in value.values() for c in _containers(v))]
+    if isinstance(value, list):
+        return [value, *(c for v in value for c in _containers(v))]
+    return []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(max_size=8),
+        _any_json | st.sampled_from([EventKey.LEASE_ASSIGNED, (1, 2)]) | st.just({1: "a"}),
+    ),
+    st.sampled_from([UTC, timezone(timedelta(hours=3))]),
+)
+def test_nested_data_reaches_each_queue_as_a_json_round_trip_gives_it(
+    data: dict[str, object], tz: tzinfo
+) -> None:
+    """Nested payloads (call.started's attribution) are copied without the round trip too: every
+    level has the round trip's values and types, and every dict and list is each queue's own."""
+    event = Event("call.started", "e1", datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=tz), data)
+    crossed = Event.from_json(json.loads(json.dumps(event.to_json())))
+    got = asyncio.run(_deliver_twice_calls(event))
+    for copy in got:
+        assert copy == crossed or _nan_in(data)
+        assert _types(copy.data) == _types(crossed.data)
+        assert copy.occurred_at.tzinfo == crossed.occurred_at.tzinfo
+    first, second = got
+    ids = {id(c) for c in _containers(second.data)} | {id(c) for c in _containers(data)}
+    assert not any(id(c) in ids for c in _containers(first.data))
+
+
+async def _deliver_twice_calls(event: Event) -> list[Event]:
+    bus = MemoryBus()
+    got: list[Event] = []
+
+    async def handler(e: Event) -> None:
+        got.append(e)
+
+    await bus.subscribe("a", ["call.*"], handler)
     await bus.subscribe("b", ["#"], handler)
     await bus.publish(event)
     await bus.join()

@@ -1,0 +1,179 @@
+"""A batch of call starts' reads on PostgreSQL in one statement (one round trip, not nine).
+
+Why: on PostgreSQL each statement of a batch is a round trip that waits for a turn of a busy
+event loop; instrumented under `bench.agi_bench` (32 concurrent), a batch made ~15 of them and
+spent 90% of its ~20 ms waiting on them, and its dialogues waited with it.
+
+Rules (the same reads as call_start_facts.py, the same values):
+- One statement reads what `read_numbers` and `read_callers` read, and which of the batch's keys
+  are stored: each number, its NEWEST leases assigned at or before the batch's latest call, their
+  sites, the leased visitors' NEWEST visits and the leases' own visits, the sites' accounts, which
+  (account, caller) pairs have any stored call and the leads of the months around the batch
+  (through the partial index `ix_calls_caller_leads`). Each later set is chosen in SQL from the
+  earlier ones exactly as the separate statements chose it from their results in Python.
+- The callers and months are those of every start of the batch, a superset of the new calls'
+  (stored keys are answered from their rows): each call still counts only its own (account,
+  caller) pair and its own month's leads, so the flags are the same.
+- Each table's rows come back as one array of anonymous records, their fields in the schema's
+  column order, each converted by SQLAlchemy's result processor for its column as
+  `Connection.execute` would (driver_select.py runs the statement); rows are named tuples.
+- READ COMMITTED: the statement sees one snapshot, as each of the separate statements did.
+- Every set is an index probe per key (`= ANY(ARRAY(...))`, `LATERAL ... LIMIT`), never a scan:
+  the statement is prepared once per connection and PostgreSQL soon runs it on a generic plan,
+  which must not depend on the tables' statistics (a fresh tracker's calls table grows faster
+  than they are gathered, and `EXISTS` was planned as a scan of every call of the account).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter, namedtuple
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection, Dialect
+
+from calltracking.core.records import CallKey
+from calltracking.store import schema as t
+from calltracking.store.call_start_facts import MONTH_AROUND, NEWEST, CallStart, Facts
+from calltracking.store.driver_select import select_rows
+from calltracking.store.sites import site_from_row
+
+
+def _row(alias: str, table: sa.Table) -> str:
+    return "ROW(" + ", ".join(f"{alias}.{c.name}" for c in table.c) + ")"
+
+
+def _sql(dialect: Dialect) -> str:
+    leads = str(t.CALL_LEADS.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    return f"""
+WITH n AS (SELECT * FROM numbers WHERE numbers.e164 = ANY(CAST(:dids AS VARCHAR[]))),
+l AS (SELECT x.* FROM unnest(CAST(:dids AS VARCHAR[])) AS k(key) CROSS JOIN LATERAL
+  (SELECT * FROM leases WHERE leases.number = k.key AND leases.assigned_at <= :latest
+   ORDER BY leases.assigned_at DESC LIMIT {NEWEST}) AS x),
+s AS (SELECT * FROM sites
+  WHERE sites.id = ANY(ARRAY(SELECT n.site_id FROM n UNION SELECT l.site_id FROM l))),
+v AS (SELECT x.* FROM (SELECT DISTINCT l.visitor_id FROM l) AS k CROSS JOIN LATERAL
+  (SELECT * FROM visits WHERE visits.visitor_id = k.visitor_id AND visits.started_at <= :latest
+   ORDER BY visits.started_at DESC LIMIT {NEWEST}) AS x),
+vb AS (SELECT * FROM visits WHERE visits.id = ANY(ARRAY(SELECT l.visit_id FROM l))),
+ids AS (SELECT DISTINCT s.account_id FROM s),
+a AS (SELECT * FROM accounts WHERE accounts.id = ANY(ARRAY(SELECT ids.account_id FROM ids))),
+cb AS (SELECT ids.account_id, c.caller
+  FROM ids CROSS JOIN unnest(CAST(:callers AS VARCHAR[])) AS c(caller) CROSS JOIN LATERAL
+  (SELECT 1 FROM calls WHERE calls.account_id = ids.account_id AND calls.caller = c.caller
+   LIMIT 1) AS e),
+ld AS (SELECT calls.account_id, calls.caller, calls.started_at FROM calls
+  WHERE calls.account_id = ANY(ARRAY(SELECT ids.account_id FROM ids))
+  AND calls.caller = ANY(CAST(:callers AS VARCHAR[])) AND {leads}
+  AND calls.started_at >= :since AND calls.started_at < :until),
+st AS (SELECT calls.pbx_id, calls.linkedid
+  FROM unnest(CAST(:pbx_ids AS VARCHAR[]), CAST(:linkedids AS VARCHAR[])) AS k(pbx_id, linkedid)
+  JOIN calls ON calls.pbx_id = k.pbx_id AND calls.linkedid = k.linkedid)
+SELECT
+  ARRAY(SELECT {_row("n", t.numbers)} FROM n) AS numbers,
+  ARRAY(SELECT {_row("l", t.leases)} FROM l ORDER BY l.number, l.assigned_at DESC) AS leases,
+  ARRAY(SELECT {_row("s", t.sites)} FROM s) AS sites,
+  ARRAY(SELECT {_row("v", t.visits)} FROM v ORDER BY v.visitor_id, v.started_at DESC) AS visits,
+  ARRAY(SELECT {_row("vb", t.visits)} FROM vb) AS visits_by_id,
+  ARRAY(SELECT {_row("a", t.accounts)} FROM a) AS accounts,
+  ARRAY(SELECT ROW(cb.account_id, cb.caller) FROM cb) AS called_before,
+  ARRAY(SELECT ROW(ld.account_id, ld.caller, ld.started_at) FROM ld) AS leads,
+  ARRAY(SELECT ROW(st.pbx_id, st.linkedid) FROM st) AS stored
+"""
+
+
+_ARRAYS = ("numbers", "leases", "sites", "visits", "visits_by_id", "accounts")
+_EXTRA = ("called_before", "leads", "stored")
+_TABLES = {
+    "numbers": t.numbers,
+    "leases": t.leases,
+    "sites": t.sites,
+    "visits": t.visits,
+    "visits_by_id": t.visits,
+    "accounts": t.accounts,
+}
+
+
+@functools.lru_cache(maxsize=4)
+def _statement(dialect: Dialect) -> Any:
+    varchars = postgresql.ARRAY(sa.String)
+    return (
+        sa.text(_sql(dialect))
+        .bindparams(
+            sa.bindparam("dids", type_=varchars),
+            sa.bindparam("callers", type_=varchars),
+            sa.bindparam("pbx_ids", type_=varchars),
+            sa.bindparam("linkedids", type_=varchars),
+            sa.bindparam("latest", type_=t.UtcDateTime()),
+            sa.bindparam("since", type_=t.UtcDateTime()),
+            sa.bindparam("until", type_=t.UtcDateTime()),
+        )
+        .columns(*(sa.column(name, sa.types.NullType()) for name in _ARRAYS + _EXTRA))
+    )
+
+
+Convert = Callable[[Any], Any]
+
+
+@functools.lru_cache(maxsize=16)
+def _converter(dialect: Dialect, table: sa.Table) -> Callable[[tuple[Any, ...]], Any]:
+    """A record's fields (the table's columns, in order) as the named tuple `select(table)`
+    gives through driver_select.py, each value through its column's result processor."""
+    row = namedtuple("Row", [c.key for c in table.c])  # type: ignore[misc]
+    processors = [c.type._cached_result_processor(dialect, None) for c in table.c]
+    if not any(processors):
+        return lambda record: row(*record)
+    pairs = list(enumerate(processors))
+
+    def convert(record: tuple[Any, ...]) -> Any:
+        return row(*(record[i] if p is None else p(record[i]) for i, p in pairs))
+
+    return convert
+
+
+def read_all(conn: Connection, starts: Sequence[CallStart]) -> tuple[Facts, frozenset[CallKey]]:
+    """The batch's facts (the numbers' and the callers') and which of its keys are stored."""
+    dialect = conn.dialect
+    dids = sorted({s.did for s in starts})
+    keys = sorted({(s.key.pbx_id, s.key.linkedid) for s in starts})
+    params = {
+        "dids": dids,
+        "latest": max(s.at for s in starts),
+        "callers": sorted({s.caller for s in starts if s.caller}),
+        "since": min(s.at for s in starts) - MONTH_AROUND,
+        "until": max(s.at for s in starts) + MONTH_AROUND,
+        "pbx_ids": [pbx for pbx, _ in keys],
+        "linkedids": [linkedid for _, linkedid in keys],
+    }
+    (got,) = select_rows(conn, _statement(dialect), params)
+    rows = {
+        name: list(map(_converter(dialect, _TABLES[name]), getattr(got, name))) for name in _ARRAYS
+    }
+    leases: dict[str, list[Any]] = {}
+    for r in rows["leases"]:
+        leases.setdefault(r.number, []).append(r)
+    visits: dict[str, list[Any]] = {}
+    for r in rows["visits"]:
+        visits.setdefault(r.visitor_id, []).append(r)
+    facts = Facts(
+        numbers={r.e164: r for r in rows["numbers"]},
+        leases=leases,
+        sites={r.id: site_from_row(r) for r in rows["sites"]},
+        visits=visits,
+        visits_by_id={r.id: r for r in rows["visits_by_id"]},
+        accounts={r.id: r for r in rows["accounts"]},
+        earlier=Counter({(account, caller): 1 for account, caller in got.called_before}),
+    )
+    moment = _moment(dialect)
+    for account, caller, at in got.leads:
+        facts.leads.setdefault((account, caller), []).append(moment(at))
+    return facts, frozenset(CallKey(pbx, linkedid) for pbx, linkedid in got.stored)
+
+
+@functools.lru_cache(maxsize=4)
+def _moment(dialect: Dialect) -> Convert:
+    process = t.calls.c.started_at.type._cached_result_processor(dialect, None)
+    return process if process is not None else (lambda value: value)

@@ -1,0 +1,162 @@
+"""A batch's reads on PostgreSQL in one statement (store/call_start_read_pg.py) see exactly what
+the separate statements of call_start_facts.py see: the same rows with the same values, the same
+callers' flags and the same stored keys; and a batch is four round trips (BEGIN, the reads, the
+inserts, COMMIT) whatever its size."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+
+from calltracking.core.records import CallKey
+from calltracking.store import schema as t
+from calltracking.store.call_batches import CallStartBatcher
+from calltracking.store.call_start_facts import (
+    CallStart,
+    Facts,
+    read_callers,
+    read_numbers,
+    stored_calls,
+)
+from calltracking.store.call_start_read_pg import read_all
+from calltracking.store.calls import SqlCallRecorder
+from calltracking.store.db import Database
+from tests.integration.pbx import PBX, Scene, seed_scene
+
+pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("any_db", ["postgres"], indirect=True)]
+
+HELLO_AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+CALL_AT = HELLO_AT + timedelta(minutes=3)
+UNKNOWN_DID = "+74959999999"
+REGULAR, NEW_CALLER = "+79160000001", "+79160000002"
+
+
+async def _history(scene: Scene) -> None:
+    """Older and later leases of the leased number, more visits of its visitor, and calls of
+    one caller before the batch (one of them a month earlier)."""
+    db = scene.db
+    async with db.write() as conn:
+        lease = (
+            await conn.execute(sa.select(t.leases).where(t.leases.c.number == scene.leased))
+        ).one()
+        visit = (
+            await conn.execute(sa.select(t.visits).where(t.visits.c.id == lease.visit_id))
+        ).one()
+        for minutes in (-90, -60, -30, 30):
+            await conn.execute(
+                t.visits.insert().values(
+                    {
+                        **visit._mapping,
+                        "id": f"visit{minutes:+d}",
+                        "started_at": HELLO_AT + timedelta(minutes=minutes),
+                        "campaign": None if minutes == -60 else f"c{minutes}",
+                    }
+                )
+            )
+        for minutes in (-50, -40, -20, 30):
+            await conn.execute(
+                t.leases.insert().values(
+                    {
+                        **lease._mapping,
+                        "id": f"lease{minutes:+d}",
+                        "visit_id": f"visit{minutes - 10:+d}" if minutes == -20 else None,
+                        "assigned_at": HELLO_AT + timedelta(minutes=minutes),
+                        "ended_at": HELLO_AT + timedelta(minutes=minutes + 5),
+                    }
+                )
+            )
+    recorder = SqlCallRecorder(db)
+    for n, at in enumerate((CALL_AT - timedelta(days=31), CALL_AT - timedelta(minutes=1))):
+        await recorder.start_call(CallKey(PBX, f"before-{n}"), scene.leased, REGULAR, at)
+
+
+def _starts(scene: Scene) -> list[CallStart]:
+    dids = [scene.leased, scene.default("initial"), scene.default("expired"), UNKNOWN_DID]
+    callers = [REGULAR, NEW_CALLER, None, REGULAR]
+    starts = [
+        CallStart(CallKey(PBX, f"new-{n}"), did, caller, CALL_AT + timedelta(seconds=n))
+        for n, (did, caller) in enumerate(zip(dids, callers, strict=True))
+    ]
+    starts.append(CallStart(CallKey(PBX, "before-1"), scene.leased, REGULAR, CALL_AT))
+    starts.append(CallStart(CallKey("other-pbx", "before-1"), scene.leased, None, CALL_AT))
+    return starts
+
+
+def _comparable(facts: Facts) -> dict[str, Any]:
+    return {
+        "numbers": facts.numbers,
+        "leases": facts.leases,
+        "sites": facts.sites,
+        "visits": facts.visits,
+        "visits_by_id": facts.visits_by_id,
+        "accounts": facts.accounts,
+        "earlier": dict(facts.earlier),
+        # counted, never ordered: call_start_rows._flags
+        "leads": {pair: sorted(times) for pair, times in facts.leads.items()},
+    }
+
+
+async def test_one_statement_reads_what_the_separate_statements_read(any_db: Database) -> None:
+    scene = await seed_scene(any_db, HELLO_AT)
+    await _history(scene)
+    starts = _starts(scene)
+    async with any_db.read() as conn:
+        apart = (await conn.run_sync(read_numbers, starts)).facts
+        await conn.run_sync(read_callers, starts, apart)
+        stored_apart = await conn.run_sync(stored_calls, {s.key for s in starts})
+        together, stored = await conn.run_sync(read_all, starts)
+    assert _comparable(together) == _comparable(apart)
+    assert stored == set(stored_apart) == {CallKey(PBX, "before-1")}
+    # The scene is not trivial: several leases and visits, a site, an account, a caller's flags.
+    assert len(together.leases[scene.leased]) == 3
+    assert len(together.visits_by_id) == 2
+    assert together.sites and together.accounts
+    assert set(together.earlier) == {(scene.site.account_id, REGULAR)}
+    visits = next(iter(together.visits.values()))
+    assert visits[0].started_at.tzinfo is UTC and visits[0].started_at <= CALL_AT
+
+
+async def test_an_empty_store_reads_nothing_for_unknown_numbers(any_db: Database) -> None:
+    starts = [CallStart(CallKey(PBX, "x"), UNKNOWN_DID, REGULAR, CALL_AT)]
+    async with any_db.read() as conn:
+        facts, stored = await conn.run_sync(read_all, starts)
+    assert stored == frozenset()
+    assert _comparable(facts) == _comparable(Facts({}, {}, {}, {}, {}))
+
+
+async def test_a_batch_is_four_round_trips_whatever_its_size(
+    any_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scene = await seed_scene(any_db, HELLO_AT)
+    await _history(scene)
+    trips: list[str] = []
+    cursor, connection = (
+        asyncpg_dialect.AsyncAdapt_asyncpg_cursor,
+        asyncpg_dialect.AsyncAdapt_asyncpg_connection,
+    )
+
+    def counted(cls: Any, name: str, label: Any) -> None:
+        real = getattr(cls, name)
+
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            trips.append(label(*args))
+            return await real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    counted(cursor, "_prepare_and_execute", lambda sql, *_: sql.split()[0] + " " + sql.split()[1])
+    counted(cursor, "_executemany", lambda sql, *_: "many " + sql.split()[0])
+    counted(connection, "_start_transaction", lambda: "BEGIN")
+    counted(connection, "_call_and_discard", lambda fn: fn.__name__.upper())
+    batcher = CallStartBatcher(any_db, SqlCallRecorder(any_db))
+    starts = [s for s in _starts(scene) if s.key.linkedid.startswith("new-")]
+    await asyncio.gather(*(batcher.start_call(s.key, s.did, s.caller, s.at) for s in starts))
+    await batcher.close()
+    assert batcher.batches == 1
+    # The reads' statement opens the transaction (BEGIN) before it is sent.
+    assert trips == ["WITH n", "BEGIN", "WITH i0", "COMMIT"]

@@ -56,10 +56,9 @@ class Database:
             self.engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
             self.reader = _sqlite_engine(url, begin="BEGIN")
             self._write_lock = asyncio.Lock()
-            path = sqlite_file(url)
-            if path is not None:
+            if sqlite_file(url) is not None:
                 self._loop_engine = _sqlite_engine(
-                    url, begin="BEGIN IMMEDIATE", busy_ms=0, async_creator=sqlite_loop.creator(path)
+                    url, begin="BEGIN IMMEDIATE", busy_ms=0, async_creator=sqlite_loop.creator(url)
                 )
         else:
             self.engine = _postgres_engine(url)

@@ -30,6 +30,9 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import make_url
+
 
 class LoopCursor:
     __slots__ = ("_cursor",)
@@ -150,12 +153,18 @@ class LoopConnection:
         return self._conn.in_transaction
 
 
-def creator(path: str) -> Callable[[], Any]:
-    """An `async_creator` for `create_async_engine`: a loop-thread connection to `path`, with
-    no busy wait and no checkpoint on commit."""
+def creator(url: str) -> Callable[[], Any]:
+    """An `async_creator` for `create_async_engine`: a loop-thread connection to the database of
+    `url` (its file and URI options read as SQLAlchemy's SQLite dialect reads them), with no
+    busy wait and no checkpoint on commit."""
+    args, options = SQLiteDialect_pysqlite().create_connect_args(make_url(url))
+    (database,) = args
+    uri = bool(options.get("uri", False))
 
     async def connect() -> LoopConnection:
-        conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            database, timeout=0, isolation_level=None, check_same_thread=False, uri=uri
+        )
         conn.execute("PRAGMA wal_autocheckpoint=0")
         return LoopConnection(conn)
 

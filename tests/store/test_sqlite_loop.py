@@ -205,3 +205,24 @@ def test_only_a_lock_refusal_counts_as_busy() -> None:
     assert is_busy(sqlite3.OperationalError("database is locked"))
     assert not is_busy(sqlite3.OperationalError("no such table: rows"))
     assert not is_busy(RuntimeError("database is locked"))
+
+
+async def test_the_loop_connection_opens_the_file_the_url_names_as_sqlalchemy_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(home)
+    db = Database("sqlite+aiosqlite:///ct.db")  # relative: to where the tracker was started
+    try:
+        async with db.write() as conn:
+            await conn.run_sync(METADATA.create_all)
+        monkeypatch.chdir(elsewhere)  # the loop's connection opens later, from anywhere
+        async with db.write(on_loop=True) as conn:
+            await conn.execute(sa.insert(ROWS).values(number=1))
+        async with db.read() as conn:
+            assert (await conn.execute(sa.select(ROWS.c.number))).scalars().all() == [1]
+        assert list(elsewhere.iterdir()) == []
+    finally:
+        await db.close()

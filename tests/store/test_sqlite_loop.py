@@ -71,6 +71,9 @@ async def _stored_both_ways(path: Path, batch: list[Row]) -> list[object]:
                     await conn.execute(sa.insert(ROWS), [_values(row) for row in batch])
                 await conn.execute(sa.insert(ROWS).values(_values(batch[0]) if batch else {}))
                 inside = (await conn.execute(sa.select(ROWS).order_by(ROWS.c.id))).all()
+                streamed = [
+                    tuple(r) async for r in await conn.stream(sa.select(ROWS).order_by(ROWS.c.id))
+                ]
                 returned = (
                     await conn.execute(
                         sa.update(ROWS).values(number=ROWS.c.id * 2).returning(ROWS.c.id)
@@ -79,7 +82,7 @@ async def _stored_both_ways(path: Path, batch: list[Row]) -> list[object]:
             async with db.read() as conn:
                 after = (await conn.execute(sa.select(ROWS).order_by(ROWS.c.id))).all()
             stored = [tuple(r) for r in after]
-            results.append(([tuple(r) for r in inside], sorted(returned), stored))
+            results.append(([tuple(r) for r in inside], streamed, sorted(returned), stored))
         return results
     finally:
         await db.close()

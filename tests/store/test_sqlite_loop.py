@@ -229,3 +229,26 @@ async def test_the_loop_connection_opens_the_file_the_url_names_as_sqlalchemy_re
         assert list(elsewhere.iterdir()) == []
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("on_loop", [False, True], ids=["aiosqlite", "on-loop"])
+async def test_a_write_holds_sqlites_write_lock_from_its_begin(
+    tmp_path: Path, on_loop: bool
+) -> None:
+    path = tmp_path / "ct.db"
+    db = await _new(path)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)  # another process
+    try:
+        async with db.write(on_loop=on_loop):
+            # Not a statement run yet, and the lock is taken: the transaction is IMMEDIATE.
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")  # released with the commit
+        other.execute("ROLLBACK")
+        async with db.read() as conn:  # a read takes no write lock
+            await conn.execute(sa.select(ROWS))
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+    finally:
+        other.close()
+        await db.close()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
@@ -121,9 +121,6 @@ class LoopConnection:
     def cursor(self) -> LoopCursor:
         return LoopCursor(self._conn.cursor())
 
-    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> LoopCursor:
-        return await self.cursor().execute(sql, parameters)
-
     async def commit(self) -> None:
         self._conn.commit()
 
@@ -147,10 +144,6 @@ class LoopConnection:
     @property
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
-
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
 
 
 def creator(url: str) -> Callable[[], Any]:

@@ -24,7 +24,8 @@ Rules:
   commit through the Database's engine does by itself (outbox_watch.py); without it the
   `call.started` rows of a quiet tracker would wait for the relay's fallback round.
 - The drain task is owned: `close()` waits for it; a start queued after `close()` is refused.
-  So is the WAL checkpoint that every CHECKPOINT_EVERY inline writes start on a worker thread.
+  Inline commits are reported to `Database.committed_without_checkpoint` (their connection
+  never checkpoints; the Database checkpoints off the loop now and then).
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ class CallStartBatcher:
         self._drain: asyncio.Task[None] | None = None
         self._closed = False
         self._inline = InlineSqlite(db.url) if usable(db.url) else None
-        self._checkpoint: asyncio.Task[None] | None = None
         self.batches = 0  # committed, for tests and benchmarks
         self.fallbacks = 0  # inline batches SQLite would have made wait, run through the engine
 
@@ -97,8 +97,6 @@ class CallStartBatcher:
         self._closed = True
         if self._drain is not None:
             await self._drain
-        if self._checkpoint is not None:
-            await self._checkpoint
         if self._inline is not None:
             self._inline.close()
 
@@ -125,22 +123,6 @@ class CallStartBatcher:
             for (_, future), resolution in zip(batch, resolutions, strict=True):
                 if not future.done():
                     future.set_result(resolution)
-            self._maybe_checkpoint()
-
-    def _maybe_checkpoint(self) -> None:
-        inline = self._inline
-        if inline is None or not inline.checkpoint_due():
-            return
-        if self._checkpoint is None or self._checkpoint.done():
-            self._checkpoint = asyncio.create_task(self._checkpoint_wal(inline), name="agi-wal")
-
-    @staticmethod
-    async def _checkpoint_wal(inline: InlineSqlite) -> None:
-        try:
-            await inline.checkpoint()
-        except Exception:
-            # Another connection's commit checkpoints as well; the next due one tries again.
-            log.exception("call starts: WAL checkpoint failed")
 
     async def _store(self, starts: list[CallStart]) -> list[Resolution]:
         for attempt in range(1, ATTEMPTS + 1):
@@ -175,6 +157,7 @@ class CallStartBatcher:
             # The read inside the write transaction: on the loop's thread the lock is held for
             # the same synchronous stretch either way, and one transaction costs less than two.
             resolutions = inline.write(_read_and_store, starts)
+        self.db.committed_without_checkpoint()
         if self._committed is not None:
             self._committed()  # the batch's `call.started` rows are in: wake the relay
         return resolutions

@@ -6,8 +6,9 @@ SQLITE_BUSY_SNAPSHOT (a deferred transaction that read first cannot upgrade to w
 Reads use a second engine with plain deferred transactions, so they never wait for a writer.
 On a SQLite file, `write(on_loop=True)` runs the transaction on the event loop's own thread
 (sqlite_loop.py), for the hot paths' group commits; it falls back to the aiosqlite engine when
-another process holds the write lock, and the loop's connection leaves checkpoints to a worker
-thread every CHECKPOINT_EVERY commits.
+another process holds the write lock. The connections on the loop's thread (this one and
+sqlite_inline.py's) never checkpoint; `committed_without_checkpoint` starts one off the loop
+every CHECKPOINT_EVERY of their commits.
 
 PostgreSQL: a site's decisions are serialised across processes by the site's lock
 (site_state.py); the partial unique index on active leases is the final guard. A pooled
@@ -49,7 +50,7 @@ class Database:
         # them sleeping in SQLite's busy handler (other processes still meet busy_timeout).
         self._write_lock: asyncio.Lock | None = None
         self._loop_engine: AsyncEngine | None = None
-        self._loop_commits = 0
+        self._unchecked_commits = 0
         self._checkpoint: asyncio.Task[None] | None = None
         self.loop_fallbacks = 0  # on-loop writes that met another process's lock
         if self.is_sqlite:
@@ -94,7 +95,7 @@ class Database:
                 await on_loop_conn.commit()
             finally:
                 await on_loop_conn.close()
-            self._loop_committed()
+            self.committed_without_checkpoint()
 
     async def _begin_on_loop(self) -> AsyncConnection | None:
         """A transaction on the loop engine's connection; None when there is no such engine or
@@ -124,19 +125,28 @@ class Database:
             raise exc
         self.loop_fallbacks += 1
 
-    def _loop_committed(self) -> None:
-        self._loop_commits += 1
-        if self._loop_commits % CHECKPOINT_EVERY:
+    def committed_without_checkpoint(self) -> None:
+        """Count a commit by a connection that never checkpoints (the loop's, sqlite_inline.py's):
+        every CHECKPOINT_EVERY of them start a PASSIVE checkpoint on aiosqlite's thread, so the
+        WAL of a tracker whose writes all run on the loop still gets copied back and reused."""
+        self._unchecked_commits += 1
+        if self._unchecked_commits % CHECKPOINT_EVERY:
             return
         if self._checkpoint is None or self._checkpoint.done():
             self._checkpoint = asyncio.create_task(self._checkpoint_wal(), name="sqlite-wal")
 
+    async def checkpoint(self) -> tuple[int, int]:
+        """A PASSIVE checkpoint, off the loop's thread: copies what it can, waits on no one.
+        Returns (frames in the WAL, frames copied)."""
+        async with self.reader.connect() as conn:
+            result = await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            _busy, frames, copied = tuple(result.one())
+            await conn.rollback()
+        return int(frames), int(copied)
+
     async def _checkpoint_wal(self) -> None:
         try:
-            # aiosqlite's thread, not the loop's: a checkpoint copies and fsyncs pages.
-            async with self.reader.connect() as conn:
-                await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-                await conn.rollback()
+            await self.checkpoint()
         except Exception:
             # Any other connection's commit checkpoints as well; the next due one tries again.
             log.exception("SQLite WAL checkpoint failed")

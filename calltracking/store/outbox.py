@@ -110,6 +110,7 @@ class SqlOutbox:
             try:
                 async with self.db.writer_turn():
                     self._inline.write(lambda conn: conn.execute(_MARK, params))
+                self.db.committed_without_checkpoint()
                 return
             except Busy:
                 pass  # nothing was written; the engine's writer may wait its turn

@@ -14,13 +14,12 @@ Rules:
 - Reads are deferred transactions (WAL: never blocked by a writer), rolled back after; writes
   are `BEGIN IMMEDIATE`, committed when `fn` returns, rolled back if it raises.
 - The write connection never checkpoints on commit (`wal_autocheckpoint=0`: a checkpoint writes
-  and fsyncs pages, too long for the loop's thread); `checkpoint()` runs a PASSIVE one on a
-  worker thread, and the caller calls it every `CHECKPOINT_EVERY` write transactions.
+  and fsyncs pages, too long for the loop's thread); the caller reports each write to
+  `Database.committed_without_checkpoint`, which checkpoints off the loop now and then.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -28,11 +27,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 
-from calltracking.store.db import SQLITE_BUSY_TIMEOUT_MS, sqlite_file
+from calltracking.store.db import sqlite_file
 
 P = ParamSpec("P")
 R = TypeVar("R")
-CHECKPOINT_EVERY = 200
 
 
 class Busy(Exception):
@@ -51,9 +49,6 @@ class InlineSqlite:
         sync_url = make_url(url).set(drivername="sqlite")
         self._reader = _engine(sync_url, "BEGIN", busy_ms=0)
         self._writer = _engine(sync_url, "BEGIN IMMEDIATE", busy_ms=0, autocheckpoint=False)
-        # Used from a worker thread only; it may wait like any other aiosqlite connection.
-        self._checkpointer = _engine(sync_url, "BEGIN", busy_ms=SQLITE_BUSY_TIMEOUT_MS)
-        self.writes = 0  # committed write transactions, for checkpoint_due()
 
     def read(self, fn: Callable[Concatenate[Connection, P], R], *args: P.args, **kw: P.kwargs) -> R:
         """`fn(conn, ...)` in a read transaction; Busy if SQLite would have waited."""
@@ -76,25 +71,10 @@ class InlineSqlite:
                 result = fn(conn, *args, **kw)
         except OperationalError as exc:
             raise Busy(str(exc.orig)) from exc
-        self.writes += 1
         return result
 
-    def checkpoint_due(self) -> bool:
-        return self.writes > 0 and self.writes % CHECKPOINT_EVERY == 0
-
-    async def checkpoint(self) -> tuple[int, int]:
-        """A PASSIVE checkpoint on a worker thread: copies what it can, waits on no one.
-        Returns (frames in the WAL, frames copied)."""
-        return await asyncio.to_thread(self._checkpoint)
-
-    def _checkpoint(self) -> tuple[int, int]:
-        with self._checkpointer.connect() as conn:
-            row = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
-            conn.rollback()
-        return int(row[1]), int(row[2])
-
     def close(self) -> None:
-        for engine in (self._reader, self._writer, self._checkpointer):
+        for engine in (self._reader, self._writer):
             engine.dispose()
 
 

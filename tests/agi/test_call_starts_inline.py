@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 from calltracking.core.kinds import AttributionKind
 from calltracking.core.records import CallKey
+from calltracking.store import db as db_module
 from calltracking.store import schema as t
-from calltracking.store import sqlite_inline
 from calltracking.store.call_batches import CallStartBatcher
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
@@ -79,20 +79,21 @@ async def test_an_inline_batch_waits_for_this_processs_writer(sqlite_db: Databas
 async def test_inline_writes_start_a_checkpoint_now_and_then(
     sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_inline, "CHECKPOINT_EVERY", 2)
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY", 2)
     scene = await seed_scene(sqlite_db, HELLO_AT)
     batcher = CallStartBatcher(sqlite_db, SqlCallRecorder(sqlite_db))
     copied: list[tuple[int, int]] = []
-    real = sqlite_inline.InlineSqlite.checkpoint
+    real = Database.checkpoint
 
-    async def spy(self: sqlite_inline.InlineSqlite) -> tuple[int, int]:
+    async def spy(self: Database) -> tuple[int, int]:
         copied.append(await real(self))
         return copied[-1]
 
-    monkeypatch.setattr(sqlite_inline.InlineSqlite, "checkpoint", spy)
+    monkeypatch.setattr(Database, "checkpoint", spy)
     for n in range(5):
         await batcher.start_call(CallKey(PBX, f"wal-{n}"), scene.leased, None, CALL_AT)
-    await batcher.close()  # waits for the checkpoint in progress
+    await batcher.close()
+    await sqlite_db.close()  # waits for the checkpoint in progress
     assert len(copied) in (1, 2)  # after the 2nd and (unless the first still ran) the 4th batch
     assert all(frames > 0 for frames, _ in copied)
 

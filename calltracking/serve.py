@@ -119,6 +119,10 @@ async def running(
         if "web" in parts or "workers" in parts:
             # Runs after the tasks stopped and the tabs closed: their last events leave now.
             stack.push_async_callback(_flush_outbox, services)
+        if "web" in parts and config.amqp_url:
+            # Several web nodes: each site is decided by the owner of its shard. Closed after
+            # the last batches committed, so forwarded changes still get their answers.
+            await _decide_by_owner(stack, services, config.amqp_url)
         # After the sockets closed and before the flush: queued lifecycle batches commit.
         stack.push_async_callback(services.visitors.close)
         stack.push_async_callback(cancel_tasks)
@@ -189,6 +193,19 @@ async def running(
         if "web" not in parts and config.metrics_port:
             await _serve_ops(stack, services, config)
         yield state
+
+
+async def _decide_by_owner(stack: AsyncExitStack, services: Services, amqp_url: str) -> None:
+    from calltracking.cluster.rabbit import RabbitOwners
+
+    owners = RabbitOwners(amqp_url, services.node_id, services.visitors.serve)
+    await owners.start()
+    stack.push_async_callback(owners.close)
+    services.visitors.use_owners(owners)
+    services.health.counters["forwarding_total"] = lambda: {
+        **{outcome: float(n) for outcome, n in owners.counts.items()},
+        "decided_here_after_no_answer": float(services.visitors.fallbacks),
+    }
 
 
 def _bound_port(runner: web.AppRunner) -> int:

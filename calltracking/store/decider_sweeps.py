@@ -3,7 +3,8 @@ period of the monotonic clock: sites to load, tabs gone stale, idle visitors to 
 
 Rules:
 - The sweeper looks for sites this node has not loaded (leases or open tabs: after a restart,
-  or tabs on other nodes), every DISCOVER_EVERY_S, so their due times resume.
+  or tabs on other nodes), every DISCOVER_EVERY_S, so their due times resume; with several
+  nodes, only those this node decides for (`may_load`: the owner of the site's shard).
 - Every STALE_TABS_EVERY_S it lists the tabs whose node stopped confirming them for
   TAB_STALE_S; the sweep closes them.
 - Every FORGET_EVERY_S it drops from idle engines the visitors with nothing left in memory and
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -37,10 +39,20 @@ FORGET_EVERY_S = 60.0
 StaleTabs = dict[str, list[tuple[str, str]]]  # site -> [(visitor, tab)]
 
 
+async def _always(site_id: str) -> bool:
+    return True
+
+
 class SweepChores:
-    def __init__(self, db: Database, batches: SiteBatches) -> None:
+    def __init__(
+        self,
+        db: Database,
+        batches: SiteBatches,
+        may_load: Callable[[str], Awaitable[bool]] = _always,
+    ) -> None:
         self.db = db
         self._batches = batches
+        self._may_load = may_load
         self._discovered_at = float("-inf")
         self._stale_checked_at = float("-inf")
         self._forgot_at = float("-inf")
@@ -73,7 +85,7 @@ class SweepChores:
             missing = site_ids - slots.keys()
             sites = [await get_site(conn, site_id) for site_id in sorted(missing)]
         for site in sites:
-            if site is not None and site.deleted_at is None:
+            if site is not None and site.deleted_at is None and await self._may_load(site.id):
                 slots.setdefault(site.id, Slot(site))
                 await self._batches.submit(site, _noop, now)
 

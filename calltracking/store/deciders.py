@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from calltracking.cluster import messages as fw
 from calltracking.core.bots import is_crawler
 from calltracking.core.engine import SiteEngine
 from calltracking.core.engine import events as ev
@@ -47,6 +48,18 @@ from calltracking.store.visitors import Hello, Shown, Welcome
 
 log = logging.getLogger(__name__)
 REFUSAL_LOG_EVERY_S = 60.0
+FALLBACK_LOG_EVERY_S = 60.0
+T = TypeVar("T")
+
+
+class Owners(Protocol):
+    """Which node decides for a site (cluster/rabbit.py's `RabbitOwners`)."""
+
+    def owns(self, site_id: str) -> bool: ...
+
+    async def claim(self, site_id: str, *, fresh: bool = False) -> bool: ...
+
+    async def forward(self, request: fw.Request) -> fw.Result: ...
 
 
 class DeciderService:
@@ -63,9 +76,12 @@ class DeciderService:
         self._visitor_site: dict[str, str] = {}
         self._visitor_tabs: Counter[str] = Counter()
         self._closes = TabCloses(self._batches)
-        self._chores = SweepChores(db, self._batches)
+        self._chores = SweepChores(db, self._batches, self._may_load)
         self.refused = 0
         self._refusals = LogThrottle(REFUSAL_LOG_EVERY_S)
+        self._owners: Owners | None = None  # None: this node decides for every site
+        self.fallbacks = 0  # changes decided here because the site's owner did not answer
+        self._fallbacks_log = LogThrottle(FALLBACK_LOG_EVERY_S)
 
     @property
     def _slots(self) -> dict[str, Slot]:
@@ -96,9 +112,134 @@ class DeciderService:
         return await self._batches.submit(site, op, now, visitor)
 
     # -- the interface the websocket and the hub use ------------------------------------------
+    # Each operation keeps this node's own bookkeeping of its sockets' tabs, and has the change
+    # decided here or by the site's owner (`_route`).
 
     async def hello(self, site: Site, hello: Hello, now: datetime) -> Welcome:
         tab_id = new_id()
+        welcome = await self._route(
+            site.id,
+            lambda: fw.HelloRequest(site.id, now, self.node_id, tab_id, hello),
+            lambda: self._hello(site, hello, tab_id, self.node_id, now),
+        )
+        assert isinstance(welcome, Welcome)
+        if welcome.visit_id:
+            self._tab_owner[tab_id] = (site.id, welcome.visitor_id)
+            self._visitor_site[welcome.visitor_id] = site.id
+            self._visitor_tabs[welcome.visitor_id] += 1
+        return welcome
+
+    async def activity(
+        self, site: Site, visitor_id: str, tab_id: str, now: datetime
+    ) -> tuple[Shown, set[str]]:
+        return await self._visitor_event(
+            site, fw.VisitorEventRequest(site.id, now, "activity", visitor_id, tab_id)
+        )
+
+    async def want(self, site: Site, visitor_id: str, now: datetime) -> tuple[Shown, set[str]]:
+        return await self._visitor_event(
+            site, fw.VisitorEventRequest(site.id, now, "want", visitor_id, "")
+        )
+
+    async def visibility(self, tab_id: str, visible: bool, now: datetime) -> None:
+        owner = self._tab_owner.get(tab_id)
+        if owner is None:
+            return
+        site_id, visitor_id = owner
+        request = fw.VisibilityRequest(site_id, now, visitor_id, tab_id, visible)
+        await self._route(site_id, lambda: request, lambda: self._visibility(request))
+
+    async def tab_closed(self, site: Site, visitor_id: str, tab_id: str, now: datetime) -> set[str]:
+        known = self._tab_owner.pop(tab_id, None)
+        if known is not None:
+            self._visitor_tabs[visitor_id] -= 1
+            if self._visitor_tabs[visitor_id] <= 0:
+                del self._visitor_tabs[visitor_id]
+                self._visitor_site.pop(visitor_id, None)
+
+        if known is None:
+            # A refused hello left no rows; nothing to close.
+            async with self.db.read() as conn:
+                exists = await conn.scalar(sa.select(t.tabs.c.id).where(t.tabs.c.id == tab_id))
+            if exists is None:
+                return set()
+        changed = await self._route(
+            site.id,
+            lambda: fw.CloseRequest(site.id, now, visitor_id, tab_id),
+            lambda: self._closes.close(site, visitor_id, tab_id, now),
+        )
+        assert isinstance(changed, set)
+        return changed
+
+    async def current(self, visitor_id: str, now: datetime) -> Shown | None:
+        site_id = self._visitor_site.get(visitor_id)
+        if site_id is None:
+            async with self.db.read() as conn:
+                site_id = await conn.scalar(
+                    sa.select(t.visitors.c.site_id).where(t.visitors.c.id == visitor_id)
+                )
+            if site_id is None:
+                return None
+        request = fw.CurrentRequest(site_id, now, visitor_id)
+        shown = await self._route(site_id, lambda: request, lambda: self._current(request))
+        assert shown is None or isinstance(shown, Shown)
+        return shown
+
+    # -- deciding, here or for another node ------------------------------------------------------
+
+    def use_owners(self, owners: Owners) -> None:
+        """Decide only for the sites whose shard this node owns; forward the rest."""
+        self._owners = owners
+
+    async def serve(self, request: fw.Request) -> fw.Result:
+        """Carry out a request another node forwarded to this one, the sites' owner."""
+        match request:
+            case fw.HelloRequest():
+                site = await self._site(request.site_id)
+                return await self._hello(
+                    site, request.hello, request.tab_id, request.node_id, request.now
+                )
+            case fw.VisitorEventRequest():
+                return await self._decide_visitor_event(await self._site(request.site_id), request)
+            case fw.VisibilityRequest():
+                await self._visibility(request)
+                return None
+            case fw.CloseRequest():
+                site = await self._site(request.site_id)
+                return await self._closes.close(
+                    site, request.visitor_id, request.tab_id, request.now
+                )
+            case fw.CurrentRequest():
+                return await self._current(request)
+
+    async def _route(
+        self,
+        site_id: str,
+        request: Callable[[], fw.Request],
+        here: Callable[[], Awaitable[T]],
+    ) -> T | fw.Result:
+        """`here()` when this node decides for the site, else the owner's answer. With no
+        owner, this node claims the site's shard; when the owner does not answer, or fails
+        the request, the change is decided here: the site's lock keeps that correct."""
+        owners = self._owners
+        if owners is None or owners.owns(site_id):
+            return await here()
+        try:
+            return await owners.forward(request())
+        except fw.NoOwner:
+            if await owners.claim(site_id, fresh=True):
+                return await here()
+            try:  # another node claimed it first
+                return await owners.forward(request())
+            except (fw.NoOwner, fw.ForwardFailed, fw.ForwardRefused) as exc:
+                self._log_fallback(site_id, exc)
+        except (fw.ForwardFailed, fw.ForwardRefused) as exc:
+            self._log_fallback(site_id, exc)
+        return await here()
+
+    async def _hello(
+        self, site: Site, hello: Hello, tab_id: str, node_id: str, now: datetime
+    ) -> Welcome:
         bot = hello.automated or is_crawler(hello.user_agent)
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> Welcome:
@@ -119,7 +260,7 @@ class DeciderService:
             writes.tabs_new[tab_id] = {
                 "id": tab_id,
                 "visitor_id": visitor_id,
-                "node_id": self.node_id,
+                "node_id": node_id,  # the node holding the socket confirms the tab
                 "visible": True,
                 "connected_at": now,
                 "seen_at": now,
@@ -140,61 +281,22 @@ class DeciderService:
             )
 
         welcome: Welcome = await self._submit(site, op, now, hello.visitor_id)
-        if welcome.visit_id:
-            self._tab_owner[tab_id] = (site.id, welcome.visitor_id)
-            self._visitor_site[welcome.visitor_id] = site.id
-            self._visitor_tabs[welcome.visitor_id] += 1
         return welcome
 
-    async def activity(
-        self, site: Site, visitor_id: str, tab_id: str, now: datetime
-    ) -> tuple[Shown, set[str]]:
-        return await self._visitor_event(site, ev.Activity(visitor_id, tab_id), now)
-
-    async def want(self, site: Site, visitor_id: str, now: datetime) -> tuple[Shown, set[str]]:
-        return await self._visitor_event(site, ev.Want(visitor_id), now)
-
-    async def visibility(self, tab_id: str, visible: bool, now: datetime) -> None:
-        owner = self._tab_owner.get(tab_id)
-        if owner is None:
-            return
-        site_id, visitor_id = owner
-        slot = self._slots.get(site_id)
-        if slot is None:
-            return
+    async def _visibility(self, request: fw.VisibilityRequest) -> None:
+        slot = self._slots.get(request.site_id)
+        site = slot.site if slot is not None else await self._site(request.site_id)
+        visitor_id, tab_id, now = request.visitor_id, request.tab_id, request.now
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:
             await ensure_visitor(conn, engine, writes, visitor_id, now)
-            engine.handle(ev.Visibility(visitor_id, tab_id, visible), now)
-            writes.tabs_visible[tab_id] = visible
+            engine.handle(ev.Visibility(visitor_id, tab_id, request.visible), now)
+            writes.tabs_visible[tab_id] = request.visible
 
-        await self._submit(slot.site, op, now)
+        await self._submit(site, op, now)
 
-    async def tab_closed(self, site: Site, visitor_id: str, tab_id: str, now: datetime) -> set[str]:
-        known = self._tab_owner.pop(tab_id, None)
-        if known is not None:
-            self._visitor_tabs[visitor_id] -= 1
-            if self._visitor_tabs[visitor_id] <= 0:
-                del self._visitor_tabs[visitor_id]
-                self._visitor_site.pop(visitor_id, None)
-
-        if known is None:
-            # A refused hello left no rows; nothing to close.
-            async with self.db.read() as conn:
-                exists = await conn.scalar(sa.select(t.tabs.c.id).where(t.tabs.c.id == tab_id))
-            if exists is None:
-                return set()
-        return await self._closes.close(site, visitor_id, tab_id, now)
-
-    async def current(self, visitor_id: str, now: datetime) -> Shown | None:
-        site_id = self._visitor_site.get(visitor_id)
-        if site_id is None:
-            async with self.db.read() as conn:
-                site_id = await conn.scalar(
-                    sa.select(t.visitors.c.site_id).where(t.visitors.c.id == visitor_id)
-                )
-            if site_id is None:
-                return None
+    async def _current(self, request: fw.CurrentRequest) -> Shown | None:
+        site_id, visitor_id, now = request.site_id, request.visitor_id, request.now
         slot = self._slots.get(site_id)
         if slot is not None and slot.engine is not None and not slot.pending:
             async with self.db.read() as conn:
@@ -216,6 +318,21 @@ class DeciderService:
         shown: Shown = await self._submit(site, op, now)
         return shown
 
+    async def _may_load(self, site_id: str) -> bool:
+        """Whether the sweeper loads a site it found with leases or tabs: with owners, only
+        when this node owns the site's shard or can claim it (nobody else holds it)."""
+        return self._owners is None or await self._owners.claim(site_id)
+
+    async def _site(self, site_id: str) -> Site:
+        slot = self._slots.get(site_id)
+        if slot is not None:
+            return slot.site
+        async with self.db.read() as conn:
+            site = await get_site(conn, site_id)
+        if site is None or site.deleted_at is not None:
+            raise LookupError(f"no site {site_id}")
+        return site
+
     async def touch_tabs(self, tab_ids: list[str], now: datetime) -> None:
         if not tab_ids:
             return
@@ -228,6 +345,8 @@ class DeciderService:
         stale = await self._chores.run_due(now)
         changed: set[str] = set(retried)
         for site_id, slot in list(self._slots.items()):
+            if self._owners is not None and not self._owners.owns(site_id):
+                continue  # its owner sweeps it
             due = slot.engine.next_due() if slot.engine is not None else None
             gone = stale.get(site_id, [])
             if not gone and (due is None or due > now):
@@ -256,15 +375,29 @@ class DeciderService:
     # -- helpers ------------------------------------------------------------------------------
 
     async def _visitor_event(
-        self, site: Site, event: ev.Activity | ev.Want, now: datetime
+        self, site: Site, request: fw.VisitorEventRequest
     ) -> tuple[Shown, set[str]]:
-        visitor_id = event.visitor_id
+        result = await self._route(
+            site.id, lambda: request, lambda: self._decide_visitor_event(site, request)
+        )
+        assert isinstance(result, tuple)
+        return result
+
+    async def _decide_visitor_event(
+        self, site: Site, request: fw.VisitorEventRequest
+    ) -> tuple[Shown, set[str]]:
+        visitor_id = request.visitor_id
+        event: ev.Activity | ev.Want = (
+            ev.Activity(visitor_id, request.tab_id)
+            if request.kind == "activity"
+            else ev.Want(visitor_id)
+        )
 
         async def op(
             conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites
         ) -> tuple[Shown, set[str]]:
-            await ensure_visitor(conn, engine, writes, visitor_id, now)
-            effects = engine.handle(event, now)
+            await ensure_visitor(conn, engine, writes, visitor_id, request.now)
+            effects = engine.handle(event, request.now)
             writes.add(effects, engine)
             self._log_refusals(site.id, effects)
             if visitor_id in engine.visitors:
@@ -272,8 +405,20 @@ class DeciderService:
             shown = now_shown(engine, visitor_id, self.country_code)
             return shown, changed_visitors(effects) - {visitor_id}
 
-        result: tuple[Shown, set[str]] = await self._submit(site, op, now, visitor_id)
+        result: tuple[Shown, set[str]] = await self._submit(site, op, request.now, visitor_id)
         return result
+
+    def _log_fallback(self, site_id: str, exc: Exception) -> None:
+        self.fallbacks += 1
+        held = self._fallbacks_log.admit(site_id, time.monotonic())
+        if held is not None:
+            log.warning(
+                "site %s: its owner did not decide (%s); deciding here (%d more so since the"
+                " last such line)",
+                site_id,
+                exc,
+                held,
+            )
 
     def _log_refusals(self, site_id: str, effects: list[ev.Effect]) -> None:
         for effect in effects:

@@ -1,0 +1,284 @@
+"""Shard ownership and forwarding on RabbitMQ (aio-pika).
+
+A shard's owner is the connection that holds the exclusive queue `calltracking.decide.<shard>`:
+RabbitMQ lets one connection declare it, refuses the others (RESOURCE_LOCKED), and deletes it
+when that connection closes, so a node that dies or loses the broker loses its shards at once
+(or after the heartbeat, HEARTBEAT_S, when the network just goes quiet) and the next node that
+needs one of them claims it. Nothing here is home-made consensus: the broker decides.
+
+Rules:
+- Claims are on demand: a node forwards a request for a site it does not own to its shard's
+  queue with `mandatory` set; when no queue takes it (no owner), the node claims the shard and
+  decides itself. Two nodes racing for a shard: the broker lets one win and the other forwards
+  to it.
+- Requests are not persistent and not acknowledged (the queue dies with its owner anyway); a
+  request with no reply within `timeout_s`, or a lost connection, raises `ForwardFailed` and
+  the caller decides locally, which the site's lock keeps correct.
+- The owner serves each request in its own task, so forwarded requests join its group commits
+  with its own sockets' changes. A request that does not decode is answered with an error.
+- The connection is not aio-pika's robust one: a reconnect must not silently re-declare
+  exclusive queues (another node may own them by then). When it drops, this node owns
+  nothing, fails its waiting requests, and reconnects every `reconnect_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
+
+from calltracking.cluster.messages import (
+    ForwardFailed,
+    Malformed,
+    NoOwner,
+    Request,
+    Result,
+    decode_reply,
+    decode_request,
+    encode_error,
+    encode_reply,
+    encode_request,
+)
+from calltracking.cluster.shards import SHARDS, shard_of
+
+log = logging.getLogger(__name__)
+QUEUE_PREFIX = "calltracking.decide."
+HEARTBEAT_S = 10
+CLAIM_REFUSED_FOR_S = 2.0  # a shard another node holds is not asked for again this soon
+
+Serve = Callable[[Request], Awaitable[Result]]
+
+
+class RabbitOwners:
+    """This node's shards and its way to the others'; `start()` before use, `close()` after.
+    `serve` answers the requests other nodes forward here."""
+
+    def __init__(
+        self,
+        url: str,
+        node_id: str,
+        serve: Serve,
+        *,
+        timeout_s: float = 5.0,
+        reconnect_s: float = 2.0,
+        shards: int = SHARDS,
+        prefix: str = QUEUE_PREFIX,
+    ) -> None:
+        self._url = url
+        self._node_id = node_id
+        self._serve = serve
+        self._timeout_s = timeout_s
+        self._reconnect_s = reconnect_s
+        self._shards = shards
+        self._prefix = prefix  # tests sharing a vhost keep apart by it
+        self._connection: AbstractConnection | None = None
+        self._requests_out: AbstractChannel | None = None  # confirms, returns raise
+        self._replies_out: AbstractChannel | None = None
+        self._reply_queue: AbstractQueue | None = None
+        self._owned: set[int] = set()
+        self._refused_at: dict[int, float] = {}
+        self._claiming = asyncio.Lock()
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        self._ids = itertools.count()
+        self._reconnect: asyncio.Task[None] | None = None
+        self._closed = False
+        self.counts: Counter[str] = Counter()  # forwarded, served, claimed, lost, ...
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
+
+    @property
+    def owned(self) -> frozenset[int]:
+        return frozenset(self._owned)
+
+    def owns(self, site_id: str) -> bool:
+        return shard_of(site_id, self._shards) in self._owned
+
+    async def start(self) -> None:
+        """Connect; the first attempt fails fast (serve refuses to start without the broker)."""
+        await self._connect()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+        connection, self._connection = self._connection, None
+        self._owned.clear()
+        if connection is not None:
+            await connection.close()  # the broker frees this node's shards at once
+
+    async def claim(self, site_id: str, *, fresh: bool = False) -> bool:
+        """Own the site's shard if nobody does; True when this node owns it now. A shard
+        another node held less than CLAIM_REFUSED_FOR_S ago is not asked for again unless
+        `fresh` (a forward just found it without an owner)."""
+        shard = shard_of(site_id, self._shards)
+        async with self._claiming:
+            if shard in self._owned:
+                return True
+            connection = self._connection
+            if connection is None:
+                return False
+            refused_at = self._refused_at.get(shard, float("-inf"))
+            if not fresh and time.monotonic() - refused_at < CLAIM_REFUSED_FOR_S:
+                return False
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(
+                    self._queue(shard), exclusive=True, auto_delete=True
+                )
+            except aiormq.exceptions.ChannelLockedResource:
+                # The broker closed this channel with its refusal.
+                self._refused_at[shard] = time.monotonic()
+                return False
+            # aio-pika runs the callback as a task per message: requests do not wait for each
+            # other, and forwarded changes join the owner's group commits with its own.
+            await queue.consume(self._answer, no_ack=True)
+            if self._connection is not connection:  # lost while claiming
+                return False
+            self._owned.add(shard)
+            self._refused_at.pop(shard, None)
+            self.counts["claimed"] += 1
+            log.info("node %s now decides for shard %d", self._node_id, shard)
+            return True
+
+    async def forward(self, request: Request) -> Result:
+        """The owner's answer to `request`. Raises NoOwner when no node holds the shard,
+        ForwardFailed when no answer came, ForwardRefused when the owner failed it."""
+        out, replies = self._requests_out, self._reply_queue
+        if out is None or replies is None:
+            raise ForwardFailed("not connected to the broker")
+        correlation = f"{next(self._ids)}"
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[correlation] = future
+        try:
+            message = aio_pika.Message(
+                encode_request(request),
+                correlation_id=correlation,
+                reply_to=replies.name,
+                expiration=self._timeout_s,
+                content_type="application/json",
+            )
+            async with asyncio.timeout(self._timeout_s):
+                try:
+                    await out.default_exchange.publish(
+                        message,
+                        routing_key=self._queue(shard_of(request.site_id, self._shards)),
+                        mandatory=True,
+                    )
+                except aio_pika.exceptions.DeliveryError as exc:
+                    raise NoOwner(request.site_id) from exc
+                except aiormq.exceptions.PublishError as exc:
+                    raise NoOwner(request.site_id) from exc
+                except aiormq.exceptions.AMQPError as exc:
+                    raise ForwardFailed(f"cannot publish: {exc!r}") from exc
+                body = await future
+        except TimeoutError as exc:
+            self.counts["timed_out"] += 1
+            raise ForwardFailed(f"no answer within {self._timeout_s:g} s") from exc
+        finally:
+            self._waiting.pop(correlation, None)
+        self.counts["forwarded"] += 1
+        return decode_reply(request, body)
+
+    def _queue(self, shard: int) -> str:
+        return f"{self._prefix}{shard}"
+
+    # -- the connection -------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        connection = await aio_pika.connect(
+            self._url,
+            timeout=self._timeout_s,
+            client_properties={"connection_name": f"calltracking-owner-{self._node_id}"},
+            heartbeat=HEARTBEAT_S,
+        )
+        try:
+            self._requests_out = await connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            self._replies_out = await connection.channel(publisher_confirms=False)
+            replies = await self._replies_out.declare_queue(
+                f"calltracking.replies.{secrets.token_hex(8)}", exclusive=True, auto_delete=True
+            )
+            await replies.consume(self._on_reply, no_ack=True)
+        except BaseException:
+            await connection.close()
+            raise
+        self._reply_queue = replies
+        self._connection = connection
+        connection.close_callbacks.add(self._lost)
+
+    def _lost(self, connection: object, exc: BaseException | None = None) -> None:
+        if connection is not self._connection:
+            return
+        self._connection = self._requests_out = self._replies_out = self._reply_queue = None
+        if self._owned:
+            log.warning(
+                "node %s lost the broker (%s): it decides for none of its %d shards now",
+                self._node_id,
+                exc,
+                len(self._owned),
+            )
+        self._owned.clear()
+        self.counts["lost"] += 1
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ForwardFailed("the broker connection closed"))
+        if not self._closed and (self._reconnect is None or self._reconnect.done()):
+            self._reconnect = asyncio.ensure_future(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        while not self._closed and self._connection is None:
+            await asyncio.sleep(self._reconnect_s)
+            try:
+                await self._connect()
+            except Exception as exc:
+                log.debug("node %s: broker still away (%r)", self._node_id, exc)
+            else:
+                log.info("node %s reconnected to the broker", self._node_id)
+
+    # -- serving other nodes --------------------------------------------------------------------
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._waiting.get(message.correlation_id or "")
+        if future is not None and not future.done():
+            future.set_result(message.body)
+
+    async def _answer(self, message: AbstractIncomingMessage) -> None:
+        try:
+            request = decode_request(message.body)
+        except Malformed as exc:
+            log.warning("node %s: a forwarded request is malformed (%s)", self._node_id, exc)
+            self.counts["malformed"] += 1
+            body = encode_error(f"malformed request: {exc}")
+        else:
+            try:
+                body = encode_reply(request, await self._serve(request))
+            except Exception as exc:
+                log.info("node %s: a forwarded %s failed: %r", self._node_id, type(request), exc)
+                body = encode_error(repr(exc))
+            self.counts["served"] += 1
+        out = self._replies_out
+        if out is None or not message.reply_to:
+            return  # the asker times out and decides itself
+        try:
+            await out.default_exchange.publish(
+                aio_pika.Message(body, correlation_id=message.correlation_id),
+                routing_key=message.reply_to,
+            )
+        except Exception as exc:
+            log.info("node %s: could not answer a forwarded request (%r)", self._node_id, exc)

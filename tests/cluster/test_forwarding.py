@@ -1,0 +1,214 @@
+"""Two web nodes on one site: the node that owns the site's shard decides, the other forwards
+its sockets' changes to it, against the machine's real RabbitMQ and PostgreSQL. Ownership only
+routes: whatever happens to the owner, no number is leased twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aio_pika
+import pytest
+import sqlalchemy as sa
+
+from calltracking.cluster import messages as fw
+from calltracking.cluster.rabbit import RabbitOwners
+from calltracking.cluster.shards import shard_of
+from calltracking.core.kinds import DisplayKind
+from calltracking.store import schema as t
+from calltracking.store.db import Database
+from calltracking.store.deciders import DeciderService
+from calltracking.store.sites import Site
+from calltracking.store.visitors import Hello, Welcome
+from tests.store.seed import DESKTOP_UA, T0, seed_site
+
+pytestmark = pytest.mark.rabbitmq
+
+
+@dataclass
+class Node:
+    name: str
+    service: DeciderService
+    owners: RabbitOwners
+
+    async def hello(self, site: Site, n: int) -> Welcome:
+        hello = Hello(
+            url=f"https://shop.example/p{n}",
+            referrer="",
+            user_agent=DESKTOP_UA,
+            address=f"10.1.{n // 250}.{n % 250}",
+        )
+        return await self.service.hello(site, hello, T0)
+
+
+@pytest.fixture
+async def cluster(
+    pg_db: Database, pg_url: str, amqp_url: str
+) -> AsyncIterator[tuple[Node, Node, str]]:
+    """Nodes a and b, each with its own connection pool, on one database and one vhost; the
+    queue prefix keeps this test's shards apart from other tests'."""
+    prefix = f"test.decide.{secrets.token_hex(4)}."
+    async with contextlib.AsyncExitStack() as stack:
+        nodes = []
+        for name in ("node-a", "node-b"):
+            db = pg_db if name == "node-a" else Database(pg_url)
+            if db is not pg_db:
+                stack.push_async_callback(db.close)
+            service = DeciderService(db, name, "7")
+            owners = RabbitOwners(amqp_url, name, service.serve, prefix=prefix, timeout_s=3.0)
+            await owners.start()
+            stack.push_async_callback(owners.close)
+            stack.push_async_callback(service.close)
+            service.use_owners(owners)
+            nodes.append(Node(name, service, owners))
+        yield nodes[0], nodes[1], prefix
+
+
+async def active_leases(db: Database, site_id: str) -> list[str]:
+    async with db.read() as conn:
+        rows = await conn.execute(
+            sa.select(t.leases.c.number).where(
+                t.leases.c.site_id == site_id, t.leases.c.ended_at.is_(None)
+            )
+        )
+        return [row.number for row in rows]
+
+
+async def test_the_node_that_does_not_own_a_site_forwards_its_hellos_to_the_owner(
+    cluster: tuple[Node, Node, str], pg_db: Database
+) -> None:
+    a, b, _ = cluster
+    site = await seed_site(pg_db, reserve=60, max_numbers=100, pool_max=60)
+    first = await a.hello(site, 0)  # nobody owned the shard: a claims it
+    assert a.owners.owns(site.id) and not b.owners.owns(site.id)
+
+    welcomes = await asyncio.gather(
+        *(a.hello(site, n) for n in range(1, 21)), *(b.hello(site, n) for n in range(21, 41))
+    )
+
+    numbers = [w.shown.e164 for w in (first, *welcomes)]
+    assert all(w.shown.kind is DisplayKind.DYNAMIC for w in welcomes)
+    assert len(set(numbers)) == 41  # nobody was told a number another visitor holds
+    assert sorted(await active_leases(pg_db, site.id)) == sorted(numbers)
+    assert b.owners.counts["forwarded"] == 20 and a.owners.counts["served"] == 20
+    assert site.id not in b.service._batches.slots  # b never decided for the site
+    async with pg_db.read() as conn:
+        nodes = (await conn.execute(sa.select(t.tabs.c.node_id))).scalars().all()
+    assert sorted(set(nodes)) == ["node-a", "node-b"] and nodes.count("node-b") == 20
+
+
+async def test_a_forwarded_tab_close_ends_the_visitors_tab_on_the_owner(
+    cluster: tuple[Node, Node, str], pg_db: Database
+) -> None:
+    a, b, _ = cluster
+    site = await seed_site(pg_db, reserve=10, max_numbers=20)
+    await a.hello(site, 0)
+    welcome = await b.hello(site, 1)
+    shown, _ = await b.service.activity(site, welcome.visitor_id, welcome.tab_id, T0)
+    assert shown == welcome.shown
+    assert await b.service.current(welcome.visitor_id, T0) == welcome.shown
+    await b.service.visibility(welcome.tab_id, False, T0)
+    async with pg_db.read() as conn:
+        visible = await conn.scalar(
+            sa.select(t.tabs.c.visible).where(t.tabs.c.id == welcome.tab_id)
+        )
+    assert visible is False
+
+    await b.service.tab_closed(site, welcome.visitor_id, welcome.tab_id, T0)
+
+    async with pg_db.read() as conn:
+        tab = await conn.scalar(sa.select(t.tabs.c.id).where(t.tabs.c.id == welcome.tab_id))
+    assert tab is None
+    engine = a.service._batches.slots[site.id].engine
+    assert engine is not None and not engine.visitors[welcome.visitor_id].tabs
+    assert b.owners.counts["forwarded"] == 5  # hello, activity, current, visibility, close
+    assert site.id not in b.service._batches.slots
+
+
+async def test_when_the_owner_goes_away_another_node_claims_the_site_and_decides(
+    cluster: tuple[Node, Node, str], pg_db: Database
+) -> None:
+    a, b, _ = cluster
+    site = await seed_site(pg_db, reserve=10, max_numbers=20)
+    before = await a.hello(site, 0)
+    await a.owners.close()  # the broker frees a's shards with its connection
+
+    after = await b.hello(site, 1)
+
+    assert b.owners.owns(site.id) and b.owners.counts["claimed"] == 1
+    assert after.shown.kind is DisplayKind.DYNAMIC and after.shown.e164 != before.shown.e164
+    assert sorted(await active_leases(pg_db, site.id)) == sorted(
+        [before.shown.e164, after.shown.e164]
+    )
+
+
+async def test_an_owner_that_does_not_answer_leaves_the_change_to_the_asking_node(
+    pg_db: Database, pg_url: str, amqp_url: str
+) -> None:
+    """The owner's process hangs: the asking node waits its timeout, then decides itself,
+    under the site's lock as before; the visitor still gets a committed number of its own."""
+    prefix = f"test.decide.{secrets.token_hex(4)}."
+    site = await seed_site(pg_db, reserve=10, max_numbers=20)
+    hung = asyncio.Event()
+
+    async def never(request: fw.Request) -> fw.Result:
+        await hung.wait()
+        return None
+
+    stuck = RabbitOwners(amqp_url, "stuck", never, prefix=prefix)
+    await stuck.start()
+    service = DeciderService(pg_db, "node-b", "7")
+    owners = RabbitOwners(amqp_url, "node-b", service.serve, prefix=prefix, timeout_s=0.5)
+    await owners.start()
+    service.use_owners(owners)
+    try:
+        assert await stuck.claim(site.id)
+        welcome = await Node("node-b", service, owners).hello(site, 1)
+    finally:
+        hung.set()
+        await owners.close()
+        await stuck.close()
+        await service.close()
+    assert welcome.shown.kind is DisplayKind.DYNAMIC
+    assert service.fallbacks == 1 and owners.counts["timed_out"] == 1
+    assert await active_leases(pg_db, site.id) == [welcome.shown.e164]
+
+
+async def test_garbage_on_a_shard_queue_gets_an_error_reply_and_the_owner_keeps_serving(
+    cluster: tuple[Node, Node, str], pg_db: Database, amqp_url: str
+) -> None:
+    a, b, prefix = cluster
+    site = await seed_site(pg_db, reserve=10, max_numbers=20)
+    await a.hello(site, 0)
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        replies = await channel.declare_queue(exclusive=True)
+        garbage = [
+            b"",
+            b"\xff\xfe",
+            b"[]",
+            b'{"op":"hello"}',
+            b'{"op":"evil","site":"x","now":"x"}',
+        ]
+        for n, body in enumerate(garbage):
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, correlation_id=str(n), reply_to=replies.name),
+                routing_key=f"{prefix}{shard_of(site.id)}",
+            )
+        answers = []
+        async with replies.iterator() as messages:
+            async for message in messages:
+                await message.ack()
+                answers.append(message.body)
+                if len(answers) == len(garbage):
+                    break
+    finally:
+        await connection.close()
+    assert all(answer.startswith(b'{"error": "malformed request') for answer in answers)
+    assert a.owners.counts["malformed"] == len(garbage)
+    welcome = await b.hello(site, 1)  # still served by a
+    assert welcome.shown.kind is DisplayKind.DYNAMIC and b.owners.counts["forwarded"] == 1

@@ -120,6 +120,7 @@ async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]
                         await sockets.open_many(args.n)
                         elapsed = time.perf_counter() - begin
                         cpu = sum(cpu_seconds(n.proc.pid) for n in webs) - cpu0
+                        forwarded = sum([await _forwarded(http, n.port) for n in webs])
                         shown = sockets.leased_numbers()
                         async with db.read() as conn:
                             doubled_in_db = await _numbers_leased_twice(conn)
@@ -135,7 +136,18 @@ async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]
         "web CPU ms/visitor": cpu * 1000 / args.n,
         "shown twice": shown_twice,
         "leased twice": doubled_in_db,
+        "forwarded to owner": forwarded,
     }
+
+
+async def _forwarded(http: aiohttp.ClientSession, port: int) -> int:
+    """Requests this node forwarded to a site's owner (cluster/rabbit.py), from /metrics."""
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith('calltracking_forwarding_total{outcome="forwarded"}'):
+            return int(float(line.split()[-1]))
+    return 0
 
 
 async def _numbers_leased_twice(conn: Any) -> int:

@@ -1,11 +1,13 @@
 """Two `calltracking serve --only web` processes sharing the real PostgreSQL and RabbitMQ serve
-one installation: a visitor's two tabs on two nodes see the same number, and a revocation decided
-on either node reaches both."""
+one installation: a visitor's two tabs on two nodes see the same number, a revocation decided
+on either node reaches both, and when the node deciding for a site is killed the other takes
+the site over from the database."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -13,8 +15,10 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 
 from calltracking.core.kinds import AttributionKind
+from calltracking.store import schema as t
 from calltracking.store.db import Database
 from tests.store.seed import seed_site
 from tests.web.harness import Tab, hello
@@ -30,6 +34,14 @@ def _free_port() -> int:
 
 @asynccontextmanager
 async def node(db_url: str, amqp_url: str) -> AsyncIterator[int]:
+    async with node_process(db_url, amqp_url) as (port, _):
+        yield port
+
+
+@asynccontextmanager
+async def node_process(
+    db_url: str, amqp_url: str
+) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
     port = _free_port()
     env = {
         **os.environ,
@@ -61,9 +73,10 @@ async def node(db_url: str, amqp_url: str) -> AsyncIterator[int]:
                     err = await proc.stderr.read() if proc.stderr else b""
                     raise AssertionError(f"node died: {err.decode()[-2000:]}")
                 await asyncio.sleep(0.1)
-        yield port
+        yield port, proc
     finally:
-        proc.terminate()
+        if proc.returncode is None:
+            proc.terminate()
         await proc.wait()
 
 
@@ -99,3 +112,47 @@ async def test_revocation_reaches_tabs_on_both_nodes(pg_db: Database, amqp_url: 
         back_b = await on_b.until_kind("dynamic", timeout=10)
         back_a = await on_a.until_kind("dynamic", timeout=10)
         assert back_a["e164"] == back_b["e164"] == number
+
+
+async def test_when_the_deciding_node_is_killed_the_other_takes_its_site_over(
+    pg_db: Database, amqp_url: str
+) -> None:
+    site = await seed_site(pg_db, reserve=10, idle_timeout_s=4)
+    async with (
+        node_process(pg_db.url, amqp_url) as (port_a, proc_a),
+        node(pg_db.url, amqp_url) as port_b,
+        aiohttp.ClientSession() as http,
+    ):
+        on_a = await _tab(http, port_a)
+        await hello(on_a, site)  # the site's first hello: node A claims the site's shard
+        first = (await on_a.until_kind("dynamic"))["e164"]
+        on_b = await _tab(http, port_b)
+        await hello(on_b, site)  # decided by A, for B's socket
+        second = (await on_b.until_kind("dynamic"))["e164"]
+
+        proc_a.send_signal(signal.SIGKILL)
+        await proc_a.wait()
+        newcomer = await _tab(http, port_b)
+        await hello(newcomer, site)  # nobody owns the shard now: B claims it
+        third = (await newcomer.until_kind("dynamic", timeout=15))["e164"]
+        # B reloaded the site from the database: its earlier visitor's lease runs on, and
+        # its idle timeout still revokes it.
+        expired = await on_b.until_kind("expired", timeout=15)
+        async with http.get(f"http://127.0.0.1:{port_b}/metrics") as response:
+            metrics = await response.text()
+        async with pg_db.read() as conn:
+            leases = (
+                await conn.execute(
+                    sa.select(t.leases.c.number, t.leases.c.ended_at).where(
+                        t.leases.c.site_id == site.id
+                    )
+                )
+            ).all()
+
+    assert len({first, second, third}) == 3
+    assert expired["e164"] == site.defaults[AttributionKind.EXPIRED]
+    assert sorted(number for number, _ in leases) == sorted([first, second, third])
+    assert any(number == second and ended_at is not None for number, ended_at in leases)
+    # B forwarded its first visitor's hello to A, then claimed the site when A was gone.
+    assert 'calltracking_forwarding_total{outcome="forwarded"} 1' in metrics
+    assert 'calltracking_forwarding_total{outcome="claimed"} 1' in metrics

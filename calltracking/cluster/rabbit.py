@@ -85,7 +85,7 @@ class RabbitOwners:
         self._shards = shards
         self._prefix = prefix  # tests sharing a vhost keep apart by it
         self._connection: AbstractConnection | None = None
-        self._requests_out: AbstractChannel | None = None  # confirms, returns raise
+        self._requests_out: AbstractChannel | None = None  # confirms; returns raise
         self._replies_out: AbstractChannel | None = None
         self._reply_queue: AbstractQueue | None = None
         self._owned: set[int] = set()
@@ -144,13 +144,20 @@ class RabbitOwners:
                 # The broker closed this channel with its refusal.
                 self._refused_at[shard] = time.monotonic()
                 return False
-            # aio-pika runs the callback as a task per message: requests do not wait for each
-            # other, and forwarded changes join the owner's group commits with its own.
-            await queue.consume(self._answer, no_ack=True)
-            if self._connection is not connection:  # lost while claiming
-                return False
+            # Owned from here on: changes of this shard that arrive while the consumer starts
+            # are decided here, not sent to this node's own queue.
             self._owned.add(shard)
             self._refused_at.pop(shard, None)
+            try:
+                # aio-pika runs the callback as a task per message: requests do not wait for
+                # each other, and forwarded changes join the owner's group commits.
+                await queue.consume(self._answer, no_ack=True)
+            except BaseException:
+                self._owned.discard(shard)
+                raise
+            if self._connection is not connection:  # lost while claiming
+                self._owned.discard(shard)
+                return False
             self.counts["claimed"] += 1
             log.info("node %s now decides for shard %d", self._node_id, shard)
             return True
@@ -174,14 +181,14 @@ class RabbitOwners:
             )
             async with asyncio.timeout(self._timeout_s):
                 try:
+                    # With confirms on: aiormq reports a return (no queue took the request)
+                    # only for a confirmed publish.
                     await out.default_exchange.publish(
                         message,
                         routing_key=self._queue(shard_of(request.site_id, self._shards)),
                         mandatory=True,
                     )
-                except aio_pika.exceptions.DeliveryError as exc:
-                    raise NoOwner(request.site_id) from exc
-                except aiormq.exceptions.PublishError as exc:
+                except (aio_pika.exceptions.DeliveryError, aiormq.exceptions.PublishError) as exc:
                     raise NoOwner(request.site_id) from exc
                 except aiormq.exceptions.AMQPError as exc:
                     raise ForwardFailed(f"cannot publish: {exc!r}") from exc
@@ -207,9 +214,7 @@ class RabbitOwners:
             heartbeat=HEARTBEAT_S,
         )
         try:
-            self._requests_out = await connection.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
+            out = await connection.channel(publisher_confirms=True, on_return_raises=True)
             self._replies_out = await connection.channel(publisher_confirms=False)
             replies = await self._replies_out.declare_queue(
                 f"calltracking.replies.{secrets.token_hex(8)}", exclusive=True, auto_delete=True
@@ -218,7 +223,7 @@ class RabbitOwners:
         except BaseException:
             await connection.close()
             raise
-        self._reply_queue = replies
+        self._requests_out, self._reply_queue = out, replies
         self._connection = connection
         connection.close_callbacks.add(self._lost)
 

@@ -6,8 +6,11 @@ Rules:
   the site, the time the socket's node read from its clock (the owner decides at that time),
   and what the operation needs; a hello carries the tab id and node id the tab's row gets,
   since the tab lives on the socket's node.
-- A reply is `{"ok": ...}` with the operation's result, or `{"error": "..."}`, which the
-  forwarding node raises as `ForwardRefused`.
+- Requests to one shard that a node makes in the same turn of its event loop travel as one
+  batch, `{"requests": [...]}`, answered by one message, `{"replies": [...]}` in the same
+  order: two messages per batch instead of two per change. A reply is `{"ok": ...}` with the
+  operation's result, or `{"error": "..."}`, which the forwarding node raises as
+  `ForwardRefused`; one bad request in a batch gets its own error, the others their answers.
 - Decoding is strict: a body that is not exactly such an object (unknown operation, wrong
   types, oversized text, a time without its zone) raises `Malformed` and nothing else.
 """
@@ -24,6 +27,7 @@ from calltracking.store.visitors import Hello, Shown, Welcome
 
 MAX_TEXT = 8192  # longer than any field the websocket accepts
 MAX_IDS = 10_000  # visitors a reply may name as changed
+MAX_BATCH = 1_000  # requests in one message
 
 
 class Malformed(ValueError):
@@ -93,7 +97,49 @@ Result = Welcome | ChangedVisitors | None | set[str] | Shown
 # -- requests -----------------------------------------------------------------------------------
 
 
-def encode_request(request: Request) -> bytes:
+def encode_batch(requests: list[Request]) -> bytes:
+    """One message for several requests to one shard's owner."""
+    return _dumps({"requests": [request_json(r) for r in requests]})
+
+
+def decode_batch(raw: bytes) -> list[Request | Malformed]:
+    """The batch's requests, each one decoded or the reason it could not be; `Malformed` when
+    the message itself is not a batch."""
+    items = _object(_json(raw), "batch").get("requests")
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH:
+        raise Malformed(f"a batch holds a list of 1..{MAX_BATCH} requests")
+    decoded: list[Request | Malformed] = []
+    for item in items:
+        try:
+            decoded.append(request_from(item))
+        except Malformed as exc:
+            decoded.append(exc)
+    return decoded
+
+
+def encode_replies(replies: list[dict[str, Any]]) -> bytes:
+    """The answers to a batch, in its order (each `reply_json` or `error_json`)."""
+    return _dumps({"replies": replies})
+
+
+def encode_batch_error(message: str) -> bytes:
+    """The answer to a message that is not a batch at all."""
+    return _dumps(error_json(message))
+
+
+def decode_replies(raw: bytes, count: int) -> list[object]:
+    """A batch's answers, each to be read with `result_from`; `ForwardRefused` when the owner
+    refused the whole batch."""
+    body = _object(_json(raw), "replies")
+    if "error" in body:
+        raise ForwardRefused(_text(body, "error", empty=True))
+    replies = body.get("replies")
+    if not isinstance(replies, list) or len(replies) != count:
+        raise Malformed(f"expected {count} replies")
+    return replies
+
+
+def request_json(request: Request) -> dict[str, Any]:
     body: dict[str, Any] = {"site": request.site_id, "now": request.now.isoformat()}
     match request:
         case HelloRequest():
@@ -132,11 +178,11 @@ def encode_request(request: Request) -> bytes:
             body |= {"op": "close", "visitor": request.visitor_id, "tab": request.tab_id}
         case CurrentRequest():
             body |= {"op": "current", "visitor": request.visitor_id}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return body
 
 
-def decode_request(raw: bytes) -> Request:
-    body = _object(_json(raw), "request")
+def request_from(value: object) -> Request:
+    body = _object(value, "request")
     op = body.get("op")
     site_id = _text(body, "site")
     now = _time(body, "now")
@@ -177,7 +223,7 @@ def decode_request(raw: bytes) -> Request:
 # -- replies ------------------------------------------------------------------------------------
 
 
-def encode_reply(request: Request, result: Result) -> bytes:
+def reply_json(request: Request, result: Result) -> dict[str, Any]:
     value: Any
     match request:
         case HelloRequest():
@@ -201,16 +247,16 @@ def encode_reply(request: Request, result: Result) -> bytes:
         case CurrentRequest():
             assert result is None or isinstance(result, Shown)
             value = None if result is None else _shown_json(result)
-    return json.dumps({"ok": value}, separators=(",", ":")).encode()
+    return {"ok": value}
 
 
-def encode_error(message: str) -> bytes:
-    return json.dumps({"error": message[:MAX_TEXT]}).encode()
+def error_json(message: str) -> dict[str, Any]:
+    return {"error": message[:MAX_TEXT]}
 
 
-def decode_reply(request: Request, raw: bytes) -> Result:
+def result_from(request: Request, value: object) -> Result:
     """The operation's result; `ForwardRefused` for an error reply, `Malformed` for garbage."""
-    body = _object(_json(raw), "reply")
+    body = _object(value, "reply")
     if "error" in body:
         raise ForwardRefused(_text(body, "error", empty=True))
     if "ok" not in body:
@@ -253,6 +299,10 @@ def _shown(value: object) -> Shown:
 
 
 # -- strict readers -----------------------------------------------------------------------------
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _json(raw: bytes) -> object:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 import pytest
@@ -177,38 +179,55 @@ async def test_an_owner_that_does_not_answer_leaves_the_change_to_the_asking_nod
     assert await active_leases(pg_db, site.id) == [welcome.shown.e164]
 
 
-async def test_garbage_on_a_shard_queue_gets_an_error_reply_and_the_owner_keeps_serving(
+async def test_garbage_on_a_shard_queue_gets_error_replies_and_the_owner_keeps_serving(
     cluster: tuple[Node, Node, str], pg_db: Database, amqp_url: str
 ) -> None:
     a, b, prefix = cluster
     site = await seed_site(pg_db, reserve=10, max_numbers=20)
-    await a.hello(site, 0)
+    welcome = await a.hello(site, 0)
+    good = fw.request_json(fw.CurrentRequest(site.id, T0, welcome.visitor_id))
+    garbage = [
+        b"",
+        b"\xff\xfe",
+        b"[]",
+        b'{"requests":[]}',
+        json.dumps({"requests": [{"op": "evil", "site": "x", "now": "x"}, good]}).encode(),
+    ]
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
         replies = await channel.declare_queue(exclusive=True)
-        garbage = [
-            b"",
-            b"\xff\xfe",
-            b"[]",
-            b'{"op":"hello"}',
-            b'{"op":"evil","site":"x","now":"x"}',
-        ]
         for n, body in enumerate(garbage):
             await channel.default_exchange.publish(
                 aio_pika.Message(body, correlation_id=str(n), reply_to=replies.name),
                 routing_key=f"{prefix}{shard_of(site.id)}",
             )
-        answers = []
+        answers: dict[str, Any] = {}
         async with replies.iterator() as messages:
             async for message in messages:
                 await message.ack()
-                answers.append(message.body)
+                answers[message.correlation_id or ""] = json.loads(message.body)
                 if len(answers) == len(garbage):
                     break
     finally:
         await connection.close()
-    assert all(answer.startswith(b'{"error": "malformed request') for answer in answers)
-    assert a.owners.counts["malformed"] == len(garbage)
-    welcome = await b.hello(site, 1)  # still served by a
-    assert welcome.shown.kind is DisplayKind.DYNAMIC and b.owners.counts["forwarded"] == 1
+    for n in range(4):
+        assert answers[str(n)]["error"].startswith("malformed batch")
+    bad, fine = answers["4"]["replies"]
+    assert bad["error"].startswith("malformed request")
+    assert fine["ok"]["e164"] == welcome.shown.e164  # its neighbour was answered as usual
+    assert a.owners.counts["malformed"] == 5
+    later = await b.hello(site, 1)  # still served by a
+    assert later.shown.kind is DisplayKind.DYNAMIC and b.owners.counts["forwarded"] == 1
+
+
+async def test_changes_forwarded_in_one_turn_of_the_loop_travel_as_one_message(
+    cluster: tuple[Node, Node, str], pg_db: Database
+) -> None:
+    a, b, _ = cluster
+    site = await seed_site(pg_db, reserve=30, max_numbers=40, pool_max=30)
+    await a.hello(site, 0)
+    welcomes = await asyncio.gather(*(b.hello(site, n) for n in range(1, 21)))
+    assert len({w.shown.e164 for w in welcomes}) == 20
+    assert b.owners.counts["forwarded"] == 20
+    assert b.owners.counts["batches"] == 1

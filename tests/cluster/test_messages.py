@@ -46,9 +46,9 @@ shown = st.builds(Shown, st.sampled_from(DisplayKind), text, text)
 changed = st.sets(ids, max_size=5)
 
 
-@given(requests)
-def test_a_request_decodes_to_what_was_encoded(request: fw.Request) -> None:
-    assert fw.decode_request(fw.encode_request(request)) == request
+@given(st.lists(requests, min_size=1, max_size=5))
+def test_a_batch_decodes_to_the_requests_encoded(batch: list[fw.Request]) -> None:
+    assert fw.decode_batch(fw.encode_batch(batch)) == batch
 
 
 def result_for(request: fw.Request, data: st.DataObject) -> fw.Result:
@@ -65,16 +65,31 @@ def result_for(request: fw.Request, data: st.DataObject) -> fw.Result:
             return data.draw(st.none() | shown)
 
 
-@given(requests, st.data())
-def test_a_reply_decodes_to_the_operations_result(request: fw.Request, data: st.DataObject) -> None:
-    result = result_for(request, data)
-    assert fw.decode_reply(request, fw.encode_reply(request, result)) == result
+@given(st.lists(requests, min_size=1, max_size=5), st.data())
+def test_the_replies_decode_to_each_operations_result(
+    batch: list[fw.Request], data: st.DataObject
+) -> None:
+    results = [result_for(request, data) for request in batch]
+    raw = fw.encode_replies(
+        [fw.reply_json(r, result) for r, result in zip(batch, results, strict=True)]
+    )
+    values = fw.decode_replies(raw, len(batch))
+    assert [fw.result_from(r, v) for r, v in zip(batch, values, strict=True)] == results
 
 
-def test_an_error_reply_is_raised_as_refused() -> None:
-    request = fw.CurrentRequest("site", datetime(2026, 12, 1, tzinfo=UTC), "visitor")
+def test_an_error_reply_is_raised_as_refused_for_its_request_only() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    batch = [fw.CurrentRequest("site", now, "v1"), fw.CurrentRequest("site", now, "v2")]
+    raw = fw.encode_replies([fw.error_json("database away"), fw.reply_json(batch[1], None)])
+    first, second = fw.decode_replies(raw, 2)
     with pytest.raises(fw.ForwardRefused, match="database away"):
-        fw.decode_reply(request, fw.encode_error("database away"))
+        fw.result_from(batch[0], first)
+    assert fw.result_from(batch[1], second) is None
+
+
+def test_a_refused_batch_is_raised_as_refused() -> None:
+    with pytest.raises(fw.ForwardRefused, match="not a batch"):
+        fw.decode_replies(fw.encode_batch_error("not a batch"), 3)
 
 
 json_values = st.recursive(
@@ -85,32 +100,35 @@ json_values = st.recursive(
 fields = st.sampled_from(
     ["op", "site", "now", "node", "tab", "visitor", "visible", "hello", "url", "kind"]
 )
-shaped = st.dictionaries(fields | text, json_values, max_size=8).map(
-    lambda body: json.dumps(body).encode()
-)
+shaped_objects = st.dictionaries(fields | text, json_values, max_size=8)
+shaped = shaped_objects.map(lambda body: json.dumps(body).encode())
 
 
-@given(st.binary(max_size=200) | shaped)
-def test_garbage_requests_are_malformed_and_nothing_else(raw: bytes) -> None:
+batches = st.lists(shaped_objects, max_size=4).map(lambda items: {"requests": items})
+
+
+@given(st.binary(max_size=200) | shaped | batches.map(lambda b: json.dumps(b).encode()))
+def test_garbage_batches_are_malformed_and_nothing_else(raw: bytes) -> None:
     with contextlib.suppress(fw.Malformed):
-        fw.decode_request(raw)
+        for item in fw.decode_batch(raw):
+            assert isinstance(item, fw.Malformed | fw.Request)
 
 
-@given(requests, st.binary(max_size=200) | shaped)
+@given(requests, st.binary(max_size=200) | shaped, json_values | shaped_objects)
 def test_garbage_replies_are_malformed_or_refused_and_nothing_else(
-    request: fw.Request, raw: bytes
+    request: fw.Request, raw: bytes, value: object
 ) -> None:
     with contextlib.suppress(fw.Malformed, fw.ForwardRefused):
-        fw.decode_reply(request, raw)
+        fw.decode_replies(raw, 1)
+    with contextlib.suppress(fw.Malformed, fw.ForwardRefused):
+        fw.result_from(request, value)
 
 
 def test_a_time_without_its_zone_is_malformed() -> None:
-    body = json.loads(
-        fw.encode_request(fw.CurrentRequest("s", datetime(2026, 12, 1, tzinfo=UTC), "v"))
-    )
+    body = fw.request_json(fw.CurrentRequest("s", datetime(2026, 12, 1, tzinfo=UTC), "v"))
     body["now"] = "2026-12-01T00:00:00"
     with pytest.raises(fw.Malformed, match="time zone"):
-        fw.decode_request(json.dumps(body).encode())
+        fw.request_from(body)
 
 
 @given(ids)

@@ -216,11 +216,22 @@ def _bound_port(runner: web.AppRunner) -> int:
 
 
 async def _relay(services: Services, stopping: asyncio.Event) -> None:
+    """One relay per database: on PostgreSQL the processes that could relay take turns by a
+    lock (store/leadership.py), or each would publish every event (consumers deduplicate, but
+    every copy costs the broker and each consumer). The active one is woken by the others'
+    commits through PostgreSQL's NOTIFY (store/outbox_watch.py)."""
+    from calltracking.store.leadership import RELAY_JOB, Leadership
+
     outbox = SqlOutbox(services.db, inline=True)
     relay = OutboxRelay(outbox, services.bus, batch=RELAY_BATCH)
     wake = services.outbox_wake.subscribe()
-    try:
+    leadership = Leadership(services.config.database_url, RELAY_JOB, "outbox relay")
+
+    async def work() -> None:
         await relay.run(RELAY_INTERVAL_S, stopping, wake, IDLE_FALLBACK_S)
+
+    try:
+        await leadership.run(work, until=stopping)
     finally:
         outbox.close()
 
@@ -263,11 +274,11 @@ async def _retention(services: Services) -> None:
 
 
 async def _ami(services: Services) -> None:
-    from ami_listener.leadership import Leadership
     from ami_listener.listener import AmiListener
+    from calltracking.store.leadership import Leadership, ami_job
 
     config = services.config
-    leadership = Leadership(config.database_url, config.pbx_id)
+    leadership = Leadership(config.database_url, ami_job(config.pbx_id), f"AMI {config.pbx_id}")
     current: list[AmiListener] = []
     ended_sessions = [0]  # AMI sessions of listeners whose term ended
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import pytest
 import sqlalchemy as sa
 
-from ami_listener.leadership import Leadership, Work
 from calltracking.core.kinds import CallStatus
 from calltracking.pbxsim import CallSpec, Outcome, PbxSim, PlacedCall, SimConfig
 from calltracking.store import schema as t
 from calltracking.store.db import Database
+from calltracking.store.leadership import Leadership, Work, ami_job
 from tests.integration.pbx import until
 from tests.store.seed import seed_site
 
@@ -164,8 +164,8 @@ async def test_the_standby_takes_over_when_the_active_listener_is_killed(
 
 async def test_one_process_holds_the_lock_and_the_next_one_takes_over(pg_url: str) -> None:
     pbx_id = f"lock-{secrets.token_hex(3)}"
-    first = Leadership(pg_url, pbx_id, poll_s=0.05)
-    second = Leadership(pg_url, pbx_id, poll_s=0.05)
+    first = Leadership(pg_url, ami_job(pbx_id), f"AMI {pbx_id}", poll_s=0.05)
+    second = Leadership(pg_url, ami_job(pbx_id), f"AMI {pbx_id}", poll_s=0.05)
     working: list[str] = []
 
     def worker(name: str) -> Work:
@@ -190,7 +190,7 @@ async def test_one_process_holds_the_lock_and_the_next_one_takes_over(pg_url: st
 
 
 async def test_on_sqlite_the_listener_runs_without_a_lock() -> None:
-    leadership = Leadership("sqlite+aiosqlite:///x.db", "pbx1")
+    leadership = Leadership("sqlite+aiosqlite:///x.db", ami_job("pbx1"), "AMI pbx1")
     ran: list[bool] = []
 
     async def work() -> None:

@@ -1,16 +1,19 @@
-"""AMI fail-over: of several `--only ami` processes per Asterisk, exactly one listens.
+"""One process at a time: of several processes that could do a job, the one holding its lock
+does it. Used by the AMI listener (one listener per Asterisk) and the outbox relay (one relay
+per database: every process relaying the same rows published each event once per process).
 
 Rules:
-- On PostgreSQL the active process holds a session advisory lock keyed by the PBX id
-  (`lock_key`), on a connection of its own (a one-connection engine, never the pool: closing it
-  is what frees the lock). A standby tries `pg_try_advisory_lock` every `poll_s` (1 s).
+- On PostgreSQL the active process holds a session advisory lock (`advisory_key` of the job's
+  name), on a connection of its own (a one-connection engine, never the pool: closing it is
+  what frees the lock). A standby tries `pg_try_advisory_lock` every `poll_s` (1 s).
 - The lock lives as long as its connection: a process that dies (SIGKILL included) frees it
   when PostgreSQL sees the socket close, and a standby takes over on its next try. The active
-  process checks its connection every `poll_s`; if the check fails it stops listening at once
+  process checks its connection every `poll_s`; if the check fails it stops the work at once
   (another process may hold the lock by now) and goes back to trying.
-- Each term of office runs a fresh `work()` (a new listener): it logs in and reconciles
+- Each term of office runs a fresh `work()`: the AMI listener logs in and reconciles
   (CoreShowChannels + the store's open calls), so calls the previous holder followed are
-  adopted, not doubled (the store keys calls by PBX and Linkedid).
+  adopted, not doubled (the store keys calls by PBX and Linkedid); the relay publishes what is
+  still unmarked, which consumers deduplicate.
 - On SQLite (one process by design) there is no lock: `work()` just runs.
 """
 
@@ -32,19 +35,27 @@ POLL_S = 1.0
 Work = Callable[[], Coroutine[Any, Any, None]]
 
 
-def lock_key(pbx_id: str) -> int:
-    """A stable signed 64-bit key for `pg_advisory_lock`, one per PBX id."""
-    digest = hashlib.blake2b(f"calltracking-ami:{pbx_id}".encode(), digest_size=8).digest()
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for `pg_advisory_lock`, one per job name."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
-class Leadership:
-    """Runs `work()` only while this process holds the PBX's lock (`run`)."""
+def ami_job(pbx_id: str) -> str:
+    return f"calltracking-ami:{pbx_id}"
 
-    def __init__(self, database_url: str, pbx_id: str, *, poll_s: float = POLL_S) -> None:
+
+RELAY_JOB = "calltracking-outbox-relay"
+
+
+class Leadership:
+    """Runs `work()` only while this process holds the job's lock (`run`); `what` names the
+    job in log lines."""
+
+    def __init__(self, database_url: str, job: str, what: str, *, poll_s: float = POLL_S) -> None:
         self._url = database_url
-        self._pbx_id = pbx_id
-        self._key = lock_key(pbx_id)
+        self._what = what
+        self._key = advisory_key(job)
         self._poll = poll_s
         self.active = False
         self.terms = 0  # how many times this process became active
@@ -53,33 +64,35 @@ class Leadership:
     def needs_lock(self) -> bool:
         return not self._url.startswith("sqlite")
 
-    async def run(self, work: Work) -> None:
-        """Until cancelled: wait for the lock, run `work` while it is held, repeat."""
+    async def run(self, work: Work, until: asyncio.Event | None = None) -> None:
+        """Until cancelled (or `until` is set): wait for the lock, run `work` while it is
+        held, repeat."""
         if not self.needs_lock:
             self.active = True
             await work()
             return
         engine = create_async_engine(self._url, poolclass=NullPool)
         try:
-            while True:
+            while until is None or not until.is_set():
                 try:
-                    await self._one_term(engine, work)
+                    await self._one_term(engine, work, until)
                 except (OSError, TimeoutError, sa.exc.SQLAlchemyError) as exc:
-                    log.warning("AMI %s: lock connection failed (%s); retrying", self._pbx_id, exc)
-                await asyncio.sleep(self._poll)
+                    log.warning("%s: lock connection failed (%s); retrying", self._what, exc)
+                await _sleep_unless(self._poll, until)
         finally:
             await engine.dispose()
 
-    async def _one_term(self, engine: AsyncEngine, work: Work) -> None:
+    async def _one_term(self, engine: AsyncEngine, work: Work, until: asyncio.Event | None) -> None:
         async with engine.connect() as raw:
             conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
             if not await self._try(conn):
-                log.info("AMI %s: standby (another process listens)", self._pbx_id)
+                log.info("%s: standby (another process holds the lock)", self._what)
                 # Polling is the point: nothing tells a standby that the lock came free.
-                while not await self._try(conn):  # noqa: ASYNC110
-                    await asyncio.sleep(self._poll)
+                while not await self._try(conn):
+                    if await _sleep_unless(self._poll, until):
+                        return
             self.active, self.terms = True, self.terms + 1
-            log.info("AMI %s: active (lock held), listening", self._pbx_id)
+            log.info("%s: active (lock held)", self._what)
             try:
                 await self._hold(conn, work)
             finally:
@@ -95,7 +108,7 @@ class Leadership:
 
     async def _hold(self, conn: AsyncConnection, work: Work) -> None:
         """Run `work` until it ends or the lock's connection fails a check."""
-        task: asyncio.Task[None] = asyncio.create_task(work(), name=f"ami-{self._pbx_id}")
+        task: asyncio.Task[None] = asyncio.create_task(work(), name=self._what)
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=self._poll)
@@ -105,7 +118,18 @@ class Leadership:
             await task
         finally:
             if not task.done():
-                log.warning("AMI %s: lock connection lost; stopping the listener", self._pbx_id)
+                log.warning("%s: lock connection lost; stopping", self._what)
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+async def _sleep_unless(seconds: float, until: asyncio.Event | None) -> bool:
+    """Sleep `seconds`, or less when `until` is set meanwhile; whether it is set."""
+    if until is None:
+        await asyncio.sleep(seconds)
+        return False
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await until.wait()
+    return until.is_set()

@@ -1,0 +1,83 @@
+"""Several processes on one PostgreSQL relay its outbox one at a time: each event leaves once,
+not once per process, and when the relaying process stops another takes over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from calltracking.bus.memory import MemoryBus
+from calltracking.config import Config
+from calltracking.serve import _relay
+from calltracking.services import Services
+from calltracking.store.db import Database
+from calltracking.store.outbox import emit
+from tests.bus import RecordingBus
+from tests.integration.pbx import until
+from tests.store.seed import T0
+
+pytestmark = pytest.mark.postgres
+
+
+@dataclass
+class Relaying:
+    services: Services
+    bus: RecordingBus
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def end(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 10)
+
+
+@contextlib.asynccontextmanager
+async def relaying(db: Database) -> AsyncIterator[Relaying]:
+    bus = RecordingBus(MemoryBus())
+    services = Services(config=Config(database_url=db.url), db=db, bus=bus, node_id="n")
+    stop = asyncio.Event()
+    task = asyncio.create_task(_relay(services, stop))
+    try:
+        yield Relaying(services, bus, stop, task)
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        await bus.close()
+
+
+async def emit_events(db: Database, count: int) -> set[str]:
+    async with db.write() as conn:
+        return {(await emit(conn, "test.relayed", {"n": n}, T0)).id for n in range(count)}
+
+
+async def test_two_processes_publish_each_event_once_and_the_second_takes_over(
+    pg_db: Database, pg_url: str
+) -> None:
+    other_db = Database(pg_url)
+    try:
+        async with relaying(pg_db) as first, relaying(other_db) as second:
+            emitted = await emit_events(pg_db, 50)
+            for process in (first, second):  # as PostgreSQL's NOTIFY wakes every process
+                process.services.outbox_written()
+
+            def published() -> list[str]:
+                return [*first.bus.confirmed, *second.bus.confirmed]
+
+            await until(lambda: set(published()) >= emitted)
+            await asyncio.sleep(1.5)  # a standby's poll or two: it must stay out
+            assert sorted(published()) == sorted(emitted)  # each once
+            active, standby = (first, second) if first.bus.confirmed else (second, first)
+            assert standby.bus.confirmed == []
+
+            await active.end()  # its lock's connection closes with it
+            later = await emit_events(other_db, 20)
+            standby.services.outbox_written()
+            await until(lambda: set(standby.bus.confirmed) >= later)
+            assert sorted(published()) == sorted(emitted | later)
+    finally:
+        await other_db.close()

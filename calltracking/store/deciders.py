@@ -121,6 +121,9 @@ class DeciderService:
             site.id,
             lambda: fw.HelloRequest(site.id, now, self.node_id, tab_id, hello),
             lambda: self._hello(site, hello, tab_id, self.node_id, now),
+            # The owner may have committed the hello it did not answer: its tab is then taken
+            # as it stands, not opened twice (the same tab id cannot be inserted again).
+            lambda: self._hello(site, hello, tab_id, self.node_id, now, maybe_opened=True),
         )
         assert isinstance(welcome, Welcome)
         if welcome.visit_id:
@@ -217,13 +220,16 @@ class DeciderService:
         site_id: str,
         request: Callable[[], fw.Request],
         here: Callable[[], Awaitable[T]],
+        after_lost_answer: Callable[[], Awaitable[T]] | None = None,
     ) -> T | fw.Result:
         """`here()` when this node decides for the site, else the owner's answer. With no
-        owner, this node claims the site's shard; when the owner does not answer, or fails
-        the request, the change is decided here: the site's lock keeps that correct."""
+        owner, this node claims the site's shard; when the owner fails the request, the change
+        is decided here, and when no answer came (the owner may have carried it out),
+        `after_lost_answer()` decides it here: the site's lock keeps either correct."""
         owners = self._owners
         if owners is None or owners.owns(site_id):
             return await here()
+        retry = after_lost_answer or here
         try:
             return await owners.forward(request())
         except fw.NoOwner:
@@ -231,18 +237,45 @@ class DeciderService:
                 return await here()
             try:  # another node claimed it first
                 return await owners.forward(request())
-            except (fw.NoOwner, fw.ForwardFailed, fw.ForwardRefused) as exc:
+            except (fw.NoOwner, fw.ForwardRefused) as exc:
                 self._log_fallback(site_id, exc)
-        except (fw.ForwardFailed, fw.ForwardRefused) as exc:
+                return await here()
+            except fw.ForwardFailed as exc:
+                self._log_fallback(site_id, exc)
+        except fw.ForwardRefused as exc:
             self._log_fallback(site_id, exc)
-        return await here()
+            return await here()
+        except fw.ForwardFailed as exc:
+            self._log_fallback(site_id, exc)
+        return await retry()
 
     async def _hello(
-        self, site: Site, hello: Hello, tab_id: str, node_id: str, now: datetime
+        self,
+        site: Site,
+        hello: Hello,
+        tab_id: str,
+        node_id: str,
+        now: datetime,
+        *,
+        maybe_opened: bool = False,
     ) -> Welcome:
         bot = hello.automated or is_crawler(hello.user_agent)
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> Welcome:
+            if maybe_opened:
+                opened_for = await conn.scalar(
+                    sa.select(t.tabs.c.visitor_id).where(t.tabs.c.id == tab_id)
+                )
+                if opened_for is not None:
+                    await ensure_visitor(conn, engine, writes, opened_for, now)
+                    visitor = engine.visitors.get(opened_for)
+                    return Welcome(
+                        opened_for,
+                        (visitor.visit_id if visitor else None) or "",
+                        tab_id,
+                        now_shown(engine, opened_for, self.country_code),
+                        frozenset(),
+                    )
             if hello.visitor_id:
                 await ensure_visitor(conn, engine, writes, hello.visitor_id, now)
             opened = ev.TabOpened(

@@ -179,6 +179,48 @@ async def test_an_owner_that_does_not_answer_leaves_the_change_to_the_asking_nod
     assert await active_leases(pg_db, site.id) == [welcome.shown.e164]
 
 
+async def test_a_hello_the_owner_committed_but_never_answered_is_not_opened_twice(
+    pg_db: Database, pg_url: str, amqp_url: str
+) -> None:
+    """The owner stores the forwarded hello and hangs before answering: the asking node's
+    own decision finds the tab already there and tells its socket that visitor's number, so
+    the socket has one visitor, one tab and one lease, not two."""
+    prefix = f"test.decide.{secrets.token_hex(4)}."
+    site = await seed_site(pg_db, reserve=10, max_numbers=20)
+    owner_db = Database(pg_url)
+    owner = DeciderService(owner_db, "owner", "7")
+    hung = asyncio.Event()
+
+    async def commit_then_hang(request: fw.Request) -> fw.Result:
+        await owner.serve(request)
+        await hung.wait()
+        return None
+
+    stuck = RabbitOwners(amqp_url, "owner", commit_then_hang, prefix=prefix)
+    await stuck.start()
+    service = DeciderService(pg_db, "node-b", "7")
+    owners = RabbitOwners(amqp_url, "node-b", service.serve, prefix=prefix, timeout_s=1.0)
+    await owners.start()
+    service.use_owners(owners)
+    try:
+        assert await stuck.claim(site.id)
+        welcome = await Node("node-b", service, owners).hello(site, 1)
+    finally:
+        hung.set()
+        await owners.close()
+        await stuck.close()
+        await service.close()
+        await owner.close()
+        await owner_db.close()
+    assert service.fallbacks == 1 and owners.counts["timed_out"] == 1
+    async with pg_db.read() as conn:
+        tabs = (await conn.execute(sa.select(t.tabs.c.id, t.tabs.c.visitor_id))).all()
+        visitors = (await conn.execute(sa.select(t.visitors.c.id))).scalars().all()
+    assert tabs == [(welcome.tab_id, welcome.visitor_id)] and visitors == [welcome.visitor_id]
+    assert await active_leases(pg_db, site.id) == [welcome.shown.e164]
+    assert welcome.shown.kind is DisplayKind.DYNAMIC and welcome.visit_id
+
+
 async def test_garbage_on_a_shard_queue_gets_error_replies_and_the_owner_keeps_serving(
     cluster: tuple[Node, Node, str], pg_db: Database, amqp_url: str
 ) -> None:

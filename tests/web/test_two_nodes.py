@@ -156,3 +156,44 @@ async def test_when_the_deciding_node_is_killed_the_other_takes_its_site_over(
     # B forwarded its first visitor's hello to A, then claimed the site when A was gone.
     assert 'calltracking_forwarding_total{outcome="forwarded"} 1' in metrics
     assert 'calltracking_forwarding_total{outcome="claimed"} 1' in metrics
+
+
+async def test_hellos_forwarded_to_an_owner_killed_mid_flight_still_get_committed_numbers(
+    pg_db: Database, amqp_url: str
+) -> None:
+    """The owner is SIGKILLed while the other node's forwarded hellos are in flight: each of
+    those sockets still gets a number (the forward fails or times out, and its own node
+    decides), every number told is an open lease of the visitor it was told to, and no number
+    is told twice."""
+    site = await seed_site(pg_db, reserve=60, pool_max=60)
+    async with (
+        node_process(pg_db.url, amqp_url) as (port_a, proc_a),
+        node(pg_db.url, amqp_url) as port_b,
+        aiohttp.ClientSession() as http,
+    ):
+        first = await _tab(http, port_a)
+        await hello(first, site)  # node A claims the site's shard
+        await first.until_kind("dynamic")
+        tabs = [await _tab(http, port_b) for _ in range(30)]
+
+        async def welcomed(tab: Tab) -> tuple[str, str]:
+            # A hello forwarded just before the kill waits the forward's timeout (5 s).
+            await tab.send({"type": "hello", "site": site.key, "url": "https://shop.example/"})
+            welcome = await tab.next(timeout=20)
+            assert welcome["type"] == "welcome", welcome
+            return welcome["visitor"], (await tab.until_kind("dynamic", timeout=20))["e164"]
+
+        asking = [asyncio.create_task(welcomed(tab)) for tab in tabs]
+        await asyncio.sleep(0.05)  # some forwarded, some answered, some not yet sent
+        proc_a.send_signal(signal.SIGKILL)
+        told = await asyncio.gather(*asking)
+        async with pg_db.read() as conn:
+            rows = await conn.execute(
+                sa.select(t.leases.c.visitor_id, t.leases.c.number).where(
+                    t.leases.c.site_id == site.id, t.leases.c.ended_at.is_(None)
+                )
+            )
+            open_leases = {(visitor, number) for visitor, number in rows}
+
+    assert len({number for _, number in told}) == len(told)  # nobody shares a number
+    assert set(told) <= open_leases  # each told number is its visitor's committed lease

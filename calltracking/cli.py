@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the tracker (web, FastAGI, AMI listener, workers)",
-        description="Run the tracker in one process. --only runs a subset (needs RabbitMQ).",
+        description="Run the tracker in one process. --only runs a subset (needs RabbitMQ). "
+        "Several `--only web` nodes may share one PostgreSQL and RabbitMQ: each site is decided "
+        "by one node at a time (the first to need it, or the next when it stops) and the others "
+        "forward their visitors' changes to it; send a site's sockets to one node where you "
+        "can (the shipped nginx config hashes on ?site=). One process relays the outbox and "
+        "one listens to each Asterisk; the others stand by.",
     )
     serve.add_argument(
         "--only", metavar="PARTS", help="comma-separated subset of web,agi,ami,workers"

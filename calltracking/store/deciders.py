@@ -55,6 +55,9 @@ T = TypeVar("T")
 class Owners(Protocol):
     """Which node decides for a site (cluster/rabbit.py's `RabbitOwners`)."""
 
+    @property
+    def connected(self) -> bool: ...
+
     def owns(self, site_id: str) -> bool: ...
 
     async def claim(self, site_id: str, *, fresh: bool = False) -> bool: ...
@@ -194,6 +197,13 @@ class DeciderService:
         """Decide only for the sites whose shard this node owns; forward the rest."""
         self._owners = owners
 
+    def _decides(self, site_id: str) -> bool:
+        """Whether this node decides for the site now: no owners, or it owns the site's shard,
+        or it lost the broker (then nobody can forward, and every node decides what it has
+        under the site's lock, as it would with no owners at all, due times included)."""
+        owners = self._owners
+        return owners is None or not owners.connected or owners.owns(site_id)
+
     async def serve(self, request: fw.Request) -> fw.Result:
         """Carry out a request another node forwarded to this one, the sites' owner."""
         match request:
@@ -227,7 +237,7 @@ class DeciderService:
         is decided here, and when no answer came (the owner may have carried it out),
         `after_lost_answer()` decides it here: the site's lock keeps either correct."""
         owners = self._owners
-        if owners is None or owners.owns(site_id):
+        if owners is None or self._decides(site_id):
             return await here()
         retry = after_lost_answer or here
         try:
@@ -354,7 +364,8 @@ class DeciderService:
     async def _may_load(self, site_id: str) -> bool:
         """Whether the sweeper loads a site it found with leases or tabs: with owners, only
         when this node owns the site's shard or can claim it (nobody else holds it)."""
-        return self._owners is None or await self._owners.claim(site_id)
+        owners = self._owners
+        return owners is None or self._decides(site_id) or await owners.claim(site_id)
 
     async def _site(self, site_id: str) -> Site:
         slot = self._slots.get(site_id)
@@ -378,7 +389,7 @@ class DeciderService:
         stale = await self._chores.run_due(now)
         changed: set[str] = set(retried)
         for site_id, slot in list(self._slots.items()):
-            if self._owners is not None and not self._owners.owns(site_id):
+            if not self._decides(site_id):
                 continue  # its owner sweeps it
             due = slot.engine.next_due() if slot.engine is not None else None
             gone = stale.get(site_id, [])

@@ -10,6 +10,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import aio_pika
@@ -145,6 +146,25 @@ async def test_when_the_owner_goes_away_another_node_claims_the_site_and_decides
     assert sorted(await active_leases(pg_db, site.id)) == sorted(
         [before.shown.e164, after.shown.e164]
     )
+
+
+async def test_a_node_that_lost_the_broker_still_runs_its_sites_due_times(
+    cluster: tuple[Node, Node, str], pg_db: Database
+) -> None:
+    """Without the broker nobody can forward or claim: each node decides what it has, under
+    the site's lock, as with no owners at all; a lease still expires on time."""
+    a, _, _ = cluster
+    site = await seed_site(pg_db, reserve=10, max_numbers=20, idle_timeout_s=60)
+    welcome = await a.hello(site, 0)
+    assert a.owners.owns(site.id)
+    await a.owners.close()  # as when its connection drops: it owns nothing now
+
+    changed = await a.service.sweep(T0 + timedelta(minutes=2))  # idle, not yet stale
+
+    assert welcome.visitor_id in changed
+    assert await active_leases(pg_db, site.id) == []
+    later = await a.hello(site, 1)  # and still answers its sockets itself
+    assert later.shown.kind is DisplayKind.DYNAMIC and a.service.fallbacks == 0
 
 
 async def test_an_owner_that_does_not_answer_leaves_the_change_to_the_asking_node(

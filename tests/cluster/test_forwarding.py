@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from calltracking.cluster import messages as fw
-from calltracking.cluster.rabbit import RabbitOwners
+from calltracking.cluster.rabbit import RabbitOwners, Serve
 from calltracking.cluster.shards import shard_of
 from calltracking.core.kinds import DisplayKind
 from calltracking.store import schema as t
@@ -167,22 +167,15 @@ async def test_a_node_that_lost_the_broker_still_runs_its_sites_due_times(
     assert later.shown.kind is DisplayKind.DYNAMIC and a.service.fallbacks == 0
 
 
-async def test_an_owner_that_does_not_answer_leaves_the_change_to_the_asking_node(
-    pg_db: Database, pg_url: str, amqp_url: str
-) -> None:
-    """The owner's process hangs: the asking node waits its timeout, then decides itself,
-    under the site's lock as before; the visitor still gets a committed number of its own."""
+async def hello_past_a_stuck_owner(
+    db: Database, amqp_url: str, site: Site, stuck_serve: Serve, hung: asyncio.Event
+) -> tuple[Welcome, DeciderService, RabbitOwners]:
+    """Node b says hello for a site whose shard `stuck_serve` holds, which never answers
+    until `hung` is set; b's forwards time out after 0.5 s."""
     prefix = f"test.decide.{secrets.token_hex(4)}."
-    site = await seed_site(pg_db, reserve=10, max_numbers=20)
-    hung = asyncio.Event()
-
-    async def never(request: fw.Request) -> fw.Result:
-        await hung.wait()
-        return None
-
-    stuck = RabbitOwners(amqp_url, "stuck", never, prefix=prefix)
+    stuck = RabbitOwners(amqp_url, "stuck", stuck_serve, prefix=prefix)
     await stuck.start()
-    service = DeciderService(pg_db, "node-b", "7")
+    service = DeciderService(db, "node-b", "7")
     owners = RabbitOwners(amqp_url, "node-b", service.serve, prefix=prefix, timeout_s=0.5)
     await owners.start()
     service.use_owners(owners)
@@ -194,6 +187,22 @@ async def test_an_owner_that_does_not_answer_leaves_the_change_to_the_asking_nod
         await owners.close()
         await stuck.close()
         await service.close()
+    return welcome, service, owners
+
+
+async def test_an_owner_that_does_not_answer_leaves_the_change_to_the_asking_node(
+    pg_db: Database, amqp_url: str
+) -> None:
+    """The owner's process hangs: the asking node waits its timeout, then decides itself,
+    under the site's lock as before; the visitor still gets a committed number of its own."""
+    site = await seed_site(pg_db, reserve=10, max_numbers=20)
+    hung = asyncio.Event()
+
+    async def never(request: fw.Request) -> fw.Result:
+        await hung.wait()
+        return None
+
+    welcome, service, owners = await hello_past_a_stuck_owner(pg_db, amqp_url, site, never, hung)
     assert welcome.shown.kind is DisplayKind.DYNAMIC
     assert service.fallbacks == 1 and owners.counts["timed_out"] == 1
     assert await active_leases(pg_db, site.id) == [welcome.shown.e164]
@@ -205,7 +214,6 @@ async def test_a_hello_the_owner_committed_but_never_answered_is_not_opened_twic
     """The owner stores the forwarded hello and hangs before answering: the asking node's
     own decision finds the tab already there and tells its socket that visitor's number, so
     the socket has one visitor, one tab and one lease, not two."""
-    prefix = f"test.decide.{secrets.token_hex(4)}."
     site = await seed_site(pg_db, reserve=10, max_numbers=20)
     owner_db = Database(pg_url)
     owner = DeciderService(owner_db, "owner", "7")
@@ -216,20 +224,11 @@ async def test_a_hello_the_owner_committed_but_never_answered_is_not_opened_twic
         await hung.wait()
         return None
 
-    stuck = RabbitOwners(amqp_url, "owner", commit_then_hang, prefix=prefix)
-    await stuck.start()
-    service = DeciderService(pg_db, "node-b", "7")
-    owners = RabbitOwners(amqp_url, "node-b", service.serve, prefix=prefix, timeout_s=1.0)
-    await owners.start()
-    service.use_owners(owners)
     try:
-        assert await stuck.claim(site.id)
-        welcome = await Node("node-b", service, owners).hello(site, 1)
+        welcome, service, owners = await hello_past_a_stuck_owner(
+            pg_db, amqp_url, site, commit_then_hang, hung
+        )
     finally:
-        hung.set()
-        await owners.close()
-        await stuck.close()
-        await service.close()
         await owner.close()
         await owner_db.close()
     assert service.fallbacks == 1 and owners.counts["timed_out"] == 1

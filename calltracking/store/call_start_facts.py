@@ -226,9 +226,27 @@ def read_numbers(conn: Connection, starts: Sequence[CallStart]) -> NumbersSeen:
     if visitor_ids:
         for r in _execute(conn, _VISITS, {"keys": visitor_ids, "latest": latest}):
             visits.setdefault(r.visitor_id, []).append(r)
-    lease_visits = sorted({r.visit_id for rows in leases.values() for r in rows if r.visit_id})
-    by_id = visits_by_id(conn, lease_visits)
+    earliest = min(s.at for s in starts)
+    by_id = visits_by_id(conn, lease_visits_needed(leases, visits, earliest))
     return NumbersSeen(Facts(numbers, leases, sites, visits, by_id))
+
+
+def lease_visits_needed(
+    leases: dict[str, list[Any]], visits: dict[str, list[Any]], earliest: datetime
+) -> list[str]:
+    """The leases' own visits a batch may fall back to (call_start_rows._visit): those of
+    leases whose visitor has no visit read that started by the batch's `earliest` call. Any
+    other call finds its visitor's newest visit by its time among those read, whatever lease
+    it takes, so reading those visits could change no call."""
+    return sorted(
+        {
+            r.visit_id
+            for rows in leases.values()
+            for r in rows
+            if r.visit_id
+            and not any(v.started_at <= earliest for v in visits.get(r.visitor_id or "", ()))
+        }
+    )
 
 
 def visits_by_id(conn: Connection, ids: Collection[str]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 
@@ -112,8 +112,7 @@ class CallTrackingHandler:
         resolution = await self._recorder.start_call(
             CallKey(self._pbx_id, linkedid), facts.did, facts.caller, self._clock()
         )
-        for name, value in resolution_variables(resolution):
-            await self._set(channel, name, value)
+        await self._set(channel, resolution_variables(resolution))
         log.info(
             "call %s linkedid=%s did=%s caller=%s resolved as %s%s, %s",
             resolution.call_id,
@@ -137,8 +136,10 @@ class CallTrackingHandler:
         return uniqueid
 
     @staticmethod
-    async def _set(channel: AgiChannel, name: str, value: str) -> None:
-        reply = await channel.command(set_variable(name, value))
+    async def _set(channel: AgiChannel, variables: Sequence[tuple[str, str]]) -> None:
+        """SET VARIABLE each of `variables` in order; the first refusal ends them."""
+        replies = await channel.commands([set_variable(name, value) for name, value in variables])
+        reply, name = replies[-1], variables[len(replies) - 1][0]
         if reply.dead_channel:
             raise ChannelGone(f"511 on SET VARIABLE {name}")
         if not reply.ok:
@@ -148,8 +149,7 @@ class CallTrackingHandler:
         """Spend what is left of the budget telling the dialplan; give up quietly if it cannot."""
         try:
             async with asyncio.timeout_at(deadline):
-                for name, value in ERROR_VARIABLES:
-                    await self._set(channel, name, value)
+                await self._set(channel, ERROR_VARIABLES)
         except (AgiError, OSError, TimeoutError) as exc:
             # The failure itself was logged above; this only says the dialplan did not hear it.
             log.debug("could not set the error variables (%r), %s", exc, where)

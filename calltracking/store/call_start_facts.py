@@ -19,6 +19,7 @@ Rules (those of `SqlCallRecorder.start_call`, calls.py, for many calls at once):
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
@@ -123,7 +124,46 @@ def _newest(table: sa.Table, part: sa.Column[Any], order: sa.Column[Any]) -> dic
 
 _NUMBERS = _per_dialect(lambda d: sa.select(t.numbers).where(_one_of(d, t.numbers.c.e164, "dids")))
 _LEASES = _newest(t.leases, t.leases.c.number, t.leases.c.assigned_at)
-_SITES = _per_dialect(lambda d: sa.select(t.sites).where(_one_of(d, t.sites.c.id, "ids")))
+# What a Site is built from (sites.site_from_row): not the state version or recent changes,
+# which every lease bumps. On SQLite the JSON columns come as their stored text, so a row is
+# hashable and a site unchanged since the last batch is a cache hit (`_site`), not a JSON parse
+# and a settings validation per batch.
+_SITE_COLUMNS = (
+    "id",
+    "account_id",
+    "key",
+    "name",
+    "domains",
+    "default_initial",
+    "default_expired",
+    "default_untracked",
+    "settings",
+    "created_at",
+    "deleted_at",
+)
+
+
+def _sites(dialect: str) -> sa.Select[Any]:
+    columns: list[Any] = [t.sites.c[name] for name in _SITE_COLUMNS]
+    if dialect == "sqlite":
+        columns = [
+            sa.type_coerce(c, sa.Text).label(c.name) if isinstance(c.type, sa.JSON) else c
+            for c in columns
+        ]
+    return sa.select(*columns).where(_one_of(dialect, t.sites.c.id, "ids"))
+
+
+_SITES = _per_dialect(_sites)
+
+
+@functools.lru_cache(maxsize=256)
+def _site(row: Any) -> Site:
+    """The Site of a SQLite row of `_SITES` (its JSON columns as text)."""
+    return site_from_row(
+        row._replace(domains=json.loads(row.domains), settings=json.loads(row.settings))
+    )
+
+
 _VISITS = _newest(t.visits, t.visits.c.visitor_id, t.visits.c.started_at)
 _VISITS_BY_ID = _per_dialect(lambda d: sa.select(t.visits).where(_one_of(d, t.visits.c.id, "ids")))
 _ACCOUNTS = _per_dialect(lambda d: sa.select(t.accounts).where(_one_of(d, t.accounts.c.id, "ids")))
@@ -179,15 +219,34 @@ def read_numbers(conn: Connection, starts: Sequence[CallStart]) -> NumbersSeen:
     sites = {}
     if site_ids:
         rows = _execute(conn, _SITES, {"ids": sorted(site_ids)})
-        sites = {r.id: site_from_row(r) for r in rows}
+        site_of = _site if conn.dialect.name == "sqlite" else site_from_row
+        sites = {r.id: site_of(r) for r in rows}
     visitor_ids = sorted({r.visitor_id for rows in leases.values() for r in rows if r.visitor_id})
     visits: dict[str, list[Any]] = {}
     if visitor_ids:
         for r in _execute(conn, _VISITS, {"keys": visitor_ids, "latest": latest}):
             visits.setdefault(r.visitor_id, []).append(r)
-    lease_visits = sorted({r.visit_id for rows in leases.values() for r in rows if r.visit_id})
-    by_id = visits_by_id(conn, lease_visits)
+    earliest = min(s.at for s in starts)
+    by_id = visits_by_id(conn, lease_visits_needed(leases, visits, earliest))
     return NumbersSeen(Facts(numbers, leases, sites, visits, by_id))
+
+
+def lease_visits_needed(
+    leases: dict[str, list[Any]], visits: dict[str, list[Any]], earliest: datetime
+) -> list[str]:
+    """The leases' own visits a batch may fall back to (call_start_rows._visit): those of
+    leases whose visitor has no visit read that started by the batch's `earliest` call. Any
+    other call finds its visitor's newest visit by its time among those read, whatever lease
+    it takes, so reading those visits could change no call."""
+    return sorted(
+        {
+            r.visit_id
+            for rows in leases.values()
+            for r in rows
+            if r.visit_id
+            and not any(v.started_at <= earliest for v in visits.get(r.visitor_id or "", ()))
+        }
+    )
 
 
 def visits_by_id(conn: Connection, ids: Collection[str]) -> dict[str, Any]:

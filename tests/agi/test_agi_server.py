@@ -524,6 +524,49 @@ async def test_usage_block_is_read_to_its_end(server: AgiServer) -> None:
     assert counted(server) == {"error": 1}
 
 
+async def test_a_refused_set_ends_the_sets_and_the_dialogue_reports_its_error(
+    server: AgiServer,
+) -> None:
+    def answer(command: str) -> str:
+        if command == LINKEDID_GET:
+            return "200 result=1 (L1)"
+        if "CALLTRACKING_MEDIUM" in command:
+            return "510 Invalid or unknown command"
+        return "200 result=1"
+
+    session = await asyncio.wait_for(asterisk(server.port, BASE.env_block, answer), 3)
+    names = [name for name, _ in session.sets]
+    # SITE, SOURCE, then MEDIUM refused: nothing more of the resolution, the error instead
+    assert names == ["CALLTRACKING_SITE", "CALLTRACKING_SOURCE", "CALLTRACKING_MEDIUM"] + [
+        name for name, _ in ERROR_SETS
+    ]
+    assert counted(server) == {"error": 1}
+
+
+async def test_each_command_is_sent_only_after_the_reply_to_the_one_before(
+    server: AgiServer,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    commands = []
+    try:
+        writer.write(BASE.env_block)
+        await writer.drain()
+        while line := await asyncio.wait_for(reader.readline(), 3):
+            commands.append(line.decode().removesuffix("\n"))
+            # Asterisk is slow to answer: nothing more may arrive before it does.
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.readline(), 0.01)
+            reply = "200 result=1 (L1)" if commands[-1] == LINKEDID_GET else "200 result=1"
+            writer.write(reply.encode() + b"\n")
+            await writer.drain()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert commands[0] == LINKEDID_GET
+    assert len(commands) == 1 + len(SET_ORDER)
+    assert counted(server) == {"resolved": 1}
+
+
 @pytest.mark.parametrize("recorder", [MemoryRecorder(error=RuntimeError("database down"))])
 async def test_recorder_error_sets_the_error_variables(
     server: AgiServer, recorder: MemoryRecorder

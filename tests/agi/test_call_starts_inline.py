@@ -156,3 +156,26 @@ async def test_an_inline_batch_wakes_the_relay_once_its_events_are_committed(
         await batcher.close()
     assert (batcher.batches, batcher.fallbacks) == (2, 0)
     assert committed_events == [1, 2]
+
+
+async def test_a_site_changed_between_batches_attributes_the_next_batch(
+    sqlite_db: Database,
+) -> None:
+    # A batch's sites are built once per stored row (call_start_facts._site): a changed row is
+    # a new site, never the one built before.
+    scene = await seed_scene(sqlite_db, HELLO_AT)
+    batcher = CallStartBatcher(sqlite_db, SqlCallRecorder(sqlite_db))
+    try:
+        before = await batcher.start_call(CallKey(PBX, "site-1"), scene.leased, None, CALL_AT)
+        async with sqlite_db.write() as conn:
+            await conn.execute(
+                sa.update(t.sites)
+                .where(t.sites.c.id == scene.site.id)
+                .values(settings={"route": "sales@operators", "record_calls": False})
+            )
+        after = await batcher.start_call(CallKey(PBX, "site-2"), scene.leased, None, CALL_AT)
+    finally:
+        await batcher.close()
+    assert (before.route, before.record) == (None, True)
+    assert (after.route, after.record) == ("sales@operators", False)
+    assert batcher.batches == 2

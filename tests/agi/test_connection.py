@@ -1,6 +1,6 @@
 """agi/connection.py reads as the StreamReader it replaced: the same chunks, the same errors for
-any bytes however they arrive; a flooding peer is paused, not buffered without end; a write
-after the connection was lost fails."""
+any bytes however they arrive (as bytes or into its read buffer); a flooding peer is paused, not
+buffered without end; a write after the connection was lost fails."""
 
 from __future__ import annotations
 
@@ -75,10 +75,20 @@ _chunks = st.lists(
 _separators = st.lists(st.sampled_from([b"\n", b"\n\n"]), min_size=1, max_size=6)
 
 
+def _feed(connection: AgiConnection, chunk: bytes, buffered: bool) -> None:
+    """As the transport hands a read over: into `get_buffer`'s memory, or as bytes."""
+    if not buffered:
+        connection.data_received(chunk)
+        return
+    memory = connection.get_buffer(-1)
+    memory[: len(chunk)] = chunk
+    connection.buffer_updated(len(chunk))
+
+
 @settings(max_examples=300, deadline=None)
-@given(_chunks, _separators, st.booleans())
+@given(_chunks, _separators, st.booleans(), st.booleans())
 def test_reads_as_a_stream_reader_does(
-    chunks: list[bytes], separators: list[bytes], eof: bool
+    chunks: list[bytes], separators: list[bytes], eof: bool, buffered: bool
 ) -> None:
     async def both() -> tuple[list[object], list[object]]:
         stream = asyncio.StreamReader(limit=LIMIT)
@@ -88,7 +98,7 @@ def test_reads_as_a_stream_reader_does(
         for chunk in chunks:
             await asyncio.sleep(0)  # the readers may be waiting in between
             stream.feed_data(chunk)
-            connection.data_received(chunk)
+            _feed(connection, chunk, buffered)
         if eof:
             stream.feed_eof()
             connection.eof_received()

@@ -19,9 +19,11 @@ from calltracking.store.call_batches import CallStartBatcher
 from calltracking.store.call_start_facts import (
     CallStart,
     Facts,
+    lease_visits_needed,
     read_callers,
     read_numbers,
     stored_calls,
+    visits_by_id,
 )
 from calltracking.store.call_start_read_pg import read_all
 from calltracking.store.calls import SqlCallRecorder
@@ -107,6 +109,13 @@ async def test_one_statement_reads_what_the_separate_statements_read(any_db: Dat
     starts = _starts(scene)
     async with any_db.read() as conn:
         apart = (await conn.run_sync(read_numbers, starts)).facts
+        # The separate statements read only the leases' visits a call may fall back to; the
+        # one statement reads every lease's visit: compare those with all of them read apart.
+        every = {r.visit_id for rows in apart.leases.values() for r in rows if r.visit_id}
+        every_visit = await conn.run_sync(visits_by_id, every)
+        needed = lease_visits_needed(apart.leases, apart.visits, min(s.at for s in starts))
+        assert apart.visits_by_id == {k: every_visit[k] for k in needed}
+        apart.visits_by_id = every_visit
         await conn.run_sync(read_callers, starts, apart)
         stored_apart = await conn.run_sync(stored_calls, {s.key for s in starts})
         together, stored = await conn.run_sync(read_all, starts)

@@ -212,3 +212,18 @@ async def test_a_removed_target_leaves_the_export_not_configured(setup: Setup) -
     assert await setup.worker().run_once(NOW) == {"not_configured": 1}
     assert (await export_of(db, call_id, "ga4")).state == "not_configured"
     assert setup.fake.hits == 0
+
+
+async def test_a_round_with_nothing_due_takes_no_writer_turn(setup: Setup) -> None:
+    # The process's writer turn held elsewhere (as a FastAGI call-start batch holds it): a round
+    # with nothing due ends without waiting for it; one with an export due waits for it.
+    db = setup.tracked.db
+    async with db.writer_turn():
+        assert await asyncio.wait_for(setup.worker().run_once(NOW), 5) == {}
+    await setup.tracked.call()
+    async with db.writer_turn():
+        pending = asyncio.create_task(setup.worker().run_once(NOW))
+        for _ in range(50):
+            await asyncio.sleep(0.001)
+        assert not pending.done()
+    assert await asyncio.wait_for(pending, 5) == {"sent": 1}

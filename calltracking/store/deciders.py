@@ -15,6 +15,11 @@ Rules:
   back: an operator sees a bot without the bot writing the log.
 - Returning visitors are restored from the store (visitor_identity.py); what a tab is shown is
   formatted in shown_numbers.py.
+- With several web nodes (`use_owners`: calltracking/cluster/), a change is decided by the
+  node owning the site's shard: this node keeps its own sockets' tabs and forwards the change
+  (`_route`), or serves the changes other nodes forward (`serve`). No owner: it claims the
+  shard. No answer: it decides itself, a hello looked up by its tab id first, as the owner may
+  have stored it. Lost broker: it decides and sweeps what it has, as with no owners.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ from calltracking.cluster.messages import (
     reply_json,
     result_from,
 )
-from calltracking.cluster.shards import SHARDS, shard_of
+from calltracking.cluster.shards import shard_of
 
 log = logging.getLogger(__name__)
 QUEUE_PREFIX = "calltracking.decide."
@@ -97,7 +97,6 @@ class RabbitOwners:
         *,
         timeout_s: float = 5.0,
         reconnect_s: float = 2.0,
-        shards: int = SHARDS,
         prefix: str = QUEUE_PREFIX,
     ) -> None:
         self._url = url
@@ -105,7 +104,6 @@ class RabbitOwners:
         self._serve = serve
         self._timeout_s = timeout_s
         self._reconnect_s = reconnect_s
-        self._shards = shards
         self._prefix = prefix  # tests sharing a vhost keep apart by it
         self._connection: AbstractConnection | None = None
         self._requests_out: AbstractChannel | None = None  # confirms; returns raise
@@ -126,12 +124,8 @@ class RabbitOwners:
     def connected(self) -> bool:
         return self._connection is not None
 
-    @property
-    def owned(self) -> frozenset[int]:
-        return frozenset(self._owned)
-
     def owns(self, site_id: str) -> bool:
-        return shard_of(site_id, self._shards) in self._owned
+        return shard_of(site_id) in self._owned
 
     async def start(self) -> None:
         """Connect; the first attempt fails fast (serve refuses to start without the broker)."""
@@ -150,7 +144,7 @@ class RabbitOwners:
         """Own the site's shard if nobody does; True when this node owns it now. A shard
         another node held less than CLAIM_REFUSED_FOR_S ago is not asked for again unless
         `fresh` (a forward just found it without an owner)."""
-        shard = shard_of(site_id, self._shards)
+        shard = shard_of(site_id)
         async with self._claiming:
             if shard in self._owned:
                 return True
@@ -160,14 +154,17 @@ class RabbitOwners:
             refused_at = self._refused_at.get(shard, float("-inf"))
             if not fresh and time.monotonic() - refused_at < CLAIM_REFUSED_FOR_S:
                 return False
-            channel = await connection.channel()
             try:
+                channel = await connection.channel()
                 queue = await channel.declare_queue(
                     self._queue(shard), exclusive=True, auto_delete=True
                 )
             except aiormq.exceptions.ChannelLockedResource:
                 # The broker closed this channel with its refusal.
                 self._refused_at[shard] = time.monotonic()
+                return False
+            except Exception as exc:  # the broker went away meanwhile: `_lost` follows
+                log.info("node %s could not claim shard %d: %r", self._node_id, shard, exc)
                 return False
             # Owned from here on: changes of this shard that arrive while the consumer starts
             # are decided here, not sent to this node's own queue.
@@ -192,7 +189,7 @@ class RabbitOwners:
         ForwardFailed when no answer came, ForwardRefused when the owner failed it."""
         if self._requests_out is None:
             raise ForwardFailed("not connected to the broker")
-        shard = shard_of(request.site_id, self._shards)
+        shard = shard_of(request.site_id)
         batch = self._outgoing.get(shard)
         if batch is None:
             # Sent once this turn of the loop is over: the requests made meanwhile join it.

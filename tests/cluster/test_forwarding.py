@@ -26,7 +26,10 @@ from calltracking.store.db import Database
 from calltracking.store.deciders import DeciderService
 from calltracking.store.sites import Site
 from calltracking.store.visitors import Hello, Welcome
+from tests.integration.pbx import until
 from tests.store.seed import DESKTOP_UA, T0, seed_site
+from tests.support.services import AMQP_HOST, AMQP_PORT
+from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -165,6 +168,41 @@ async def test_a_node_that_lost_the_broker_still_runs_its_sites_due_times(
     assert await active_leases(pg_db, site.id) == []
     later = await a.hello(site, 1)  # and still answers its sockets itself
     assert later.shown.kind is DisplayKind.DYNAMIC and a.service.fallbacks == 0
+
+
+async def test_a_node_cut_off_from_the_broker_owns_nothing_then_claims_again_when_back(
+    pg_db: Database, amqp_vhost: str
+) -> None:
+    """The connection really drops (a proxy cuts it): the node's shards are freed with its
+    exclusive queues, it decides what it has meanwhile, and once reconnected it claims and
+    serves a shard again."""
+    site = await seed_site(pg_db, reserve=10, max_numbers=20)
+    proxy = await TcpProxy(AMQP_HOST, AMQP_PORT).start()
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{amqp_vhost}"
+    prefix = f"test.decide.{secrets.token_hex(4)}."
+    service = DeciderService(pg_db, "node-a", "7")
+    owners = RabbitOwners(url, "node-a", service.serve, prefix=prefix, reconnect_s=0.1)
+    await owners.start()
+    service.use_owners(owners)
+    node = Node("node-a", service, owners)
+    try:
+        await node.hello(site, 0)
+        assert owners.owns(site.id)
+        proxy.cut()
+        await until(lambda: not owners.connected)
+        assert not owners.owns(site.id)
+        cut_off = await node.hello(site, 1)  # decided here, under the site's lock
+        proxy.restore()
+        await until(lambda: owners.connected)
+        back = await node.hello(site, 2)  # nobody owns the shard: claimed again
+        assert owners.owns(site.id)
+    finally:
+        await owners.close()
+        await service.close()
+        await proxy.stop()
+    assert owners.counts["lost"] == 1 and owners.counts["claimed"] == 2
+    assert cut_off.shown.kind is back.shown.kind is DisplayKind.DYNAMIC
+    assert service.fallbacks == 0  # nothing was forwarded into the void
 
 
 async def hello_past_a_stuck_owner(

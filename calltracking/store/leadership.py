@@ -23,12 +23,15 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from calltracking.quiet_log import QuietLog
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
@@ -57,6 +60,7 @@ class Leadership:
         self._what = what
         self._key = advisory_key(job)
         self._poll = poll_s
+        self._failures = QuietLog(log, f"{what}: lock connection failed; retrying")
         self.active = False
         self.terms = 0  # how many times this process became active
 
@@ -77,7 +81,9 @@ class Leadership:
                 try:
                     await self._one_term(engine, work, until)
                 except (OSError, TimeoutError, sa.exc.SQLAlchemyError) as exc:
-                    log.warning("%s: lock connection failed (%s); retrying", self._what, exc)
+                    # Every relaying process tries once a second while the database is away:
+                    # one line a minute each, not sixty.
+                    self._failures.failed(exc, time.monotonic())
                 await _sleep_unless(self._poll, until)
         finally:
             await engine.dispose()
@@ -85,6 +91,7 @@ class Leadership:
     async def _one_term(self, engine: AsyncEngine, work: Work, until: asyncio.Event | None) -> None:
         async with engine.connect() as raw:
             conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
+            self._failures.recovered()  # connected again
             if not await self._try(conn):
                 log.info("%s: standby (another process holds the lock)", self._what)
                 # Polling is the point: nothing tells a standby that the lock came free.

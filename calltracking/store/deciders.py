@@ -332,8 +332,7 @@ class DeciderService:
         return welcome
 
     async def _visibility(self, request: fw.VisibilityRequest) -> None:
-        slot = self._slots.get(request.site_id)
-        site = slot.site if slot is not None else await self._site(request.site_id)
+        site = await self._site(request.site_id)
         visitor_id, tab_id, now = request.visitor_id, request.tab_id, request.now
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:

@@ -23,6 +23,7 @@ from agi.protocol import (
     Reply,
     parse_reply,
 )
+from tests.agi import settled
 from tests.agi.test_connection import LIMIT, _Transport
 
 COMMANDS = [f"SET VARIABLE V{n} {n}" for n in range(4)]
@@ -122,15 +123,7 @@ def test_an_exchange_reads_as_one_readuntil_at_a_time(
         if eof:
             reader.feed_eof()
             connection.eof_received()
-        for _ in range(10):
-            await asyncio.sleep(0)
-        results = []
-        for task in (ours, theirs):
-            if task.done():
-                results.append(task.result())
-            else:
-                task.cancel()
-                results.append("waiting")
+        results = await settled([ours, theirs], "waiting")
         ours_seen.append(transport.written)
         theirs_seen.append(b"".join(written))
         return results[0], results[1], ours_seen, theirs_seen

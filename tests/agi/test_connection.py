@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agi.connection import AgiConnection
+from tests.agi import settled
 
 LIMIT = 64
 
@@ -102,15 +103,8 @@ def test_reads_as_a_stream_reader_does(
         if eof:
             stream.feed_eof()
             connection.eof_received()
-        for _ in range(10):  # the readers take what was fed; then they end or wait for more
-            await asyncio.sleep(0)
-        results = []
-        for task in (ours, theirs):
-            if task.done():
-                results.append(task.result())
-            else:
-                task.cancel()
-                results.append(["waiting"])
+        waiting: list[object] = ["waiting"]
+        results = await settled([ours, theirs], waiting)
         return results[0], results[1]
 
     ours, theirs = asyncio.run(both())

@@ -302,7 +302,8 @@ async def test_garbage_on_a_shard_queue_gets_error_replies_and_the_owner_keeps_s
                 routing_key=f"{prefix}{shard_of(site.id)}",
             )
         answers: dict[str, Any] = {}
-        async with replies.iterator() as messages:
+        # Bounded: an owner that answered nothing fails the test instead of hanging it.
+        async with asyncio.timeout(10), replies.iterator() as messages:
             async for message in messages:
                 await message.ack()
                 answers[message.correlation_id or ""] = json.loads(message.body)

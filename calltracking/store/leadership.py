@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from calltracking.bus.wake import sleep_until
 from calltracking.quiet_log import QuietLog
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class Leadership:
                     # Every relaying process tries once a second while the database is away:
                     # one line a minute each, not sixty.
                     self._failures.failed(exc, time.monotonic())
-                await _sleep_unless(self._poll, until)
+                await sleep_until(self._poll, until)
         finally:
             await engine.dispose()
 
@@ -96,7 +97,8 @@ class Leadership:
                 log.info("%s: standby (another process holds the lock)", self._what)
                 # Polling is the point: nothing tells a standby that the lock came free.
                 while not await self._try(conn):
-                    if await _sleep_unless(self._poll, until):
+                    await sleep_until(self._poll, until)
+                    if until is not None and until.is_set():
                         return
             self.active, self.terms = True, self.terms + 1
             log.info("%s: active (lock held)", self._what)
@@ -129,14 +131,3 @@ class Leadership:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-
-
-async def _sleep_unless(seconds: float, until: asyncio.Event | None) -> bool:
-    """Sleep `seconds`, or less when `until` is set meanwhile; whether it is set."""
-    if until is None:
-        await asyncio.sleep(seconds)
-        return False
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await until.wait()
-    return until.is_set()

@@ -173,6 +173,15 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def host_jiffies() -> tuple[int, int]:
+    """(busy, total) clock ticks of every CPU of the host since boot (/proc/stat): the share of
+    the host a run kept busy is the ratio of their differences."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # without guest time, which user time already counts
+    return total - idle, total
+
+
 def raise_nofile(wanted: int) -> int:
     """Raise the soft open-files limit towards `wanted` (children inherit it); the new soft."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -10,6 +10,13 @@ of the web nodes per new visitor, and double leases: numbers shown to two open s
 once, and numbers with more than one open lease in the database (both must be 0). Runs repeat
 `--repeat` times with the layouts interleaved; the table shows medians.
 
+What the hellos set off outlives them: the outbox relay publishes their `lease.assigned`
+events and every node consumes them. So the report also gives the events still unpublished
+when the last socket got its number ("backlog"), the seconds until the outbox was empty
+after that ("drained s"), the CPU of all nodes (web and workers) per visitor up to then
+("all nodes CPU ms/visitor"), and the share of the whole host's CPU busy while the sockets
+opened ("host busy %": what one more node could still use on this machine).
+
     python -m bench.nodes_bench -n 1000 --repeat 3 \\
         --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
         --amqp-url amqp://guest:guest@127.0.0.1:5672/
@@ -35,6 +42,7 @@ from yarl import URL
 from bench.common import (
     cpu_seconds,
     fresh_database,
+    host_jiffies,
     machine,
     median_row,
     percentile,
@@ -115,11 +123,17 @@ async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]
                             asyncio.Semaphore(args.opening),
                             own_addresses=True,
                         )
+                        every = [n.proc.pid for n in nodes.nodes]
                         cpu0 = sum(cpu_seconds(n.proc.pid) for n in webs)
+                        all0 = sum(cpu_seconds(pid) for pid in every)
+                        host0 = host_jiffies()
                         begin = time.perf_counter()
                         await sockets.open_many(args.n)
                         elapsed = time.perf_counter() - begin
                         cpu = sum(cpu_seconds(n.proc.pid) for n in webs) - cpu0
+                        host1 = host_jiffies()
+                        backlog, drained = await _drained(db, DRAIN_WITHIN_S)
+                        all_cpu = sum(cpu_seconds(pid) for pid in every) - all0
                         forwarded = sum([await _forwarded(http, n.port) for n in webs])
                         shown = sockets.leased_numbers()
                         async with db.read() as conn:
@@ -134,10 +148,18 @@ async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]
         "p50 ms": percentile(sockets.hello_ms, 50),
         "p99 ms": percentile(sockets.hello_ms, 99),
         "web CPU ms/visitor": cpu * 1000 / args.n,
+        "host busy %": 100 * (host1[0] - host0[0]) / max(1, host1[1] - host0[1]),
+        "backlog": backlog,
+        "drained s": drained,
+        "all nodes CPU ms/visitor": all_cpu * 1000 / args.n,
         "shown twice": shown_twice,
         "leased twice": doubled_in_db,
         "forwarded to owner": forwarded,
     }
+
+
+DRAIN_WITHIN_S = 60.0
+CONSUMERS_SETTLE_S = 0.5  # after the outbox is empty, for the last deliveries to be handled
 
 
 async def _forwarded(http: aiohttp.ClientSession, port: int) -> int:
@@ -148,6 +170,23 @@ async def _forwarded(http: aiohttp.ClientSession, port: int) -> int:
         if line.startswith('calltracking_forwarding_total{outcome="forwarded"}'):
             return int(float(line.split()[-1]))
     return 0
+
+
+async def _drained(db: Database, within_s: float) -> tuple[int, float]:
+    """(events unpublished now, seconds until none are), then a pause for the consumers; the
+    seconds are `within_s` if the outbox never empties."""
+    pending = sa.select(sa.func.count()).where(t.outbox.c.published_at.is_(None))
+    begin = time.perf_counter()
+    backlog = left = -1
+    while left and time.perf_counter() - begin < within_s:
+        async with db.read() as conn:
+            left = int(await conn.scalar(pending) or 0)
+        backlog = left if backlog < 0 else backlog
+        if left:
+            await asyncio.sleep(0.05)
+    drained = time.perf_counter() - begin
+    await asyncio.sleep(CONSUMERS_SETTLE_S)
+    return backlog, drained
 
 
 async def _numbers_leased_twice(conn: Any) -> int:

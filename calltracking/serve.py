@@ -40,6 +40,9 @@ STOP_GRACE_S = 5.0
 AGI_DRAIN_S = 2.0  # longer than any dialogue's budget
 FLUSH_TIMEOUT_S = 5.0
 RELAY_BATCH = 500  # events per round: under load a round is one read and one write for many
+# Events a relay sends to RabbitMQ before awaiting their confirms (bus/relay.py); the in-process
+# bus never waits, so there one at a time costs least.
+RELAY_IN_FLIGHT = 64
 
 
 def parse_parts(only: str | None, config: Config) -> frozenset[str]:
@@ -223,7 +226,7 @@ async def _relay(services: Services, stopping: asyncio.Event) -> None:
     from calltracking.store.leadership import RELAY_JOB, Leadership
 
     outbox = SqlOutbox(services.db, inline=True)
-    relay = OutboxRelay(outbox, services.bus, batch=RELAY_BATCH)
+    relay = _relay_of(outbox, services)
     wake = services.outbox_wake.subscribe()
     leadership = Leadership(services.config.database_url, RELAY_JOB, "outbox relay")
 
@@ -238,13 +241,24 @@ async def _relay(services: Services, stopping: asyncio.Event) -> None:
 
 async def _flush_outbox(services: Services) -> None:
     """On the way out: publish what is pending, a bounded number of rounds."""
-    relay = OutboxRelay(SqlOutbox(services.db), services.bus, batch=RELAY_BATCH)
+    relay = _relay_of(SqlOutbox(services.db), services)
     try:
         async with asyncio.timeout(FLUSH_TIMEOUT_S):
             while await relay.run_once() >= RELAY_BATCH:
                 pass
+    except TimeoutError:
+        log.warning(
+            "outbox flush at shutdown: events still pending after %.0f s; the next start"
+            " publishes them",
+            FLUSH_TIMEOUT_S,
+        )
     except Exception:
         log.exception("outbox flush at shutdown failed; the next start publishes the rest")
+
+
+def _relay_of(outbox: SqlOutbox, services: Services) -> OutboxRelay:
+    in_flight = RELAY_IN_FLIGHT if services.config.amqp_url else 1
+    return OutboxRelay(outbox, services.bus, batch=RELAY_BATCH, in_flight=in_flight)
 
 
 async def _serve_ops(stack: AsyncExitStack, services: Services, config: Config) -> None:

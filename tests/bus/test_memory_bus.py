@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
@@ -218,6 +219,56 @@ async def test_relay_publishes_in_order_and_marks_only_confirmed() -> None:
     assert await relay.run_once() == 4
     assert await relay.run_once() == 0
     assert fresh.confirmed == [e.id for e in events[3:]]
+    assert outbox.published == [e.id for e in events]
+
+
+class SlowConfirms(RecordingBus):
+    """Confirms each publish after a delay that shrinks with its position (so later events of a
+    window confirm first), except the ids in `refused`; records how many were in flight."""
+
+    def __init__(self, refused: Collection[str] = ()) -> None:
+        super().__init__(MemoryBus())
+        self.refused = refused
+        self.sent: list[str] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def publish(self, event: Event) -> None:
+        self.sent.append(event.id)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.001 * (10 - len(self.sent) % 10))
+            if event.id in self.refused:
+                raise BusError("nack")
+            await super().publish(event)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_relay_with_confirms_in_flight_sends_in_order_and_marks_all() -> None:
+    events = [make_event("lease.assigned", i=i) for i in range(25)]
+    outbox = MemoryOutbox(events)
+    bus = SlowConfirms()
+    assert await OutboxRelay(outbox, bus, batch=25, in_flight=8).run_once() == 25
+    assert bus.sent == [e.id for e in events]
+    assert bus.most_in_flight == 8
+    assert outbox.published == [e.id for e in events]
+
+
+async def test_relay_with_confirms_in_flight_marks_nothing_from_the_first_failure_on() -> None:
+    """Events after a refused one that the broker did confirm stay pending too: they are sent
+    again next round (consumers deduplicate), and no later window is sent."""
+    events = [make_event("call.started", i=i) for i in range(20)]
+    outbox = MemoryOutbox(events)
+    bus = SlowConfirms(refused={events[5].id})
+    assert await OutboxRelay(outbox, bus, batch=20, in_flight=8).run_once() == 5
+    assert outbox.published == [e.id for e in events[:5]]
+    assert bus.sent == [e.id for e in events[:8]]  # the first window only
+    assert set(bus.confirmed) == {e.id for e in events[:8]} - {events[5].id}
+
+    bus.refused = set()
+    assert await OutboxRelay(outbox, bus, batch=20, in_flight=8).run_once() == 15
     assert outbox.published == [e.id for e in events]
 
 

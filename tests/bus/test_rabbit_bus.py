@@ -270,8 +270,22 @@ async def test_relay_restart_publishes_only_what_was_not_confirmed(
     assert got.calls == [e.id for e in events]  # each on the wire once: no dedup needed
 
 
+async def test_relay_with_confirms_in_flight_delivers_in_the_outbox_order(
+    stack: contextlib.AsyncExitStack, amqp_url: str
+) -> None:
+    bus = await open_bus(stack, amqp_url)
+    got = Collector()
+    await (await open_bus(stack, amqp_url)).subscribe(qname("window"), ["lease.*"], got)
+    events = [make_event("lease.assigned", i=i) for i in range(300)]
+    outbox = MemoryOutbox(events)
+    assert await OutboxRelay(outbox, bus, batch=300, in_flight=64).run_once() == 300
+    await got.wait_until(lambda: len(got.ids) == 300)
+    assert got.ids == [e.id for e in events]
+
+
+@pytest.mark.parametrize("in_flight", [1, 16])
 async def test_cut_while_relaying_loses_nothing_and_dedup_keeps_effects_single(
-    proxy: TcpProxy, proxied_url: str, stack: contextlib.AsyncExitStack
+    proxy: TcpProxy, proxied_url: str, stack: contextlib.AsyncExitStack, in_flight: int
 ) -> None:
     publisher = await open_bus(stack, proxied_url, publish_timeout_s=1.0)
     consumer = await open_bus(stack, proxied_url)
@@ -281,7 +295,8 @@ async def test_cut_while_relaying_loses_nothing_and_dedup_keeps_effects_single(
     outbox = MemoryOutbox(events)
     stop = asyncio.Event()
     async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(OutboxRelay(outbox, publisher, batch=10).run(0.05, stop))
+        relay = OutboxRelay(outbox, publisher, batch=40, in_flight=in_flight)
+        tasks.create_task(relay.run(0.05, stop))
         await outbox.wait_until(lambda: len(outbox.published) >= 60)
         proxy.cut()
         await asyncio.sleep(0.5)  # the relay fails rounds meanwhile

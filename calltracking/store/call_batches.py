@@ -5,9 +5,12 @@ Rules:
   SQLite) lets the loop turn once, so that turn's starts join the batch, then takes up to
   `batch_max` queued starts at a time, reads their numbers' facts (call_starts.read_numbers)
   and stores them in one write transaction (call_starts.store_starts). Through aiosqlite the
-  read comes first, outside the write lock; on PostgreSQL it is the first statement of the
-  write transaction (no lock to keep short there; a pool checkout, its ping and a BEGIN less),
-  one statement for every read, and the inserts one more: four round trips a batch. On a
+  read comes first, outside the write lock. On PostgreSQL the batch is two statements on one
+  connection and no transaction: one for every read, one for the calls and their outbox rows
+  (atomic as every statement; a conflict fails it whole). BEGIN and COMMIT would add two round
+  trips, a third of a batch's wait under load, and guard nothing: under READ COMMITTED the
+  read holds off no writer either way, and a key stored in between (the AMI listener) fails the
+  insert, so the batch runs again and answers it from the stored row. On a
   SQLite file both run synchronously on the loop's thread, in the write transaction
   (sqlite_inline.py: a batch is then a few milliseconds on the loop, not ~40 hops to
   aiosqlite's thread), holding the Database's writer turn; when SQLite would have to wait
@@ -17,8 +20,11 @@ Rules:
   between the answer and the commit (there is no such gap).
 - A batch that meets a unique-key conflict (the AMI listener stored one of its calls meanwhile,
   through `SqlCallRecorder`) is run again whole: the conflicting key is then found stored and
-  answered with that row's frozen attribution. Any other failure fails that batch's callers
-  (the dialogue then reports its error to the dialplan) and the next batch starts afresh.
+  answered with that row's frozen attribution. So is a batch whose connection turned out dead
+  (one a database restart left in the pool; without a COMMIT nothing else would notice): on a
+  new connection, it finds whatever the lost statement stored by its keys. Any other failure,
+  or the last attempt's, fails that batch's callers (the dialogue then reports its error to
+  the dialplan) and the next batch starts afresh.
 - Every other report (answer, end, recordings, open calls) goes to the wrapped recorder.
 - An inline commit calls `committed` (the relay's wake-up: `Services.outbox_written`), as every
   commit through the Database's engine does by itself (outbox_watch.py); without it the
@@ -36,7 +42,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallKey, OpenCall, Resolution
@@ -139,15 +145,23 @@ class CallStartBatcher:
                         numbers = await read_numbers(conn, starts)
                     async with self.db.write() as conn:
                         return await store_starts(conn, starts, numbers)
-                # PostgreSQL locks no more for a longer transaction: one connection (one pool
-                # checkout and its ping, one BEGIN) for the whole batch.
-                async with self.db.write() as conn:
+                # PostgreSQL: the reads are one statement and the writes one more (the calls
+                # with their outbox rows, atomic as any statement), so a transaction around
+                # them would add BEGIN and COMMIT and protect nothing (module docstring).
+                async with self.db.statements() as conn:
                     numbers = await read_numbers(conn, starts)
                     return await store_starts(conn, starts, numbers)
             except IntegrityError:
                 if attempt == ATTEMPTS:
                     raise
                 log.info("call starts: a batch of %d met a stored call; again", len(starts))
+            except DBAPIError as exc:
+                # A pooled connection found dead (the database restarted, a proxy dropped it):
+                # SQLAlchemy has invalidated it, so the next attempt takes a new one. Calls the
+                # lost statement may have stored are found by their keys, as above.
+                if not exc.connection_invalidated or attempt == ATTEMPTS:
+                    raise
+                log.info("call starts: the database connection was lost; the batch again")
         raise AssertionError("unreachable")
 
     async def _store_inline(

@@ -10,8 +10,8 @@ The rules are those of `SqlCallRecorder.start_call` (calls.py), applied to a bat
   (call_start_read_pg.py): the stored keys and the callers' calls are read there.
 - Each new call writes its `call.started` outbox row in the same transaction. Both inserts go
   through the driver (bulk_insert.py, values stored as SQLAlchemy would): one executemany each,
-  or on PostgreSQL one statement for both. A batch on PostgreSQL is then four round trips
-  (BEGIN, the reads, the inserts, COMMIT) whatever its size.
+  or on PostgreSQL one statement for both. A batch on PostgreSQL is then two round trips (the
+  reads, the inserts: call_batches.py runs them without a transaction) whatever its size.
 
 `store_starts_now` and `read_numbers_now` are synchronous (SQLite on the loop's thread,
 sqlite_inline.py); `store_starts` and `read_numbers` run the same code on an `AsyncConnection`.
@@ -74,7 +74,8 @@ def store_starts_now(
     conn: Connection, starts: Sequence[CallStart], numbers: NumbersSeen
 ) -> list[Resolution]:
     """Store the calls of `starts` not stored yet, attributed from `numbers`; each one's
-    resolution, in order. `conn` is a write transaction."""
+    resolution, in order. `conn` is a write transaction, or on PostgreSQL a connection that
+    commits each statement (the inserts are then one statement: all or nothing)."""
     if numbers.stored is None:
         done = _stored_resolutions(conn, {s.key for s in starts})
     else:  # read with the numbers, in this transaction (PostgreSQL)

@@ -163,6 +163,18 @@ class Database:
             yield
 
     @asynccontextmanager
+    async def statements(self) -> AsyncIterator[AsyncConnection]:
+        """PostgreSQL only: a connection whose every statement commits on its own (no BEGIN, no
+        COMMIT: two round trips less), for work whose writes are one statement. Commit hooks
+        (outbox_watch.py) fire as after a transaction, once the block ends without error."""
+        if self.is_sqlite:
+            raise RuntimeError("statements() is for PostgreSQL; SQLite writes take write()")
+        async with self.engine.connect() as raw:
+            conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+            await conn.commit()
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.reader.connect() as conn:
             yield conn

@@ -14,7 +14,10 @@ Rules:
 - The statement runs in the connection's transaction, begun first as `execute` would (on
   SQLite that is what issues BEGIN: the batch's reads see one snapshot).
 - A driver error is raised as SQLAlchemy's wrapper of it (`OperationalError`, ...), as
-  `execute` raises it, so callers' handling (sqlite_inline.Busy) is the same.
+  `execute` raises it, so callers' handling (sqlite_inline.Busy) is the same. One that says
+  the connection is gone invalidates it, as `execute` would: otherwise it went back to the
+  pool and failed whoever took it next (with no COMMIT after the reads, nothing else on
+  the connection would notice; call_batches.py).
 - Only statements whose selected columns are known (`select(...)`, `text(...).columns(...)`).
 """
 
@@ -64,9 +67,18 @@ def select_rows(conn: Connection, statement: Any, params: Mapping[str, Any]) -> 
         if processors is None:
             processors = plan.processors = _processors(dialect, plan, cursor.description)
     except dialect.loaded_dbapi.Error as exc:
-        raise sa.exc.DBAPIError.instance(
-            plan.sql, args, exc, dialect.loaded_dbapi.Error, dialect=dialect
-        ) from exc
+        gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        error = sa.exc.DBAPIError.instance(
+            plan.sql,
+            args,
+            exc,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=gone,
+            dialect=dialect,
+        )
+        if gone:
+            conn.invalidate(error)
+        raise error from exc
     finally:
         cursor.close()
     row = plan.row

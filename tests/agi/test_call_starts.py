@@ -196,24 +196,28 @@ async def _dialogue(port: int, linkedid: str, did: str) -> dict[str, str]:
 Store = Callable[[AsyncConnection, Sequence[CallStart], NumbersSeen], Awaitable[list[Resolution]]]
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("any_db", ["postgres"], indirect=True)
-async def test_a_batch_whose_database_connection_dies_answers_no_call_as_tracked(
-    any_db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    scene = await seed_scene(any_db, HELLO_AT)
-    url = make_url(any_db.url)
+async def _cut_mid_batch(
+    db: Database, monkeypatch: pytest.MonkeyPatch, leased: str, after_insert: bool
+) -> tuple[dict[str, str], list[dict[str, str]], dict[str, str]]:
+    """Dialogues through a proxied database: one before, three whose batch loses its
+    connection (after its reads, before or after its insert), one after the proxy is back.
+    What each was told: (before, the three, after)."""
+    url = make_url(db.url)
     proxy = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
     proxied = Database(url.set(port=proxy.port).render_as_string(hide_password=False))
-    written, release = asyncio.Event(), asyncio.Event()
+    reached, release = asyncio.Event(), asyncio.Event()
     real: Store = store_starts
 
     async def held(
         conn: AsyncConnection, starts: Sequence[CallStart], numbers: NumbersSeen
     ) -> list[Resolution]:
-        done = await real(conn, starts, numbers)  # the rows are written, not yet committed
-        if any(s.key.linkedid.startswith("cut-") for s in starts):
-            written.set()
+        cut_batch = any(s.key.linkedid.startswith("cut-") for s in starts)
+        if cut_batch and not after_insert:
+            reached.set()
+            await release.wait()
+        done = await real(conn, starts, numbers)
+        if cut_batch and after_insert:
+            reached.set()
             await release.wait()
         return done
 
@@ -222,25 +226,50 @@ async def test_a_batch_whose_database_connection_dies_answers_no_call_as_tracked
     server = AgiServer(batcher, PBX, "7", "127.0.0.1", 0, budget_s=60.0)
     await server.start()
     try:
-        before = await _dialogue(server.port, "kept-1", scene.leased)
-        cut = [
-            asyncio.create_task(_dialogue(server.port, f"cut-{n}", scene.leased)) for n in range(3)
-        ]
-        await written.wait()
+        before = await _dialogue(server.port, "kept-1", leased)
+        cut = [asyncio.create_task(_dialogue(server.port, f"cut-{n}", leased)) for n in range(3)]
+        await reached.wait()
         proxy.cut()
         release.set()
         told = await asyncio.gather(*cut)
         proxy.restore()
-        after = await _dialogue(server.port, "kept-2", scene.leased)
+        after = await _dialogue(server.port, "kept-2", leased)
     finally:
         await server.stop()
         await batcher.close()
         await proxied.close()
         await proxy.stop()
+    return before, told, after
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("any_db", ["postgres"], indirect=True)
+async def test_a_batch_whose_connection_dies_before_its_insert_answers_no_call_as_tracked(
+    any_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scene = await seed_scene(any_db, HELLO_AT)
+    before, told, after = await _cut_mid_batch(any_db, monkeypatch, scene.leased, False)
     assert before["CALLTRACKING_KIND"] == after["CALLTRACKING_KIND"] == "dynamic"
     assert all(sets == {"CALLTRACKING_ERROR": "1", "CALLTRACKING_KIND": "unknown"} for sets in told)
     assert sorted(await _rows(any_db)) == ["kept-1", "kept-2"]
     assert len(await _started_payloads(any_db)) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("any_db", ["postgres"], indirect=True)
+async def test_a_batch_whose_connection_dies_after_its_insert_keeps_what_it_told(
+    any_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a batch's insert commits on its own (no transaction: call_batches.py), so
+    a connection lost after it loses nothing: the calls are stored with their events. The
+    dead connection went back to the pool unnoticed; the next batch meets it and runs again
+    on a new one instead of failing its call."""
+    scene = await seed_scene(any_db, HELLO_AT)
+    before, told, after = await _cut_mid_batch(any_db, monkeypatch, scene.leased, True)
+    assert before["CALLTRACKING_KIND"] == after["CALLTRACKING_KIND"] == "dynamic"
+    assert [sets["CALLTRACKING_KIND"] for sets in told] == ["dynamic"] * 3
+    assert sorted(await _rows(any_db)) == ["cut-0", "cut-1", "cut-2", "kept-1", "kept-2"]
+    assert len(await _started_payloads(any_db)) == 5
 
 
 @BOTH_DATABASES

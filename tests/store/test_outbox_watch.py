@@ -106,3 +106,25 @@ async def test_another_process_commit_reaches_a_listener_by_notify(pg_db: Databa
             await heard.wait()
         listener.cancel()
     await writer.close()
+
+
+async def test_statements_commit_each_on_its_own_and_wake_after_the_block(
+    pg_db: Database,
+) -> None:
+    """`Database.statements()` (the call starts' batches on PostgreSQL): a row is visible to
+    another connection as soon as its statement ran, before the block ends; the commit hook
+    fires once the block ends, and not for a block that failed after writing nothing."""
+    commits: list[int] = []
+    watch_commits(pg_db, lambda: commits.append(1))
+    pending = sa.select(sa.func.count()).select_from(outbox)
+    async with pg_db.statements() as conn:
+        await emit(conn, "call.started", {"id": "c4"}, T0)
+        async with pg_db.read() as other:
+            assert await other.scalar(pending) == 1
+        assert commits == []
+    assert commits == [1]
+    with contextlib.suppress(Pending):
+        async with pg_db.statements() as conn:
+            await conn.execute(sa.select(accounts.c.id))
+            raise Pending
+    assert commits == [1]

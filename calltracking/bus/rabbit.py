@@ -24,8 +24,13 @@ poison one never wait for more than its attempts.
 Each subscription has its own channel (its prefetch; closing it returns unacked messages), feeds
 its broker deliveries into one owned task that handles them in order, and keeps a `SeenIds` LRU:
 a redelivery after a lost ack, or an outbox row published twice, is acked without calling the
-handler. Broadcast queues lose what is published while their node is disconnected (the queue dies
-with the connection); their consumers must re-read state after a reconnect.
+handler. Handled messages are acked together (`multiple`) once no delivery is waiting or after
+`ACK_EVERY` of them, not one by one: each ack is a frame written and awaited, and a node
+consumes every lease event of every node. Any other settlement (a reject, a failed handler's
+ack) first acks what was handled before it, so the broker sees each delivery settled once.
+Acks lost with a connection only mean redeliveries, which the LRU absorbs. Broadcast queues lose
+what is published while their node is disconnected (the queue dies with the connection); their
+consumers must re-read state after a reconnect.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ EXCHANGE = "calltracking"
 DEAD_LETTER_EXCHANGE = "calltracking.dlx"
 DEAD_LETTER_QUEUE = "calltracking.dead"
 ATTEMPTS_HEADER = "x-calltracking-attempts"
+ACK_EVERY = 8  # handled messages acked together at most; half the default prefetch
 
 
 class RabbitSubscription:
@@ -77,6 +83,9 @@ class RabbitSubscription:
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._task = asyncio.create_task(self._consume(), name=f"bus-consumer:{queue.name}")
         self._closed = False
+        # Handled and not acked yet: the newest such message, and how many there are.
+        self._handled: AbstractIncomingMessage | None = None
+        self._handled_count = 0
 
     @property
     def queue(self) -> str:
@@ -92,6 +101,7 @@ class RabbitSubscription:
         self._task.cancel()
         # wait() does not raise the task's CancelledError, but does raise ours if we are cancelled.
         await asyncio.wait([self._task])
+        await self._ack_handled()
         try:
             # Closing the channel cancels the consumer and returns every unacked message.
             async with asyncio.timeout(self._bus.publish_timeout_s):
@@ -109,6 +119,10 @@ class RabbitSubscription:
             message = await self._inbox.get()
             try:
                 await self._handle(message)
+                if self._handled_count >= ACK_EVERY or (
+                    self._handled_count and self._inbox.empty()
+                ):
+                    await self._ack_handled()
             except Exception:
                 # Only broker operations get here (handler errors are settled in _handle).
                 log.warning(
@@ -120,7 +134,23 @@ class RabbitSubscription:
                 # A live channel would otherwise hold it unacked until it closes; a dead one
                 # returns it anyway, so a failing nack changes nothing.
                 with contextlib.suppress(Exception):
-                    await message.nack(requeue=True)
+                    if message is not self._handled:
+                        await message.nack(requeue=True)
+
+    def _mark_handled(self, message: AbstractIncomingMessage) -> None:
+        self._handled = message
+        self._handled_count += 1
+
+    async def _ack_handled(self) -> None:
+        """Ack every handled message not acked yet, with one frame. A lost channel returns them
+        anyway (each comes back once, and the LRU skips it)."""
+        message, self._handled, self._handled_count = self._handled, None, 0
+        if message is None:
+            return
+        try:
+            await message.ack(multiple=True)
+        except Exception:
+            log.debug("could not ack handled messages on queue %s", self.queue, exc_info=True)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -132,6 +162,7 @@ class RabbitSubscription:
         try:
             event = Event.from_json(json.loads(message.body))
         except (ValueError, TypeError) as exc:
+            await self._ack_handled()
             log.error(
                 "message %s on queue %s is not an event envelope (%s); dead-lettered",
                 message.message_id,
@@ -142,15 +173,16 @@ class RabbitSubscription:
             return
         if event.id in self._seen:
             log.debug("event %s (%s) already handled on queue %s", event.id, event.key, self.queue)
-            await message.ack()
+            self._mark_handled(message)
             return
         try:
             await self._handler(event)
         except Exception as exc:
+            await self._ack_handled()
             await self._failed(message, event, exc)
             return
         self._seen.add(event.id)
-        await message.ack()
+        self._mark_handled(message)
 
     async def _failed(self, message: AbstractIncomingMessage, event: Event, exc: Exception) -> None:
         raw = message.headers.get(ATTEMPTS_HEADER)

@@ -215,6 +215,46 @@ async def test_poison_messages_go_to_the_dead_letter_queue_without_blocking(
     assert "x-death" in dead[poison.id].headers
 
 
+async def test_a_backlog_is_acked_together_around_a_poison_message_and_none_comes_back(
+    stack: contextlib.AsyncExitStack, amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handled messages are acked in groups (rabbit.py, ACK_EVERY), a failing one in between
+    is settled on its own after them, and every delivery ends settled exactly once: a new
+    consumer of the queue gets only what is published after."""
+    acks: list[bool] = []
+    real_ack = aio_pika.IncomingMessage.ack
+
+    async def counted(self: aio_pika.IncomingMessage, multiple: bool = False) -> None:
+        acks.append(multiple)
+        await real_ack(self, multiple)
+
+    monkeypatch.setattr(aio_pika.IncomingMessage, "ack", counted)
+    bus = await open_bus(stack, amqp_url, max_attempts=2)
+    queue = qname("backlog")
+    first = await bus.subscribe(queue, ["call.#"], Collector())
+    await first.close()  # the queue stays, bound: the backlog waits in it
+    events = [make_event("call.ended", i=i) for i in range(60)]
+    poison = events[25]
+    for event in events:
+        await bus.publish(event)
+    got = Collector(fail_ids=[poison.id])
+    second = await bus.subscribe(queue, ["call.#"], got, prefetch=16)
+    good = [e.id for e in events if e is not poison]
+    await got.wait_until(lambda: got.ids == good)
+    await read_dead_letters(amqp_url, {poison.id})
+    await second.close()
+    assert got.calls.count(poison.id) == 2
+    assert sorted(got.calls) == sorted([*good, poison.id, poison.id])
+    assert len(acks) < len(events) / 2
+
+    again = Collector()
+    await bus.subscribe(queue, ["call.#", "test.sentinel"], again)
+    sentinel = make_event("test.sentinel")
+    await bus.publish(sentinel)
+    await again.wait_until(lambda: sentinel.id in again.ids)
+    assert again.calls == [sentinel.id]
+
+
 async def test_publish_with_the_broker_cut_raises_in_time_and_relay_keeps_events(
     proxy: TcpProxy, proxied_url: str, stack: contextlib.AsyncExitStack, amqp_url: str
 ) -> None:

@@ -1,11 +1,15 @@
-"""The outbox relay's publishing to RabbitMQ: events per second and this process's CPU per
-event, with one event in flight at a time against several (`OutboxRelay(in_flight=...)`).
+"""Events through RabbitMQ, both ends: the outbox relay's publishing (events per second and this
+process's CPU per event, with one event in flight at a time against several:
+`OutboxRelay(in_flight=...)`), then a subscription consuming the backlog this left.
 
-Each run makes a fresh vhost with a durable queue bound to every event, as the workers' queues
-are (so the broker persists each message before it confirms, as in production), and relays
-`-n` events from an in-memory outbox through `RabbitBus` until none is pending, in rounds of
-`RELAY_BATCH` as `calltracking serve` does. Nobody consumes during the run. The windows
-alternate within each repeat; the table shows medians.
+Each run makes a fresh vhost with a durable work queue bound to every event, as the workers'
+queues are (so the broker persists each message before it confirms, as in production), and
+relays `-n` events from an in-memory outbox through `RabbitBus` until none is pending, in
+rounds of `RELAY_BATCH` as `calltracking serve` does. Nobody consumes meanwhile. Then a
+`RabbitBus` subscription (the default prefetch) takes the `-n` events off the queue with a
+handler that only counts them: its CPU per event is the bus's own cost of consuming under load
+(a node consumes every lease event of every node). The windows alternate within each repeat;
+the table shows medians.
 
     python -m bench.relay_bench -n 3000 --in-flight 1 64 --repeat 3 \\
         --amqp-url amqp://guest:guest@127.0.0.1:5672/
@@ -24,10 +28,12 @@ import aio_pika
 
 from bench.common import cpu_seconds, machine, median, quiet_logging, table
 from bench.nodes_bench import fresh_vhost
-from calltracking.bus.rabbit import EXCHANGE, RabbitBus
+from calltracking.bus.rabbit import RabbitBus
 from calltracking.bus.relay import OutboxRelay
 from calltracking.core.events import Event, EventKey
 from calltracking.serve import RELAY_BATCH
+
+QUEUE = "bench.relay"
 
 
 class ListOutbox:
@@ -62,31 +68,49 @@ def lease_events(count: int) -> list[Event]:
 
 
 async def run_once(amqp_url: str, count: int, in_flight: int) -> dict[str, float]:
+    handled = 0
+    all_in = asyncio.Event()
+
+    async def handler(_event: Event) -> None:
+        nonlocal handled
+        handled += 1
+        if handled == count:
+            all_in.set()
+
     with fresh_vhost(amqp_url) as url:
-        connection = await aio_pika.connect(url)
-        try:
-            channel = await connection.channel()
-            exchange = await channel.declare_exchange(
-                EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            queue = await channel.declare_queue("bench.relay", durable=True)
-            await queue.bind(exchange, "#")
-            async with RabbitBus(url) as bus:
-                outbox = ListOutbox(lease_events(count))
-                relay = OutboxRelay(outbox, bus, batch=RELAY_BATCH, in_flight=in_flight)
-                cpu0, begin = cpu_seconds(), time.perf_counter()
-                while outbox.left:
-                    await relay.run_once()
-                elapsed, cpu = time.perf_counter() - begin, cpu_seconds() - cpu0
-            stored = (await queue.declare()).message_count
-        finally:
-            await connection.close()
+        async with RabbitBus(url) as bus:
+            # Declared and bound by the bus as a worker's queue is; it outlives this consumer.
+            await (await bus.subscribe(QUEUE, ["#"], handler)).close()
+            outbox = ListOutbox(lease_events(count))
+            relay = OutboxRelay(outbox, bus, batch=RELAY_BATCH, in_flight=in_flight)
+            cpu0, begin = cpu_seconds(), time.perf_counter()
+            while outbox.left:
+                await relay.run_once()
+            elapsed, cpu = time.perf_counter() - begin, cpu_seconds() - cpu0
+            stored = await _messages_in(url)
+            cpu0, begin = cpu_seconds(), time.perf_counter()
+            subscription = await bus.subscribe(QUEUE, ["#"], handler)
+            await all_in.wait()
+            consumed_s, consumed_cpu = time.perf_counter() - begin, cpu_seconds() - cpu0
+            await subscription.close()
     return {
         "in flight": in_flight,
         "events/s": count / elapsed,
         "CPU ms/event": 1000 * cpu / count,
-        "in the queue": stored or 0,
+        "in the queue": stored,
+        "consumed/s": count / consumed_s,
+        "consumer CPU ms/event": 1000 * consumed_cpu / count,
     }
+
+
+async def _messages_in(url: str) -> int:
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(QUEUE, passive=True)
+        return queue.declaration_result.message_count or 0
+    finally:
+        await connection.close()
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -101,9 +125,21 @@ async def main_async(args: argparse.Namespace) -> None:
     for in_flight, runs in rows.items():
         rate = median([r["events/s"] for r in runs])
         cpu = median([r["CPU ms/event"] for r in runs])
-        lines.append([in_flight, rate, cpu, min(r["in the queue"] for r in runs), rate / base])
+        stored = min(r["in the queue"] for r in runs)
+        consumed = median([r["consumed/s"] for r in runs])
+        consumer_cpu = median([r["consumer CPU ms/event"] for r in runs])
+        lines.append([in_flight, rate, cpu, stored, rate / base, consumed, consumer_cpu])
+    headers = [
+        "in flight",
+        "events/s",
+        "CPU ms/event",
+        "in the queue",
+        "x first",
+        "consumed/s",
+        "consumer CPU ms/event",
+    ]
     print(f"relay_bench: median of {args.repeat} runs, -n {args.n}; {machine()}")
-    print(table(["in flight", "events/s", "CPU ms/event", "in the queue", "x first"], lines))
+    print(table(headers, lines))
 
 
 def main() -> None:

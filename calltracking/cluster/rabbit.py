@@ -67,6 +67,9 @@ from calltracking.cluster.shards import shard_of
 log = logging.getLogger(__name__)
 QUEUE_PREFIX = "calltracking.decide."
 HEARTBEAT_S = 10
+# Connecting is not a forward: a node with a short forward timeout must still reach a busy
+# broker (the TCP and AMQP handshakes took over 0.5 s on a loaded test machine).
+CONNECT_TIMEOUT_S = 10.0
 CLAIM_REFUSED_FOR_S = 2.0  # a shard another node holds is not asked for again this soon
 
 Serve = Callable[[Request], Awaitable[Result]]
@@ -98,8 +101,10 @@ class RabbitOwners:
         timeout_s: float = 5.0,
         reconnect_s: float = 2.0,
         prefix: str = QUEUE_PREFIX,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         self._url = url
+        self._connect_timeout_s = connect_timeout_s
         self._node_id = node_id
         self._serve = serve
         self._timeout_s = timeout_s
@@ -258,7 +263,7 @@ class RabbitOwners:
     async def _connect(self) -> None:
         connection = await aio_pika.connect(
             self._url,
-            timeout=self._timeout_s,
+            timeout=self._connect_timeout_s,
             client_properties={"connection_name": f"calltracking-owner-{self._node_id}"},
             heartbeat=HEARTBEAT_S,
         )

@@ -212,19 +212,20 @@ async def hello_past_a_stuck_owner(
     until `hung` is set; b's forwards time out after 0.5 s."""
     prefix = f"test.decide.{secrets.token_hex(4)}."
     stuck = RabbitOwners(amqp_url, "stuck", stuck_serve, prefix=prefix)
-    await stuck.start()
     service = DeciderService(db, "node-b", "7")
     owners = RabbitOwners(amqp_url, "node-b", service.serve, prefix=prefix, timeout_s=0.5)
-    await owners.start()
-    service.use_owners(owners)
-    try:
+    # Each part is closed whatever failed after it started (a leaked reconnect loop would
+    # outlive this test and fail a later one).
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(service.close)
+        stack.push_async_callback(stuck.close)
+        await stuck.start()
+        stack.push_async_callback(owners.close)
+        stack.callback(hung.set)  # first: the stuck owner lets go before anything closes
+        await owners.start()
+        service.use_owners(owners)
         assert await stuck.claim(site.id)
         welcome = await Node("node-b", service, owners).hello(site, 1)
-    finally:
-        hung.set()
-        await owners.close()
-        await stuck.close()
-        await service.close()
     return welcome, service, owners
 
 

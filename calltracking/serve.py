@@ -240,12 +240,22 @@ async def _relay(services: Services, stopping: asyncio.Event) -> None:
 
 
 async def _flush_outbox(services: Services) -> None:
-    """On the way out: publish what is pending, a bounded number of rounds."""
+    """On the way out: publish what is pending, a bounded number of rounds, unless another
+    process is relaying (on PostgreSQL: it holds the relay's lock), which then publishes it:
+    two relays would publish every pending event twice."""
+    from calltracking.store.leadership import RELAY_JOB, Leadership
+
     relay = _relay_of(SqlOutbox(services.db), services)
+
+    async def flush() -> None:
+        while await relay.run_once() >= RELAY_BATCH:
+            pass
+
+    leadership = Leadership(services.config.database_url, RELAY_JOB, "outbox flush")
     try:
         async with asyncio.timeout(FLUSH_TIMEOUT_S):
-            while await relay.run_once() >= RELAY_BATCH:
-                pass
+            if not await leadership.run_if_free(flush):
+                log.info("outbox flush at shutdown: another process relays; left to it")
     except TimeoutError:
         log.warning(
             "outbox flush at shutdown: events still pending after %.0f s; the next start"

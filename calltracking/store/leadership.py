@@ -89,6 +89,24 @@ class Leadership:
         finally:
             await engine.dispose()
 
+    async def run_if_free(self, work: Work) -> bool:
+        """Run `work` once if no other process holds the job's lock (holding it meanwhile);
+        False, without running it, if one does: that process does the job."""
+        if not self.needs_lock:
+            await work()
+            return True
+        engine = create_async_engine(self._url, poolclass=NullPool)
+        try:
+            async with engine.connect() as raw:
+                conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
+                if not await self._try(conn):
+                    return False
+                # Closing the connection frees the lock, whatever `work` did.
+                await work()
+                return True
+        finally:
+            await engine.dispose()
+
     async def _one_term(self, engine: AsyncEngine, work: Work, until: asyncio.Event | None) -> None:
         async with engine.connect() as raw:
             conn = await raw.execution_options(isolation_level="AUTOCOMMIT")

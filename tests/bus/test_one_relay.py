@@ -12,9 +12,10 @@ import pytest
 
 from calltracking.bus.memory import MemoryBus
 from calltracking.config import Config
-from calltracking.serve import _relay
+from calltracking.serve import _flush_outbox, _relay
 from calltracking.services import Services
 from calltracking.store.db import Database
+from calltracking.store.leadership import RELAY_JOB, Leadership
 from calltracking.store.outbox import emit
 from tests.bus import RecordingBus
 from tests.integration.pbx import until
@@ -81,3 +82,38 @@ async def test_two_processes_publish_each_event_once_and_the_second_takes_over(
             assert sorted(published()) == sorted(emitted | later)
     finally:
         await other_db.close()
+
+
+async def test_a_stopping_process_flushes_only_when_no_other_process_relays(
+    pg_db: Database, pg_url: str
+) -> None:
+    """The shutdown flush (serve._flush_outbox) takes the relay's lock for itself: while
+    another process relays, it publishes nothing (that process does); alone, it publishes
+    what is pending and frees the lock again."""
+    other_db = Database(pg_url)
+    stopping_bus = RecordingBus(MemoryBus())
+    stopping = Services(
+        config=Config(database_url=pg_db.url), db=pg_db, bus=stopping_bus, node_id="stopping"
+    )
+    try:
+        async with relaying(other_db) as active:
+            first = await emit_events(pg_db, 3)
+            active.services.outbox_written()
+            await until(lambda: set(active.bus.confirmed) >= first)  # it holds the lock
+            emitted = await emit_events(pg_db, 10)  # nobody wakes it: they stay pending
+            await _flush_outbox(stopping)
+            assert stopping_bus.confirmed == []
+            active.services.outbox_written()
+            await until(lambda: set(active.bus.confirmed) >= emitted)
+        # Nobody relays now: the flush publishes what is pending, and lets go of the lock.
+        left = await emit_events(pg_db, 5)
+        await _flush_outbox(stopping)
+        assert sorted(stopping_bus.confirmed) == sorted(left)
+        assert await Leadership(pg_url, RELAY_JOB, "test").run_if_free(_nothing)
+    finally:
+        await stopping_bus.close()
+        await other_db.close()
+
+
+async def _nothing() -> None:
+    return None

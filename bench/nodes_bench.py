@@ -176,14 +176,16 @@ async def _drained(db: Database, within_s: float) -> tuple[int, float]:
     """(events unpublished now, seconds until none are), then a pause for the consumers; the
     seconds are `within_s` if the outbox never empties."""
     pending = sa.select(sa.func.count()).where(t.outbox.c.published_at.is_(None))
-    begin = time.perf_counter()
-    backlog = left = -1
-    while left and time.perf_counter() - begin < within_s:
+
+    async def left() -> int:
         async with db.read() as conn:
-            left = int(await conn.scalar(pending) or 0)
-        backlog = left if backlog < 0 else backlog
-        if left:
-            await asyncio.sleep(0.05)
+            return int(await conn.scalar(pending) or 0)
+
+    begin = time.perf_counter()
+    backlog = still = await left()
+    while still and time.perf_counter() - begin < within_s:
+        await asyncio.sleep(0.05)
+        still = await left()
     drained = time.perf_counter() - begin
     await asyncio.sleep(CONSUMERS_SETTLE_S)
     return backlog, drained

@@ -59,6 +59,8 @@ from bench.common import (
 from calltracking.pbxsim.agi_client import agi_env, env_block
 
 LEVELS = (1, 8, 32)
+# bench/agi_servers.py: one round trip; our FastAGI code alone; the whole tracker.
+SERVERS = ("bare", "dialogue", "agi")
 REQUEST_TIMEOUT_S = 10.0
 HANDSHAKE_S = 30.0
 DID = "74951110001"
@@ -254,7 +256,7 @@ async def worker(
     numbers: Callable[[], list[str]],
     client: str,
 ) -> None:
-    talk = CLIENTS[client][server == "agi"]
+    talk = CLIENTS[client][server != "bare"]
     rng = random.Random(next(ids))
     while time.perf_counter() < deadline and budget[0] > 0:
         budget[0] -= 1
@@ -330,23 +332,28 @@ def report(results: list[Result], repeat: int) -> str:
     rows = []
     for level in sorted({r.concurrency for r in results}):
         med = {}
-        for server in ("bare", "agi"):
+        for server in SERVERS:
             runs = [r.row() for r in results if r.server == server and r.concurrency == level]
             med[server] = {key: median([run[key] for run in runs]) for key in runs[0]}
-        bare, agi = med["bare"], med["agi"]
+        bare, floor, agi = med["bare"], med["dialogue"], med["agi"]
         rows.append(
             [
                 level,
                 bare["rps"],
                 bare["p50"],
                 bare["p99"],
+                floor["rps"],
+                floor["p99"],
                 agi["rps"],
                 agi["p50"],
                 agi["p99"],
                 f"{agi['ok']:.0f}/{agi['errors']:.0f}",
                 agi["rps"] / bare["rps"],
                 agi["p99"] / bare["p99"],
+                floor["p99"] / bare["p99"],
+                agi["p99"] / floor["p99"],
                 bare["cpu_ms"],
+                floor["cpu_ms"],
                 agi["cpu_ms"],
             ]
         )
@@ -355,13 +362,18 @@ def report(results: list[Result], repeat: int) -> str:
         "bare req/s",
         "bare p50 ms",
         "bare p99 ms",
+        "dialogue req/s",
+        "dialogue p99 ms",
         "AGI req/s",
         "AGI p50 ms",
         "AGI p99 ms",
         "AGI ok/past budget",
         "req/s x bare",
         "p99 x bare",
+        "dialogue p99 x bare",
+        "AGI p99 x dialogue",
         "bare CPU ms/req",
+        "dialogue CPU ms/req",
         "AGI CPU ms/dialogue",
     ]
     return f"agi_bench: median of {repeat} runs; {machine()}\n" + table(headers, rows)
@@ -373,12 +385,12 @@ async def main_async(
     results = []
     for run in range(repeat):
         for level in levels:
-            for server in ("bare", "agi"):
+            for server in SERVERS:
                 result = await measure(server, level, seconds, max_requests, load, client)
                 results.append(result)
                 row = result.row()
                 print(
-                    f"run {run + 1} {server:4} c={level:3} ok={result.ok} err={result.errors} "
+                    f"run {run + 1} {server:8} c={level:3} ok={result.ok} err={result.errors} "
                     f"kinds={dict(result.kinds)} {row['rps']:.0f} req/s "
                     f"p50={row['p50']:.1f}ms p99={row['p99']:.1f}ms cpu={row['cpu_ms']:.2f}ms "
                     f"client cpu={row['client_cpu_ms']:.2f}ms",

@@ -8,7 +8,12 @@
   `X-Forwarded-For` is its own address. Ready line: `{"port", "http_port", "site", "pid"}`.
 - `bare`: `asyncio.start_server` that reads the env block up to its blank line, writes one
   `200 result=1` line and closes: one request/response round trip per connection.
-Ready line: `{"port", "pid"}`; both serve until stdin closes or `--max-seconds` pass.
+- `dialogue`: the tracker's own FastAGI server (`agi.server.AgiServer`, the same budget and
+  watchdog) alone, with a recorder that answers every call start at once from memory: the
+  contract's ten round trips (the env block, the Linkedid's `GET`, eight `SET`s) and this
+  code's protocol work, without the store or any other part. What the whole tracker could reach
+  if its call starts cost nothing.
+Ready line: `{"port", "pid"}`; each serves until stdin closes or `--max-seconds` pass.
 """
 
 from __future__ import annotations
@@ -18,10 +23,15 @@ import asyncio
 import contextlib
 import os
 import tempfile
+from datetime import datetime
+from itertools import count
 from pathlib import Path
 
+from agi.server import AgiServer
 from bench.common import LOOPBACK, announce, quiet_logging, seed_site, until_stdin_closes
 from calltracking.config import Config
+from calltracking.core.kinds import AttributionKind, CallStatus
+from calltracking.core.records import CallKey, OpenCall, Resolution
 from calltracking.heap import settle_after_startup
 from calltracking.serve import ALL_PARTS, running
 
@@ -77,9 +87,62 @@ async def serve_bare(max_s: float) -> None:
         await until_stdin_closes(max_s)
 
 
+class InstantRecorder:
+    """A `CallRecorder` that answers each call start at once with a new call id and the
+    attribution a leased number gets (`dynamic`, a site, utm values); it stores nothing."""
+
+    def __init__(self) -> None:
+        self._ids = count()
+
+    async def start_call(
+        self, key: CallKey, did: str, caller: str | None, at: datetime
+    ) -> Resolution:
+        return Resolution(
+            call_id=f"call-{next(self._ids)}",
+            kind=AttributionKind.DYNAMIC,
+            site_id="site-bench",
+            source="google",
+            medium="cpc",
+            campaign="spring",
+        )
+
+    async def answer_call(self, key: CallKey, at: datetime, answered_by: str | None) -> None:
+        return None
+
+    async def end_call(
+        self,
+        key: CallKey,
+        at: datetime,
+        status: CallStatus,
+        hangup_cause: int | None = None,
+        *,
+        reconciled: bool = False,
+    ) -> None:
+        return None
+
+    async def name_recording(self, key: CallKey, asterisk_path: str) -> None:
+        return None
+
+    async def confirm_recording(self, key: CallKey, size_bytes: int) -> None:
+        return None
+
+    async def open_calls(self, pbx_id: str) -> list[OpenCall]:
+        return []
+
+
+async def serve_dialogue(max_s: float) -> None:
+    server = AgiServer(InstantRecorder(), PBX_ID, "7", LOOPBACK, 0)
+    await server.start()
+    try:
+        announce({"port": server.port, "pid": os.getpid()})
+        await until_stdin_closes(max_s)
+    finally:
+        await server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("role", choices=("agi", "bare"))
+    parser.add_argument("role", choices=("agi", "bare", "dialogue"))
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--pool", type=int, default=1000)
@@ -87,6 +150,8 @@ def main() -> None:
     quiet_logging()
     if args.role == "agi":
         asyncio.run(serve_agi(args.max_seconds, args.database_url, args.pool))
+    elif args.role == "dialogue":
+        asyncio.run(serve_dialogue(args.max_seconds))
     else:
         asyncio.run(serve_bare(args.max_seconds))
 

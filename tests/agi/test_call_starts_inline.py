@@ -179,3 +179,66 @@ async def test_a_site_changed_between_batches_attributes_the_next_batch(
     assert (before.route, before.record) == (None, True)
     assert (after.route, after.record) == ("sales@operators", False)
     assert batcher.batches == 2
+
+
+class _Window:
+    """A batch window the test opens and closes by hand, counting how often it was waited."""
+
+    def __init__(self) -> None:
+        self.waited = 0
+        self.open = asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.waited += 1
+        await self.open.wait()
+
+
+async def test_under_load_a_batch_waits_its_window_and_takes_the_starts_that_came_meanwhile(
+    sqlite_db: Database,
+) -> None:
+    scene = await seed_scene(sqlite_db, HELLO_AT)
+    window = _Window()
+    batcher = CallStartBatcher(sqlite_db, SqlCallRecorder(sqlite_db), window=window)
+
+    def start(linkedid: str) -> asyncio.Task[object]:
+        return asyncio.create_task(
+            batcher.start_call(CallKey(PBX, linkedid), scene.leased, None, CALL_AT)
+        )
+
+    try:
+        # Two starts in one turn: one batch, shared (no window before it: nothing was shared yet).
+        await asyncio.gather(start("load-1"), start("load-2"))
+        assert (batcher.batches, window.waited) == (1, 0)
+        first = start("load-3")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        # The previous batch was shared: this one waits its window, and starts that arrive
+        # turns later join it instead of paying for a batch of their own.
+        assert window.waited == 1 and not first.done()
+        later = [start("load-4"), start("load-5")]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not first.done() and batcher.batches == 1
+        window.open.set()
+        await asyncio.wait_for(asyncio.gather(first, *later), timeout=10)
+    finally:
+        await batcher.close()
+    assert batcher.batches == 2
+    assert await _linkedids(sqlite_db) == [f"load-{n}" for n in range(1, 6)]
+
+
+async def test_a_lone_start_never_waits_for_the_window(sqlite_db: Database) -> None:
+    # One call at a time (an idle tracker): each batch holds one start, and none waits.
+    scene = await seed_scene(sqlite_db, HELLO_AT)
+    window = _Window()  # never opened: a start that waited for it would never end
+    batcher = CallStartBatcher(sqlite_db, SqlCallRecorder(sqlite_db), window=window)
+    try:
+        for n in range(3):
+            resolution = await asyncio.wait_for(
+                batcher.start_call(CallKey(PBX, f"lone-{n}"), scene.leased, None, CALL_AT),
+                timeout=10,
+            )
+            assert resolution.kind is AttributionKind.DYNAMIC
+    finally:
+        await batcher.close()
+    assert (batcher.batches, window.waited) == (3, 0)

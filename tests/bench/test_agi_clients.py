@@ -1,5 +1,6 @@
 """bench.agi_bench's two Asterisk sides (`--client protocol` and `--client streams`) send the same
-bytes, answer each command only after it came, and read the same answer from the dialogue."""
+bytes, answer each command only after it came, and read the same answer from the dialogue; the
+`dialogue` baseline server runs the whole dialogue."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import random
 
 import pytest
 
-from bench.agi_bench import CLIENTS
+from agi.server import AgiServer
+from bench.agi_bench import CLIENTS, DID
+from bench.agi_servers import PBX_ID, InstantRecorder
 
 COMMANDS = [
     b'GET FULL VARIABLE "${CHANNEL(linkedid)}"\n',
@@ -64,3 +67,19 @@ async def test_both_clients_send_the_same_bytes_and_read_the_same_answer(bare: b
     assert sent["protocol"] == sent["streams"]
     assert answers["protocol"] == answers["streams"] == ("bare" if bare else "dynamic")
     assert sent["protocol"].endswith(b"\n\n" if bare else b"HANGUP\n")
+
+
+async def test_the_dialogue_server_runs_the_whole_dialogue_for_both_clients() -> None:
+    # bench.agi_servers' `dialogue` role: the tracker's FastAGI server with a recorder that
+    # answers at once. Each client must get through the same ten round trips as against the
+    # tracker and read `dynamic`; an error or a missing variable would read otherwise.
+    recorder = InstantRecorder()
+    server = AgiServer(recorder, PBX_ID, "7", "127.0.0.1", 0)
+    await server.start()
+    try:
+        for n, talks in enumerate(CLIENTS.values()):
+            answer = await asyncio.wait_for(talks[1](server.port, f"1795592516.{n}", DID), 10)
+            assert answer == "dynamic"
+    finally:
+        await server.stop()
+    assert server.counters()["resolved"] == len(CLIENTS)

@@ -1,6 +1,9 @@
 """FastAGI dialogues per second through the whole tracker (`calltracking serve`, every part) while
-visitors come and go, next to a bare asyncio TCP server doing one request/response round trip
-per connection.
+visitors come and go, next to two baselines measured in the same run: a bare asyncio TCP server
+doing one request/response round trip per connection, and the tracker's FastAGI server alone
+(`dialogue`: the same ten round trips, its call starts answered at once from memory), which
+separates what the contract's dialogue costs from what the store and the rest of the process
+add.
 
 The tracker runs on a fresh SQLite file, or with `--database-url postgresql+asyncpg://.../any`
 on a fresh PostgreSQL database this bench creates on that server for each run and drops after.

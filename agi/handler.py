@@ -30,7 +30,7 @@ from agi.facts import ERROR_VARIABLES, read_facts, resolution_variables
 from agi.protocol import AgiError, PeerClosed, ProtocolError, get_full_variable, set_variable
 from calltracking.core.numbers import mask
 from calltracking.core.records import CallKey
-from calltracking.ports import CallRecorder
+from calltracking.ports import CallStarter
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class CallTrackingHandler:
 
     def __init__(
         self,
-        recorder: CallRecorder,
+        recorder: CallStarter,
         pbx_id: str,
         country_code: str,
         clock: Callable[[], datetime],

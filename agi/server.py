@@ -38,7 +38,7 @@ from agi.handler import CallTrackingHandler, Outcome
 from agi.protocol import PeerClosed, ProtocolError
 from calltracking.core.netpolicy import Network, allowed_peer
 from calltracking.core.throttle import LogThrottle
-from calltracking.ports import CallRecorder
+from calltracking.ports import CallStarter
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class AgiServer:
 
     def __init__(
         self,
-        recorder: CallRecorder,
+        recorder: CallStarter,
         pbx_id: str,
         country_code: str,
         host: str,

@@ -30,8 +30,8 @@ from pathlib import Path
 from agi.server import AgiServer
 from bench.common import LOOPBACK, announce, quiet_logging, seed_site, until_stdin_closes
 from calltracking.config import Config
-from calltracking.core.kinds import AttributionKind, CallStatus
-from calltracking.core.records import CallKey, OpenCall, Resolution
+from calltracking.core.kinds import AttributionKind
+from calltracking.core.records import CallKey, Resolution
 from calltracking.heap import settle_after_startup
 from calltracking.serve import ALL_PARTS, running
 
@@ -87,9 +87,10 @@ async def serve_bare(max_s: float) -> None:
         await until_stdin_closes(max_s)
 
 
-class InstantRecorder:
-    """A `CallRecorder` that answers each call start at once with a new call id and the
-    attribution a leased number gets (`dynamic`, a site, utm values); it stores nothing."""
+class InstantStarter:
+    """A `CallStarter` (all the FastAGI asks of the store) that answers each call start at once
+    with a new call id and the attribution a leased number gets (`dynamic`, a site, utm values);
+    it stores nothing."""
 
     def __init__(self) -> None:
         self._ids = count()
@@ -106,32 +107,9 @@ class InstantRecorder:
             campaign="spring",
         )
 
-    async def answer_call(self, key: CallKey, at: datetime, answered_by: str | None) -> None:
-        return None
-
-    async def end_call(
-        self,
-        key: CallKey,
-        at: datetime,
-        status: CallStatus,
-        hangup_cause: int | None = None,
-        *,
-        reconciled: bool = False,
-    ) -> None:
-        return None
-
-    async def name_recording(self, key: CallKey, asterisk_path: str) -> None:
-        return None
-
-    async def confirm_recording(self, key: CallKey, size_bytes: int) -> None:
-        return None
-
-    async def open_calls(self, pbx_id: str) -> list[OpenCall]:
-        return []
-
 
 async def serve_dialogue(max_s: float) -> None:
-    server = AgiServer(InstantRecorder(), PBX_ID, "7", LOOPBACK, 0)
+    server = AgiServer(InstantStarter(), PBX_ID, "7", LOOPBACK, 0)
     await server.start()
     try:
         announce({"port": server.port, "pid": os.getpid()})

@@ -1,7 +1,8 @@
 """The seams between the PBX adapters (agi/, ami_listener/) and the store.
 
 The store implements `CallRecorder`; every method is idempotent per `CallKey`, so the AGI and the
-AMI listener may report the same call in any order and any number of times.
+AMI listener may report the same call in any order and any number of times. The FastAGI asks
+only for `CallStarter`, its first method.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallKey, OpenCall, Resolution
 
 
-class CallRecorder(Protocol):
+class CallStarter(Protocol):
+    """What the FastAGI needs of the store: a call's start and its attribution."""
+
     async def start_call(
         self, key: CallKey, did: str, caller: str | None, at: datetime
     ) -> Resolution:
         """Create the call (first report wins) and return its frozen attribution."""
         ...
 
+
+class CallRecorder(CallStarter, Protocol):
     async def answer_call(self, key: CallKey, at: datetime, answered_by: str | None) -> None:
         """Mark the call answered; later reports of the same answer change nothing."""
         ...

@@ -11,7 +11,7 @@ import pytest
 
 from agi.server import AgiServer
 from bench.agi_bench import CLIENTS, DID
-from bench.agi_servers import PBX_ID, InstantRecorder
+from bench.agi_servers import PBX_ID, InstantStarter
 
 COMMANDS = [
     b'GET FULL VARIABLE "${CHANNEL(linkedid)}"\n',
@@ -70,11 +70,10 @@ async def test_both_clients_send_the_same_bytes_and_read_the_same_answer(bare: b
 
 
 async def test_the_dialogue_server_runs_the_whole_dialogue_for_both_clients() -> None:
-    # bench.agi_servers' `dialogue` role: the tracker's FastAGI server with a recorder that
-    # answers at once. Each client must get through the same ten round trips as against the
+    # bench.agi_servers' `dialogue` role: the tracker's FastAGI server with call starts
+    # answered at once. Each client must get through the same ten round trips as against the
     # tracker and read `dynamic`; an error or a missing variable would read otherwise.
-    recorder = InstantRecorder()
-    server = AgiServer(recorder, PBX_ID, "7", "127.0.0.1", 0)
+    server = AgiServer(InstantStarter(), PBX_ID, "7", "127.0.0.1", 0)
     await server.start()
     try:
         for n, talks in enumerate(CLIENTS.values()):

@@ -17,6 +17,12 @@ after that ("drained s"), the CPU of all nodes (web and workers) per visitor up 
 ("all nodes CPU ms/visitor"), and the share of the whole host's CPU busy while the sockets
 opened ("host busy %": what one more node could still use on this machine).
 
+`--web-cpu 0.25` holds every web node to a quarter of a core (a cgroup each, bench/cpu_quota.py;
+needs root): each node is then a small machine of its own, the client, PostgreSQL, RabbitMQ
+and the workers node keep the rest of the host, and one node against two measures what a
+second node adds rather than what the host has left. "web throttled %" is then the share of
+the run the kernel held the web nodes back (near 100: the quota was their limit).
+
     python -m bench.nodes_bench -n 1000 --repeat 3 \\
         --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
         --amqp-url amqp://guest:guest@127.0.0.1:5672/
@@ -51,10 +57,12 @@ from bench.common import (
     seed_site,
     table,
 )
-from bench.soak_nodes import Sockets, free_port, tracker_nodes
+from bench.cpu_quota import Limited, cpu_quota
+from bench.soak_nodes import Nodes, Sockets, free_port, tracker_nodes
 from calltracking.store import schema as t
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
+from calltracking.store.sites import Site
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2], help="web nodes per run")
     parser.add_argument("--database-url", required=True, help="a PostgreSQL server")
     parser.add_argument("--amqp-url", required=True, help="a RabbitMQ server (any vhost)")
+    parser.add_argument(
+        "--web-cpu",
+        type=float,
+        default=0.0,
+        help="cores each web node may use (cgroup quota, needs root; 0: unlimited)",
+    )
     return parser.parse_args(argv)
 
 
@@ -114,34 +128,50 @@ async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]
                 layout.append(("workers", "workers"))
                 async with tracker_nodes(env, True, free_port(), layout=layout) as nodes:
                     webs = [n for n in nodes.nodes if n.web]
+                    quota: contextlib.AbstractContextManager[list[Limited]] = (
+                        cpu_quota([n.proc.pid for n in webs], args.web_cpu)
+                        if args.web_cpu
+                        else contextlib.nullcontext([])
+                    )
                     connector = aiohttp.TCPConnector(limit=0)
                     async with aiohttp.ClientSession(connector=connector) as http:
-                        sockets = Sockets(
-                            site,
-                            nodes.web_ports,
-                            http,
-                            asyncio.Semaphore(args.opening),
-                            own_addresses=True,
-                        )
-                        every = [n.proc.pid for n in nodes.nodes]
-                        cpu0 = sum(cpu_seconds(n.proc.pid) for n in webs)
-                        all0 = sum(cpu_seconds(pid) for pid in every)
-                        host0 = host_jiffies()
-                        begin = time.perf_counter()
-                        await sockets.open_many(args.n)
-                        elapsed = time.perf_counter() - begin
-                        cpu = sum(cpu_seconds(n.proc.pid) for n in webs) - cpu0
-                        host1 = host_jiffies()
-                        backlog, drained = await _drained(db, DRAIN_WITHIN_S)
-                        all_cpu = sum(cpu_seconds(pid) for pid in every) - all0
-                        forwarded = sum([await _forwarded(http, n.port) for n in webs])
-                        shown = sockets.leased_numbers()
-                        async with db.read() as conn:
-                            doubled_in_db = await _numbers_leased_twice(conn)
-                        await sockets.close_all()
+                        with quota as limited:
+                            row = await _measure(args, site, nodes, http, db, limited)
+    return {"web nodes": web_nodes, **row}
+
+
+async def _measure(
+    args: argparse.Namespace,
+    site: Site,
+    nodes: Nodes,
+    http: aiohttp.ClientSession,
+    db: Database,
+    limited: list[Limited],
+) -> dict[str, float]:
+    webs = [n for n in nodes.nodes if n.web]
+    sockets = Sockets(
+        site, nodes.web_ports, http, asyncio.Semaphore(args.opening), own_addresses=True
+    )
+    every = [n.proc.pid for n in nodes.nodes]
+    cpu0 = sum(cpu_seconds(n.proc.pid) for n in webs)
+    all0 = sum(cpu_seconds(pid) for pid in every)
+    throttled0 = sum(limit.throttled_s() for limit in limited)
+    host0 = host_jiffies()
+    begin = time.perf_counter()
+    await sockets.open_many(args.n)
+    elapsed = time.perf_counter() - begin
+    cpu = sum(cpu_seconds(n.proc.pid) for n in webs) - cpu0
+    throttled = sum(limit.throttled_s() for limit in limited) - throttled0
+    host1 = host_jiffies()
+    backlog, drained = await _drained(db, DRAIN_WITHIN_S)
+    all_cpu = sum(cpu_seconds(pid) for pid in every) - all0
+    forwarded = sum([await _forwarded(http, n.port) for n in webs])
+    shown = sockets.leased_numbers()
+    async with db.read() as conn:
+        doubled_in_db = await _numbers_leased_twice(conn)
+    await sockets.close_all()
     shown_twice = sum(1 for count in Counter(shown).values() if count > 1)
-    return {
-        "web nodes": web_nodes,
+    row = {
         "dynamic": len(shown),
         "failed": sockets.failed,
         "new visitors/s": args.n / elapsed,
@@ -149,6 +179,11 @@ async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]
         "p99 ms": percentile(sockets.hello_ms, 99),
         "web CPU ms/visitor": cpu * 1000 / args.n,
         "host busy %": 100 * (host1[0] - host0[0]) / max(1, host1[1] - host0[1]),
+    }
+    if limited:
+        row["web throttled %"] = 100 * throttled / (elapsed * len(limited))
+    return {
+        **row,
         "backlog": backlog,
         "drained s": drained,
         "all nodes CPU ms/visitor": all_cpu * 1000 / args.n,
@@ -218,7 +253,8 @@ async def main_async(args: argparse.Namespace) -> None:
     ]
     base = medians[0]["new visitors/s"]
     headers = [*medians[0].keys(), "x first layout"]
-    print(f"nodes_bench: median of {args.repeat} runs, -n {args.n}; {machine()}")
+    limit = f", each web node held to {args.web_cpu:g} of a core" if args.web_cpu else ""
+    print(f"nodes_bench: median of {args.repeat} runs, -n {args.n}{limit}; {machine()}")
     print(table(headers, [[*m.values(), m["new visitors/s"] / base] for m in medians]))
 
 

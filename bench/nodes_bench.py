@@ -20,8 +20,8 @@ opened ("host busy %": what one more node could still use on this machine).
 `--web-cpu 0.25` holds every web node to a quarter of a core (a cgroup each, bench/cpu_quota.py;
 needs root): each node is then a small machine of its own, the client, PostgreSQL, RabbitMQ
 and the workers node keep the rest of the host, and one node against two measures what a
-second node adds rather than what the host has left. "web throttled %" is then the share of
-the run the kernel held the web nodes back (near 100: the quota was their limit).
+second node adds rather than what the host has left. "busiest web node throttled %" is then
+the share of the run the kernel held that node back (high: its quota was the limit).
 
     python -m bench.nodes_bench -n 1000 --repeat 3 \\
         --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
@@ -153,19 +153,21 @@ async def _measure(
         site, nodes.web_ports, http, asyncio.Semaphore(args.opening), own_addresses=True
     )
     every = [n.proc.pid for n in nodes.nodes]
-    cpu0 = sum(cpu_seconds(n.proc.pid) for n in webs)
+    cpu0 = [cpu_seconds(n.proc.pid) for n in webs]
     all0 = sum(cpu_seconds(pid) for pid in every)
-    throttled0 = sum(limit.throttled_s() for limit in limited)
+    throttled0 = [limit.throttled_s() for limit in limited]
     host0 = host_jiffies()
     begin = time.perf_counter()
     await sockets.open_many(args.n)
     elapsed = time.perf_counter() - begin
-    cpu = sum(cpu_seconds(n.proc.pid) for n in webs) - cpu0
-    throttled = sum(limit.throttled_s() for limit in limited) - throttled0
+    cpu = [cpu_seconds(n.proc.pid) - before for n, before in zip(webs, cpu0, strict=True)]
+    throttled = [
+        limit.throttled_s() - before for limit, before in zip(limited, throttled0, strict=True)
+    ]
     host1 = host_jiffies()
     backlog, drained = await _drained(db, DRAIN_WITHIN_S)
     all_cpu = sum(cpu_seconds(pid) for pid in every) - all0
-    forwarded = sum([await _forwarded(http, n.port) for n in webs])
+    forwarding = sum([await _forwarding(http, n.port) for n in webs], Counter[str]())
     shown = sockets.leased_numbers()
     async with db.read() as conn:
         doubled_in_db = await _numbers_leased_twice(conn)
@@ -177,11 +179,12 @@ async def _measure(
         "new visitors/s": args.n / elapsed,
         "p50 ms": percentile(sockets.hello_ms, 50),
         "p99 ms": percentile(sockets.hello_ms, 99),
-        "web CPU ms/visitor": cpu * 1000 / args.n,
+        "web CPU ms/visitor": sum(cpu) * 1000 / args.n,
+        "busiest web node CPU ms/visitor": max(cpu) * 1000 / args.n,
         "host busy %": 100 * (host1[0] - host0[0]) / max(1, host1[1] - host0[1]),
     }
     if limited:
-        row["web throttled %"] = 100 * throttled / (elapsed * len(limited))
+        row["busiest web node throttled %"] = 100 * max(throttled) / elapsed
     return {
         **row,
         "backlog": backlog,
@@ -189,7 +192,8 @@ async def _measure(
         "all nodes CPU ms/visitor": all_cpu * 1000 / args.n,
         "shown twice": shown_twice,
         "leased twice": doubled_in_db,
-        "forwarded to owner": forwarded,
+        "forwarded to owner": forwarding["forwarded"],
+        "forwarded per message": forwarding["forwarded"] / max(1, forwarding["batches"]),
     }
 
 
@@ -197,14 +201,17 @@ DRAIN_WITHIN_S = 60.0
 CONSUMERS_SETTLE_S = 0.5  # after the outbox is empty, for the last deliveries to be handled
 
 
-async def _forwarded(http: aiohttp.ClientSession, port: int) -> int:
-    """Requests this node forwarded to a site's owner (cluster/rabbit.py), from /metrics."""
+async def _forwarding(http: aiohttp.ClientSession, port: int) -> Counter[str]:
+    """What this node forwarded to a site's owner (cluster/rabbit.py), from /metrics: the
+    requests (`forwarded`) and the messages they went in (`batches`)."""
     async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
         text = await response.text()
+    counts: Counter[str] = Counter()
     for line in text.splitlines():
-        if line.startswith('calltracking_forwarding_total{outcome="forwarded"}'):
-            return int(float(line.split()[-1]))
-    return 0
+        if line.startswith('calltracking_forwarding_total{outcome="'):
+            outcome = line.split('"')[1]
+            counts[outcome] = int(float(line.split()[-1]))
+    return counts
 
 
 async def _drained(db: Database, within_s: float) -> tuple[int, float]:

@@ -21,6 +21,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# Short periods: a node over its quota waits a few milliseconds, as on a slower machine, rather
+# than 75 ms of every 100 (the kernel's default period), which stalls every round trip with it.
 PERIOD_US = 10_000
 V1_ROOT = Path("/sys/fs/cgroup/cpu")
 V2_ROOT = Path("/sys/fs/cgroup")
@@ -85,7 +87,10 @@ def cpu_quota(pids: Sequence[int], cores: float) -> Iterator[list[Limited]]:
     moved: list[tuple[Limited, Path]] = []
     try:
         for pid in pids:
-            home = _own_group(pid, v2)
+            try:
+                home = _own_group(pid, v2)
+            except FileNotFoundError:
+                raise ProcessLookupError(f"no process {pid}") from None
             group = root / f"ct_bench_{tag}_{pid}"
             try:
                 group.mkdir()
@@ -94,6 +99,8 @@ def cpu_quota(pids: Sequence[int], cores: float) -> Iterator[list[Limited]]:
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     group.rmdir()
+                if isinstance(exc, ProcessLookupError):
+                    raise ProcessLookupError(f"no process {pid}") from None
                 raise CpuQuotaUnavailable(f"cannot limit process {pid} in {group}: {exc}") from exc
             moved.append((Limited(pid, group, v2), home))
         yield [limited for limited, _ in moved]

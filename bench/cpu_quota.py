@@ -61,11 +61,14 @@ def _hierarchy() -> tuple[Path, bool]:
 
 def _own_group(pid: int, v2: bool) -> Path:
     """The group `pid` is in now, in the hierarchy we write to (to move it back)."""
+    root = V2_ROOT if v2 else V1_ROOT
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         if (v2 and controllers == "") or (not v2 and "cpu" in controllers.split(",")):
-            return (V2_ROOT if v2 else V1_ROOT) / path.lstrip("/")
-    return V2_ROOT if v2 else V1_ROOT
+            group = root / path.lstrip("/")
+            # In a container the path may be the host's view of a hierarchy mounted at its root.
+            return group if group.is_dir() else root
+    return root
 
 
 def _limit(group: Path, v2: bool, cores: float) -> None:

@@ -3,7 +3,8 @@
 On a fresh SQLite file (the inline path, store/sqlite_inline.py), a seeded site; then for each
 `--history` (cumulative), that many earlier calls of one caller are stored first (batches of
 256), and `--batches` batches of `--size` call starts of the same caller are timed one by one
-(this process's CPU from the first start to the last answer). Prints the median per batch.
+(this process's CPU from the first start to the last answer). Prints the median per batch, as
+a table (`bench.pairs` compares two revisions with it).
 A batch whose cost grows with the history reads something that grows with it.
 
     python -m bench.call_start_profile --history 0 2000 10000
@@ -18,7 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.common import median, quiet_logging, seed_site
+from bench.common import machine, median, quiet_logging, seed_site, table
 from calltracking.core.records import CallKey
 from calltracking.store.call_batches import CallStartBatcher
 from calltracking.store.calls import SqlCallRecorder
@@ -78,8 +79,13 @@ def main() -> None:
     quiet_logging()
     histories = sorted(args.history)
     medians = asyncio.run(run(histories, args.batches, args.size))
-    for history, ms in zip(histories, medians, strict=True):
-        print(f"caller's earlier calls {history:>7,}: {ms:.2f} ms of CPU per batch of {args.size}")
+    print(f"call_start_profile: median of {args.batches} batches; {machine()}")
+    print(
+        table(
+            ["calls stored before", f"CPU ms per batch of {args.size}"],
+            [[f"{history:,}", ms] for history, ms in zip(histories, medians, strict=True)],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ from calltracking.store.calls import (
     record_json,
     session_from_row,
 )
-from calltracking.store.outbox import new_id
+from calltracking.store.ids import time_ordered_id
 from calltracking.store.sites import Site, get_site
 
 # What a phase may change on a stored call (one executemany, same columns for every row).
@@ -226,7 +226,7 @@ async def _emit(batch: _Batch, call: _Call, key: EventKey, at: datetime) -> None
     )
     record = replace(record, tags=call.tags, target_call=target)
     data = record_json(record, call.exports, has_recording=row["recording_size"] is not None)
-    event = Event(key=key, id=new_id(), occurred_at=at, data=data)
+    event = Event(key=key, id=time_ordered_id(), occurred_at=at, data=data)
     batch.outbox.append(
         {"event_id": event.id, "key": str(key), "payload": event.to_json(), "occurred_at": at}
     )

@@ -35,7 +35,7 @@ from calltracking.store.calls import (
     session_from_row,
     session_json,
 )
-from calltracking.store.outbox import new_id
+from calltracking.store.ids import time_ordered_id
 from calltracking.store.sites import Site
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def _call_row(
     flags: tuple[bool, bool],
 ) -> dict[str, Any]:
     return {
-        "id": new_id(),
+        "id": time_ordered_id(),
         "pbx_id": start.key.pbx_id,
         "linkedid": start.key.linkedid,
         "account_id": site.account_id if site else None,
@@ -193,7 +193,7 @@ def _started(row: dict[str, Any], session: SessionInfo | None, account: Any, at:
         "has_recording": False,
         "exports": dict(_NO_EXPORTS),
     }
-    return Event(key=EventKey.CALL_STARTED, id=new_id(), occurred_at=at, data=payload)
+    return Event(key=EventKey.CALL_STARTED, id=time_ordered_id(), occurred_at=at, data=payload)
 
 
 class _RowView:

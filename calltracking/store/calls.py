@@ -30,7 +30,8 @@ from calltracking.core.reports.leads import is_first_time_caller, is_lead
 from calltracking.core.reports.localtime import month_bounds, month_of
 from calltracking.store import schema as t
 from calltracking.store.db import Database
-from calltracking.store.outbox import emit, new_id
+from calltracking.store.ids import time_ordered_id
+from calltracking.store.outbox import emit
 from calltracking.store.sites import Site, get_site
 
 log = logging.getLogger(__name__)
@@ -304,7 +305,7 @@ async def new_call_values(
     account_id = site.account_id if site else None
     first, lead = await _caller_flags(conn, account_id, caller, result.kind, at)
     return dict(
-        id=new_id(),
+        id=time_ordered_id(),
         pbx_id=key.pbx_id,
         linkedid=key.linkedid,
         account_id=account_id,

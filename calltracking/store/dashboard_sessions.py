@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from calltracking.store.outbox import new_id
+from calltracking.store.ids import new_id
 from calltracking.store.schema import dashboard_sessions, tokens
 from calltracking.store.tokens import Principal, authenticate, hash_token
 

@@ -21,7 +21,7 @@ from calltracking.core.events import Event, EventKey
 from calltracking.core.kinds import DisplayKind
 from calltracking.store import schema as t
 from calltracking.store.bulk_insert import Also, insert_rows, insert_tables
-from calltracking.store.outbox import new_id
+from calltracking.store.ids import time_ordered_id
 from calltracking.store.sql_lists import one_of
 
 
@@ -168,7 +168,7 @@ class BatchWrites:
         self.display_changes.setdefault(visitor_id, []).append((kind, e164, at))
 
     def _event(self, key: str, data: dict[str, Any], at: datetime) -> None:
-        self.outbox.append(Event(key=key, id=new_id(), occurred_at=at, data=data))
+        self.outbox.append(Event(key=key, id=time_ordered_id(), occurred_at=at, data=data))
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from calltracking.store import schema as t
 from calltracking.store.db import Database
 from calltracking.store.decider_sweeps import SweepChores
 from calltracking.store.decider_writes import BatchWrites
-from calltracking.store.outbox import new_id
+from calltracking.store.ids import new_id
 from calltracking.store.shown_numbers import changed_visitors, now_shown, untracked
 from calltracking.store.site_batches import Op, SiteBatches, Slot
 from calltracking.store.sites import Site, get_site

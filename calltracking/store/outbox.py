@@ -12,7 +12,6 @@ owner closes it (`close()`).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from calltracking.core.events import Event
 from calltracking.store.db import Database
 from calltracking.store.driver_select import select_rows
+from calltracking.store.ids import time_ordered_id
 from calltracking.store.schema import outbox
 from calltracking.store.sql_lists import one_of
 from calltracking.store.sqlite_inline import Busy, InlineSqlite, usable
@@ -48,27 +48,8 @@ _MARK = (
 )
 
 
-def new_id() -> str:
-    """Random 128-bit id, 32 hex digits (visitor ids must not be guessable).
-
-    From the operating system's CSPRNG as `secrets.token_hex(16)`, but drawn `_IDS_PER_DRAW`
-    at a time: a new visitor takes five or six ids, and a `getrandom` call for each was a
-    visible part of its CPU. A forked child starts without its parent's undrawn ids."""
-    while True:
-        try:
-            return _undrawn.pop()
-        except IndexError:
-            raw = os.urandom(16 * _IDS_PER_DRAW).hex()
-            _undrawn.extend(raw[i : i + 32] for i in range(0, len(raw), 32))
-
-
-_IDS_PER_DRAW = 128
-_undrawn: list[str] = []
-os.register_at_fork(after_in_child=_undrawn.clear)
-
-
 async def emit(conn: AsyncConnection, key: str, data: Mapping[str, Any], at: datetime) -> Event:
-    event = Event(key=key, id=new_id(), occurred_at=at, data=dict(data))
+    event = Event(key=key, id=time_ordered_id(), occurred_at=at, data=dict(data))
     await conn.execute(
         outbox.insert().values(event_id=event.id, key=key, payload=event.to_json(), occurred_at=at)
     )

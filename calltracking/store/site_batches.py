@@ -40,8 +40,8 @@ from calltracking.store.decider_state import (
     rules_of,
 )
 from calltracking.store.decider_writes import BatchWrites, StaleState
+from calltracking.store.ids import new_id
 from calltracking.store.number_moves import account_room
-from calltracking.store.outbox import new_id
 from calltracking.store.sites import Site, get_site
 
 log = logging.getLogger(__name__)

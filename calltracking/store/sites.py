@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from calltracking.core.errors import Conflict
 from calltracking.core.kinds import AttributionKind
 from calltracking.core.settings import SiteSettings, settings_from_json, settings_to_json
+from calltracking.store.ids import new_id
 from calltracking.store.number_moves import (
     NumberOwner,
     account_numbers_in_use,
@@ -30,7 +31,6 @@ from calltracking.store.number_moves import (
     release_to_reserve,
     top_up_pool,
 )
-from calltracking.store.outbox import new_id
 from calltracking.store.schema import accounts, sites
 
 __all__ = [  # the number functions are re-exported for callers that import them from here

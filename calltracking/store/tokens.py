@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from calltracking.config import Config
 from calltracking.core.errors import Conflict, InvalidInput, NotFound
 from calltracking.store.db import Database
-from calltracking.store.outbox import new_id
+from calltracking.store.ids import new_id
 from calltracking.store.schema import accounts, tokens
 
 TOKEN_PREFIX = "ct_"

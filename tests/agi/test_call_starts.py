@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,6 +91,36 @@ async def test_a_batch_stores_each_call_as_the_recorder_stores_it_alone(any_db: 
 
 def _fields(resolution: Resolution) -> dict[str, Any]:
     return {f: getattr(resolution, f) for f in resolution.__slots__}
+
+
+@BOTH_DATABASES
+async def test_calls_and_their_events_get_ids_that_sort_by_when_they_were_made(
+    any_db: Database,
+) -> None:
+    """Time-ordered ids (store/ids.py): new calls and events land at the end of their indexes,
+    whichever path stored them (a batch, the recorder alone)."""
+    scene = await seed_scene(any_db, HELLO_AT)
+    recorder = SqlCallRecorder(any_db)
+    batcher = CallStartBatcher(any_db, recorder)
+    before = time.time_ns() // 1_000_000
+    await recorder.start_call(CallKey(PBX, "alone"), scene.leased, None, CALL_AT)
+    await asyncio.gather(
+        *(batcher.start_call(CallKey(PBX, f"b{i}"), scene.leased, None, CALL_AT) for i in range(3))
+    )
+    await batcher.close()
+    after = time.time_ns() // 1_000_000
+    async with any_db.read() as conn:
+        call_ids = list((await conn.execute(sa.select(t.calls.c.id))).scalars())
+        event_ids = list(
+            (
+                await conn.execute(
+                    sa.select(t.outbox.c.event_id).where(t.outbox.c.key == "call.started")
+                )
+            ).scalars()
+        )
+    assert len(call_ids) == len(event_ids) == 4
+    for made in call_ids + event_ids:
+        assert before <= int(made[:12], 16) <= after, made
 
 
 @BOTH_DATABASES

@@ -5,6 +5,7 @@ statement text on PostgreSQL whatever their length."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -49,6 +50,25 @@ async def test_visitors_created_in_one_batch_are_stored_as_the_engine_holds_them
         assert row.waiting_since == held.waiting_since
         assert row.last_seen_at == held.last_seen_at
         assert visits[w.visitor_id].got_number is (w.visitor_id in leased)
+
+
+async def test_a_batchs_events_get_time_ordered_ids_and_its_visitors_random_ones(
+    any_db: Database,
+) -> None:
+    """Events are written most and are no secret: their ids sort by the millisecond they were
+    made in (store/ids.py); a visitor's id stays 128 random bits."""
+    site = await seed_site(any_db, reserve=2, pool_max=2)
+    service = DeciderService(any_db, "node", "7")
+    before = time.time_ns() // 1_000_000
+    welcomes = await asyncio.gather(*(service.hello(site, _hello(n), T0) for n in range(2)))
+    after = time.time_ns() // 1_000_000
+    async with any_db.read() as conn:
+        event_ids = list((await conn.execute(sa.select(t.outbox.c.event_id))).scalars())
+    assert event_ids  # lease.assigned for each
+    for made in event_ids:
+        assert before <= int(made[:12], 16) <= after, made
+    for welcome in welcomes:  # not stamped with this moment (48 random bits would be, 1 in 2^38)
+        assert not before <= int(welcome.visitor_id[:12], 16) <= after
 
 
 async def test_a_visit_that_gets_its_number_in_a_later_batch_is_marked_then(

@@ -20,8 +20,8 @@ from calltracking.store.db import Database
 from calltracking.store.decider_state import load_engine
 from calltracking.store.decider_writes import BatchWrites
 from calltracking.store.deciders import DeciderService
+from calltracking.store.ids import new_id
 from calltracking.store.number_moves import NumberOwner, claim_for
-from calltracking.store.outbox import new_id
 from calltracking.store.sites import Site
 from calltracking.store.visitors import Hello
 from tests.store.seed import DESKTOP_UA, T0, seed_site

@@ -8,8 +8,10 @@ hello (the median of `--repeat` runs, each on a fresh database); with `--profile
 cProfile of the first run and prints its top functions by cumulative and by own time.
 
 `--pool 200` against `--pool 20000` with `-n 200` shows whether a new visitor's cost depends on
-the size of the pool it is drawn from. The heap is settled after seeding, as `serve` settles it
-once it listens (calltracking/heap.py).
+the size of the pool it is drawn from. `--history N` first stores N visitors who came and left
+before (a visitor, a visit and an ended lease each, with ids as the tracker makes them): whether
+it depends on how many visitors the database already holds. The heap is settled after
+seeding, as `serve` settles it once it listens (calltracking/heap.py).
 """
 
 from __future__ import annotations
@@ -20,19 +22,86 @@ import cProfile
 import pstats
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from bench.common import DESKTOP_UA, cpu_seconds, median, seed_site
+import sqlalchemy as sa
+
+from bench.common import DESKTOP_UA, T0, cpu_seconds, median, seed_site, table
 from calltracking.config import Config
 from calltracking.heap import settle_after_startup
 from calltracking.serve import running
+from calltracking.store import schema as t
+from calltracking.store.bulk_insert import insert_rows
+from calltracking.store.db import Database
+from calltracking.store.ids import new_id
+from calltracking.store.sites import Site
 from calltracking.store.visitors import Hello
 
 TOP = 35
+HISTORY_CHUNK = 5000
+
+
+async def store_history(db: Database, site: Site, visitors: int) -> None:
+    """`visitors` earlier visitors of `site`: each a visitor row, a visit and a lease of one of
+    the reserve's numbers that ended a day before T0 (nothing the deciders hold in memory)."""
+    async with db.read() as conn:
+        numbers = list((await conn.execute(sa.select(t.numbers.c.e164).limit(1000))).scalars())
+    left = T0 - timedelta(days=1)
+    for start in range(0, visitors, HISTORY_CHUNK):
+        rows: dict[sa.Table, list[dict[str, Any]]] = {t.visitors: [], t.visits: [], t.leases: []}
+        for i in range(start, min(visitors, start + HISTORY_CHUNK)):
+            came = left - timedelta(seconds=visitors - i)
+            visitor, visit = new_id(), new_id()
+            rows[t.visitors].append(
+                {
+                    "id": visitor,
+                    "site_id": site.id,
+                    "created_at": came,
+                    "last_seen_at": came,
+                    "last_activity_at": came,
+                    "wants_number": False,
+                    "bot": False,
+                }
+            )
+            rows[t.visits].append(
+                {
+                    "id": visit,
+                    "visitor_id": visitor,
+                    "site_id": site.id,
+                    "started_at": came,
+                    "last_seen_at": came,
+                    "source": "history",
+                    "medium": "bench",
+                    "tracked": True,
+                    "got_number": True,
+                }
+            )
+            rows[t.leases].append(
+                {
+                    "id": new_id(),
+                    "site_id": site.id,
+                    "number": numbers[i % len(numbers)],
+                    "visitor_id": visitor,
+                    "visit_id": visit,
+                    "assigned_at": came,
+                    "ended_at": came + timedelta(seconds=30),
+                    "end_reason": "closed",
+                }
+            )
+        async with db.write() as conn:
+            for table, chunk in rows.items():
+                await insert_rows(conn, table, chunk)
 
 
 async def run(
-    n: int, pool: int, concurrency: int, database_url: str | None, profile: str | None
+    n: int,
+    pool: int,
+    concurrency: int,
+    database_url: str | None,
+    profile: str | None,
+    history: int = 0,
 ) -> tuple[float, float]:
     """(hellos per second, ms of CPU per hello) of one run."""
     with tempfile.TemporaryDirectory(prefix="bench-decider-") as tmp:
@@ -41,6 +110,7 @@ async def run(
         async with running(config, ["web"]) as state:
             services = state.services
             site = await seed_site(services.db, pool)
+            await store_history(services.db, site, history)
             # As `calltracking serve` does once it listens: without it a full collection over
             # the seeded reserve's objects (50-60 ms at 20,000 numbers, the default thresholds)
             # fell inside some runs and not others, and looked like a cost of the pool's size.
@@ -67,7 +137,8 @@ async def run(
                 profiler.disable()
             wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
             print(
-                f"decider_profile: {n} new visitors, pool up to {pool}, in {wall:.2f} s: "
+                f"decider_profile: {n} new visitors, pool up to {pool}, "
+                f"{history:,} earlier visitors, in {wall:.2f} s: "
                 f"{n / wall:.0f}/s, {1000 * cpu / n:.3f} ms of CPU each",
                 flush=True,
             )
@@ -87,6 +158,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--profile", default=None, help="write a cProfile to FILE")
+    parser.add_argument(
+        "--history", type=int, default=0, help="visitors who came and left before (stored first)"
+    )
     args = parser.parse_args()
     if args.database_url and args.repeat > 1:
         parser.error("--repeat needs SQLite (each run takes a fresh database)")
@@ -95,12 +169,25 @@ def main() -> None:
         parser.error("--pool must hold -n visitors")
     runs = [
         asyncio.run(
-            run(args.n, pool, args.concurrency, args.database_url, args.profile if i == 0 else None)
+            run(
+                args.n,
+                pool,
+                args.concurrency,
+                args.database_url,
+                args.profile if i == 0 else None,
+                args.history,
+            )
         )
         for i in range(args.repeat)
     ]
     rate, cpu_ms = median([r[0] for r in runs]), median([r[1] for r in runs])
     print(f"decider_profile: median of {len(runs)}: {rate:.0f}/s, {cpu_ms:.3f} ms of CPU each")
+    print(
+        table(
+            ["new visitors", "earlier visitors", "concurrency", "hellos/s", "CPU ms/hello"],
+            [[args.n, f"{args.history:,}", args.concurrency, rate, cpu_ms]],
+        )
+    )
 
 
 if __name__ == "__main__":

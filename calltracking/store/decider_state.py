@@ -34,9 +34,15 @@ def rules_of(site: Site) -> SiteRules:
 
 
 async def load_engine(
-    conn: AsyncConnection, site: Site, now: datetime, ids: Callable[[], str]
+    conn: AsyncConnection,
+    site: Site,
+    now: datetime,
+    ids: Callable[[], str],
+    record_ids: Callable[[], str] | None = None,
 ) -> SiteEngine:
-    engine = SiteEngine(rules_of(site), ids=ids)
+    """The site's engine as the database holds it; `ids` make its visitors' ids, `record_ids`
+    its visits' and leases' (SiteEngine)."""
+    engine = SiteEngine(rules_of(site), ids=ids, record_ids=record_ids)
     numbers = await _pool_numbers(conn, site.id)
     leased_first = sorted(numbers.values(), key=_activity_order)
     for number in leased_first:  # leases keep their activity order

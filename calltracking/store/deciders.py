@@ -43,7 +43,7 @@ from calltracking.store import schema as t
 from calltracking.store.db import Database
 from calltracking.store.decider_sweeps import SweepChores
 from calltracking.store.decider_writes import BatchWrites
-from calltracking.store.ids import new_id
+from calltracking.store.ids import time_ordered_id
 from calltracking.store.shown_numbers import changed_visitors, now_shown, untracked
 from calltracking.store.site_batches import Op, SiteBatches, Slot
 from calltracking.store.sites import Site, get_site
@@ -124,7 +124,7 @@ class DeciderService:
     # decided here or by the site's owner (`_route`).
 
     async def hello(self, site: Site, hello: Hello, now: datetime) -> Welcome:
-        tab_id = new_id()
+        tab_id = time_ordered_id()
         welcome = await self._route(
             site.id,
             lambda: fw.HelloRequest(site.id, now, self.node_id, tab_id, hello),

@@ -40,7 +40,7 @@ from calltracking.store.decider_state import (
     rules_of,
 )
 from calltracking.store.decider_writes import BatchWrites, StaleState
-from calltracking.store.ids import new_id
+from calltracking.store.ids import new_id, time_ordered_id
 from calltracking.store.number_moves import account_room
 from calltracking.store.sites import Site, get_site
 
@@ -153,7 +153,7 @@ class SiteBatches:
                 fresh = await get_site(conn, slot.site.id)
                 if fresh is not None:
                     slot.site = fresh
-                slot.engine = await load_engine(conn, slot.site, first_now, new_id)
+                slot.engine = await load_engine(conn, slot.site, first_now, new_id, time_ordered_id)
                 slot.changes = []
                 self.reloads += 1
             engine = slot.engine

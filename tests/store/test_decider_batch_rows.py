@@ -52,22 +52,32 @@ async def test_visitors_created_in_one_batch_are_stored_as_the_engine_holds_them
         assert visits[w.visitor_id].got_number is (w.visitor_id in leased)
 
 
-async def test_a_batchs_events_get_time_ordered_ids_and_its_visitors_random_ones(
+async def test_a_batchs_rows_get_time_ordered_ids_but_its_visitors_random_ones(
     any_db: Database,
 ) -> None:
-    """Events are written most and are no secret: their ids sort by the millisecond they were
-    made in (store/ids.py); a visitor's id stays 128 random bits."""
+    """Events, visits, leases and tabs are no secret: their ids sort by the millisecond they
+    were made in (store/ids.py), so new rows land at the end of their indexes. A visitor's id
+    stays 128 random bits, as the contract says."""
     site = await seed_site(any_db, reserve=2, pool_max=2)
     service = DeciderService(any_db, "node", "7")
     before = time.time_ns() // 1_000_000
     welcomes = await asyncio.gather(*(service.hello(site, _hello(n), T0) for n in range(2)))
     after = time.time_ns() // 1_000_000
     async with any_db.read() as conn:
-        event_ids = list((await conn.execute(sa.select(t.outbox.c.event_id))).scalars())
-    assert event_ids  # lease.assigned for each
-    for made in event_ids:
-        assert before <= int(made[:12], 16) <= after, made
-    for welcome in welcomes:  # not stamped with this moment (48 random bits would be, 1 in 2^38)
+        made = {
+            table.name: list((await conn.execute(sa.select(column))).scalars())
+            for table, column in (
+                (t.outbox, t.outbox.c.event_id),
+                (t.visits, t.visits.c.id),
+                (t.leases, t.leases.c.id),
+                (t.tabs, t.tabs.c.id),
+            )
+        }
+    assert all(made.values()), made  # a lease.assigned, a visit, a lease and a tab each
+    for ids in made.values():
+        for one in ids:
+            assert before <= int(one[:12], 16) <= after, one
+    for welcome in welcomes:  # a random id falls in this window about once in 2^38
         assert not before <= int(welcome.visitor_id[:12], 16) <= after
 
 

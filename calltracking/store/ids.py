@@ -1,16 +1,16 @@
 """Row and event ids: 32 hex digits, from the operating system's CSPRNG.
 
-- `new_id`: 128 random bits, for what must not be guessable or ordered (visitors, tabs, leases,
-  sites, tokens, sessions). Drawn `_IDS_PER_DRAW` at a time: a new visitor takes five or six
-  ids, and a `getrandom` call for each was a visible part of its CPU. A forked child starts
-  without its parent's undrawn ids.
+- `new_id`: 128 random bits, for what must not be guessable (visitors: the contract says so;
+  accounts, sites, tokens, dashboard sessions). Drawn `_IDS_PER_DRAW` at a time: a new
+  visitor takes several ids, and a `getrandom` call for each was a visible part of its CPU. A
+  forked child starts without its parent's undrawn ids.
 - `time_ordered_id`: the current Unix time in milliseconds (12 digits), then 80 random bits;
-  for the rows written most and never secret, calls and events. An id made later sorts later,
-  so a new row lands at the right-hand end of each index its id keys instead of on a random
-  page of it: with 200,000 calls stored, a batch of call starts cost 1.7x the CPU of one on an
-  empty database with random ids, and the same with these (docs/benchmarks.md, FastAGI, tenth
-  session). A clock stepped back only costs that locality for a moment; uniqueness comes from
-  the random bits.
+  for the rows written most and never secret (calls, events, visits, leases, tabs). An id made
+  later sorts later, so a new row lands at the right-hand end of each index its id keys
+  instead of on a random page of it: with 200,000 calls stored, a batch of call starts cost
+  1.7x the CPU it cost on an empty database with random ids, and the same with these
+  (docs/benchmarks.md, FastAGI, tenth session). A clock stepped back only costs that locality
+  for a moment; uniqueness comes from the random bits.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ process still alive goes back to the group it came from and the groups are remov
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -117,9 +116,21 @@ def cpu_quota(pids: Sequence[int], cores: float) -> Iterator[list[Limited]]:
 
 
 def available() -> bool:
-    """Whether `cpu_quota` can work here (a quick check for --help and tests)."""
+    """Whether `cpu_quota` can work here: a group made, limited and removed again."""
     try:
-        root, _ = _hierarchy()
+        root, v2 = _hierarchy()
     except CpuQuotaUnavailable:
         return False
-    return os.access(root, os.W_OK)
+    probe = root / f"ct_bench_probe_{secrets.token_hex(3)}"
+    try:
+        probe.mkdir()
+    except OSError:
+        return False
+    try:
+        _limit(probe, v2, 0.5)
+    except OSError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            probe.rmdir()
+    return True

@@ -1,7 +1,8 @@
 """A batch's reads on PostgreSQL in one statement (store/call_start_read_pg.py) see exactly what
 the separate statements of call_start_facts.py see: the same rows with the same values, the same
-callers' flags and the same stored keys; and a batch is two round trips (the reads, the inserts:
-no BEGIN or COMMIT) whatever its size."""
+callers' flags and the same stored keys; a batch is two round trips (the reads, the inserts:
+no BEGIN or COMMIT) whatever its size; and its stored keys are probed by index, not found by
+a scan of every call."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.engine import make_url
 
 from calltracking.core.records import CallKey
 from calltracking.store import schema as t
@@ -25,7 +28,7 @@ from calltracking.store.call_start_facts import (
     stored_calls,
     visits_by_id,
 )
-from calltracking.store.call_start_read_pg import read_all
+from calltracking.store.call_start_read_pg import _statement, read_all
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from tests.integration.pbx import PBX, Scene, seed_scene
@@ -170,3 +173,53 @@ async def test_a_batch_is_two_round_trips_whatever_its_size(
     assert batcher.batches == 1
     # No transaction (call_batches.py): the reads, then the inserts, each committed on its own.
     assert trips == ["WITH n", "WITH i0"]
+
+
+def _index_names(plan: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(plan, dict):
+        if plan.get("Relation Name") == "calls" and plan.get("Index Name"):
+            found.add(plan["Index Name"])
+        for value in plan.values():
+            found |= _index_names(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found |= _index_names(value)
+    return found
+
+
+async def test_the_stored_keys_are_probed_by_index_in_the_generic_plan(any_db: Database) -> None:
+    """As a plain join, a generic plan over a few hundred calls scanned them all and kept doing
+    so as they grew (23 ms a batch at 200,000 calls: docs/benchmarks.md)."""
+    scene = await seed_scene(any_db, HELLO_AT)
+    batcher = CallStartBatcher(any_db, SqlCallRecorder(any_db))
+    await asyncio.gather(
+        *(
+            batcher.start_call(CallKey(PBX, f"h{i}"), scene.leased, REGULAR, CALL_AT)
+            for i in range(300)
+        )
+    )
+    await batcher.close()
+    values = {
+        "dids": [scene.leased],
+        "callers": [REGULAR],
+        "pbx_ids": [PBX] * 16,
+        "linkedids": [f"new-{i}" for i in range(16)],
+        "latest": CALL_AT,
+        "since": CALL_AT - timedelta(days=40),
+        "until": CALL_AT + timedelta(days=40),
+    }
+    async with any_db.write() as conn:
+        await conn.exec_driver_sql("ANALYZE calls")
+        compiled = _statement(conn.dialect).compile(dialect=conn.dialect)
+    # A connection of its own (the pool's decode JSON their way), on the generic plan.
+    raw = await asyncpg.connect(
+        make_url(any_db.url).set(drivername="postgresql").render_as_string(False)
+    )
+    try:
+        await raw.execute("SET plan_cache_mode = force_generic_plan")
+        statement = await raw.prepare(str(compiled))
+        plan = await statement.explain(*(values[name] for name in compiled.positiontup or ()))
+    finally:
+        await raw.close()
+    assert "uq_calls_pbx_linkedid" in _index_names(plan)

@@ -23,7 +23,9 @@ Rules (the same reads as call_start_facts.py, the same values):
   which must not depend on the tables' statistics (a fresh tracker's calls table grows faster
   than they are gathered, and `EXISTS` was planned as a scan of every call of the account).
   The batch's stored keys too: as a plain join they were planned as a hash join over a scan of
-  every call (statistics of a small table), 28 ms a batch once 200,000 calls were stored.
+  every call (statistics of a small table), 28 ms a batch once 200,000 calls were stored. What
+  probes cannot prevent: a generic plan made while only a few dozen calls were analyzed scans
+  them, and holds until the next ANALYZE (autovacuum's, as the table grows).
 """
 
 from __future__ import annotations

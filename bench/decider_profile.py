@@ -1,9 +1,10 @@
 """Where a new visitor's hello spends its time inside the process, without sockets.
 
-Starts the tracker's services on a fresh SQLite file (or `--database-url` PostgreSQL, an empty
-database), seeds a site whose pool may grow to `--pool` numbers (default `-n`) from a reserve of
-as many, and sends `-n` hellos of new visitors from `--concurrency` tasks straight to the decider
-(`services.visitors.hello`), as the websocket handler does. Prints hellos per second and CPU per
+Starts the tracker's services on a fresh SQLite file (or, with `--database-url`, a fresh
+database this bench makes on that PostgreSQL server and drops after), seeds a site whose pool
+may grow to `--pool` numbers (default `-n`) from a reserve of as many, and sends `-n` hellos of
+new visitors from `--concurrency` tasks straight to the decider (`services.visitors.hello`),
+as the websocket handler does. Prints hellos per second and CPU per
 hello (the median of `--repeat` runs, each on a fresh database); with `--profile FILE`, writes a
 cProfile of the first run and prints its top functions by cumulative and by own time.
 
@@ -28,7 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.common import DESKTOP_UA, T0, cpu_seconds, median, seed_site, table
+from bench.common import DESKTOP_UA, T0, cpu_seconds, fresh_database, median, seed_site, table
 from calltracking.config import Config
 from calltracking.heap import settle_after_startup
 from calltracking.serve import running
@@ -105,49 +106,62 @@ async def run(
 ) -> tuple[float, float]:
     """(hellos per second, ms of CPU per hello) of one run."""
     with tempfile.TemporaryDirectory(prefix="bench-decider-") as tmp:
-        url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}"
-        config = Config(database_url=url, recordings_dir=Path(tmp), http_port=0)
-        async with running(config, ["web"]) as state:
-            services = state.services
-            site = await seed_site(services.db, pool)
-            await store_history(services.db, site, history)
-            # As `calltracking serve` does once it listens: without it a full collection over
-            # the seeded reserve's objects (50-60 ms at 20,000 numbers, the default thresholds)
-            # fell inside some runs and not others, and looked like a cost of the pool's size.
-            settle_after_startup()
-            queue = list(range(n))
+        async with fresh_database(database_url or "") as fresh:
+            url = fresh or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}"
+            return await _run_on(url, Path(tmp), n, pool, concurrency, profile, history)
 
-            async def visitor_task() -> None:
-                while queue:
-                    i = queue.pop()
-                    hello = Hello(
-                        url="https://shop.example/?utm_source=bench",
-                        referrer="",
-                        user_agent=DESKTOP_UA,
-                        address=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
-                    )
-                    await services.visitors.hello(site, hello, services.clock())
 
-            profiler = cProfile.Profile() if profile else None
-            cpu0, wall0 = cpu_seconds(), time.perf_counter()
-            if profiler:
-                profiler.enable()
-            await asyncio.gather(*(visitor_task() for _ in range(concurrency)))
-            if profiler:
-                profiler.disable()
-            wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
-            print(
-                f"decider_profile: {n} new visitors, pool up to {pool}, "
-                f"{history:,} earlier visitors, in {wall:.2f} s: "
-                f"{n / wall:.0f}/s, {1000 * cpu / n:.3f} ms of CPU each",
-                flush=True,
-            )
-            if profiler and profile:
-                profiler.dump_stats(profile)
-                stats = pstats.Stats(profile)
-                stats.sort_stats("cumulative").print_stats(TOP)
-                stats.sort_stats("tottime").print_stats(TOP)
-            return n / wall, 1000 * cpu / n
+async def _run_on(
+    url: str,
+    tmp: Path,
+    n: int,
+    pool: int,
+    concurrency: int,
+    profile: str | None,
+    history: int,
+) -> tuple[float, float]:
+    config = Config(database_url=url, recordings_dir=tmp, http_port=0)
+    async with running(config, ["web"]) as state:
+        services = state.services
+        site = await seed_site(services.db, pool)
+        await store_history(services.db, site, history)
+        # As `calltracking serve` does once it listens: without it a full collection over
+        # the seeded reserve's objects (50-60 ms at 20,000 numbers, the default thresholds)
+        # fell inside some runs and not others, and looked like a cost of the pool's size.
+        settle_after_startup()
+        queue = list(range(n))
+
+        async def visitor_task() -> None:
+            while queue:
+                i = queue.pop()
+                hello = Hello(
+                    url="https://shop.example/?utm_source=bench",
+                    referrer="",
+                    user_agent=DESKTOP_UA,
+                    address=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+                )
+                await services.visitors.hello(site, hello, services.clock())
+
+        profiler = cProfile.Profile() if profile else None
+        cpu0, wall0 = cpu_seconds(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        await asyncio.gather(*(visitor_task() for _ in range(concurrency)))
+        if profiler:
+            profiler.disable()
+        wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
+        print(
+            f"decider_profile: {n} new visitors, pool up to {pool}, "
+            f"{history:,} earlier visitors, in {wall:.2f} s: "
+            f"{n / wall:.0f}/s, {1000 * cpu / n:.3f} ms of CPU each",
+            flush=True,
+        )
+        if profiler and profile:
+            profiler.dump_stats(profile)
+            stats = pstats.Stats(profile)
+            stats.sort_stats("cumulative").print_stats(TOP)
+            stats.sort_stats("tottime").print_stats(TOP)
+        return n / wall, 1000 * cpu / n
 
 
 def main() -> None:
@@ -156,14 +170,12 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=0, help="the pool's size (default: -n)")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--database-url", default=None, help="a PostgreSQL server (any database)")
     parser.add_argument("--profile", default=None, help="write a cProfile to FILE")
     parser.add_argument(
         "--history", type=int, default=0, help="visitors who came and left before (stored first)"
     )
     args = parser.parse_args()
-    if args.database_url and args.repeat > 1:
-        parser.error("--repeat needs SQLite (each run takes a fresh database)")
     pool = args.pool or args.n
     if pool < args.n:
         parser.error("--pool must hold -n visitors")

@@ -4,15 +4,16 @@ Starts the tracker's services on a fresh SQLite file (or, with `--database-url`,
 database this bench makes on that PostgreSQL server and drops after), seeds a site whose pool
 may grow to `--pool` numbers (default `-n`) from a reserve of as many, and sends `-n` hellos of
 new visitors from `--concurrency` tasks straight to the decider (`services.visitors.hello`),
-as the websocket handler does. Prints hellos per second and CPU per
-hello (the median of `--repeat` runs, each on a fresh database); with `--profile FILE`, writes a
-cProfile of the first run and prints its top functions by cumulative and by own time.
+as the websocket handler does. Prints hellos per second and CPU per hello (the median of
+`--repeat` runs, each on a fresh database); with `--profile FILE`, writes a cProfile of the
+first run and prints its top functions by cumulative and by own time.
 
 `--pool 200` against `--pool 20000` with `-n 200` shows whether a new visitor's cost depends on
 the size of the pool it is drawn from. `--history N` first stores N visitors who came and left
-before (a visitor, a visit and an ended lease each, with ids as the tracker makes them): whether
-it depends on how many visitors the database already holds. The heap is settled after
-seeding, as `serve` settles it once it listens (calltracking/heap.py).
+before (a visitor, a visit and an ended lease each, all with random ids, as a tracker stored
+them before store/ids.py): whether it depends on how many visitors the database already
+holds. The heap is settled after seeding, as `serve` settles it once it listens
+(calltracking/heap.py).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from each run; a run that fails stops the comparison with its output.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import subprocess
@@ -72,11 +73,8 @@ def unpack(revision: str, into: Path, repo: Path = ROOT) -> Path:
         check=True,
         capture_output=True,
     ).stdout
-    with tempfile.TemporaryFile() as tar_file:
-        tar_file.write(archive)
-        tar_file.seek(0)
-        with tarfile.open(fileobj=tar_file) as tar:
-            tar.extractall(into, filter="data")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
     return into
 
 

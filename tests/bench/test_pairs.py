@@ -58,9 +58,7 @@ def test_each_side_runs_its_own_code_with_the_heads_benchmark(
     revisions: tuple[Path, Path],
 ) -> None:
     base, head = revisions
-    report = last_table(
-        compare([Side("base", base), Side("head", head)], ["bench.show"], pairs=2)
-    )
+    report = last_table(compare([Side("base", base), Side("head", head)], ["bench.show"], pairs=2))
     assert report.headers == ["pair", "tree", "value", "measure"]
     assert report.rows == [
         ["1", "base", "old code", "new bench"],

@@ -13,10 +13,14 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aio_pika
 import aiohttp
+import aiormq
 import pytest
 import sqlalchemy as sa
 
+from calltracking.cluster.rabbit import QUEUE_PREFIX
+from calltracking.cluster.shards import shard_of
 from calltracking.core.kinds import AttributionKind
 from calltracking.store import schema as t
 from calltracking.store.db import Database
@@ -80,6 +84,28 @@ async def node_process(
         await proc.wait()
 
 
+async def _until_no_owner(amqp_url: str, site_id: str, timeout: float = 15.0) -> None:
+    """Until the broker has dropped the site's shard queue (its owner's connection is gone).
+    A hello forwarded before that is lost with the queue and waits out the forward's timeout
+    (the third test covers that case); this test is about the claim that follows."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                channel = await connection.channel()
+                try:
+                    await channel.declare_queue(QUEUE_PREFIX + str(shard_of(site_id)), passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    return
+                except aiormq.exceptions.ChannelLockedResource:
+                    pass  # still held: the broker has not yet seen the owner's connection close
+                else:
+                    await channel.close()
+                await asyncio.sleep(0.05)
+    finally:
+        await connection.close()
+
+
 async def _tab(http: aiohttp.ClientSession, port: int) -> Tab:
     ws = await http.ws_connect(
         f"http://127.0.0.1:{port}/ws",
@@ -130,8 +156,11 @@ async def test_when_the_deciding_node_is_killed_the_other_takes_its_site_over(
         await hello(on_b, site)  # decided by A, for B's socket
         second = (await on_b.until_kind("dynamic"))["e164"]
 
+        with pytest.raises(TimeoutError):  # A holds the shard's queue
+            await _until_no_owner(amqp_url, site.id, timeout=0.5)
         proc_a.send_signal(signal.SIGKILL)
         await proc_a.wait()
+        await _until_no_owner(amqp_url, site.id)
         newcomer = await _tab(http, port_b)
         await hello(newcomer, site)  # nobody owns the shard now: B claims it
         third = (await newcomer.until_kind("dynamic", timeout=15))["e164"]

@@ -164,7 +164,10 @@ async def running(
 
             # Call starts in group commits; closed after the server stopped (LIFO stack).
             starts = CallStartBatcher(
-                services.db, services.recorder, committed=services.outbox_written
+                services.db,
+                services.recorder,
+                committed=services.outbox_written,
+                unwanted=services.unwanted_event,
             )
             stack.push_async_callback(starts.close)
             agi = AgiServer(

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from calltracking.bus.base import Bus
+from calltracking.bus.memory import MemoryBus
 from calltracking.bus.wake import Wake
 from calltracking.config import Config
+from calltracking.core.events import Event
 from calltracking.metrics import Metrics
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
@@ -69,6 +71,16 @@ class Services:
         self.visitors.committed = self.due_wake.notify
         self.recorder = SqlCallRecorder(self.db)
         self.metrics = Metrics(self.health.report, self.health.counters)
+
+    @property
+    def unwanted_event(self) -> Callable[[Event], bool] | None:
+        """With the in-process bus, whether no consumer would take an event now: it may then be
+        written published (store/outbox.py, "Settled rows"). With a broker, consumers outside
+        this process may want any event: None."""
+        bus = self.bus
+        if isinstance(bus, MemoryBus):
+            return lambda event: not bus.wanted(event)
+        return None
 
     def outbox_written(self) -> None:
         """Outbox rows were committed: wake the relay and the exporters. Called for every

@@ -126,7 +126,7 @@ async def _lease_updates(app: web.Application) -> AsyncIterator[None]:
     """Changes decided on any node (bus `lease.*`, `pool.*`) reach this node's tabs."""
     services, hub = app[SERVICES], app[HUB]
     subscription = await services.bus.subscribe(
-        None, ["lease.#", "pool.#"], hub.on_event, durable=False
+        None, ["lease.#", "pool.#"], hub.on_event, durable=False, wants=hub.wants
     )
     yield
     await subscription.close()

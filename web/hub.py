@@ -217,9 +217,13 @@ class Hub:
     async def on_event(self, event: Event) -> None:
         """Bus handler: a lease or pool change somewhere; refresh the visitor if it is here and
         its tabs do not already show the change (this node's own changes come back this way)."""
+        if self.wants(event):
+            await self.refresh([str(event.data["visitor"])])
+
+    def wants(self, event: Event) -> bool:
+        """Whether `on_event` would refresh a visitor for `event` (the bus asks first)."""
         visitor = event.data.get("visitor")
-        if isinstance(visitor, str) and self.has(visitor) and not self._already_shown(event):
-            await self.refresh([visitor])
+        return isinstance(visitor, str) and self.has(visitor) and not self._already_shown(event)
 
     def _already_shown(self, event: Event) -> bool:
         tabs = self._by_visitor.get(str(event.data.get("visitor")), ())

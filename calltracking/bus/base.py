@@ -15,6 +15,12 @@ Rules both implementations keep:
 - Delivery is at least once. Each subscription skips event ids it already handled (`SeenIds`, a
   bounded LRU), which absorbs redeliveries after a lost ack or a re-published outbox row; but it
   forgets, and it is per process, so true idempotency lives in the consumers' own stores.
+- A subscription may give `wants`, a cheap synchronous check of an event it would ignore (a
+  site without webhooks, a visitor with no tab on this node): an event it refuses is settled
+  without calling the handler. The in-process bus asks at publish time, so a refused event is
+  never copied or queued, and `MemoryBus.wanted` tells the writers of the outbox whether any
+  queue would take an event at all (store/outbox.py, "Settled rows"); a broker's subscription
+  asks on delivery. `wants` must not change the event, and answers True whenever it cannot tell.
 - `publish` returns only once the event is safe (the broker confirmed it) and raises `BusError`
   otherwise, within a bounded time, so the outbox relay never marks an unconfirmed event sent.
 """
@@ -28,6 +34,7 @@ from typing import Protocol
 from calltracking.core.events import Event
 
 Handler = Callable[[Event], Awaitable[None]]
+Wants = Callable[[Event], bool]
 
 #: Failures of one event's handler before the event is dead-lettered.
 MAX_ATTEMPTS = 5
@@ -63,10 +70,12 @@ class Bus(Protocol):
         *,
         durable: bool = True,
         prefetch: int = 16,
+        wants: Wants | None = None,
     ) -> Subscription:
         """Consume events matching `keys` (topic patterns) from `queue` (None: broadcast).
 
-        `durable=False` on a named queue: the queue goes away with its last consumer.
+        `durable=False` on a named queue: the queue goes away with its last consumer. `wants`:
+        events it refuses are settled unhandled (see the module's rules).
         """
         ...
 

@@ -9,7 +9,10 @@ It keeps the semantics of base.py, so code that works on it works on RabbitMQ:
 - a failed event goes back to the tail of its queue; after `max_attempts` failures it is kept in
   `dead_letters` (what `calltracking.dead` is on RabbitMQ) with one error line;
 - an event being handled when its subscription closes goes back to its queue, as an unacked
-  message does.
+  message does;
+- a queue whose every consumer gave `wants` (base.py) and refuses an event is not given it: no
+  copy, no turn of its task. A queue with no consumer keeps every event, as above. `wanted`
+  says whether any queue would take an event now.
 Nothing survives the process; that is why the contract refuses a split deployment without a broker.
 """
 
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from calltracking.bus.base import DEDUP_SIZE, MAX_ATTEMPTS, BusError, Handler, SeenIds
+from calltracking.bus.base import DEDUP_SIZE, MAX_ATTEMPTS, BusError, Handler, SeenIds, Wants
 from calltracking.core.events import Event
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,10 @@ def _copy(value: Any) -> Any:
     return value
 
 
+def _bound(queue: _Queue, key: str) -> bool:
+    return any(topic_matches(pattern, key) for pattern in queue.patterns)
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     queue: str
@@ -119,15 +126,33 @@ class _Queue:
     patterns: set[str] = field(default_factory=set)
     items: asyncio.Queue[_Delivery] = field(default_factory=asyncio.Queue)
     consumers: int = 0
+    # One per consumer that gave one; a consumer without it wants everything (`filtered`).
+    wants: list[Wants] = field(default_factory=list)
+
+    @property
+    def filtered(self) -> bool:
+        return 0 < self.consumers == len(self.wants)
+
+    def takes(self, event: Event) -> bool:
+        """Whether `event` goes into this queue (its key matched)."""
+        return not self.filtered or any(wants(event) for wants in self.wants)
 
 
 class MemorySubscription:
     """One consumer of one queue: a task that handles its events one at a time."""
 
-    def __init__(self, bus: MemoryBus, queue: _Queue, handler: Handler, dedup_size: int) -> None:
+    def __init__(
+        self,
+        bus: MemoryBus,
+        queue: _Queue,
+        handler: Handler,
+        dedup_size: int,
+        wants: Wants | None = None,
+    ) -> None:
         self._bus = bus
         self._queue = queue
         self._handler = handler
+        self.wants = wants
         self._seen = SeenIds(dedup_size)
         self._task = asyncio.create_task(self._consume(), name=f"bus-consumer:{queue.name}")
         self._closed = False
@@ -190,8 +215,13 @@ class MemoryBus:
             raise BusError("the bus is closed")
         copy = _copier(event)
         for queue in self._queues.values():
-            if any(topic_matches(pattern, event.key) for pattern in queue.patterns):
+            if _bound(queue, event.key) and queue.takes(event):
                 queue.items.put_nowait(_Delivery(copy()))
+
+    def wanted(self, event: Event) -> bool:
+        """Whether publishing `event` now would give it to any queue (an event no queue takes
+        is dropped, as an unroutable message is on a broker)."""
+        return any(_bound(q, event.key) and q.takes(event) for q in self._queues.values())
 
     async def subscribe(
         self,
@@ -201,6 +231,7 @@ class MemoryBus:
         *,
         durable: bool = True,
         prefetch: int = 16,
+        wants: Wants | None = None,
     ) -> MemorySubscription:
         # prefetch has no meaning in-process: a subscription takes one event at a time anyway.
         if self._closed:
@@ -216,7 +247,9 @@ class MemoryBus:
             target = self._queues.setdefault(queue, _Queue(queue, auto_delete=not durable))
         target.patterns.update(keys)
         target.consumers += 1
-        subscription = MemorySubscription(self, target, handler, self._dedup_size)
+        if wants is not None:
+            target.wants.append(wants)
+        subscription = MemorySubscription(self, target, handler, self._dedup_size, wants)
         self._subscriptions.add(subscription)
         return subscription
 
@@ -232,6 +265,8 @@ class MemoryBus:
     def _forget(self, subscription: MemorySubscription, queue: _Queue) -> None:
         self._subscriptions.discard(subscription)
         queue.consumers -= 1
+        if subscription.wants is not None:
+            queue.wants.remove(subscription.wants)
         if queue.auto_delete and queue.consumers == 0:
             self._queues.pop(queue.name, None)
 

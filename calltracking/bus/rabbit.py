@@ -53,7 +53,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import ChannelInvalidStateError
 
-from calltracking.bus.base import DEDUP_SIZE, MAX_ATTEMPTS, BusError, Handler, SeenIds
+from calltracking.bus.base import DEDUP_SIZE, MAX_ATTEMPTS, BusError, Handler, SeenIds, Wants
 from calltracking.core.events import Event
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,13 @@ class RabbitSubscription:
         channel: AbstractRobustChannel,
         queue: AbstractRobustQueue,
         handler: Handler,
+        wants: Wants | None = None,
     ) -> None:
         self._bus = bus
         self._channel = channel
         self._queue = queue
         self._handler = handler
+        self._wants = wants
         self._seen = SeenIds(bus.dedup_size)
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._task = asyncio.create_task(self._consume(), name=f"bus-consumer:{queue.name}")
@@ -174,6 +176,9 @@ class RabbitSubscription:
         if event.id in self._seen:
             log.debug("event %s (%s) already handled on queue %s", event.id, event.key, self.queue)
             self._mark_handled(message)
+            return
+        if self._wants is not None and not self._wants(event):
+            self._mark_handled(message)  # settled unhandled (base.py)
             return
         try:
             await self._handler(event)
@@ -315,6 +320,7 @@ class RabbitBus:
         *,
         durable: bool = True,
         prefetch: int = 16,
+        wants: Wants | None = None,
     ) -> RabbitSubscription:
         if self._connection is None or self._closed:
             raise BusError("the bus is not started or already closed")
@@ -340,7 +346,7 @@ class RabbitBus:
                 )
             for key in keys:
                 await declared.bind(EXCHANGE, key)
-            subscription = RabbitSubscription(self, channel, declared, handler)
+            subscription = RabbitSubscription(self, channel, declared, handler, wants)
             self._subscriptions.add(subscription)
             await subscription.start()
         except BaseException:

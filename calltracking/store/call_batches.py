@@ -58,6 +58,7 @@ from calltracking.core.records import CallKey, OpenCall, Resolution
 from calltracking.ports import CallRecorder
 from calltracking.store.call_starts import (
     CallStart,
+    Unwanted,
     read_numbers,
     read_numbers_now,
     store_starts,
@@ -83,8 +84,11 @@ class CallStartBatcher:
         batch_max: int = BATCH_MAX,
         committed: Callable[[], None] | None = None,
         window: Callable[[], Awaitable[None]] | None = None,
+        unwanted: Unwanted | None = None,
     ) -> None:
         self.db = db
+        # Which `call.started` events no consumer would take: written published (call_starts.py).
+        self._unwanted = unwanted
         # Called after each inline commit: those bypass the engine that outbox_watch.py watches.
         self._committed = committed
         self._recorder = recorder
@@ -161,13 +165,13 @@ class CallStartBatcher:
                     async with self.db.read() as conn:
                         numbers = await read_numbers(conn, starts)
                     async with self.db.write() as conn:
-                        return await store_starts(conn, starts, numbers)
+                        return await store_starts(conn, starts, numbers, self._unwanted)
                 # PostgreSQL: the reads are one statement and the writes one more (the calls
                 # with their outbox rows, atomic as any statement), so a transaction around
                 # them would add BEGIN and COMMIT and protect nothing (module docstring).
                 async with self.db.statements() as conn:
                     numbers = await read_numbers(conn, starts)
-                    return await store_starts(conn, starts, numbers)
+                    return await store_starts(conn, starts, numbers, self._unwanted)
             except IntegrityError:
                 if attempt == ATTEMPTS:
                     raise
@@ -187,7 +191,7 @@ class CallStartBatcher:
         async with self.db.writer_turn():
             # The read inside the write transaction: on the loop's thread the lock is held for
             # the same synchronous stretch either way, and one transaction costs less than two.
-            resolutions = inline.write(_read_and_store, starts)
+            resolutions = inline.write(_read_and_store, starts, self._unwanted)
         self.db.committed_without_checkpoint()
         if self._committed is not None:
             self._committed()  # the batch's `call.started` rows are in: wake the relay
@@ -219,8 +223,10 @@ class CallStartBatcher:
         return await self._recorder.open_calls(pbx_id)
 
 
-def _read_and_store(conn: Connection, starts: list[CallStart]) -> list[Resolution]:
-    return store_starts_now(conn, starts, read_numbers_now(conn, starts))
+def _read_and_store(
+    conn: Connection, starts: list[CallStart], unwanted: Unwanted | None
+) -> list[Resolution]:
+    return store_starts_now(conn, starts, read_numbers_now(conn, starts), unwanted)
 
 
 def _seen(future: asyncio.Future[Resolution]) -> None:

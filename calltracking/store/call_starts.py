@@ -8,10 +8,13 @@ The rules are those of `SqlCallRecorder.start_call` (calls.py), applied to a bat
   calls are read inside it (read_callers), so the flags count every stored call. On
   PostgreSQL the batch's reads are all one statement, the first of its write transaction
   (call_start_read_pg.py): the stored keys and the callers' calls are read there.
-- Each new call writes its `call.started` outbox row in the same transaction. Both inserts go
-  through the driver (bulk_insert.py, values stored as SQLAlchemy would): one executemany each,
-  or on PostgreSQL one statement for both. A batch on PostgreSQL is then two round trips (the
-  reads, the inserts: call_batches.py runs them without a transaction) whatever its size.
+- Each new call writes its `call.started` outbox row in the same transaction. An event
+  `unwanted` says no consumer would take (the in-process bus: `MemoryBus.wanted`) is written
+  published: the relay would only read it, drop it and mark it (outbox.py, "Settled rows").
+  Both inserts go through the driver (bulk_insert.py, values stored as SQLAlchemy would): one
+  executemany each, or on PostgreSQL one statement for both. A batch on PostgreSQL is then two
+  round trips (the reads, the inserts: call_batches.py runs them without a transaction)
+  whatever its size.
 
 `store_starts_now` and `read_numbers_now` are synchronous (SQLite on the loop's thread,
 sqlite_inline.py); `store_starts` and `read_numbers` run the same code on an `AsyncConnection`.
@@ -19,11 +22,13 @@ sqlite_inline.py); `store_starts` and `read_numbers` run the same code on an `As
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from calltracking.core.events import Event
 from calltracking.core.records import CallKey, Resolution
 from calltracking.store import schema as t
 from calltracking.store.bulk_insert import insert_tables_now
@@ -63,15 +68,24 @@ async def read_numbers(conn: AsyncConnection, starts: Sequence[CallStart]) -> Nu
     return await conn.run_sync(read_numbers_now, starts)
 
 
+Unwanted = Callable[[Event], bool]
+
+
 async def store_starts(
-    conn: AsyncConnection, starts: Sequence[CallStart], numbers: NumbersSeen
+    conn: AsyncConnection,
+    starts: Sequence[CallStart],
+    numbers: NumbersSeen,
+    unwanted: Unwanted | None = None,
 ) -> list[Resolution]:
     """`store_starts_now` on an async write transaction."""
-    return await conn.run_sync(store_starts_now, starts, numbers)
+    return await conn.run_sync(store_starts_now, starts, numbers, unwanted)
 
 
 def store_starts_now(
-    conn: Connection, starts: Sequence[CallStart], numbers: NumbersSeen
+    conn: Connection,
+    starts: Sequence[CallStart],
+    numbers: NumbersSeen,
+    unwanted: Unwanted | None = None,
 ) -> list[Resolution]:
     """Store the calls of `starts` not stored yet, attributed from `numbers`; each one's
     resolution, in order. `conn` is a write transaction, or on PostgreSQL a connection that
@@ -94,8 +108,15 @@ def store_starts_now(
             rows.append(row)
             events.append(event)
             done[start.key] = resolution
+        now = datetime.now(UTC)
         outbox = [
-            {"event_id": e.id, "key": e.key, "payload": e.to_json(), "occurred_at": e.occurred_at}
+            {
+                "event_id": e.id,
+                "key": e.key,
+                "payload": e.to_json(),
+                "occurred_at": e.occurred_at,
+                "published_at": now if unwanted is not None and unwanted(e) else None,
+            }
             for e in events
         ]
         # PostgreSQL: both in one statement (one round trip); elsewhere an executemany each.

@@ -7,6 +7,18 @@ turn for well under a millisecond, where an UPDATE through aiosqlite held it for
 a busy loop (tens of milliseconds under load: the FastAGI's call starts waited on it). When
 SQLite would have to wait (another process writes) it goes through the engine as before. The
 owner closes it (`close()`).
+
+Settled rows: with the in-process bus every consumer is in this process, and the bus can tell
+whether any would take an event (`MemoryBus.wanted`: a queue bound to its key whose consumers'
+`wants` do not all refuse it). An event none would take is dropped when published, so the
+relay's whole work on it would be to read it, drop it and mark it. The FastAGI's call starts
+(call_starts.py) write such an event published in the same transaction instead: still in the
+outbox, with its change, for retention and webhook retries, and never read by the relay. The
+answer may change between the write and a relay round (a dashboard opens its live feed, a
+webhook is added), as it may between a relay round and the handling; consumers already take
+what they are given from that moment on (a feed reloads its list, a webhook applies to events
+from `SiteCache.TTL_S` later). With a broker, consumers outside this process may want any
+event, so every row is relayed.
 """
 
 from __future__ import annotations

@@ -35,6 +35,13 @@ class SiteCache:
         self._sites: dict[str, tuple[float, Site]] = {}
         self._loading: dict[str, asyncio.Future[Site | None]] = {}
 
+    def cached(self, key: str) -> Site | None:
+        """The site if it is remembered and fresh; None when it would have to be read."""
+        cached = self._sites.get(key)
+        if cached is not None and self._clock() - cached[0] < TTL_S:
+            return cached[1]
+        return None
+
     async def by_key(self, key: str) -> Site | None:
         now = self._clock()
         cached = self._sites.get(key)

@@ -44,7 +44,9 @@ async def run_exporters(services: Services) -> None:
             services.db, config.metrika_endpoint, session, poll_s=config.export_interval_s
         )
         hooks = webhooks.WebhookDispatcher(services.db, hooks_session, services.clock)
-        subscription = await services.bus.subscribe(webhooks.QUEUE, webhooks.KEYS, hooks.handle)
+        subscription = await services.bus.subscribe(
+            webhooks.QUEUE, webhooks.KEYS, hooks.handle, wants=hooks.wants
+        )
         db, clock = services.db, services.clock
         schedules = [
             (

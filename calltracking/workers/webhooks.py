@@ -71,6 +71,16 @@ class WebhookDispatcher:
         async with self.db.read() as conn:
             return await get_site(conn, site_id)
 
+    def wants(self, event: Event) -> bool:
+        """The bus's early check (bus/base.py): False only for an event of a site remembered
+        with no webhook for it, which `accept` would drop. Such a site's events are then never
+        queued here (in-process bus), nor relayed (store/outbox.py, "Settled rows")."""
+        site_id = event.data.get("site_id")
+        if not isinstance(site_id, str):
+            return False
+        site = self._sites.cached(site_id)
+        return site is None or any(matches(w, event.key) for w in site.settings.analytics.webhooks)
+
     async def handle(self, event: Event) -> None:
         """The bus handler: record the event's deliveries, then make them."""
         now = self.clock()

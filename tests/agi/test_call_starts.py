@@ -24,7 +24,13 @@ from calltracking.pbxsim.agi_client import agi_env, env_block
 from calltracking.store import call_batches
 from calltracking.store import schema as t
 from calltracking.store.call_batches import CallStartBatcher
-from calltracking.store.call_starts import CallStart, NumbersSeen, read_numbers, store_starts
+from calltracking.store.call_starts import (
+    CallStart,
+    NumbersSeen,
+    Unwanted,
+    read_numbers,
+    store_starts,
+)
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from tests.integration.pbx import BOTH_DATABASES, PBX, Scene, seed_scene
@@ -224,7 +230,10 @@ async def _dialogue(port: int, linkedid: str, did: str) -> dict[str, str]:
     return sets
 
 
-Store = Callable[[AsyncConnection, Sequence[CallStart], NumbersSeen], Awaitable[list[Resolution]]]
+Store = Callable[
+    [AsyncConnection, Sequence[CallStart], NumbersSeen, Unwanted | None],
+    Awaitable[list[Resolution]],
+]
 
 
 async def _cut_mid_batch(
@@ -240,13 +249,16 @@ async def _cut_mid_batch(
     real: Store = store_starts
 
     async def held(
-        conn: AsyncConnection, starts: Sequence[CallStart], numbers: NumbersSeen
+        conn: AsyncConnection,
+        starts: Sequence[CallStart],
+        numbers: NumbersSeen,
+        unwanted: Unwanted | None = None,
     ) -> list[Resolution]:
         cut_batch = any(s.key.linkedid.startswith("cut-") for s in starts)
         if cut_batch and not after_insert:
             reached.set()
             await release.wait()
-        done = await real(conn, starts, numbers)
+        done = await real(conn, starts, numbers, unwanted)
         if cut_batch and after_insert:
             reached.set()
             await release.wait()
@@ -329,3 +341,43 @@ async def test_a_batch_reads_each_numbers_newest_leases_up_to_its_latest_call(
         seen = await read_numbers(conn, starts)
     newest = [row.id for row in seen.facts.leases[scene.leased]]
     assert newest == [lease.id, "lease-20", "lease-30"]
+
+
+@BOTH_DATABASES
+async def test_events_no_consumer_wants_are_written_published_and_the_rest_pending(
+    any_db: Database,
+) -> None:
+    """`unwanted` (the in-process bus's `wanted`, negated) settles a `call.started` row at its
+    insert; every other row is left for the relay, and the payloads are the same either way."""
+    scene = await seed_scene(any_db, HELLO_AT)
+    quiet, loud = ("+79160000001", "+79160000002"), ("+79260000001", "+79260000002")
+    asked: list[str] = []
+
+    def unwanted(event: Any) -> bool:
+        asked.append(event.data["caller"])
+        return event.data["caller"] in quiet
+
+    batcher = CallStartBatcher(any_db, SqlCallRecorder(any_db), unwanted=unwanted)
+    before = datetime.now(UTC)
+    await asyncio.gather(
+        *(
+            batcher.start_call(CallKey(PBX, caller), scene.leased, caller, CALL_AT)
+            for caller in (*quiet, *loud)
+        )
+    )
+    # A key stored already writes no event at all, so nothing is asked about it.
+    await batcher.start_call(CallKey(PBX, quiet[0]), scene.leased, quiet[0], CALL_AT)
+    await batcher.close()
+    async with any_db.read() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(t.outbox.c.payload, t.outbox.c.published_at).where(
+                    t.outbox.c.key == "call.started"
+                )
+            )
+        ).all()
+    published = {r.payload["data"]["caller"]: r.published_at for r in rows}
+    assert sorted(asked) == sorted((*quiet, *loud))
+    assert set(published) == {*quiet, *loud}
+    assert all(published[c] is not None and published[c] >= before for c in quiet)
+    assert all(published[c] is None for c in loud)

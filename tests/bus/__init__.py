@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from calltracking.bus.base import Bus, Handler, Subscription
+from calltracking.bus.base import Bus, Handler, Subscription, Wants
 from calltracking.core.events import Event
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -73,8 +73,11 @@ class RecordingBus:
         *,
         durable: bool = True,
         prefetch: int = 16,
+        wants: Wants | None = None,
     ) -> Subscription:
-        return await self.inner.subscribe(queue, keys, handler, durable=durable, prefetch=prefetch)
+        return await self.inner.subscribe(
+            queue, keys, handler, durable=durable, prefetch=prefetch, wants=wants
+        )
 
     async def close(self) -> None:
         await self.inner.close()

@@ -159,6 +159,48 @@ async def test_durable_queue_keeps_events_while_no_one_consumes() -> None:
     await bus.close()
 
 
+async def test_an_event_every_consumer_of_a_queue_refuses_never_enters_it() -> None:
+    bus = MemoryBus()
+    picky, plain, also_picky = Collector(), Collector(), Collector()
+    asked: list[str] = []
+
+    def wants(event: Event) -> bool:
+        asked.append(event.id)
+        return bool(event.data.get("wanted"))
+
+    await bus.subscribe("picky", ["call.*"], picky, wants=wants)
+    await bus.subscribe(None, ["call.*"], plain)
+    kept, dropped = make_event("call.started", wanted=True), make_event("call.started")
+    for event in (kept, dropped):
+        await bus.publish(event)
+    await bus.join()
+    assert picky.ids == [kept.id]
+    assert plain.ids == [kept.id, dropped.id]  # a consumer without `wants` takes everything
+    assert asked == [kept.id, dropped.id]
+    # A second consumer of the queue without `wants` makes it take everything again.
+    await bus.subscribe("picky", ["call.*"], also_picky)
+    await bus.publish(third := make_event("call.started"))
+    await bus.join()
+    assert sorted(picky.ids + also_picky.ids) == sorted([kept.id, third.id])
+    await bus.close()
+
+
+async def test_wanted_says_whether_any_queue_would_take_an_event() -> None:
+    bus = MemoryBus()
+    assert not bus.wanted(make_event("call.started"))  # nothing bound: dropped if published
+    hooks = await bus.subscribe("hooks", ["call.*"], Collector(), wants=lambda e: "url" in e.data)
+    assert not bus.wanted(make_event("call.started"))
+    assert bus.wanted(make_event("call.started", url="https://x.example/"))
+    assert not bus.wanted(make_event("lease.assigned", url="https://x.example/"))  # not bound
+    await hooks.close()
+    # A durable queue without a consumer keeps every event for the next one.
+    assert bus.wanted(make_event("call.started"))
+    later = Collector()
+    await bus.subscribe("hooks", ["call.*"], later, wants=lambda e: False)
+    assert not bus.wanted(make_event("call.started"))
+    await bus.close()
+
+
 async def test_closing_mid_handler_returns_the_event_to_its_queue() -> None:
     bus = MemoryBus()
     started, release = asyncio.Event(), asyncio.Event()

@@ -112,6 +112,21 @@ async def test_events_of_a_change_arrive_once_at_a_bound_queue(
     assert got.calls == [*(e.id for e in change), sentinel.id]
 
 
+async def test_events_a_consumer_refuses_are_settled_without_its_handler(
+    amqp_url: str, stack: contextlib.AsyncExitStack
+) -> None:
+    bus = await open_bus(stack, amqp_url)
+    got = Collector()
+    await bus.subscribe(qname("picky"), ["call.*"], got, wants=lambda e: bool(e.data.get("keep")))
+    events = [make_event("call.started", keep=n % 2 == 0) for n in range(6)]
+    for event in events:
+        await bus.publish(event)
+    await bus.publish(make_event("call.ended", keep=True))  # the sentinel: all before it settled
+    await got.wait_until(lambda: any(e.key == "call.ended" for e in got.events))
+    assert got.ids[:-1] == [e.id for e in events if e.data["keep"]]
+    assert got.calls == got.ids  # the refused ones never reached the handler
+
+
 async def test_topic_patterns_route_like_amqp(
     stack: contextlib.AsyncExitStack, amqp_url: str
 ) -> None:

@@ -238,3 +238,25 @@ async def test_events_no_webhook_wants_cost_one_site_read_and_no_write(ended_onl
     assert reads == [site_id]
     assert writes == []
     assert setup.receiver.received == []
+
+
+async def test_the_bus_is_told_early_which_events_no_webhook_of_a_known_site_wants(
+    ended_only: Setup,
+) -> None:
+    """`wants` (bus/base.py) refuses only what `handle` would drop: an event of a site the
+    dispatcher remembers with no webhook for that key. A site it does not remember yet, or an
+    event one of its webhooks subscribed to, is wanted."""
+    setup = ended_only
+    dispatcher = setup.dispatcher()
+    site_id = setup.tracked.site.id
+
+    def event(key: str, site: object = site_id) -> Event:
+        return Event(key=key, id=f"{key}-{site}", occurred_at=NOW, data={"site_id": site})
+
+    assert dispatcher.wants(event("lease.assigned"))  # not read yet: it cannot tell
+    await dispatcher.handle(event("lease.assigned"))  # now it has read the site
+    assert not dispatcher.wants(event("lease.assigned"))
+    assert not dispatcher.wants(event("call.started"))
+    assert dispatcher.wants(event("call.ended"))  # the site's webhook takes call.ended
+    assert dispatcher.wants(event("call.ended", site="another-site"))
+    assert not dispatcher.wants(event("call.ended", site=None))  # no site: `accept` drops it

@@ -41,6 +41,10 @@ class CallFeed:
     def __len__(self) -> int:
         return len(self._queues)
 
+    def wants(self, event: Event) -> bool:
+        """Events matter only while a stream is open (a stream opened later loads the list)."""
+        return bool(self._queues)
+
     async def on_event(self, event: Event) -> None:
         for queue in list(self._queues):
             try:
@@ -81,7 +85,7 @@ def setup_call_feed(app: web.Application) -> None:
 
 async def _subscribed(app: web.Application) -> AsyncIterator[None]:
     subscription = await app[SERVICES].bus.subscribe(
-        None, ["call.#"], app[CALL_FEED].on_event, durable=False
+        None, ["call.#"], app[CALL_FEED].on_event, durable=False, wants=app[CALL_FEED].wants
     )
     yield
     await subscription.close()

@@ -1,0 +1,128 @@
+"""`calltracking serve` on the in-process bus relays only the `call.started` events a consumer
+would take: once the webhook dispatcher knows a site has no webhook for them, and no live
+feed is open, a call's event is written published with it and the relay never reads it; as
+soon as a consumer that takes them subscribes, they are relayed to it again."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from calltracking.core.events import Event
+from calltracking.core.kinds import AttributionKind
+from calltracking.pbxsim.agi_client import FastAgiSession, agi_env
+from calltracking.serve import ALL_PARTS, running
+from calltracking.store import schema as t
+from calltracking.store.db import Database
+from tests.store.seed import seed_site
+from tests.web.harness import fast, web_config
+
+
+class Channel:
+    """Asterisk's channel as the AGI commands see it: the Linkedid, the variables set."""
+
+    def __init__(self, uniqueid: str) -> None:
+        self.uniqueid = uniqueid
+        self.variables: dict[str, str] = {}
+
+    @property
+    def dead(self) -> bool:
+        return False
+
+    def lookup(self, name: str) -> str | None:
+        return self.uniqueid if name == "CHANNEL(linkedid)" else self.variables.get(name)
+
+    def set_variable(self, name: str, value: str) -> None:
+        self.variables[name] = value
+
+    def command_started(self, command_id: int, command: str) -> None:
+        pass
+
+    def command_finished(self, command_id: int, command: str, code: int, result: str) -> None:
+        pass
+
+
+async def _call(agi_port: int, did: str) -> str:
+    """Dial `did` through the FastAGI; the new call's Linkedid."""
+    uniqueid = f"{uuid.uuid4().int % 10**10}.1"
+    channel = Channel(uniqueid)
+    env = agi_env(
+        request=f"agi://127.0.0.1:{agi_port}/calltracking",
+        channel="PJSIP/trunk-00000001",
+        uniqueid=uniqueid,
+        caller="+79160000001",
+        context="from-trunk",
+        did=did,
+        args=[did],
+    )
+    await FastAgiSession(channel, session_timeout_s=5).run("127.0.0.1", agi_port, env)
+    assert channel.variables.get("CALLTRACKING_KIND") == "initial", channel.variables
+    return uniqueid
+
+
+async def _call_ids(db: Database, linkedid: str) -> str:
+    async with db.read() as conn:
+        call_id = await conn.scalar(sa.select(t.calls.c.id).where(t.calls.c.linkedid == linkedid))
+    assert isinstance(call_id, str)
+    return call_id
+
+
+async def _until_nothing_pending(db: Database) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            async with db.read() as conn:
+                pending = await conn.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(t.outbox)
+                    .where(t.outbox.c.published_at.is_(None))
+                )
+            if pending == 0:
+                return
+            await asyncio.sleep(0.02)
+
+
+async def test_call_events_no_consumer_takes_are_never_relayed_and_the_rest_are(
+    tmp_path: Path,
+) -> None:
+    config = web_config(tmp_path, agi_host="127.0.0.1", agi_port=0)
+    async with running(config, ALL_PARTS, tweak=fast) as state:
+        services, agi_port = state.services, state.agi_port
+        assert agi_port is not None
+        site = await seed_site(services.db)
+        did = site.defaults[AttributionKind.INITIAL]
+        relayed: list[Event] = []
+        publish = services.bus.publish
+
+        async def recording(event: Event) -> None:
+            relayed.append(event)
+            await publish(event)
+
+        services.bus.publish = recording  # type: ignore[method-assign]
+
+        def relayed_calls() -> set[str]:
+            return {e.data["id"] for e in relayed if e.key == "call.started"}
+
+        first = await _call_ids(services.db, await _call(agi_port, did))
+        await _until_nothing_pending(services.db)
+        # The dispatcher had not read the site: the first call's event went through the relay.
+        assert first in relayed_calls()
+
+        second = await _call_ids(services.db, await _call(agi_port, did))
+        await _until_nothing_pending(services.db)
+        assert second not in relayed_calls()  # written published: nobody would take it
+
+        feed: asyncio.Queue[Event] = asyncio.Queue()
+
+        async def take(event: Event) -> None:
+            await feed.put(event)
+
+        await services.bus.subscribe(None, ["call.#"], take, durable=False)
+        third = await _call_ids(services.db, await _call(agi_port, did))
+        async with asyncio.timeout(10):
+            while (event := await feed.get()).data["id"] != third:
+                pass
+        assert event.key == "call.started"
+        assert third in relayed_calls()

@@ -18,31 +18,8 @@ from calltracking.serve import ALL_PARTS, running
 from calltracking.store import schema as t
 from calltracking.store.db import Database
 from tests.store.seed import seed_site
+from tests.support.agi_channel import Channel
 from tests.web.harness import fast, web_config
-
-
-class Channel:
-    """Asterisk's channel as the AGI commands see it: the Linkedid, the variables set."""
-
-    def __init__(self, uniqueid: str) -> None:
-        self.uniqueid = uniqueid
-        self.variables: dict[str, str] = {}
-
-    @property
-    def dead(self) -> bool:
-        return False
-
-    def lookup(self, name: str) -> str | None:
-        return self.uniqueid if name == "CHANNEL(linkedid)" else self.variables.get(name)
-
-    def set_variable(self, name: str, value: str) -> None:
-        self.variables[name] = value
-
-    def command_started(self, command_id: int, command: str) -> None:
-        pass
-
-    def command_finished(self, command_id: int, command: str, code: int, result: str) -> None:
-        pass
 
 
 async def _call(agi_port: int, did: str) -> str:

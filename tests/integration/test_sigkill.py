@@ -24,6 +24,7 @@ from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
 from calltracking.store.sites import Site
 from tests.store.seed import seed_site
+from tests.support.agi_channel import Channel
 from tests.web.harness import Tab, hello
 
 VISITORS = 80
@@ -68,30 +69,6 @@ async def tracker(
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
-
-
-class Channel:
-    """The inbound channel as the AGI commands see it."""
-
-    def __init__(self, uniqueid: str) -> None:
-        self.uniqueid = uniqueid
-        self.variables: dict[str, str] = {}
-
-    @property
-    def dead(self) -> bool:
-        return False
-
-    def lookup(self, name: str) -> str | None:
-        return self.uniqueid if name == "CHANNEL(linkedid)" else self.variables.get(name)
-
-    def set_variable(self, name: str, value: str) -> None:
-        self.variables[name] = value
-
-    def command_started(self, command_id: int, command: str) -> None:
-        pass
-
-    def command_finished(self, command_id: int, command: str, code: int, result: str) -> None:
-        pass
 
 
 async def _call(agi_port: int, did: str) -> tuple[str, str] | None:

@@ -40,7 +40,7 @@ async def _call(agi_port: int, did: str) -> str:
     return uniqueid
 
 
-async def _call_ids(db: Database, linkedid: str) -> str:
+async def _call_id(db: Database, linkedid: str) -> str:
     async with db.read() as conn:
         call_id = await conn.scalar(sa.select(t.calls.c.id).where(t.calls.c.linkedid == linkedid))
     assert isinstance(call_id, str)
@@ -82,12 +82,12 @@ async def test_call_events_no_consumer_takes_are_never_relayed_and_the_rest_are(
         def relayed_calls() -> set[str]:
             return {e.data["id"] for e in relayed if e.key == "call.started"}
 
-        first = await _call_ids(services.db, await _call(agi_port, did))
+        first = await _call_id(services.db, await _call(agi_port, did))
         await _until_nothing_pending(services.db)
         # The dispatcher had not read the site: the first call's event went through the relay.
         assert first in relayed_calls()
 
-        second = await _call_ids(services.db, await _call(agi_port, did))
+        second = await _call_id(services.db, await _call(agi_port, did))
         await _until_nothing_pending(services.db)
         assert second not in relayed_calls()  # written published: nobody would take it
 
@@ -97,7 +97,7 @@ async def test_call_events_no_consumer_takes_are_never_relayed_and_the_rest_are(
             await feed.put(event)
 
         await services.bus.subscribe(None, ["call.#"], take, durable=False)
-        third = await _call_ids(services.db, await _call(agi_port, did))
+        third = await _call_id(services.db, await _call(agi_port, did))
         async with asyncio.timeout(10):
             while (event := await feed.get()).data["id"] != third:
                 pass

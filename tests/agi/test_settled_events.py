@@ -6,38 +6,25 @@ soon as a consumer that takes them subscribes, they are relayed to it again."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from calltracking.core.events import Event
 from calltracking.core.kinds import AttributionKind
-from calltracking.pbxsim.agi_client import FastAgiSession, agi_env
 from calltracking.serve import ALL_PARTS, running
 from calltracking.store import schema as t
 from calltracking.store.db import Database
 from tests.store.seed import seed_site
-from tests.support.agi_channel import Channel
+from tests.support.agi_channel import dial
 from tests.web.harness import fast, web_config
 
 
 async def _call(agi_port: int, did: str) -> str:
     """Dial `did` through the FastAGI; the new call's Linkedid."""
-    uniqueid = f"{uuid.uuid4().int % 10**10}.1"
-    channel = Channel(uniqueid)
-    env = agi_env(
-        request=f"agi://127.0.0.1:{agi_port}/calltracking",
-        channel="PJSIP/trunk-00000001",
-        uniqueid=uniqueid,
-        caller="+79160000001",
-        context="from-trunk",
-        did=did,
-        args=[did],
-    )
-    await FastAgiSession(channel, session_timeout_s=5).run("127.0.0.1", agi_port, env)
+    channel = await dial(agi_port, did)
     assert channel.variables.get("CALLTRACKING_KIND") == "initial", channel.variables
-    return uniqueid
+    return channel.uniqueid
 
 
 async def _call_id(db: Database, linkedid: str) -> str:

@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -18,13 +17,12 @@ from pathlib import Path
 import aiohttp
 import sqlalchemy as sa
 
-from calltracking.pbxsim.agi_client import FastAgiSession, agi_env
 from calltracking.store import schema as t
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
 from calltracking.store.sites import Site
 from tests.store.seed import seed_site
-from tests.support.agi_channel import Channel
+from tests.support.agi_channel import dial
 from tests.web.harness import Tab, hello
 
 VISITORS = 80
@@ -72,22 +70,11 @@ async def tracker(
 
 
 async def _call(agi_port: int, did: str) -> tuple[str, str] | None:
-    uniqueid = f"{uuid.uuid4().int % 10**10}.1"
-    channel = Channel(uniqueid)
-    env = agi_env(
-        request=f"agi://127.0.0.1:{agi_port}/calltracking",
-        channel="PJSIP/trunk-00000001",
-        uniqueid=uniqueid,
-        caller="+79160000001",
-        context="from-trunk",
-        did=did,
-        args=[did],
-    )
-    await FastAgiSession(channel, session_timeout_s=5).run("127.0.0.1", agi_port, env)
+    channel = await dial(agi_port, did)
     kind = channel.variables.get("CALLTRACKING_KIND")
     if not kind or channel.variables.get("CALLTRACKING_ERROR"):
         return None  # past its budget the PBX is told nothing it could rely on
-    return uniqueid, kind
+    return channel.uniqueid, kind
 
 
 async def _visitor(

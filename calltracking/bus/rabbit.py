@@ -2,16 +2,20 @@
 
 Topology, declared by `start()` (durable, so it outlives broker restarts):
 - exchange `calltracking` (topic): every event, routing key = the event key;
+- exchange `calltracking.broadcast` (topic): the same events again, for this program's broadcast
+  queues only, many to a message (bus/broadcast.py);
 - exchange `calltracking.dlx` (fanout) bound to queue `calltracking.dead`: poison messages;
 - named work queues: durable classic queues (`durable=False`: durable but auto-deleted with their
   last consumer, because RabbitMQ 4.3 refuses non-durable shared queues);
   broadcast queues: exclusive, auto-deleted, named `calltracking.node.<random>` by us, so the
-  robust connection re-declares them under the same name after a reconnect.
+  robust connection re-declares them under the same name after a reconnect; bound to
+  `calltracking.broadcast`, they receive each message's events one by one, in order.
   Every queue carries `x-dead-letter-exchange: calltracking.dlx`.
 Messages: body = JSON of `Event.to_json()`, `message_id` = event id, `type` = event key,
 `content_type` application/json, persistent; published with confirms and `mandatory` off (an event
 no queue binds is dropped, as the in-process bus drops it). `publish` waits at most
-`publish_timeout_s` for the confirm and raises `BusError` otherwise (broker away, confirm lost).
+`publish_timeout_s` for the confirm, and its broadcast copy's, and raises `BusError` otherwise
+(broker away, confirm lost).
 
 Poison handling (chosen over quorum queues' `x-delivery-limit`, which cannot serve exclusive
 broadcast queues and redelivers at the head): the attempt count travels in the
@@ -19,14 +23,17 @@ broadcast queues and redelivers at the head): the attempt count travels in the
 of the same queue (default exchange) with the count raised, and only then is the original acked;
 the `max_attempts`-th failure, or a body that is not an event envelope, is rejected without requeue
 and the queue dead-letters it to `calltracking.dead` (RabbitMQ adds `x-death`). Messages behind a
-poison one never wait for more than its attempts.
+poison one never wait for more than its attempts. On a broadcast queue the poison event leaves its
+message alone: its retry is a message of its own (the others are not handled again), and when
+that fails for the last time it is dead-lettered by itself.
 
 Each subscription has its own channel (its prefetch; closing it returns unacked messages), feeds
 its broker deliveries into one owned task that handles them in order, and keeps a `SeenIds` LRU:
 a redelivery after a lost ack, or an outbox row published twice, is acked without calling the
 handler. Handled messages are acked together (`multiple`) once no delivery is waiting or after
 `ACK_EVERY` of them, not one by one: each ack is a frame written and awaited, and a node
-consumes every lease event of every node. Any other settlement (a reject, a failed handler's
+consumes every lease event of every node (and, per broadcast message, one ack and one delivery
+cover many events). Any other settlement (a reject, a failed handler's
 ack) first acks what was handled before it, so the broker sees each delivery settled once.
 Acks lost with a connection only mean redeliveries, which the LRU absorbs. Broadcast queues lose
 what is published while their node is disconnected (the queue dies with the connection); their
@@ -54,6 +61,12 @@ from aio_pika.abc import (
 from aio_pika.exceptions import ChannelInvalidStateError
 
 from calltracking.bus.base import DEDUP_SIZE, MAX_ATTEMPTS, BusError, Handler, SeenIds, Wants
+from calltracking.bus.broadcast import (
+    BROADCAST_EXCHANGE,
+    BroadcastRounds,
+    decode_run,
+    encode_run,
+)
 from calltracking.core.events import Event
 
 log = logging.getLogger(__name__)
@@ -75,8 +88,11 @@ class RabbitSubscription:
         queue: AbstractRobustQueue,
         handler: Handler,
         wants: Wants | None = None,
+        *,
+        batched: bool = False,
     ) -> None:
         self._bus = bus
+        self._batched = batched  # a broadcast queue: each message is a run of events
         self._channel = channel
         self._queue = queue
         self._handler = handler
@@ -162,7 +178,7 @@ class RabbitSubscription:
             log.debug("dropping stale delivery %s on queue %s", message.message_id, self.queue)
             return
         try:
-            event = Event.from_json(json.loads(message.body))
+            events = self._decode(message.body)
         except (ValueError, TypeError) as exc:
             await self._ack_handled()
             log.error(
@@ -173,23 +189,52 @@ class RabbitSubscription:
             )
             await message.reject(requeue=False)
             return
-        if event.id in self._seen:
-            log.debug("event %s (%s) already handled on queue %s", event.id, event.key, self.queue)
+        failures: list[tuple[Event, Exception]] = []
+        for event in events:
+            failure = await self._handle_event(event)
+            if failure is not None:
+                failures.append((event, failure))
+        if not failures:
             self._mark_handled(message)
             return
-        if self._wants is not None and not self._wants(event):
-            self._mark_handled(message)  # settled unhandled (base.py)
+        await self._ack_handled()
+        if len(events) == 1:
+            await self._failed(message, *failures[0])
             return
+        for event, failure in failures:  # each leaves its message to be retried by itself
+            await self._failed(message, event, failure, alone=False)
+        await message.ack()
+
+    def _decode(self, body: bytes) -> list[Event]:
+        if self._batched:
+            return decode_run(body)
+        return [Event.from_json(json.loads(body))]
+
+    async def _handle_event(self, event: Event) -> Exception | None:
+        """Hand one event to the handler unless seen or refused; the handler's failure, if any."""
+        if event.id in self._seen:
+            log.debug("event %s (%s) already handled on queue %s", event.id, event.key, self.queue)
+            return None
+        if self._wants is not None and not self._wants(event):
+            return None  # settled unhandled (base.py)
         try:
             await self._handler(event)
         except Exception as exc:
-            await self._ack_handled()
-            await self._failed(message, event, exc)
-            return
+            return exc
         self._seen.add(event.id)
-        self._mark_handled(message)
+        return None
 
-    async def _failed(self, message: AbstractIncomingMessage, event: Event, exc: Exception) -> None:
+    async def _failed(
+        self,
+        message: AbstractIncomingMessage,
+        event: Event,
+        exc: Exception,
+        *,
+        alone: bool = True,
+    ) -> None:
+        """Retry `event` at the tail of the queue, or dead-letter it after its last attempt.
+        `alone`: the message holds only this event, and is acked (or rejected) here; else the
+        event goes on in a message of its own and the caller acks the original."""
         raw = message.headers.get(ATTEMPTS_HEADER)
         attempts = (raw if isinstance(raw, int) else 0) + 1
         limit = self._bus.max_attempts
@@ -202,7 +247,10 @@ class RabbitSubscription:
                 attempts,
                 exc_info=exc,
             )
-            await message.reject(requeue=False)
+            if alone:
+                await message.reject(requeue=False)
+            else:
+                await self._publish_alone(event, attempts, DEAD_LETTER_QUEUE)
             return
         log.warning(
             "handler failed for event %s (%s) on queue %s, attempt %d of %d",
@@ -213,6 +261,9 @@ class RabbitSubscription:
             limit,
             exc_info=exc,
         )
+        if not alone:
+            await self._publish_alone(event, attempts, self.queue)
+            return
         retry = aio_pika.Message(
             message.body,
             headers={**message.headers, ATTEMPTS_HEADER: attempts},
@@ -227,6 +278,22 @@ class RabbitSubscription:
             )
         # Acked only once the copy is confirmed: a crash in between makes a duplicate, not a loss.
         await message.ack()
+
+    async def _publish_alone(self, event: Event, attempts: int, queue: str) -> None:
+        """`event` out of its broadcast message, as a message of its own, to the tail of `queue`
+        (this one, or the dead letters'), confirmed."""
+        message = aio_pika.Message(
+            encode_run([json.dumps(event.to_json()).encode()]),
+            headers={ATTEMPTS_HEADER: attempts},
+            message_id=event.id,
+            type=event.key,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        async with asyncio.timeout(self._bus.publish_timeout_s):
+            await self._channel.default_exchange.publish(
+                message, routing_key=queue, mandatory=False
+            )
 
 
 class RabbitBus:
@@ -254,6 +321,8 @@ class RabbitBus:
         self._name = name
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractRobustExchange | None = None
+        self._broadcast: AbstractRobustExchange | None = None
+        self._rounds = BroadcastRounds(self._send_run)
         self._subscriptions: set[RabbitSubscription] = set()
         self._closed = False
 
@@ -283,6 +352,9 @@ class RabbitBus:
             self._exchange = await channel.declare_exchange(
                 EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
             )
+            self._broadcast = await channel.declare_exchange(
+                BROADCAST_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+            )
             dlx = await channel.declare_exchange(
                 DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
             )
@@ -295,16 +367,19 @@ class RabbitBus:
     async def publish(self, event: Event) -> None:
         if self._exchange is None or self._closed:
             raise BusError("the bus is not started or already closed")
+        body = json.dumps(event.to_json()).encode()
         message = aio_pika.Message(
-            json.dumps(event.to_json()).encode(),
+            body,
             message_id=event.id,
             type=event.key,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
+        copied = self._rounds.add(event.key, body)
         try:
             async with asyncio.timeout(self.publish_timeout_s):
                 await self._exchange.publish(message, routing_key=event.key, mandatory=False)
+                await asyncio.shield(copied)  # the round is shared: never cancel it
         except TimeoutError as exc:
             raise BusError(
                 f"event {event.id} not confirmed within {self.publish_timeout_s}s"
@@ -345,8 +420,10 @@ class RabbitBus:
                     queue, durable=True, auto_delete=not durable, arguments=arguments
                 )
             for key in keys:
-                await declared.bind(EXCHANGE, key)
-            subscription = RabbitSubscription(self, channel, declared, handler, wants)
+                await declared.bind(EXCHANGE if queue is not None else BROADCAST_EXCHANGE, key)
+            subscription = RabbitSubscription(
+                self, channel, declared, handler, wants, batched=queue is None
+            )
             self._subscriptions.add(subscription)
             await subscription.start()
         except BaseException:
@@ -359,10 +436,23 @@ class RabbitBus:
 
     async def close(self) -> None:
         self._closed = True
+        await self._rounds.close()
         for subscription in list(self._subscriptions):
             await subscription.close()
         if self._connection is not None:
             await self._connection.close()
+
+    async def _send_run(self, key: str, body: bytes) -> None:
+        """One broadcast message (bus/broadcast.py), confirmed; transient, as its queues are."""
+        if self._broadcast is None:
+            raise BusError("the bus is not started")
+        message = aio_pika.Message(
+            body,
+            type=key,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+        )
+        await self._broadcast.publish(message, routing_key=key, mandatory=False)
 
     def _forget(self, subscription: RabbitSubscription) -> None:
         self._subscriptions.discard(subscription)

@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Several `--only web` nodes may share one PostgreSQL and RabbitMQ: each site is decided "
         "by one node at a time (the first to need it, or the next when it stops) and the others "
         "forward their visitors' changes to it; send a site's sockets to one node where you "
-        "can (the shipped nginx config hashes on ?site=). One process relays the outbox and "
-        "one listens to each Asterisk; the others stand by.",
+        "can (the shipped nginx config hashes on ?site=). One process relays the outbox (one "
+        "with the workers part when any runs, so that web nodes keep their CPU for sockets) "
+        "and one listens to each Asterisk; the others stand by.",
     )
     serve.add_argument(
         "--only", metavar="PARTS", help="comma-separated subset of web,agi,ami,workers"

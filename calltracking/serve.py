@@ -1,10 +1,11 @@
 """The composition root: builds the shared parts once and runs the chosen parts of the tracker
 in one asyncio process until cancelled.
 
-Parts: `web` (HTTP, websockets, snippet, API, pages; it also sweeps due lease times and relays
-the outbox, since visitors' tabs depend on both), `agi` (FastAGI), `ami` (the AMI listener, when
-an AMI host is configured) and `workers` (outbox relay, analytics exporters). A subset of parts
-needs RabbitMQ: the in-process bus cannot span processes.
+Parts: `web` (HTTP, websockets, snippet, API, pages; it also sweeps due lease times, and relays
+the outbox while no process with the workers part runs, since visitors' tabs depend on both),
+`agi` (FastAGI), `ami` (the AMI listener, when an AMI host is configured) and `workers` (outbox
+relay, analytics exporters). A subset of parts needs RabbitMQ: the in-process bus cannot span
+processes.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ async def running(
         stack.push_async_callback(services.visitors.close)
         stack.push_async_callback(cancel_tasks)
         if "web" in parts or "workers" in parts:
-            tasks.append(asyncio.create_task(_relay(services, stopping), name="outbox-relay"))
+            relay = _relay(services, stopping, preferred="workers" in parts)
+            tasks.append(asyncio.create_task(relay, name="outbox-relay"))
             if not db.is_sqlite:  # rows committed by other processes wake this one
                 from calltracking.store.outbox_watch import listen_outbox
 
@@ -221,17 +223,22 @@ def _bound_port(runner: web.AppRunner) -> int:
     raise RuntimeError("web server is not bound")
 
 
-async def _relay(services: Services, stopping: asyncio.Event) -> None:
+async def _relay(services: Services, stopping: asyncio.Event, *, preferred: bool = True) -> None:
     """One relay per database: on PostgreSQL the processes that could relay take turns by a
     lock (store/leadership.py), or each would publish every event (consumers deduplicate, but
     every copy costs the broker and each consumer). The active one is woken by the others'
-    commits through PostgreSQL's NOTIFY (store/outbox_watch.py)."""
-    from calltracking.store.leadership import RELAY_JOB, Leadership
+    commits through PostgreSQL's NOTIFY (store/outbox_watch.py). A process with the workers
+    part is `preferred`; web nodes without it relay only while no such process runs, as their
+    loop serves sockets (a relay was a fifth of a busy web node's CPU: docs/benchmarks.md)."""
+    from calltracking.store.leadership import RELAY_JOB, Leadership, Standing
 
     outbox = SqlOutbox(services.db, inline=True)
     relay = _relay_of(outbox, services)
     wake = services.outbox_wake.subscribe()
-    leadership = Leadership(services.config.database_url, RELAY_JOB, "outbox relay")
+    standing = Standing.PREFERRED if preferred else Standing.FALLBACK
+    leadership = Leadership(
+        services.config.database_url, RELAY_JOB, "outbox relay", standing=standing
+    )
 
     async def work() -> None:
         await relay.run(RELAY_INTERVAL_S, stopping, wake, IDLE_FALLBACK_S)

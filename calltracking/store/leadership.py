@@ -14,6 +14,14 @@ Rules:
   (CoreShowChannels + the store's open calls), so calls the previous holder followed are
   adopted, not doubled (the store keys calls by PBX and Linkedid); the relay publishes what is
   still unmarked, which consumers deduplicate.
+- A job may rank its processes (`Standing`). A PREFERRED process holds a shared advisory lock,
+  the job's marker, for as long as its lock connection lives. A FALLBACK process takes the job
+  only while no process holds the marker (it tries the marker exclusively for the length of one
+  statement, then the job's lock), and while active it looks for the marker at every check:
+  found held twice in a row (a preferred process is up, not another fallback's probe), it
+  stops the work, lets go of the lock and stands by. The
+  relay uses it so that a process with the workers part relays and the web nodes, whose loop
+  serves sockets, relay only while no such process runs (docs/architecture.md).
 - On SQLite (one process by design) there is no lock: `work()` just runs.
 """
 
@@ -25,6 +33,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
@@ -52,17 +61,41 @@ def ami_job(pbx_id: str) -> str:
 RELAY_JOB = "calltracking-outbox-relay"
 
 
+class Standing(Enum):
+    """How a process ranks among those that could do a job (the module's rules)."""
+
+    EQUAL = "equal"  # first come, first served
+    PREFERRED = "preferred"  # holds the job's marker; fallbacks stand aside for it
+    FALLBACK = "fallback"  # does the job only while no preferred process is up
+
+
+class _SteppedAside(Exception):
+    """A fallback found a preferred process up and stopped its work."""
+
+
 class Leadership:
     """Runs `work()` only while this process holds the job's lock (`run`); `what` names the
     job in log lines."""
 
-    def __init__(self, database_url: str, job: str, what: str, *, poll_s: float = POLL_S) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        job: str,
+        what: str,
+        *,
+        poll_s: float = POLL_S,
+        standing: Standing = Standing.EQUAL,
+    ) -> None:
         self._url = database_url
         self._what = what
         self._key = advisory_key(job)
+        self._marker = advisory_key(f"{job}:preferred")
+        self._standing = standing
         self._poll = poll_s
         self._failures = QuietLog(log, f"{what}: lock connection failed; retrying")
         self.active = False
+        self._marked = False  # a preferred process's marker, on its current lock connection
+        self._marker_held = 0  # a fallback's checks in a row that found the marker held
         self.terms = 0  # how many times this process became active
 
     @property
@@ -111,6 +144,7 @@ class Leadership:
         async with engine.connect() as raw:
             conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
             self._failures.recovered()  # connected again
+            self._marked = False
             if not await self._try(conn):
                 log.info("%s: standby (another process holds the lock)", self._what)
                 # Polling is the point: nothing tells a standby that the lock came free.
@@ -122,6 +156,8 @@ class Leadership:
             log.info("%s: active (lock held)", self._what)
             try:
                 await self._hold(conn, work)
+            except _SteppedAside:
+                log.info("%s: a preferred process is up; standing aside for it", self._what)
             finally:
                 self.active = False
                 with contextlib.suppress(Exception):
@@ -130,22 +166,54 @@ class Leadership:
                         await conn.execute(unlock, {"k": self._key})
 
     async def _try(self, conn: AsyncConnection) -> bool:
+        if self._standing is Standing.PREFERRED and not self._marked:
+            # Shared: preferred processes never keep each other out. Tried again at each
+            # attempt, as a fallback's probe holds the marker for an instant.
+            marked = sa.text("SELECT pg_try_advisory_lock_shared(:m)")
+            self._marked = bool(await conn.scalar(marked, {"m": self._marker}))
+        if self._standing is Standing.FALLBACK:
+            # The marker's exclusive probe lasts one statement (autocommit); CASE takes the
+            # job's lock only when no preferred process holds the marker.
+            sql = (
+                "SELECT CASE WHEN pg_try_advisory_xact_lock(:m)"
+                " THEN pg_try_advisory_lock(:k) ELSE false END"
+            )
+            return bool(await conn.scalar(sa.text(sql), {"m": self._marker, "k": self._key}))
         got = await conn.scalar(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key})
         return bool(got)
+
+    async def _check(self, conn: AsyncConnection) -> None:
+        """The lock connection still answers; a fallback also looks for a preferred process."""
+        if self._standing is not Standing.FALLBACK:
+            await conn.execute(sa.text("SELECT 1"))
+            return
+        free = await conn.scalar(
+            sa.text("SELECT pg_try_advisory_xact_lock(:m)"), {"m": self._marker}
+        )
+        # Twice in a row: another fallback's probe holds the marker for an instant too.
+        self._marker_held = 0 if free else self._marker_held + 1
+        if self._marker_held >= 2:
+            raise _SteppedAside
 
     async def _hold(self, conn: AsyncConnection, work: Work) -> None:
         """Run `work` until it ends or the lock's connection fails a check."""
         task: asyncio.Task[None] = asyncio.create_task(work(), name=self._what)
+        stepped_aside = False
+        self._marker_held = 0
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=self._poll)
                 if not task.done():
                     async with asyncio.timeout(max(self._poll, 1.0) * 5):
-                        await conn.execute(sa.text("SELECT 1"))
+                        await self._check(conn)
             await task
+        except _SteppedAside:
+            stepped_aside = True
+            raise
         finally:
             if not task.done():
-                log.warning("%s: lock connection lost; stopping", self._what)
+                if not stepped_aside:
+                    log.warning("%s: lock connection lost; stopping", self._what)
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

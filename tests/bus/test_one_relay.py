@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+import sqlalchemy as sa
 
 from calltracking.bus.memory import MemoryBus
 from calltracking.config import Config
@@ -37,11 +38,11 @@ class Relaying:
 
 
 @contextlib.asynccontextmanager
-async def relaying(db: Database) -> AsyncIterator[Relaying]:
+async def relaying(db: Database, *, preferred: bool = True) -> AsyncIterator[Relaying]:
     bus = RecordingBus(MemoryBus())
     services = Services(config=Config(database_url=db.url), db=db, bus=bus, node_id="n")
     stop = asyncio.Event()
-    task = asyncio.create_task(_relay(services, stop))
+    task = asyncio.create_task(_relay(services, stop, preferred=preferred))
     try:
         yield Relaying(services, bus, stop, task)
     finally:
@@ -84,6 +85,51 @@ async def test_two_processes_publish_each_event_once_and_the_second_takes_over(
         await other_db.close()
 
 
+async def test_a_web_node_relays_only_while_no_process_with_the_workers_part_runs(
+    pg_db: Database, pg_url: str
+) -> None:
+    """A web node (a fallback) relays alone, stands aside within seconds once a workers
+    process (preferred) is up, and takes over again when that one stops; every event leaves."""
+    workers_db = Database(pg_url)
+    try:
+        async with relaying(pg_db, preferred=False) as web:
+            alone = await emit_events(pg_db, 5)
+            web.services.outbox_written()
+            await until(lambda: set(web.bus.confirmed) >= alone)
+
+            async with relaying(workers_db) as workers:
+                later: set[str] = set()
+
+                def handed_over() -> bool:
+                    # Events keep coming while the two hand over; the later ones leave by
+                    # the workers process once the web node has stood aside.
+                    return bool(later) and set(workers.bus.confirmed) >= later
+
+                async with asyncio.timeout(20):
+                    while not handed_over():
+                        later = await emit_events(pg_db, 3)
+                        for process in (web, workers):
+                            process.services.outbox_written()
+                        await asyncio.sleep(0.5)
+                by_web = len(web.bus.confirmed)
+                last = await emit_events(pg_db, 5)
+                for process in (web, workers):
+                    process.services.outbox_written()
+                await until(lambda: set(workers.bus.confirmed) >= last)
+                await asyncio.sleep(1.5)  # the web node's poll or two: it must stay out
+                assert len(web.bus.confirmed) == by_web
+
+            after = await emit_events(pg_db, 5)
+            web.services.outbox_written()
+            await until(lambda: set(web.bus.confirmed) >= after)
+            assert {*web.bus.confirmed, *workers.bus.confirmed} >= alone | last | after
+            async with asyncio.timeout(10):  # marked once the round that sent them ends
+                while await _pending(pg_db):  # noqa: ASYNC110 - a database row, no event to wait on
+                    await asyncio.sleep(0.05)
+    finally:
+        await workers_db.close()
+
+
 async def test_a_stopping_process_flushes_only_when_no_other_process_relays(
     pg_db: Database, pg_url: str
 ) -> None:
@@ -113,6 +159,12 @@ async def test_a_stopping_process_flushes_only_when_no_other_process_relays(
     finally:
         await stopping_bus.close()
         await other_db.close()
+
+
+async def _pending(db: Database) -> int:
+    async with db.read() as conn:
+        count = await conn.scalar(sa.text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+    return int(count or 0)
 
 
 async def _nothing() -> None:

@@ -198,7 +198,6 @@ class Leadership:
     async def _hold(self, conn: AsyncConnection, work: Work) -> None:
         """Run `work` until it ends or the lock's connection fails a check."""
         task: asyncio.Task[None] = asyncio.create_task(work(), name=self._what)
-        stepped_aside = False
         self._marker_held = 0
         try:
             while not task.done():
@@ -207,13 +206,14 @@ class Leadership:
                     async with asyncio.timeout(max(self._poll, 1.0) * 5):
                         await self._check(conn)
             await task
-        except _SteppedAside:
-            stepped_aside = True
+        except (_SteppedAside, asyncio.CancelledError):
+            raise  # logged by the caller, or the process is stopping: no connection was lost
+        except BaseException:
+            if not task.done():
+                log.warning("%s: lock connection lost; stopping", self._what)
             raise
         finally:
             if not task.done():
-                if not stepped_aside:
-                    log.warning("%s: lock connection lost; stopping", self._what)
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

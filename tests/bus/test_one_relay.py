@@ -169,3 +169,23 @@ async def _pending(db: Database) -> int:
 
 async def _nothing() -> None:
     return None
+
+
+async def test_a_process_stopping_while_it_holds_the_lock_does_not_report_it_lost(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    leadership = Leadership(pg_url, "test-stopping-holder", "stopping holder", poll_s=0.05)
+    working = asyncio.Event()
+
+    async def work() -> None:
+        working.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(leadership.run(work))
+    await asyncio.wait_for(working.wait(), 10)
+    await asyncio.sleep(0.2)  # a few checks of the lock's connection pass
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert leadership.active is False
+    assert not [r for r in caplog.records if "lost" in r.getMessage()]

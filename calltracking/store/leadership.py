@@ -19,9 +19,9 @@ Rules:
   only while no process holds the marker (it tries the marker exclusively for the length of one
   statement, then the job's lock), and while active it looks for the marker at every check:
   found held twice in a row (a preferred process is up, not another fallback's probe), it
-  stops the work, lets go of the lock and stands by. The
-  relay uses it so that a process with the workers part relays and the web nodes, whose loop
-  serves sockets, relay only while no such process runs (docs/architecture.md).
+  stops the work, lets go of the lock and stands by. The relay uses it so that a process with
+  the workers part relays and the web nodes, whose loop serves sockets, relay only while no
+  such process runs (docs/architecture.md).
 - On SQLite (one process by design) there is no lock: `work()` just runs.
 """
 

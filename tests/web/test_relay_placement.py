@@ -74,8 +74,8 @@ async def serving(part: str, db_url: str, amqp_url: str) -> AsyncIterator[Proces
 
     reader = asyncio.create_task(read())
     try:
-        if part == "web":
-            await _until_healthy(process)
+        if part == "web":  # serve logs it once the port is bound
+            assert await process.logged("web listening on"), "".join(process.lines[-30:])
         yield process
     finally:
         if proc.returncode is None:
@@ -83,18 +83,6 @@ async def serving(part: str, db_url: str, amqp_url: str) -> AsyncIterator[Proces
         await proc.wait()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(reader, 5)
-
-
-async def _until_healthy(process: Process) -> None:
-    async with aiohttp.ClientSession() as http, asyncio.timeout(20):
-        while True:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"http://127.0.0.1:{process.port}/healthz") as response:
-                    if response.status == 200:
-                        return
-            if process.proc.returncode is not None:
-                raise AssertionError("node died:\n" + "".join(process.lines[-30:]))
-            await asyncio.sleep(0.1)
 
 
 async def test_web_nodes_leave_the_relay_to_a_workers_process_and_still_get_its_events(

@@ -239,6 +239,11 @@ async def _relay(services: Services, stopping: asyncio.Event, *, preferred: bool
     leadership = Leadership(
         services.config.database_url, RELAY_JOB, "outbox relay", standing=standing
     )
+    services.metrics.read_gauge(
+        "calltracking_outbox_relaying",
+        "1 while this process relays the outbox (one process per database does).",
+        lambda: float(leadership.active),
+    )
 
     async def work() -> None:
         await relay.run(RELAY_INTERVAL_S, stopping, wake, IDLE_FALLBACK_S)

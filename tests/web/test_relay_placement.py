@@ -32,7 +32,7 @@ class Process:
     """A `serve --only <part>` child and the log lines it wrote so far."""
 
     proc: asyncio.subprocess.Process
-    port: int
+    port: int  # HTTP: the web part's, else CALLTRACKING_METRICS_PORT's (/metrics on both)
     lines: list[str] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -54,8 +54,7 @@ async def serving(part: str, db_url: str, amqp_url: str) -> AsyncIterator[Proces
         **os.environ,
         "CALLTRACKING_DATABASE_URL": db_url,
         "CALLTRACKING_AMQP_URL": amqp_url,
-        "CALLTRACKING_HTTP_PORT": str(port),
-        "CALLTRACKING_METRICS_PORT": str(_free_port()),
+        "CALLTRACKING_HTTP_PORT" if part == "web" else "CALLTRACKING_METRICS_PORT": str(port),
     }
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "calltracking.cli", "serve", "--only", part),
@@ -74,8 +73,9 @@ async def serving(part: str, db_url: str, amqp_url: str) -> AsyncIterator[Proces
 
     reader = asyncio.create_task(read())
     try:
-        if part == "web":  # serve logs it once the port is bound
-            assert await process.logged("web listening on"), "".join(process.lines[-30:])
+        # serve logs it once the port is bound
+        listening = "web listening on" if part == "web" else "health and metrics on"
+        assert await process.logged(listening), "".join(process.lines[-30:])
         yield process
     finally:
         if proc.returncode is None:
@@ -118,3 +118,14 @@ async def test_web_nodes_leave_the_relay_to_a_workers_process_and_still_get_its_
         assert expired_a["e164"] == expired_b["e164"] == site.defaults[AttributionKind.EXPIRED]
         await asyncio.sleep(2.5)  # two more checks: the web nodes stay out
         assert not [n for n in web_nodes if sum(RELAYING in x for x in n.lines) > 1]
+        relaying_now = [await _relaying(http, p.port) for p in (node_a, node_b, workers)]
+        assert relaying_now == [0.0, 0.0, 1.0]
+
+
+async def _relaying(http: aiohttp.ClientSession, port: int) -> float:
+    """The process's `calltracking_outbox_relaying` gauge, from its /metrics."""
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    (line,) = [x for x in text.splitlines() if x.startswith("calltracking_outbox_relaying ")]
+    return float(line.split()[1])

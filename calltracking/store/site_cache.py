@@ -43,10 +43,10 @@ class SiteCache:
         return None
 
     async def by_key(self, key: str) -> Site | None:
+        site = self.cached(key)
+        if site is not None:
+            return site
         now = self._clock()
-        cached = self._sites.get(key)
-        if cached is not None and now - cached[0] < TTL_S:
-            return cached[1]
         # One read however many hellos ask at once (a reconnect storm asks thousands).
         loading = self._loading.get(key)
         if loading is None:

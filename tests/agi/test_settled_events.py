@@ -17,6 +17,7 @@ from calltracking.store import schema as t
 from calltracking.store.db import Database
 from tests.store.seed import seed_site
 from tests.support.agi_channel import dial
+from tests.support.outbox import until_outbox_published
 from tests.web.harness import fast, web_config
 
 
@@ -32,20 +33,6 @@ async def _call_id(db: Database, linkedid: str) -> str:
         call_id = await conn.scalar(sa.select(t.calls.c.id).where(t.calls.c.linkedid == linkedid))
     assert isinstance(call_id, str)
     return call_id
-
-
-async def _until_nothing_pending(db: Database) -> None:
-    async with asyncio.timeout(10):
-        while True:
-            async with db.read() as conn:
-                pending = await conn.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(t.outbox)
-                    .where(t.outbox.c.published_at.is_(None))
-                )
-            if pending == 0:
-                return
-            await asyncio.sleep(0.02)
 
 
 async def test_call_events_no_consumer_takes_are_never_relayed_and_the_rest_are(
@@ -70,12 +57,12 @@ async def test_call_events_no_consumer_takes_are_never_relayed_and_the_rest_are(
             return {e.data["id"] for e in relayed if e.key == "call.started"}
 
         first = await _call_id(services.db, await _call(agi_port, did))
-        await _until_nothing_pending(services.db)
+        await until_outbox_published(services.db)
         # The dispatcher had not read the site: the first call's event went through the relay.
         assert first in relayed_calls()
 
         second = await _call_id(services.db, await _call(agi_port, did))
-        await _until_nothing_pending(services.db)
+        await until_outbox_published(services.db)
         assert second not in relayed_calls()  # written published: nobody would take it
 
         feed: asyncio.Queue[Event] = asyncio.Queue()

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-import sqlalchemy as sa
 
 from calltracking.bus.memory import MemoryBus
 from calltracking.config import Config
@@ -21,6 +20,7 @@ from calltracking.store.outbox import emit
 from tests.bus import RecordingBus
 from tests.integration.pbx import until
 from tests.store.seed import T0
+from tests.support.outbox import until_outbox_published
 
 pytestmark = pytest.mark.postgres
 
@@ -123,9 +123,7 @@ async def test_a_web_node_relays_only_while_no_process_with_the_workers_part_run
             web.services.outbox_written()
             await until(lambda: set(web.bus.confirmed) >= after)
             assert {*web.bus.confirmed, *workers.bus.confirmed} >= alone | last | after
-            async with asyncio.timeout(10):  # marked once the round that sent them ends
-                while await _pending(pg_db):  # noqa: ASYNC110 - a database row, no event to wait on
-                    await asyncio.sleep(0.05)
+            await until_outbox_published(pg_db)
     finally:
         await workers_db.close()
 
@@ -159,12 +157,6 @@ async def test_a_stopping_process_flushes_only_when_no_other_process_relays(
     finally:
         await stopping_bus.close()
         await other_db.close()
-
-
-async def _pending(db: Database) -> int:
-    async with db.read() as conn:
-        count = await conn.scalar(sa.text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
-    return int(count or 0)
 
 
 async def _nothing() -> None:

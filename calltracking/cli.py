@@ -123,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     advise.add_argument("site", metavar="SITE", help="site id")
     advise.add_argument("--target", type=float, default=0.95, help="tracked share (0.95)")
     advise.add_argument("--days", type=int, default=7, help="days of traffic to replay (7)")
+
+    split = commands.add_parser(
+        "split-site",
+        help="decide one busy site in parts, so that several web nodes share its decisions",
+        description="One node decides every change of a site (the owner of its shard). A site "
+        "with more new visitors than one node can decide can be split: its pool, visitors and "
+        "leases fall into PARTS parts, each decided by its own node, and a node decides its own "
+        "sockets' new visitors in a part it owns, without forwarding them. The per-address "
+        "rules (hello rate, lease cap) then hold per part, and a part's waiters wait for its own "
+        "numbers. 1 undoes the split. Leases are kept; every node reloads the site.",
+    )
+    split.add_argument("site", metavar="SITE", help="site id")
+    split.add_argument("parts", metavar="PARTS", type=int, help="1 to 16 (1: not split)")
     return parser
 
 
@@ -186,6 +199,10 @@ async def _dispatch(args: argparse.Namespace, config: Config) -> int:
         from calltracking.advise import run_advise_cli
 
         return await run_advise_cli(config, args.site, target=args.target, days=args.days)
+    if args.command == "split-site":
+        from calltracking.store.site_split import split_site_cli
+
+        return await split_site_cli(config, args.site, args.parts)
     if args.command == "pbx-sim":
         from calltracking.pbxsim.command import run_from_args
 

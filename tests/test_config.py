@@ -106,5 +106,5 @@ def test_help_explains_every_command() -> None:
         timeout=60,
     )
     assert done.returncode == 0
-    for command in ("serve", "demo", "pbx-sim", "migrate", "check", "token"):
+    for command in ("serve", "demo", "pbx-sim", "migrate", "check", "token", "split-site"):
         assert command in done.stdout

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.engine import SiteEngine, SiteRules, Visitor
+from calltracking.core.engine.parts import ids_in_part, number_part, part_of, part_settings
 from calltracking.core.engine.pool import Lease, Number
 from calltracking.core.kinds import DisplayKind
 from calltracking.core.leases import NumberSnapshot, is_cooling_for
@@ -29,8 +30,12 @@ CHUNK = 500
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-def rules_of(site: Site) -> SiteRules:
-    return SiteRules(site.id, site.settings, dict(site.defaults), tuple(site.domains))
+def rules_of(site: Site, part: int | None = None) -> SiteRules:
+    """The site's rules, as one part of a split site applies them (its share of the pool)."""
+    settings = site.settings
+    if part is not None:
+        settings = part_settings(settings, part, site.decision_parts)
+    return SiteRules(site.id, settings, dict(site.defaults), tuple(site.domains))
 
 
 async def load_engine(
@@ -39,11 +44,21 @@ async def load_engine(
     now: datetime,
     ids: Callable[[], str],
     record_ids: Callable[[], str] | None = None,
+    *,
+    part: int | None = None,
 ) -> SiteEngine:
-    """The site's engine as the database holds it; `ids` make its visitors' ids, `record_ids`
-    its visits' and leases' (SiteEngine)."""
-    engine = SiteEngine(rules_of(site), ids=ids, record_ids=record_ids)
+    """The site's engine as the database holds it, or its part `part`'s when it is split;
+    `ids` make its visitors' ids (redrawn to fall in the part), `record_ids` its visits' and
+    leases' (SiteEngine)."""
+    parts = site.decision_parts if part is not None else 1
+    engine = SiteEngine(
+        rules_of(site, part),
+        ids=ids_in_part(ids, part or 0, parts),
+        record_ids=record_ids,
+    )
     numbers = await _pool_numbers(conn, site.id)
+    if parts > 1:
+        numbers = {e164: n for e164, n in numbers.items() if number_part(n, parts) == part}
     leased_first = sorted(numbers.values(), key=_activity_order)
     for number in leased_first:  # leases keep their activity order
         engine.pool.add(number)
@@ -57,8 +72,9 @@ async def load_engine(
         )
     ).scalars()
     leased = {number.lease.visitor_id for number in numbers.values() if number.lease}
-    await restore_visitors(conn, engine, leased | set(with_tabs), now)
-    await offer_reserve(conn, engine, site, now)
+    present = leased | {visitor for visitor in with_tabs if part_of(visitor, parts) == (part or 0)}
+    await restore_visitors(conn, engine, present, now)
+    await offer_reserve(conn, engine, site, now, part=part)
     return engine
 
 
@@ -252,11 +268,19 @@ def _released(number: Number) -> float:
 
 
 async def offer_reserve(
-    conn: AsyncConnection, engine: SiteEngine, site: Site, now: datetime, want: int = 0
+    conn: AsyncConnection,
+    engine: SiteEngine,
+    site: Site,
+    now: datetime,
+    want: int = 0,
+    *,
+    part: int | None = None,
 ) -> None:
     """The reserve numbers growth would pick from (never one cooling for another site): a few,
     or `want` for a batch that may grow by that many; and how many more numbers the account
-    may take."""
+    may take. A part of a split site is offered the numbers whose digits fall in it, so that
+    parts growing at once do not reach for the same numbers."""
+    parts = site.decision_parts if part is not None else 1
     n = t.numbers.c
     rows = await conn.execute(
         sa.select(n.e164, n.cooling_site_id, n.cooling_until)
@@ -270,12 +294,13 @@ async def offer_reserve(
             ),
         )
         .order_by(n.e164)
-        .limit(max(RESERVE_CANDIDATES, want))
+        .limit(max(RESERVE_CANDIDATES, want) * parts)
     )
     candidates = [
         r.e164
         for r in rows
-        if not is_cooling_for(
+        if part_of(r.e164, parts) == (part or 0)
+        and not is_cooling_for(
             NumberSnapshot(
                 r.e164, None, cooling_site_id=r.cooling_site_id, cooling_until=r.cooling_until
             ),
@@ -283,4 +308,7 @@ async def offer_reserve(
             now,
         )
     ]
-    engine.offer_reserve(candidates, await account_room(conn, site.account_id))
+    # A part does not hold the account's row from here to its commit: parts growing at once
+    # would take turns for it. It re-checks the limit under the lock after growing instead.
+    room = await account_room(conn, site.account_id, lock=part is None)
+    engine.offer_reserve(candidates, room)

@@ -27,7 +27,7 @@ from calltracking.core.engine import SiteEngine
 from calltracking.store import schema as t
 from calltracking.store.db import Database
 from calltracking.store.decider_writes import BatchWrites
-from calltracking.store.site_batches import SiteBatches, Slot
+from calltracking.store.site_batches import SiteBatches, Slot, slot_key
 from calltracking.store.sites import get_site
 
 log = logging.getLogger(__name__)
@@ -82,12 +82,19 @@ class SweepChores:
                 t.tabs, t.tabs.c.visitor_id == t.visitors.c.id
             )
             site_ids = set((await conn.execute(leased.union(tabbed))).scalars())
-            missing = site_ids - slots.keys()
+            missing = site_ids - slots.keys()  # a split site's slots are its parts'
             sites = [await get_site(conn, site_id) for site_id in sorted(missing)]
         for site in sites:
-            if site is not None and site.deleted_at is None and await self._may_load(site.id):
-                slots.setdefault(site.id, Slot(site))
-                await self._batches.submit(site, _noop, now)
+            if site is None or site.deleted_at is not None:
+                continue
+            parts: list[int | None] = (
+                list(range(site.decision_parts)) if site.decision_parts > 1 else [None]
+            )
+            for part in parts:
+                key = slot_key(site, part)
+                if key not in slots and await self._may_load(key):
+                    slots.setdefault(key, Slot(site, part))
+                    await self._batches.submit(site, _noop, now, part=part)
 
     async def _forget(self, now: datetime) -> None:
         """Bounded memory: visitors the engine can restore from the store when they come back,
@@ -101,7 +108,7 @@ class SweepChores:
         for slot in list(self._batches.slots.values()):
             if slot.engine is not None:
                 try:
-                    await self._batches.submit(slot.site, op, now)
+                    await self._batches.submit(slot.site, op, now, part=slot.part)
                 except Exception:
                     log.exception("site %s: forgetting idle visitors failed", slot.site.id)
 

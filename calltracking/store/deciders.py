@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -38,6 +38,7 @@ from calltracking.cluster import messages as fw
 from calltracking.core.bots import is_crawler
 from calltracking.core.engine import SiteEngine
 from calltracking.core.engine import events as ev
+from calltracking.core.engine.parts import decision_key, part_of, split_key
 from calltracking.core.throttle import LogThrottle
 from calltracking.store import schema as t
 from calltracking.store.db import Database
@@ -45,7 +46,7 @@ from calltracking.store.decider_sweeps import SweepChores
 from calltracking.store.decider_writes import BatchWrites
 from calltracking.store.ids import time_ordered_id
 from calltracking.store.shown_numbers import changed_visitors, now_shown, untracked
-from calltracking.store.site_batches import Op, SiteBatches, Slot
+from calltracking.store.site_batches import Op, SiteBatches, Slot, SplitChanged, slot_key
 from calltracking.store.sites import Site, get_site
 from calltracking.store.tab_closes import TabCloses, close_tab
 from calltracking.store.visitor_identity import analytics_ids, ensure_visitor
@@ -90,6 +91,8 @@ class DeciderService:
         self._owners: Owners | None = None  # None: this node decides for every site
         self.fallbacks = 0  # changes decided here because the site's owner did not answer
         self._fallbacks_log = LogThrottle(FALLBACK_LOG_EVERY_S)
+        self._new_visitors = 0  # spreads a split site's new visitors over the parts
+        self._sites_seen: dict[str, Site] = {}  # split sites, whose slots are their parts'
 
     @property
     def _slots(self) -> dict[str, Slot]:
@@ -116,8 +119,15 @@ class DeciderService:
         """Let queued batches commit (the last tabs' closes among them)."""
         await self._batches.close(grace_s)
 
-    async def _submit(self, site: Site, op: Op, now: datetime, visitor: str | None = None) -> Any:
-        return await self._batches.submit(site, op, now, visitor)
+    async def _submit(
+        self,
+        site: Site,
+        op: Op,
+        now: datetime,
+        visitor: str | None = None,
+        part: int | None = None,
+    ) -> Any:
+        return await self._batches.submit(site, op, now, visitor, part)
 
     # -- the interface the websocket and the hub use ------------------------------------------
     # Each operation keeps this node's own bookkeeping of its sockets' tabs, and has the change
@@ -125,14 +135,23 @@ class DeciderService:
 
     async def hello(self, site: Site, hello: Hello, now: datetime) -> Welcome:
         tab_id = time_ordered_id()
-        welcome = await self._route(
-            site.id,
-            lambda: fw.HelloRequest(site.id, now, self.node_id, tab_id, hello),
-            lambda: self._hello(site, hello, tab_id, self.node_id, now),
-            # The owner may have committed the hello it did not answer: its tab is then taken
-            # as it stands, not opened twice (the same tab id cannot be inserted again).
-            lambda: self._hello(site, hello, tab_id, self.node_id, now, maybe_opened=True),
-        )
+
+        async def routed(site: Site) -> fw.Result:
+            part = await self._hello_part(site, hello.visitor_id)
+            key = slot_key(site, part)
+            return await self._route(
+                key,
+                lambda: fw.HelloRequest(key, now, self.node_id, tab_id, hello),
+                lambda: self._hello(site, hello, tab_id, self.node_id, now, part=part),
+                # The owner may have committed the hello it did not answer: its tab is then
+                # taken as it stands, not opened twice (the same tab id cannot be inserted
+                # again).
+                lambda: self._hello(
+                    site, hello, tab_id, self.node_id, now, part=part, maybe_opened=True
+                ),
+            )
+
+        welcome = await self._split_aware(site, routed)
         assert isinstance(welcome, Welcome)
         if welcome.visit_id:
             self._tab_owner[tab_id] = (site.id, welcome.visitor_id)
@@ -143,22 +162,23 @@ class DeciderService:
     async def activity(
         self, site: Site, visitor_id: str, tab_id: str, now: datetime
     ) -> tuple[Shown, set[str]]:
-        return await self._visitor_event(
-            site, fw.VisitorEventRequest(site.id, now, "activity", visitor_id, tab_id)
-        )
+        return await self._visitor_event(site, visitor_id, "activity", tab_id, now)
 
     async def want(self, site: Site, visitor_id: str, now: datetime) -> tuple[Shown, set[str]]:
-        return await self._visitor_event(
-            site, fw.VisitorEventRequest(site.id, now, "want", visitor_id, "")
-        )
+        return await self._visitor_event(site, visitor_id, "want", "", now)
 
     async def visibility(self, tab_id: str, visible: bool, now: datetime) -> None:
         owner = self._tab_owner.get(tab_id)
         if owner is None:
             return
         site_id, visitor_id = owner
-        request = fw.VisibilityRequest(site_id, now, visitor_id, tab_id, visible)
-        await self._route(site_id, lambda: request, lambda: self._visibility(request))
+
+        async def routed(site: Site) -> fw.Result:
+            key = _visitor_key(site, visitor_id)
+            request = fw.VisibilityRequest(key, now, visitor_id, tab_id, visible)
+            return await self._route(key, lambda: request, lambda: self._visibility(request))
+
+        await self._split_aware(await self._site(site_id), routed)
 
     async def tab_closed(self, site: Site, visitor_id: str, tab_id: str, now: datetime) -> set[str]:
         known = self._tab_owner.pop(tab_id, None)
@@ -174,11 +194,16 @@ class DeciderService:
                 exists = await conn.scalar(sa.select(t.tabs.c.id).where(t.tabs.c.id == tab_id))
             if exists is None:
                 return set()
-        changed = await self._route(
-            site.id,
-            lambda: fw.CloseRequest(site.id, now, visitor_id, tab_id),
-            lambda: self._closes.close(site, visitor_id, tab_id, now),
-        )
+
+        async def routed(site: Site) -> fw.Result:
+            key = _visitor_key(site, visitor_id)
+            return await self._route(
+                key,
+                lambda: fw.CloseRequest(key, now, visitor_id, tab_id),
+                lambda: self._closes.close(site, visitor_id, tab_id, now),
+            )
+
+        changed = await self._split_aware(site, routed)
         assert isinstance(changed, set)
         return changed
 
@@ -191,8 +216,17 @@ class DeciderService:
                 )
             if site_id is None:
                 return None
-        request = fw.CurrentRequest(site_id, now, visitor_id)
-        shown = await self._route(site_id, lambda: request, lambda: self._current(request))
+        try:
+            site = await self._site(site_id)
+        except LookupError:
+            return None
+
+        async def routed(site: Site) -> fw.Result:
+            key = _visitor_key(site, visitor_id)
+            request = fw.CurrentRequest(key, now, visitor_id)
+            return await self._route(key, lambda: request, lambda: self._current(request))
+
+        shown = await self._split_aware(site, routed)
         assert shown is None or isinstance(shown, Shown)
         return shown
 
@@ -202,28 +236,65 @@ class DeciderService:
         """Decide only for the sites whose shard this node owns; forward the rest."""
         self._owners = owners
 
-    def _decides(self, site_id: str) -> bool:
-        """Whether this node decides for the site now: no owners, or it owns the site's shard,
-        or it lost the broker (then nobody can forward, and every node decides what it has
-        under the site's lock, as it would with no owners at all, due times included)."""
+    def _decides(self, key: str) -> bool:
+        """Whether this node decides for the site (or the split site's part, by its key) now:
+        no owners, or it owns the key's shard, or it lost the broker (then nobody can forward,
+        and every node decides what it has under the site's lock, as it would with no owners
+        at all, due times included)."""
         owners = self._owners
-        return owners is None or not owners.connected or owners.owns(site_id)
+        return owners is None or not owners.connected or owners.owns(key)
+
+    async def _hello_part(self, site: Site, visitor_id: str | None) -> int | None:
+        """The part of a split site that decides a hello (None: the site is not split): a
+        returning visitor's own; for a new visitor one this node owns, or can claim, so that
+        its sockets' new visitors are decided here, without forwarding."""
+        parts = site.decision_parts
+        if parts <= 1:
+            return None
+        if visitor_id:
+            return part_of(visitor_id, parts)
+        owners = self._owners
+        self._new_visitors += 1
+        if owners is None or not owners.connected:  # every part is decided here: spread them
+            return self._new_visitors % parts
+        first = part_of(self.node_id, parts)
+        order = [(first + i) % parts for i in range(parts)]
+        owned = [part for part in order if owners.owns(decision_key(site.id, part, parts))]
+        if not owned:
+            for part in order:
+                if await owners.claim(decision_key(site.id, part, parts)):
+                    return part
+            return order[self._new_visitors % parts]
+        return owned[self._new_visitors % len(owned)]
+
+    async def _split_aware(self, site: Site, routed: Callable[[Site], Awaitable[T]]) -> T:
+        """`routed(site)`, once more with the site as it now is when its split changed under
+        the change (`calltracking split-site`)."""
+        try:
+            return await routed(site)
+        except SplitChanged as exc:
+            self._sites_seen[exc.site.id] = exc.site
+            return await routed(exc.site)
 
     async def serve(self, request: fw.Request) -> fw.Result:
-        """Carry out a request another node forwarded to this one, the sites' owner."""
+        """Carry out a request another node forwarded to this one, the owner of the site (or
+        of the split site's part) that the request's key names."""
+        site_id, part = split_key(request.site_id)
+        site = await self._site(site_id)
+        if (part is None) != (site.decision_parts <= 1) or (part or 0) >= site.decision_parts:
+            # The sender's split is not the site's: it decides itself, and learns the split.
+            raise SplitChanged(site)
         match request:
             case fw.HelloRequest():
-                site = await self._site(request.site_id)
                 return await self._hello(
-                    site, request.hello, request.tab_id, request.node_id, request.now
+                    site, request.hello, request.tab_id, request.node_id, request.now, part=part
                 )
             case fw.VisitorEventRequest():
-                return await self._decide_visitor_event(await self._site(request.site_id), request)
+                return await self._decide_visitor_event(site, request)
             case fw.VisibilityRequest():
                 await self._visibility(request)
                 return None
             case fw.CloseRequest():
-                site = await self._site(request.site_id)
                 return await self._closes.close(
                     site, request.visitor_id, request.tab_id, request.now
                 )
@@ -232,36 +303,37 @@ class DeciderService:
 
     async def _route(
         self,
-        site_id: str,
+        key: str,
         request: Callable[[], fw.Request],
         here: Callable[[], Awaitable[T]],
         after_lost_answer: Callable[[], Awaitable[T]] | None = None,
     ) -> T | fw.Result:
-        """`here()` when this node decides for the site, else the owner's answer. With no
-        owner, this node claims the site's shard; when the owner fails the request, the change
-        is decided here, and when no answer came (the owner may have carried it out),
-        `after_lost_answer()` decides it here: the site's lock keeps either correct."""
+        """`here()` when this node decides for the key (a site, or a split site's part), else
+        the owner's answer. With no owner, this node claims the key's shard; when the owner
+        fails the request, the change is decided here, and when no answer came (the owner may
+        have carried it out), `after_lost_answer()` decides it here: the lock keeps either
+        correct."""
         owners = self._owners
-        if owners is None or self._decides(site_id):
+        if owners is None or self._decides(key):
             return await here()
         retry = after_lost_answer or here
         try:
             return await owners.forward(request())
         except fw.NoOwner:
-            if await owners.claim(site_id, fresh=True):
+            if await owners.claim(key, fresh=True):
                 return await here()
             try:  # another node claimed it first
                 return await owners.forward(request())
             except (fw.NoOwner, fw.ForwardRefused) as exc:
-                self._log_fallback(site_id, exc)
+                self._log_fallback(key, exc)
                 return await here()
             except fw.ForwardFailed as exc:
-                self._log_fallback(site_id, exc)
+                self._log_fallback(key, exc)
         except fw.ForwardRefused as exc:
-            self._log_fallback(site_id, exc)
+            self._log_fallback(key, exc)
             return await here()
         except fw.ForwardFailed as exc:
-            self._log_fallback(site_id, exc)
+            self._log_fallback(key, exc)
         return await retry()
 
     async def _hello(
@@ -272,6 +344,7 @@ class DeciderService:
         node_id: str,
         now: datetime,
         *,
+        part: int | None = None,
         maybe_opened: bool = False,
     ) -> Welcome:
         bot = hello.automated or is_crawler(hello.user_agent)
@@ -328,11 +401,11 @@ class DeciderService:
                 frozenset(changed_visitors(effects) - {visitor_id}),
             )
 
-        welcome: Welcome = await self._submit(site, op, now, hello.visitor_id)
+        welcome: Welcome = await self._submit(site, op, now, hello.visitor_id, part)
         return welcome
 
     async def _visibility(self, request: fw.VisibilityRequest) -> None:
-        site = await self._site(request.site_id)
+        site = await self._site(split_key(request.site_id)[0])
         visitor_id, tab_id, now = request.visitor_id, request.tab_id, request.now
 
         async def op(conn: AsyncConnection, engine: SiteEngine, writes: BatchWrites) -> None:
@@ -340,18 +413,17 @@ class DeciderService:
             engine.handle(ev.Visibility(visitor_id, tab_id, request.visible), now)
             writes.tabs_visible[tab_id] = request.visible
 
-        await self._submit(site, op, now)
+        await self._submit(site, op, now, visitor_id)
 
     async def _current(self, request: fw.CurrentRequest) -> Shown | None:
-        site_id, visitor_id, now = request.site_id, request.visitor_id, request.now
-        slot = self._slots.get(site_id)
+        key, visitor_id, now = request.site_id, request.visitor_id, request.now
+        site_id = split_key(key)[0]
+        slot = self._slots.get(key)
         if slot is not None and slot.engine is not None and not slot.pending:
             async with self.db.read() as conn:
-                version = await conn.scalar(
-                    sa.select(t.sites.c.state_version).where(t.sites.c.id == site_id)
-                )
+                current = await _versions(conn, slot)
             engine = slot.engine
-            if version == slot.version and visitor_id in engine.visitors:
+            if current == (slot.site_version, slot.version) and visitor_id in engine.visitors:
                 return now_shown(engine, visitor_id, self.country_code)
         async with self.db.read() as conn:
             site = await get_site(conn, site_id)
@@ -362,23 +434,29 @@ class DeciderService:
             await ensure_visitor(conn, engine, writes, visitor_id, now)
             return now_shown(engine, visitor_id, self.country_code)
 
-        shown: Shown = await self._submit(site, op, now)
+        shown: Shown = await self._submit(site, op, now, visitor_id)
         return shown
 
-    async def _may_load(self, site_id: str) -> bool:
-        """Whether the sweeper loads a site it found with leases or tabs: with owners, only
-        when this node owns the site's shard or can claim it (nobody else holds it)."""
+    async def _may_load(self, key: str) -> bool:
+        """Whether the sweeper loads a site (or a split site's part) it found with leases or
+        tabs: with owners, only when this node owns the key's shard or can claim it (nobody
+        else holds it)."""
         owners = self._owners
-        return owners is None or self._decides(site_id) or await owners.claim(site_id)
+        return owners is None or self._decides(key) or await owners.claim(key)
 
     async def _site(self, site_id: str) -> Site:
         slot = self._slots.get(site_id)
         if slot is not None:
             return slot.site
+        seen = self._sites_seen.get(site_id)
+        if seen is not None:
+            return seen
         async with self.db.read() as conn:
             site = await get_site(conn, site_id)
         if site is None or site.deleted_at is not None:
             raise LookupError(f"no site {site_id}")
+        if site.decision_parts > 1:  # its slots are its parts': kept here instead
+            self._sites_seen[site_id] = site
         return site
 
     async def touch_tabs(self, tab_ids: list[str], now: datetime) -> None:
@@ -392,11 +470,11 @@ class DeciderService:
         retried = await self._closes.retry() if self._closes.pending else set()
         stale = await self._chores.run_due(now)
         changed: set[str] = set(retried)
-        for site_id, slot in list(self._slots.items()):
-            if not self._decides(site_id):
+        for key, slot in list(self._slots.items()):
+            if not self._decides(key):
                 continue  # its owner sweeps it
             due = slot.engine.next_due() if slot.engine is not None else None
-            gone = stale.get(site_id, [])
+            gone = _of_part(stale.get(slot.site.id, []), slot)
             if not gone and (due is None or due > now):
                 continue
 
@@ -415,19 +493,29 @@ class DeciderService:
                 return result | changed_visitors(effects)
 
             try:
-                changed |= await self._submit(slot.site, op, now)
+                changed |= await self._submit(slot.site, op, now, part=slot.part)
             except Exception:
-                log.exception("site %s: sweep failed", site_id)
+                log.exception("site %s: sweep failed", key)
         return changed
 
     # -- helpers ------------------------------------------------------------------------------
 
     async def _visitor_event(
-        self, site: Site, request: fw.VisitorEventRequest
+        self,
+        site: Site,
+        visitor_id: str,
+        kind: Literal["activity", "want"],
+        tab_id: str,
+        now: datetime,
     ) -> tuple[Shown, set[str]]:
-        result = await self._route(
-            site.id, lambda: request, lambda: self._decide_visitor_event(site, request)
-        )
+        async def routed(site: Site) -> fw.Result:
+            key = _visitor_key(site, visitor_id)
+            request = fw.VisitorEventRequest(key, now, kind, visitor_id, tab_id)
+            return await self._route(
+                key, lambda: request, lambda: self._decide_visitor_event(site, request)
+            )
+
+        result = await self._split_aware(site, routed)
         assert isinstance(result, tuple)
         return result
 
@@ -482,3 +570,32 @@ class DeciderService:
                     effect.address,
                     held,
                 )
+
+
+def _visitor_key(site: Site, visitor_id: str) -> str:
+    """The key that decides a visitor's changes: the site's, or its part's when split."""
+    parts = site.decision_parts
+    return decision_key(site.id, part_of(visitor_id, parts), parts)
+
+
+def _of_part(gone: list[tuple[str, str]], slot: Slot) -> list[tuple[str, str]]:
+    """The stale tabs (visitor, tab) of a site that belong to this slot's part."""
+    if slot.part is None:
+        return gone
+    parts = slot.site.decision_parts
+    return [(visitor, tab) for visitor, tab in gone if part_of(visitor, parts) == slot.part]
+
+
+async def _versions(conn: AsyncConnection, slot: Slot) -> tuple[int, int]:
+    """(the site's version, the slot's own) as stored now; the site's is -1 for an unsplit
+    site's slot, which has only the one."""
+    site_version = await conn.scalar(
+        sa.select(t.sites.c.state_version).where(t.sites.c.id == slot.site.id)
+    )
+    if slot.part is None:
+        return -1, int(site_version or 0)
+    p = t.site_parts.c
+    part_version = await conn.scalar(
+        sa.select(p.state_version).where(p.site_id == slot.site.id, p.part == slot.part)
+    )
+    return int(site_version or 0), int(part_version or 0)

@@ -220,13 +220,15 @@ async def account_numbers_in_use(conn: AsyncConnection, account_id: str) -> int:
     return await _numbers_held(conn, account_id)
 
 
-async def account_room(conn: AsyncConnection, account_id: str) -> int:
+async def account_room(conn: AsyncConnection, account_id: str, *, lock: bool = True) -> int:
     """How many more numbers the account may hold (negative: over its `max_numbers`; 0 for an
     account that is gone), under the same lock as `account_numbers_in_use`. The lock and the
-    limit come in one statement: a locking read returns the row as its last holder committed."""
+    limit come in one statement: a locking read returns the row as its last holder committed.
+    `lock=False` only estimates (the caller re-checks under the lock before it commits)."""
     # Fixed texts through the driver (driver_sql.py): a growing group commit runs both.
-    lock = _ROOM_PG if conn.dialect.name == "postgresql" else _ROOM
-    limit = (await conn.exec_driver_sql(driver_text(conn, lock), (account_id,))).scalar()
+    lock = lock and conn.dialect.name == "postgresql"
+    statement = _ROOM_PG if lock else _ROOM
+    limit = (await conn.exec_driver_sql(driver_text(conn, statement), (account_id,))).scalar()
     if limit is None:
         return 0
     return int(limit) - await _numbers_held(conn, account_id)

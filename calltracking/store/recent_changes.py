@@ -81,6 +81,11 @@ def between(changes: Sequence[Change], mine: int, current: int) -> list[Change] 
     return [wanted[v] for v in range(mine + 1, current + 1)]
 
 
-async def read(conn: AsyncConnection, site_id: str) -> list[Change]:
-    text = await conn.scalar(sa.select(t.sites.c.recent_changes).where(t.sites.c.id == site_id))
-    return decode(text)
+async def read(conn: AsyncConnection, site_id: str, part: int | None = None) -> list[Change]:
+    """The site's list, or a split site's part's own (its versions are the part's)."""
+    if part is None:
+        query = sa.select(t.sites.c.recent_changes).where(t.sites.c.id == site_id)
+    else:
+        p = t.site_parts.c
+        query = sa.select(p.recent_changes).where(p.site_id == site_id, p.part == part)
+    return decode(await conn.scalar(query))

@@ -107,6 +107,19 @@ sites = sa.Table(
     # The numbers and visitors the last few versions changed (recent_changes.py): a node a few
     # versions behind reloads those instead of the whole site.
     sa.Column("recent_changes", sa.Text),
+    # Parts of the pool decided by different nodes (`calltracking split-site`; 1: one decider).
+    sa.Column("decision_parts", sa.Integer, nullable=False, server_default="1"),
+)
+
+# The version and recent changes of each part of a split site (sites.decision_parts > 1): the
+# part's batches bump their own row, so parts on different nodes never wait for each other.
+site_parts = sa.Table(
+    "site_parts",
+    metadata,
+    sa.Column("site_id", ID, sa.ForeignKey("sites.id"), primary_key=True),
+    sa.Column("part", sa.Integer, primary_key=True),
+    sa.Column("state_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("recent_changes", sa.Text),
 )
 
 # A number is in one place: the reserve (site_id NULL, role 'reserve'), one site's pool

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.engine import SiteEngine
+from calltracking.core.engine.parts import decision_key, part_of
 from calltracking.store import recent_changes, site_state
 from calltracking.store.db import Database
 from calltracking.store.decider_state import (
@@ -62,8 +63,10 @@ class Item:
 @dataclass
 class Slot:
     site: Site
+    part: int | None = None  # a split site's part (core/engine/parts.py); None: the whole site
     engine: SiteEngine | None = None
-    version: int = -1
+    version: int = -1  # the site's, or the part's own
+    site_version: int = -1  # a part's: the site's version it loaded (an operator's change)
     pending: list[Item] = field(default_factory=list)
     drain: asyncio.Task[None] | None = None
     # What the versions up to `version` changed, as far as this node knows (recent_changes.py).
@@ -95,10 +98,24 @@ class SiteBatches:
             task.cancel()
         await asyncio.gather(*drains, return_exceptions=True)
 
-    async def submit(self, site: Site, op: Op, now: datetime, visitor: str | None = None) -> Any:
-        slot = self.slots.get(site.id)
+    async def submit(
+        self,
+        site: Site,
+        op: Op,
+        now: datetime,
+        visitor: str | None = None,
+        part: int | None = None,
+    ) -> Any:
+        """Run `op` in the next group commit of the site, or of its part `part` when it is
+        split (`site.decision_parts` > 1); answered after that commit."""
+        if site.decision_parts > 1 and part is None:
+            if visitor is None:
+                raise ValueError(f"site {site.id} is split: a change needs its part")
+            part = part_of(visitor, site.decision_parts)
+        key = slot_key(site, part)
+        slot = self.slots.get(key)
         if slot is None:  # later batches take the site as the database has it
-            slot = self.slots[site.id] = Slot(site)
+            slot = self.slots[key] = Slot(site, part if site.decision_parts > 1 else None)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         slot.pending.append(Item(op, now, future, visitor))
         if slot.drain is None or slot.drain.done():
@@ -122,6 +139,17 @@ class SiteBatches:
                     "site %s: state moved (%s); reloading (try %d)", slot.site.id, exc, attempt + 1
                 )
                 continue
+            except SplitChanged as exc:
+                # This slot's part no longer exists as it was: its callers route again.
+                slot.engine = None
+                for key, known in list(self.slots.items()):
+                    if known is slot:
+                        del self.slots[key]
+                for item in batch + slot.pending:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                slot.pending = []
+                return
             except Exception as exc:
                 slot.engine = None
                 for item in batch:
@@ -140,7 +168,13 @@ class SiteBatches:
     async def _transaction(self, slot: Slot, batch: list[Item]) -> list[Any]:
         first_now = batch[0].now
         async with self.db.write(on_loop=True) as conn:
-            version = await site_state.lock_site(conn, slot.site.id)
+            if slot.part is None:
+                version = await site_state.lock_site(conn, slot.site.id)
+            else:
+                site_version, version = await site_state.lock_part(conn, slot.site.id, slot.part)
+                if site_version != slot.site_version:  # an operator's change: reload it whole
+                    slot.engine = None
+                    slot.site_version = site_version
             # Ops queued while the lock was on its way join this batch (so `_run` answers and
             # replays them with it) instead of waiting a whole transaction for the next one.
             room = BATCH_MAX - len(batch)
@@ -152,17 +186,23 @@ class SiteBatches:
             if slot.engine is None:
                 fresh = await get_site(conn, slot.site.id)
                 if fresh is not None:
+                    if fresh.decision_parts != slot.site.decision_parts:
+                        raise SplitChanged(fresh)
                     slot.site = fresh
-                slot.engine = await load_engine(conn, slot.site, first_now, new_id, time_ordered_id)
+                slot.engine = await load_engine(
+                    conn, slot.site, first_now, new_id, time_ordered_id, part=slot.part
+                )
                 slot.changes = []
                 self.reloads += 1
             engine = slot.engine
-            engine.update_rules(rules_of(slot.site))
+            engine.update_rules(rules_of(slot.site, slot.part))
             # The account's capacity counted here holds until commit (its row stays locked on
             # PostgreSQL; SQLite writers are serial), so growth within it needs no recount.
             offered = _may_grow(engine, len(batch))
             if offered:
-                await offer_reserve(conn, engine, slot.site, first_now, want=len(batch))
+                await offer_reserve(
+                    conn, engine, slot.site, first_now, want=len(batch), part=slot.part
+                )
             # Returning visitors the engine does not hold (after a restart: all of them) come
             # back in a few queries for the whole batch, not a few each.
             returning = {item.visitor for item in batch if item.visitor} - engine.visitors.keys()
@@ -181,9 +221,15 @@ class SiteBatches:
             if writes:
                 numbers, visitors = writes.changes()
                 changes = [*slot.changes, recent_changes.Change(version + 1, numbers, visitors)]
-                bump = site_state.bump_statement(slot.site.id, recent_changes.encode(changes))
+                encoded = recent_changes.encode(changes)
+                bump = (
+                    site_state.bump_statement(slot.site.id, encoded)
+                    if slot.part is None
+                    else site_state.part_bump_statement(slot.site.id, slot.part, encoded)
+                )
             bumped = await writes.flush(conn, engine, bump)
-            if writes.grown and not offered:  # grew from a reserve offered in an earlier batch
+            # Grew from a reserve offered in an earlier batch, or counted without the lock.
+            if writes.grown and (not offered or slot.part is not None):
                 await _check_account_limit(conn, slot.site.account_id)
             if bump is not None:
                 if not bumped:
@@ -202,7 +248,7 @@ class SiteBatches:
         it changed when its recent changes reach back that far, else drop the engine (the
         caller reloads it whole)."""
         assert slot.engine is not None
-        stored = await recent_changes.read(conn, slot.site.id)
+        stored = await recent_changes.read(conn, slot.site.id, slot.part)
         missed = recent_changes.between(stored, slot.version, version)
         if missed is None:
             log.info(
@@ -225,6 +271,22 @@ class SiteBatches:
         )
         slot.changes = [c for c in stored if c.version <= version][-recent_changes.KEEP :]
         self.catch_ups += 1
+
+
+class SplitChanged(Exception):
+    """The site's split changed under a part's batch (`calltracking split-site`): the ops go
+    again to the part they now belong to (deciders.py)."""
+
+    def __init__(self, site: Site) -> None:
+        super().__init__(f"site {site.id} is now decided in {site.decision_parts} parts")
+        self.site = site
+
+
+def slot_key(site: Site, part: int | None) -> str:
+    """The site's group commits, or its part's (core/engine/parts.py `decision_key`)."""
+    if site.decision_parts <= 1 or part is None:
+        return site.id
+    return decision_key(site.id, part, site.decision_parts)
 
 
 def _may_grow(engine: SiteEngine, batch_size: int) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -57,6 +58,46 @@ def bump_statement(site_id: str, recent_changes: str) -> tuple[str, tuple[str, s
     return _BUMP_WITH_CHANGES, (recent_changes, site_id)
 
 
-async def run(conn: AsyncConnection, statement: tuple[str, tuple[str, ...]]) -> None:
+async def run(conn: AsyncConnection, statement: tuple[str, tuple[object, ...]]) -> None:
     template, params = statement
     await conn.exec_driver_sql(driver_text(conn, template), params)
+
+
+# -- a part of a split site (core/engine/parts.py, migration 0010a) ------------------------------
+_LOCK_PART = "SELECT calltracking_lock_part({}, {}, {}, {})"  # PostgreSQL
+_PART_VERSIONS = (  # SQLite: writers are serial
+    "SELECT s.state_version, COALESCE(p.state_version, 0) FROM sites s"
+    " LEFT JOIN site_parts p ON p.site_id = s.id AND p.part = {} WHERE s.id = {}"
+)
+_BUMP_PART = (
+    "INSERT INTO site_parts (site_id, part, state_version, recent_changes) VALUES ({}, {}, 1, {})"
+    " ON CONFLICT (site_id, part) DO UPDATE SET"
+    " state_version = site_parts.state_version + 1, recent_changes = excluded.recent_changes"
+)
+
+
+async def lock_part(conn: AsyncConnection, site_id: str, part: int) -> tuple[int, int]:
+    """Lock one part of a split site for this transaction (the site's lock shared, so an
+    operator's change waits for the parts' batches and they for it, but parts not for each
+    other) and return (the site's version, the part's version)."""
+    if conn.dialect.name == "postgresql":
+        params: tuple[object, ...] = (
+            lock_key(site_id),
+            lock_key(f"{site_id}#{part}"),
+            site_id,
+            part,
+        )
+        row = (await conn.exec_driver_sql(driver_text(conn, _LOCK_PART), params)).scalar()
+        site_version, part_version = row if row else (0, 0)
+    else:
+        result = await conn.exec_driver_sql(driver_text(conn, _PART_VERSIONS), (part, site_id))
+        found: Any = result.first()
+        site_version, part_version = (found[0], found[1]) if found else (0, 0)
+    return int(site_version or 0), int(part_version or 0)
+
+
+def part_bump_statement(
+    site_id: str, part: int, recent_changes: str
+) -> tuple[str, tuple[object, ...]]:
+    """A part's group commit bumps its own version (its row is made on its first batch)."""
+    return _BUMP_PART, (site_id, part, recent_changes)

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from calltracking.core.engine.parts import MAX_PARTS
 from calltracking.core.errors import Conflict
 from calltracking.core.kinds import AttributionKind
 from calltracking.core.settings import SiteSettings, settings_from_json, settings_to_json
@@ -67,6 +68,7 @@ class Site:
     settings: SiteSettings
     created_at: datetime
     deleted_at: datetime | None
+    decision_parts: int = 1  # parts of its pool decided by different nodes (core/engine/parts.py)
 
     def default_kinds(self, e164: str) -> tuple[AttributionKind, ...]:
         return tuple(kind for kind in DEFAULT_ORDER if self.defaults[kind] == e164)
@@ -96,6 +98,8 @@ def site_from_row(row: Any) -> Site:
         settings=settings_from_json(row.settings),
         created_at=row.created_at,
         deleted_at=row.deleted_at,
+        # Readers that never decide (call starts, gauges) may leave the split out.
+        decision_parts=max(1, min(MAX_PARTS, getattr(row, "decision_parts", 1) or 1)),
     )
 
 

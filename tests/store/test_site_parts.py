@@ -1,0 +1,191 @@
+"""A split site (`calltracking split-site`, core/engine/parts.py): each part is decided like a
+site of its own. Played at random by two nodes that may decide any part, each part a node
+holds must be what a whole reload of that part gives, every lease must stay in its visitor's
+part, and a number is never leased twice, whatever the nodes did in between; splitting a live
+site keeps every lease."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from calltracking.core.engine.parts import part_of
+from calltracking.core.errors import InvalidInput
+from calltracking.store import schema as t
+from calltracking.store.db import Database
+from calltracking.store.decider_state import load_engine
+from calltracking.store.deciders import DeciderService
+from calltracking.store.ids import new_id
+from calltracking.store.site_split import split_site
+from calltracking.store.sites import Site, get_site
+from calltracking.store.visitors import Hello
+from tests.store.seed import DESKTOP_UA, T0, seed_site
+from tests.store.test_site_catch_up import TwoNodes, _noop, projection
+
+
+async def _fresh(db: Database, site_id: str) -> Site:
+    async with db.read() as conn:
+        site = await get_site(conn, site_id)
+    assert site is not None
+    return site
+
+
+async def _active_leases(db: Database, site_id: str) -> list[Any]:
+    le = t.leases.c
+    async with db.read() as conn:
+        rows = await conn.execute(
+            sa.select(le.id, le.number, le.visitor_id).where(
+                le.site_id == site_id, le.ended_at.is_(None)
+            )
+        )
+        return list(rows)
+
+
+class SplitNodes(TwoNodes):
+    async def check(self) -> None:
+        """Each part a node holds syncs (an empty batch of that part) and must then hold what
+        a whole reload of the part gives; every lease is in its visitor's part."""
+        parts = self.site.decision_parts
+        for service in self.nodes:
+            for slot in list(service._batches.slots.values()):
+                if slot.engine is None:
+                    continue
+                assert slot.part is not None, "a split site's changes go to its parts"
+                await service._batches.submit(self.site, _noop, self.now, part=slot.part)
+                assert slot.engine is not None
+                async with self.db.read() as conn:
+                    fresh = await load_engine(conn, slot.site, self.now, new_id, part=slot.part)
+                assert projection(slot.engine) == projection(fresh)
+                assert all(part_of(visitor, parts) == slot.part for visitor in slot.engine.visitors)
+        leases = await _active_leases(self.db, self.site.id)
+        assert len({lease.number for lease in leases}) == len(leases)
+        assert len({lease.visitor_id for lease in leases}) == len(leases)
+
+
+async def _split_site(db: Database, parts: int, **settings: Any) -> Site:
+    rules: dict[str, Any] = {
+        "pool_max": 8,
+        "show_delay_s": 5,
+        "idle_timeout_s": 60,
+        "hold_s": 30,
+        "preempt_idle_s": 45,
+        "max_leases_per_address": 2,
+    }
+    site = await seed_site(db, reserve=12, **(rules | settings))
+    await split_site(db, site.id, parts)
+    return await _fresh(db, site.id)
+
+
+@pytest.mark.parametrize(("seed", "parts"), [(1, 2), (2, 3)])
+async def test_each_part_holds_what_a_whole_reload_of_it_gives(
+    sqlite_db: Database, seed: int, parts: int
+) -> None:
+    site = await _split_site(sqlite_db, parts)
+    nodes = SplitNodes(sqlite_db, site, random.Random(seed))
+    for _ in range(120):
+        await nodes.step()
+        await nodes.check()
+    # Both nodes decided parts of the site, and new visitors went to every part.
+    assert all(service._batches.slots for service in nodes.nodes)
+    assert {part_of(visitor, parts) for visitor in nodes.visitors} == set(range(parts))
+
+
+@pytest.mark.postgres
+async def test_parts_on_postgresql_hold_what_a_whole_reload_gives(pg_db: Database) -> None:
+    site = await _split_site(pg_db, 2)
+    nodes = SplitNodes(pg_db, site, random.Random(7))
+    for _ in range(80):
+        await nodes.step()
+        await nodes.check()
+    assert {part_of(visitor, 2) for visitor in nodes.visitors} == {0, 1}
+
+
+async def test_a_new_visitor_gets_an_id_in_the_part_that_decided_it(sqlite_db: Database) -> None:
+    site = await _split_site(sqlite_db, 2, show_delay_s=0)
+    service = DeciderService(sqlite_db, "node-a", "7")
+    welcomes = [
+        await service.hello(
+            site,
+            Hello(
+                url="https://shop.example/",
+                referrer="",
+                user_agent=DESKTOP_UA,
+                address=f"10.1.0.{i}",
+            ),
+            T0,
+        )
+        for i in range(6)
+    ]
+    by_part: dict[int, set[str]] = {}
+    for welcome in welcomes:
+        by_part.setdefault(part_of(welcome.visitor_id, 2), set()).add(welcome.visitor_id)
+    assert set(by_part) == {0, 1}  # one node deciding every part spreads its new visitors
+    for key, slot in service._batches.slots.items():
+        assert slot.engine is not None
+        assert set(slot.engine.visitors) == by_part[slot.part or 0], key
+        assert set(slot.engine.pool.leases) == by_part[slot.part or 0]
+
+
+async def test_the_parts_share_the_site_pool_bounds(sqlite_db: Database) -> None:
+    # pool_max 8: parts of 3, 3 and 2, which new visitors from distinct addresses fill.
+    site = await _split_site(sqlite_db, 3, show_delay_s=0, max_leases_per_address=None)
+    service = DeciderService(sqlite_db, "node-a", "7")
+    for i in range(20):
+        hello = Hello(
+            url="https://shop.example/", referrer="", user_agent=DESKTOP_UA, address=f"10.2.0.{i}"
+        )
+        await service.hello(site, hello, T0 + timedelta(seconds=i))
+    async with sqlite_db.read() as conn:
+        pool = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(t.numbers)
+            .where(t.numbers.c.site_id == site.id, t.numbers.c.role == "pool")
+        )
+    assert pool == 8
+    assert len(await _active_leases(sqlite_db, site.id)) == 8
+
+
+async def test_splitting_a_live_site_keeps_every_lease_and_number_shown(
+    sqlite_db: Database,
+) -> None:
+    site = await seed_site(sqlite_db, reserve=12, pool_max=8)
+    before = DeciderService(sqlite_db, "node-a", "7")
+    shown = {}
+    for i in range(6):
+        hello = Hello(
+            url="https://shop.example/", referrer="", user_agent=DESKTOP_UA, address=f"10.3.0.{i}"
+        )
+        welcome = await before.hello(site, hello, T0)
+        shown[welcome.visitor_id] = welcome.shown
+    leases = {lease.id for lease in await _active_leases(sqlite_db, site.id)}
+    assert len(leases) == 6
+
+    assert await split_site(sqlite_db, site.id, 3) == 1
+    # The node still holds the unsplit engine and the old Site: its next change learns the
+    # split and goes to the visitor's part.
+    later = T0 + timedelta(seconds=5)
+    for visitor_id, was in shown.items():
+        now_shown, _ = await before.activity(site, visitor_id, "", later)
+        assert now_shown == was
+    split = await _fresh(sqlite_db, site.id)
+    assert split.decision_parts == 3
+    assert {lease.id for lease in await _active_leases(sqlite_db, site.id)} == leases
+    assert {slot.part for slot in before._batches.slots.values()} <= {0, 1, 2}
+    # Another node that knows the split from the start sees the same numbers.
+    other = DeciderService(sqlite_db, "node-b", "7")
+    for visitor_id, was in shown.items():
+        assert await other.current(visitor_id, later) == was
+
+
+async def test_a_split_is_one_to_sixteen_parts_of_a_site_that_exists(sqlite_db: Database) -> None:
+    site = await seed_site(sqlite_db)
+    for parts in (0, 17, -1):
+        with pytest.raises(InvalidInput):
+            await split_site(sqlite_db, site.id, parts)
+    with pytest.raises(LookupError):
+        await split_site(sqlite_db, "no-such-site", 2)
+    assert (await _fresh(sqlite_db, site.id)).decision_parts == 1

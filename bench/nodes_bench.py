@@ -23,6 +23,10 @@ and the workers node keep the rest of the host, and one node against two measure
 second node adds rather than what the host has left. "busiest web node throttled %" is then
 the share of the run the kernel held that node back (high: its quota was the limit).
 
+`--parts 2` splits the site into two parts (`calltracking split-site`) in the runs with several
+web nodes: each node then decides its own sockets' new visitors in the part it owns. The
+one-node run keeps the site whole, its best layout, so "x one node" compares best with best.
+
     python -m bench.nodes_bench -n 1000 --repeat 3 \\
         --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test \\
         --amqp-url amqp://guest:guest@127.0.0.1:5672/
@@ -62,6 +66,7 @@ from bench.soak_nodes import Nodes, Sockets, free_port, tracker_nodes
 from calltracking.store import schema as t
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
+from calltracking.store.site_split import split_site
 from calltracking.store.sites import Site
 
 
@@ -75,6 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2], help="web nodes per run")
     parser.add_argument("--database-url", required=True, help="a PostgreSQL server")
     parser.add_argument("--amqp-url", required=True, help="a RabbitMQ server (any vhost)")
+    parser.add_argument(
+        "--parts",
+        type=int,
+        default=1,
+        help="split the site into this many parts in runs with several web nodes "
+        "(`calltracking split-site`); one node keeps it whole, its best layout [1]",
+    )
     parser.add_argument(
         "--web-cpu",
         type=float,
@@ -114,6 +126,8 @@ async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]
     with tempfile.TemporaryDirectory(prefix="nodes-bench-") as tmp:
         async with _database(args.database_url) as (db_url, db):
             site = await seed_site(db, pool=args.n + 100)
+            if web_nodes > 1 and args.parts > 1:
+                await split_site(db, site.id, args.parts)
             with fresh_vhost(args.amqp_url) as amqp_url:
                 env = {
                     "CALLTRACKING_DATABASE_URL": db_url,

@@ -115,6 +115,7 @@ class RabbitOwners:
         self._replies_out: AbstractChannel | None = None
         self._reply_queue: AbstractQueue | None = None
         self._owned: set[int] = set()
+        self._channels: dict[int, AbstractChannel] = {}  # each owned shard's consumer's
         self._refused_at: dict[int, float] = {}
         self._claiming = asyncio.Lock()
         self._outgoing: dict[int, _Batch] = {}  # filling during this turn of the loop
@@ -142,6 +143,7 @@ class RabbitOwners:
             self._reconnect.cancel()
         connection, self._connection = self._connection, None
         self._owned.clear()
+        self._channels.clear()
         if connection is not None:
             await connection.close()  # the broker frees this node's shards at once
 
@@ -185,9 +187,29 @@ class RabbitOwners:
             if self._connection is not connection:  # lost while claiming
                 self._owned.discard(shard)
                 return False
+            self._channels[shard] = channel
             self.counts["claimed"] += 1
             log.info("node %s now decides for shard %d", self._node_id, shard)
             return True
+
+    async def release(self, key: str) -> None:
+        """Give up the key's shard (a split site's spare part, for a node that has none): its
+        queue goes with its consumer (auto-delete), and the next node to need the shard claims
+        it. Requests already queued there are lost; their senders decide after their timeout,
+        which the locks keep correct."""
+        shard = shard_of(key)
+        async with self._claiming:
+            if shard not in self._owned:
+                return
+            self._owned.discard(shard)
+            channel = self._channels.pop(shard, None)
+            if channel is not None:
+                try:
+                    await channel.close()
+                except Exception as exc:  # the connection went meanwhile: `_lost` follows
+                    log.info("node %s could not release shard %d: %r", self._node_id, shard, exc)
+            self.counts["released"] += 1
+            log.info("node %s gave up shard %d for another node", self._node_id, shard)
 
     async def forward(self, request: Request) -> Result:
         """The owner's answer to `request`. Raises NoOwner when no node holds the shard,
@@ -293,6 +315,7 @@ class RabbitOwners:
                 len(self._owned),
             )
         self._owned.clear()
+        self._channels.clear()
         self.counts["lost"] += 1
         for batch in self._waiting.values():
             batch.fail(ForwardFailed("the broker connection closed"))

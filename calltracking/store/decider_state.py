@@ -26,6 +26,7 @@ from calltracking.store.sites import Site
 from calltracking.store.sql_lists import one_of
 
 RESERVE_CANDIDATES = 8
+RESERVE_PAGES = 8  # pages a split site's part reads at most for its own reserve numbers
 CHUNK = 500
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
@@ -281,26 +282,49 @@ async def offer_reserve(
     may take. A part of a split site is offered the numbers whose digits fall in it, so that
     parts growing at once do not reach for the same numbers."""
     parts = site.decision_parts if part is not None else 1
+    wanted = max(RESERVE_CANDIDATES, want)
+    candidates: list[str] = []
+    after = ""
+    for _ in range(RESERVE_PAGES):
+        # A part skips the other parts' numbers: it reads on past them, in pages.
+        page, last = await _reserve_page(conn, site, now, after, wanted * parts)
+        candidates += [e164 for e164 in page if part_of(e164, parts) == (part or 0)]
+        if parts == 1 or len(candidates) >= wanted or last is None:
+            break
+        after = last
+    # A part does not hold the account's row from here to its commit: parts growing at once
+    # would take turns for it. It re-checks the limit under the lock after growing instead.
+    room = await account_room(conn, site.account_id, lock=part is None)
+    engine.offer_reserve(candidates[:wanted], room)
+
+
+async def _reserve_page(
+    conn: AsyncConnection, site: Site, now: datetime, after: str, limit: int
+) -> tuple[list[str], str | None]:
+    """Reserve numbers the site may take, in order, after `after`, from `limit` rows read; and
+    the last number read, where the next page starts (None: the reserve ended here)."""
     n = t.numbers.c
-    rows = await conn.execute(
-        sa.select(n.e164, n.cooling_site_id, n.cooling_until)
-        .where(
-            n.site_id.is_(None),
-            sa.or_(
-                n.cooling_until.is_(None),
-                n.cooling_site_id.is_(None),
-                n.cooling_site_id == site.id,
-                n.cooling_until <= now,
-            ),
+    rows = list(
+        await conn.execute(
+            sa.select(n.e164, n.cooling_site_id, n.cooling_until)
+            .where(
+                n.site_id.is_(None),
+                n.e164 > after,
+                sa.or_(
+                    n.cooling_until.is_(None),
+                    n.cooling_site_id.is_(None),
+                    n.cooling_site_id == site.id,
+                    n.cooling_until <= now,
+                ),
+            )
+            .order_by(n.e164)
+            .limit(limit)
         )
-        .order_by(n.e164)
-        .limit(max(RESERVE_CANDIDATES, want) * parts)
     )
-    candidates = [
+    usable = [
         r.e164
         for r in rows
-        if part_of(r.e164, parts) == (part or 0)
-        and not is_cooling_for(
+        if not is_cooling_for(
             NumberSnapshot(
                 r.e164, None, cooling_site_id=r.cooling_site_id, cooling_until=r.cooling_until
             ),
@@ -308,7 +332,4 @@ async def offer_reserve(
             now,
         )
     ]
-    # A part does not hold the account's row from here to its commit: parts growing at once
-    # would take turns for it. It re-checks the limit under the lock after growing instead.
-    room = await account_room(conn, site.account_id, lock=part is None)
-    engine.offer_reserve(candidates, room)
+    return usable, rows[-1].e164 if len(rows) == limit else None

@@ -24,6 +24,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -55,6 +56,9 @@ from calltracking.store.visitors import Hello, Shown, Welcome
 log = logging.getLogger(__name__)
 REFUSAL_LOG_EVERY_S = 60.0
 FALLBACK_LOG_EVERY_S = 60.0
+# How long the sweeper leaves a split site's part without an owner to the nodes that own no
+# part of the site, before it claims the part for its due times itself.
+SPARE_PART_GRACE_S = 30.0
 T = TypeVar("T")
 
 
@@ -67,6 +71,8 @@ class Owners(Protocol):
     def owns(self, site_id: str) -> bool: ...
 
     async def claim(self, site_id: str, *, fresh: bool = False) -> bool: ...
+
+    async def release(self, site_id: str) -> None: ...
 
     async def forward(self, request: fw.Request) -> fw.Result: ...
 
@@ -93,6 +99,8 @@ class DeciderService:
         self._fallbacks_log = LogThrottle(FALLBACK_LOG_EVERY_S)
         self._new_visitors = 0  # spreads a split site's new visitors over the parts
         self._sites_seen: dict[str, Site] = {}  # split sites, whose slots are their parts'
+        self._releasing: set[asyncio.Task[None]] = set()
+        self._unowned_seen: dict[str, float] = {}  # split sites' parts the sweeper found
 
     @property
     def _slots(self) -> dict[str, Slot]:
@@ -267,6 +275,22 @@ class DeciderService:
             return order[self._new_visitors % parts]
         return owned[self._new_visitors % len(owned)]
 
+    def _spare_part_for(self, site: Site, serving: int) -> None:
+        """A node forwards a new visitor of a split site only when it owns no part of it
+        (`_hello_part`): if this node owns several, it gives one up for that node to claim,
+        so that after restarts the parts spread over the nodes again."""
+        owners = self._owners
+        if owners is None:
+            return
+        parts = site.decision_parts
+        spare = [
+            p for p in range(parts) if p != serving and owners.owns(decision_key(site.id, p, parts))
+        ]
+        if spare and owners.owns(decision_key(site.id, serving, parts)):
+            task = asyncio.ensure_future(owners.release(decision_key(site.id, spare[-1], parts)))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
     async def _split_aware(self, site: Site, routed: Callable[[Site], Awaitable[T]]) -> T:
         """`routed(site)`, once more with the site as it now is when its split changed under
         the change (`calltracking split-site`)."""
@@ -286,6 +310,8 @@ class DeciderService:
             raise SplitChanged(site)
         match request:
             case fw.HelloRequest():
+                if part is not None and not request.hello.visitor_id:
+                    self._spare_part_for(site, part)
                 return await self._hello(
                     site, request.hello, request.tab_id, request.node_id, request.now, part=part
                 )
@@ -442,7 +468,25 @@ class DeciderService:
         tabs: with owners, only when this node owns the key's shard or can claim it (nobody
         else holds it)."""
         owners = self._owners
-        return owners is None or self._decides(key) or await owners.claim(key)
+        if owners is None or self._decides(key):
+            return True
+        site_id, part = split_key(key)
+        if part is not None and self._owns_a_part_of(site_id):
+            # A spare part: left a while to a node that owns none, which claims it on demand.
+            first = self._unowned_seen.setdefault(key, time.monotonic())
+            if time.monotonic() - first < SPARE_PART_GRACE_S:
+                return False
+        if await owners.claim(key):
+            self._unowned_seen.pop(key, None)
+            return True
+        return False
+
+    def _owns_a_part_of(self, site_id: str) -> bool:
+        owners = self._owners
+        return owners is not None and any(
+            slot.part is not None and slot.site.id == site_id and owners.owns(key)
+            for key, slot in self._slots.items()
+        )
 
     async def _site(self, site_id: str) -> Site:
         slot = self._slots.get(site_id)

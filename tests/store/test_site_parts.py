@@ -21,7 +21,7 @@ from calltracking.store.decider_state import load_engine
 from calltracking.store.deciders import DeciderService
 from calltracking.store.ids import new_id
 from calltracking.store.site_split import split_site
-from calltracking.store.sites import Site, get_site
+from calltracking.store.sites import Site, add_to_reserve, get_site
 from calltracking.store.visitors import Hello
 from tests.store.seed import DESKTOP_UA, T0, seed_site
 from tests.store.test_site_catch_up import TwoNodes, _noop, projection
@@ -189,3 +189,18 @@ async def test_a_split_is_one_to_sixteen_parts_of_a_site_that_exists(sqlite_db: 
     with pytest.raises(LookupError):
         await split_site(sqlite_db, "no-such-site", 2)
     assert (await _fresh(sqlite_db, site.id)).decision_parts == 1
+
+
+async def test_a_part_finds_its_reserve_numbers_behind_the_other_parts(
+    sqlite_db: Database,
+) -> None:
+    site = await seed_site(sqlite_db, reserve=0)
+    await split_site(sqlite_db, site.id, 2)
+    site = await _fresh(sqlite_db, site.id)
+    others = [e for e in (f"+7495222{i:04d}" for i in range(200)) if part_of(e, 2) == 0][:60]
+    own = [e for e in (f"+7495333{i:04d}" for i in range(200)) if part_of(e, 2) == 1][:3]
+    async with sqlite_db.write() as conn:
+        await add_to_reserve(conn, others + own, T0)
+    async with sqlite_db.read() as conn:
+        engine = await load_engine(conn, site, T0, new_id, part=1)
+    assert engine.reserve == own

@@ -34,7 +34,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from calltracking.core.settings import SiteSettings
 from calltracking.store.db import Database
-from calltracking.store.sites import Site, add_to_reserve, create_account, create_site
+from calltracking.store.sites import (
+    Site,
+    add_to_reserve,
+    create_account,
+    create_site,
+    top_up_pool,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -249,14 +255,15 @@ def reserve_numbers(count: int) -> list[str]:
     return [f"+7495111{n:04d}" for n in range(1, count + 1)]
 
 
-async def seed_site(db: Database, pool: int) -> Site:
-    """An account and a site on `shop.example` with `pool` reserve numbers it may lease."""
+async def seed_site(db: Database, pool: int, *, grown: bool = False) -> Site:
+    """An account and a site on `shop.example` with `pool` reserve numbers it may lease; with
+    `grown`, already in its pool (`pool_min` = `pool_max`), as a site that has been running."""
     async with db.write() as conn:
         # max_numbers counts the three defaults too
         account = await create_account(conn, "bench", T0, max_numbers=pool + 3)
         await add_to_reserve(conn, reserve_numbers(pool), T0)
-        settings = dataclasses.replace(SiteSettings(), pool_max=pool)
-        return await create_site(
+        settings = dataclasses.replace(SiteSettings(), pool_max=pool, pool_min=pool if grown else 0)
+        site = await create_site(
             conn,
             account_id=account.id,
             name="shop",
@@ -269,6 +276,9 @@ async def seed_site(db: Database, pool: int) -> Site:
             settings=settings,
             now=T0,
         )
+        if grown:  # as the operator API does for a site's pool_min
+            await top_up_pool(conn, site, T0)
+        return site
 
 
 @contextlib.asynccontextmanager

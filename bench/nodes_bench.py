@@ -88,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(`calltracking split-site`); one node keeps it whole, its best layout [1]",
     )
     parser.add_argument(
+        "--grown",
+        action="store_true",
+        help="start with the pool grown to its size (a running site) instead of growing it "
+        "from the reserve number by number as the visitors come",
+    )
+    parser.add_argument(
         "--web-cpu",
         type=float,
         default=0.0,
@@ -125,7 +131,7 @@ async def _database(server_url: str) -> AsyncIterator[tuple[str, Database]]:
 async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="nodes-bench-") as tmp:
         async with _database(args.database_url) as (db_url, db):
-            site = await seed_site(db, pool=args.n + 100)
+            site = await seed_site(db, pool=args.n + 100, grown=args.grown)
             if web_nodes > 1 and args.parts > 1:
                 await split_site(db, site.id, args.parts)
             with fresh_vhost(args.amqp_url) as amqp_url:

@@ -279,19 +279,23 @@ async def offer_reserve(
 ) -> None:
     """The reserve numbers growth would pick from (never one cooling for another site): a few,
     or `want` for a batch that may grow by that many; and how many more numbers the account
-    may take. A part of a split site is offered the numbers whose digits fall in it, so that
-    parts growing at once do not reach for the same numbers."""
+    may take. A part of a split site is offered the numbers whose digits fall in it first, so
+    that parts growing at once do not reach for the same numbers, then the others (a part
+    whose share of the reserve ran out still grows to its share of the pool)."""
     parts = site.decision_parts if part is not None else 1
     wanted = max(RESERVE_CANDIDATES, want)
     candidates: list[str] = []
+    others: list[str] = []  # the other parts' numbers, offered last (a taken one: StaleState)
     after = ""
     for _ in range(RESERVE_PAGES):
-        # A part skips the other parts' numbers: it reads on past them, in pages.
+        # A part reads on past the other parts' numbers, in pages.
         page, last = await _reserve_page(conn, site, now, after, wanted * parts)
-        candidates += [e164 for e164 in page if part_of(e164, parts) == (part or 0)]
+        for e164 in page:
+            (candidates if part_of(e164, parts) == (part or 0) else others).append(e164)
         if parts == 1 or len(candidates) >= wanted or last is None:
             break
         after = last
+    candidates += others
     # A part does not hold the account's row from here to its commit: parts growing at once
     # would take turns for it. It re-checks the limit under the lock after growing instead.
     room = await account_room(conn, site.account_id, lock=part is None)

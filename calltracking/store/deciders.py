@@ -39,6 +39,7 @@ from calltracking.cluster import messages as fw
 from calltracking.core.bots import is_crawler
 from calltracking.core.engine import SiteEngine
 from calltracking.core.engine import events as ev
+from calltracking.core.engine.allocation import has_room
 from calltracking.core.engine.parts import decision_key, part_of, split_key
 from calltracking.core.throttle import LogThrottle
 from calltracking.store import schema as t
@@ -145,7 +146,7 @@ class DeciderService:
         tab_id = time_ordered_id()
 
         async def routed(site: Site) -> fw.Result:
-            part = await self._hello_part(site, hello.visitor_id)
+            part = await self._hello_part(site, hello.visitor_id, now)
             key = slot_key(site, part)
             return await self._route(
                 key,
@@ -252,28 +253,43 @@ class DeciderService:
         owners = self._owners
         return owners is None or not owners.connected or owners.owns(key)
 
-    async def _hello_part(self, site: Site, visitor_id: str | None) -> int | None:
+    async def _hello_part(self, site: Site, visitor_id: str | None, now: datetime) -> int | None:
         """The part of a split site that decides a hello (None: the site is not split): a
-        returning visitor's own; for a new visitor one this node owns, or can claim, so that
-        its sockets' new visitors are decided here, without forwarding."""
+        returning visitor's own. A new visitor goes to a part this node owns, or can claim,
+        so that its sockets' new visitors are decided here, without forwarding; and to one
+        with a number free for it before one that would make it wait (`has_room`: the parts
+        lend their numbers by taking each other's new visitors)."""
         parts = site.decision_parts
         if parts <= 1:
             return None
         if visitor_id:
             return part_of(visitor_id, parts)
-        owners = self._owners
         self._new_visitors += 1
+        turn = self._new_visitors
+        owners = self._owners
         if owners is None or not owners.connected:  # every part is decided here: spread them
-            return self._new_visitors % parts
+            spread = [(turn + i) % parts for i in range(parts)]
+            return next((p for p in spread if self._has_room(site, p, now)), spread[0])
         first = part_of(self.node_id, parts)
         order = [(first + i) % parts for i in range(parts)]
-        owned = [part for part in order if owners.owns(decision_key(site.id, part, parts))]
-        if not owned:
-            for part in order:
-                if await owners.claim(decision_key(site.id, part, parts)):
-                    return part
-            return order[self._new_visitors % parts]
-        return owned[self._new_visitors % len(owned)]
+        owned = [p for p in order if owners.owns(decision_key(site.id, p, parts))]
+        owned = owned[turn % len(owned) :] + owned[: turn % len(owned)] if owned else []
+        roomy = next((p for p in owned if self._has_room(site, p, now)), None)
+        if roomy is not None:
+            return roomy
+        # This node's parts are full, or it has none: a part nobody owns is claimed and
+        # decided here. Full parts are not forwarded to another owner's part on a guess: it
+        # may be as full, and its owner would then decide every node's new visitors.
+        for part in order:
+            if part not in owned and await owners.claim(decision_key(site.id, part, parts)):
+                return part
+        return owned[0] if owned else order[turn % parts]
+
+    def _has_room(self, site: Site, part: int, now: datetime) -> bool:
+        """Whether this node's copy of the part has a number free for a new visitor (a part
+        not loaded here is taken to have one)."""
+        slot = self._slots.get(decision_key(site.id, part, site.decision_parts))
+        return slot is None or slot.engine is None or has_room(slot.engine, now)
 
     def _spare_part_for(self, site: Site, serving: int) -> None:
         """A node forwards a new visitor of a split site only when it owns no part of it

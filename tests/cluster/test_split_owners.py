@@ -172,3 +172,21 @@ async def test_the_sweeper_leaves_a_spare_part_to_other_nodes_for_a_while(
     await a.service.sweep(T0)
     assert _owned_parts(a, site) == {0, 1}
     assert decision_key(site.id, spare, 2) in a.service._batches.slots
+
+
+async def test_a_node_whose_part_is_full_claims_a_part_nobody_owns_for_its_new_visitors(
+    cluster: tuple[Node, Node, str], pg_db: Database
+) -> None:
+    a, _, _ = cluster
+    site = await seed_site(pg_db, reserve=4, max_numbers=20, pool_max=4)
+    await split_site(pg_db, site.id, 2)
+    async with pg_db.read() as conn:
+        split = await get_site(conn, site.id)
+    assert split is not None
+
+    welcomes = [await a.hello(split, n) for n in range(4)]
+
+    assert all(w.shown.kind is DisplayKind.DYNAMIC for w in welcomes)
+    assert len({w.shown.e164 for w in welcomes}) == 4
+    assert _owned_parts(a, split) == {0, 1}
+    assert {part_of(w.visitor_id, 2) for w in welcomes} == {0, 1}

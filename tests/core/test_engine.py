@@ -21,7 +21,7 @@ from calltracking.core import leases as spec
 from calltracking.core.engine import Policy, SiteEngine, SiteRules
 from calltracking.core.engine import events as ev
 from calltracking.core.engine.abuse import address_key
-from calltracking.core.engine.allocation import choose
+from calltracking.core.engine.allocation import choose, has_room
 from calltracking.core.engine.pool import Number
 from calltracking.core.kinds import AttributionKind, DisplayKind, LeaseEndReason
 from calltracking.core.settings import SiteSettings
@@ -368,3 +368,19 @@ def test_visitors_with_nothing_left_to_continue_leave_memory() -> None:
     assert gone not in site.visitors and held in site.visitors  # still in its hold
     assert site.forget_idle(at(1700 + 1801)) == 1
     assert site.visitors == {}
+
+
+def test_room_for_a_new_visitor_is_a_free_number_or_a_reserve_to_grow_from() -> None:
+    """`has_room` says what `choose` would do for a new visitor without taking a number back
+    (a split site's node sends new visitors where it holds)."""
+    site = engine(pool=["+74951110001"], pool_max=2, hold_s=300)
+    assert has_room(site, at(0))
+    first = open_tab(site, 0, address="198.51.100.1")
+    assert not has_room(site, at(1))  # leased, and nothing to grow from
+    site.offer_reserve(["+74951110009"], capacity=1)
+    assert has_room(site, at(1))
+    open_tab(site, 1, address="198.51.100.2")
+    assert not has_room(site, at(2))  # grown to pool_max
+    site.handle(ev.TabClosed(first, "t"), at(3))
+    assert not has_room(site, at(4))  # its number is in its hold
+    assert has_room(site, at(3 + 301))

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from calltracking.core.engine.parts import part_of
 from calltracking.core.errors import InvalidInput
+from calltracking.core.kinds import DisplayKind
 from calltracking.store import schema as t
 from calltracking.store.db import Database
 from calltracking.store.decider_state import load_engine
@@ -203,4 +204,24 @@ async def test_a_part_finds_its_reserve_numbers_behind_the_other_parts(
         await add_to_reserve(conn, others + own, T0)
     async with sqlite_db.read() as conn:
         engine = await load_engine(conn, site, T0, new_id, part=1)
-    assert engine.reserve == own
+    assert engine.reserve[: len(own)] == own  # its own first, then the others
+
+
+async def test_new_visitors_go_to_a_part_with_a_free_number_before_a_full_one(
+    sqlite_db: Database,
+) -> None:
+    """pool_max 3 in two parts (2 and 1): spread in turn, the third new visitor would find its
+    part full while the other has a number free; it is sent there and gets it."""
+    site = await _split_site(sqlite_db, 2, pool_max=3, show_delay_s=0)
+    service = DeciderService(sqlite_db, "node-a", "7")
+    shown = []
+    for i in range(3):
+        hello = Hello(
+            url="https://shop.example/",
+            referrer="",
+            user_agent=DESKTOP_UA,
+            address=f"10.4.0.{i}",
+        )
+        shown.append((await service.hello(site, hello, T0)).shown)
+    assert [s.kind for s in shown] == [DisplayKind.DYNAMIC] * 3
+    assert len({s.e164 for s in shown}) == 3

@@ -69,6 +69,21 @@ def choose(engine: SiteEngine, visitor: Visitor, now: datetime) -> Choice | None
     return None
 
 
+def has_room(engine: SiteEngine, now: datetime) -> bool:
+    """Whether a new visitor would get a number now without taking one back: a free number
+    (out of its hold), or room to grow the pool from the reserve offered. A split site's node
+    sends new visitors to a part that has room before one that would make them wait or take a
+    number back."""
+    first = engine.pool.first_idle()
+    if first is not None and _free(first, timedelta(seconds=engine.settings.hold_s), now):
+        return True
+    return (
+        engine.pool.leasable_count < engine.settings.pool_max
+        and engine.capacity > 0
+        and bool(engine.reserve)  # as offered by the last batch: more may be offered next
+    )
+
+
 def _free(number: Number, hold: timedelta, now: datetime) -> bool:
     return number.released_at is None or now - number.released_at > hold
 

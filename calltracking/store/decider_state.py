@@ -296,9 +296,16 @@ async def offer_reserve(
             break
         after = last
     candidates += others
-    # A part does not hold the account's row from here to its commit: parts growing at once
-    # would take turns for it. It re-checks the limit under the lock after growing instead.
-    room = await account_room(conn, site.account_id, lock=part is None)
+    if part is None:
+        room = await account_room(conn, site.account_id)
+    elif engine.capacity > 0:
+        # A part keeps the room its last growth counted (site_batches re-counts it under the
+        # account's lock after every growth, and a batch that overshot runs again on a fresh
+        # count): holding the account's row from here to its commit, parts growing at once
+        # would take turns for it.
+        room = engine.capacity
+    else:
+        room = await account_room(conn, site.account_id, lock=False)
     engine.offer_reserve(candidates[:wanted], room)
 
 

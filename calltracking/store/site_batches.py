@@ -230,7 +230,7 @@ class SiteBatches:
             bumped = await writes.flush(conn, engine, bump)
             # Grew from a reserve offered in an earlier batch, or counted without the lock.
             if writes.grown and (not offered or slot.part is not None):
-                await _check_account_limit(conn, slot.site.account_id)
+                engine.capacity = await _check_account_limit(conn, slot.site.account_id)
             if bump is not None:
                 if not bumped:
                     await site_state.run(conn, bump)
@@ -297,11 +297,14 @@ def _may_grow(engine: SiteEngine, batch_size: int) -> bool:
     )
 
 
-async def _check_account_limit(conn: AsyncConnection, account_id: str) -> None:
+async def _check_account_limit(conn: AsyncConnection, account_id: str) -> int:
     """Growth is decided per site; the account's `max_numbers` spans its sites, so a batch
-    that grew re-checks it under the account's row lock (rare: only when a pool grows)."""
-    if await account_room(conn, account_id) < 0:
+    that grew re-checks it under the account's row lock (rare: only when a pool grows).
+    Returns the room left."""
+    room = await account_room(conn, account_id)
+    if room < 0:
         raise StaleState("another site of the account grew meanwhile")
+    return room
 
 
 def _nothing() -> None:

@@ -225,3 +225,43 @@ async def test_new_visitors_go_to_a_part_with_a_free_number_before_a_full_one(
         shown.append((await service.hello(site, hello, T0)).shown)
     assert [s.kind for s in shown] == [DisplayKind.DYNAMIC] * 3
     assert len({s.e164 for s in shown}) == 3
+
+
+async def test_parts_growing_at_once_keep_to_the_accounts_limit(sqlite_db: Database) -> None:
+    """Each part counts the account's room without its lock and keeps that count between
+    batches; the count under the lock after growing still stops the account's limit from
+    being passed when two nodes grow two parts at once."""
+    await _two_nodes_grow_two_parts(sqlite_db)
+
+
+@pytest.mark.postgres
+async def test_parts_growing_at_once_on_postgresql_keep_to_the_accounts_limit(
+    pg_db: Database,
+) -> None:
+    await _two_nodes_grow_two_parts(pg_db)
+
+
+async def _two_nodes_grow_two_parts(db: Database) -> None:
+    site = await seed_site(db, reserve=10, max_numbers=6, pool_max=10)  # 3 defaults + 3
+    await split_site(db, site.id, 2)
+    site = await _fresh(db, site.id)
+    nodes = [DeciderService(db, f"node-{i}", "7") for i in range(2)]
+
+    async def hello(node: DeciderService, n: int) -> DisplayKind:
+        h = Hello(
+            url="https://shop.example/", referrer="", user_agent=DESKTOP_UA, address=f"10.5.0.{n}"
+        )
+        return (await node.hello(site, h, T0)).shown.kind
+
+    # One at a time, so that each part's engine keeps a count another has since spent.
+    kinds = [await hello(nodes[n % 2], n) for n in range(12)]
+
+    async with db.read() as conn:
+        pool = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(t.numbers)
+            .where(t.numbers.c.site_id == site.id, t.numbers.c.role == "pool")
+        )
+    assert pool == 3
+    assert kinds.count(DisplayKind.DYNAMIC) == 3
+    assert len(await _active_leases(db, site.id)) == 3

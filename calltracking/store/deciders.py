@@ -39,7 +39,7 @@ from calltracking.cluster import messages as fw
 from calltracking.core.bots import is_crawler
 from calltracking.core.engine import SiteEngine
 from calltracking.core.engine import events as ev
-from calltracking.core.engine.allocation import has_room
+from calltracking.core.engine.allocation import has_room, spare_numbers
 from calltracking.core.engine.parts import decision_key, part_of, split_key
 from calltracking.core.throttle import LogThrottle
 from calltracking.store import schema as t
@@ -99,6 +99,7 @@ class DeciderService:
         self.fallbacks = 0  # changes decided here because the site's owner did not answer
         self._fallbacks_log = LogThrottle(FALLBACK_LOG_EVERY_S)
         self._new_visitors = 0  # spreads a split site's new visitors over the parts
+        self._new_in_flight: Counter[str] = Counter()  # new visitors sent to a part, by key
         self._sites_seen: dict[str, Site] = {}  # split sites, whose slots are their parts'
         self._releasing: set[asyncio.Task[None]] = set()
         self._unowned_seen: dict[str, float] = {}  # split sites' parts the sweeper found
@@ -148,17 +149,26 @@ class DeciderService:
         async def routed(site: Site) -> fw.Result:
             part = await self._hello_part(site, hello.visitor_id, now)
             key = slot_key(site, part)
-            return await self._route(
-                key,
-                lambda: fw.HelloRequest(key, now, self.node_id, tab_id, hello),
-                lambda: self._hello(site, hello, tab_id, self.node_id, now, part=part),
-                # The owner may have committed the hello it did not answer: its tab is then
-                # taken as it stands, not opened twice (the same tab id cannot be inserted
-                # again).
-                lambda: self._hello(
-                    site, hello, tab_id, self.node_id, now, part=part, maybe_opened=True
-                ),
-            )
+            new_in_part = part is not None and not hello.visitor_id
+            if new_in_part:  # not yet decided: counted against the part's spare numbers
+                self._new_in_flight[key] += 1
+            try:
+                return await self._route(
+                    key,
+                    lambda: fw.HelloRequest(key, now, self.node_id, tab_id, hello),
+                    lambda: self._hello(site, hello, tab_id, self.node_id, now, part=part),
+                    # The owner may have committed the hello it did not answer: its tab is
+                    # then taken as it stands, not opened twice (the same tab id cannot be
+                    # inserted again).
+                    lambda: self._hello(
+                        site, hello, tab_id, self.node_id, now, part=part, maybe_opened=True
+                    ),
+                )
+            finally:
+                if new_in_part:
+                    self._new_in_flight[key] -= 1
+                    if self._new_in_flight[key] <= 0:
+                        del self._new_in_flight[key]
 
         welcome = await self._split_aware(site, routed)
         assert isinstance(welcome, Welcome)
@@ -286,10 +296,14 @@ class DeciderService:
         return owned[0] if owned else order[turn % parts]
 
     def _has_room(self, site: Site, part: int, now: datetime) -> bool:
-        """Whether this node's copy of the part has a number free for a new visitor (a part
-        not loaded here is taken to have one)."""
-        slot = self._slots.get(decision_key(site.id, part, site.decision_parts))
-        return slot is None or slot.engine is None or has_room(slot.engine, now)
+        """Whether this node's copy of the part has a number free for one more new visitor,
+        beyond those sent to it and not yet decided (a part not loaded here is taken to)."""
+        key = decision_key(site.id, part, site.decision_parts)
+        slot = self._slots.get(key)
+        if slot is None or slot.engine is None:
+            return True
+        engine = slot.engine
+        return has_room(engine, now) and spare_numbers(engine) > self._new_in_flight[key]
 
     def _spare_part_for(self, site: Site, serving: int) -> None:
         """A node forwards a new visitor of a split site only when it owns no part of it

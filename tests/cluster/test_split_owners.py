@@ -16,7 +16,7 @@ from calltracking.store import deciders
 from calltracking.store.db import Database
 from calltracking.store.deciders import DeciderService
 from calltracking.store.site_split import split_site
-from calltracking.store.sites import Site, get_site
+from calltracking.store.sites import Site, get_site, top_up_pool
 from calltracking.store.visitors import Hello
 from tests.cluster.test_forwarding import Node, active_leases, cluster
 from tests.integration.pbx import until
@@ -190,3 +190,28 @@ async def test_a_node_whose_part_is_full_claims_a_part_nobody_owns_for_its_new_v
     assert len({w.shown.e164 for w in welcomes}) == 4
     assert _owned_parts(a, split) == {0, 1}
     assert {part_of(w.visitor_id, 2) for w in welcomes} == {0, 1}
+
+
+async def test_new_visitors_in_flight_count_against_a_parts_spare_numbers(
+    cluster: tuple[Node, Node, str], pg_db: Database
+) -> None:
+    """A part with two numbers left is sent two of five new visitors arriving at once, not
+    all five: those not yet decided count against its spare numbers, and the others go to a
+    part this node claims."""
+    a, _, _ = cluster
+    site = await seed_site(pg_db, reserve=6, max_numbers=20, pool_max=6, pool_min=6)
+    async with pg_db.write() as conn:
+        assert len(await top_up_pool(conn, site, T0)) == 6  # three numbers in each part
+    await split_site(pg_db, site.id, 2)
+    async with pg_db.read() as conn:
+        split = await get_site(conn, site.id)
+    assert split is not None
+    first = await a.hello(split, 0)
+    assert len(_owned_parts(a, split)) == 1
+
+    welcomes = await asyncio.gather(*(a.hello(split, n) for n in range(1, 6)))
+
+    shown = [w.shown for w in (first, *welcomes)]
+    assert all(s.kind is DisplayKind.DYNAMIC for s in shown)
+    assert len({s.e164 for s in shown}) == 6
+    assert _owned_parts(a, split) == {0, 1}

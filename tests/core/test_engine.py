@@ -21,7 +21,7 @@ from calltracking.core import leases as spec
 from calltracking.core.engine import Policy, SiteEngine, SiteRules
 from calltracking.core.engine import events as ev
 from calltracking.core.engine.abuse import address_key
-from calltracking.core.engine.allocation import choose, has_room
+from calltracking.core.engine.allocation import choose, has_room, spare_numbers
 from calltracking.core.engine.pool import Number
 from calltracking.core.kinds import AttributionKind, DisplayKind, LeaseEndReason
 from calltracking.core.settings import SiteSettings
@@ -384,3 +384,14 @@ def test_room_for_a_new_visitor_is_a_free_number_or_a_reserve_to_grow_from() -> 
     site.handle(ev.TabClosed(first, "t"), at(3))
     assert not has_room(site, at(4))  # its number is in its hold
     assert has_room(site, at(3 + 301))
+
+
+def test_spare_numbers_count_the_unleased_and_the_growth_the_reserve_allows() -> None:
+    site = engine(pool=["+74951110001", "+74951110002"], pool_max=4)
+    assert spare_numbers(site) == 2
+    open_tab(site, 0, address="198.51.100.1")
+    assert spare_numbers(site) == 1
+    site.offer_reserve(["+74951110008", "+74951110009", "+74951110010"], capacity=5)
+    assert spare_numbers(site) == 3  # growth up to pool_max only
+    site.offer_reserve(["+74951110008"], capacity=5)
+    assert spare_numbers(site) == 2  # and only from what the reserve offered

@@ -84,6 +84,14 @@ def has_room(engine: SiteEngine, now: datetime) -> bool:
     )
 
 
+def spare_numbers(engine: SiteEngine) -> int:
+    """About how many more visitors could get a number without taking one back: numbers not
+    leased (holds among them) and the growth the reserve offered allows."""
+    pool, settings = engine.pool, engine.settings
+    growth = min(settings.pool_max - pool.leasable_count, engine.capacity, len(engine.reserve))
+    return pool.leasable_count - len(pool.leases) + max(0, growth)
+
+
 def _free(number: Number, hold: timedelta, now: datetime) -> bool:
     return number.released_at is None or now - number.released_at > hold
 

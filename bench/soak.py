@@ -48,6 +48,7 @@ from calltracking.pbxsim.control import load_spec
 from calltracking.store import schema as t
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
+from calltracking.store.site_split import split_site
 from calltracking.store.sites import Site
 
 AMI_USER = AMI_SECRET = "soak"
@@ -78,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--sim-speed", type=float, default=4.0, help="pbx-sim time factor (ringing, talk) [4]")
     add("--database-url", default="", help="PostgreSQL (an empty database); default: SQLite")
     add("--amqp-url", default="", help="RabbitMQ; the parts then run in 5 processes")
+    add("--parts", type=int, default=1, help="split the site into this many parts [1]")
     add("--seed", type=int, default=7)
     return parser.parse_args(argv)
 
@@ -90,6 +92,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     await migrate(db)
     churned = int(args.churn_per_s * args.minutes * 60)
     site = await seed_site(db, pool=min(9999, args.sockets + churned + 100))
+    if args.parts > 1:  # decided in parts by the web nodes (`calltracking split-site`)
+        await split_site(db, site.id, args.parts)
     agi_port = free_port()
     sim = PbxSim(
         SimConfig(

@@ -21,9 +21,11 @@ import sqlalchemy as sa
 
 from calltracking.cluster.rabbit import QUEUE_PREFIX
 from calltracking.cluster.shards import shard_of
+from calltracking.core.engine.parts import decision_key, part_of
 from calltracking.core.kinds import AttributionKind
 from calltracking.store import schema as t
 from calltracking.store.db import Database
+from calltracking.store.site_split import split_site
 from tests.store.seed import seed_site
 from tests.web.harness import Tab, hello
 
@@ -226,3 +228,61 @@ async def test_hellos_forwarded_to_an_owner_killed_mid_flight_still_get_committe
 
     assert len({number for _, number in told}) == len(told)  # nobody shares a number
     assert set(told) <= open_leases  # each told number is its visitor's committed lease
+
+
+async def test_a_split_site_keeps_its_numbers_when_a_parts_owner_is_killed_mid_flight(
+    pg_db: Database, amqp_url: str
+) -> None:
+    """A site split in two (`calltracking split-site`), each node deciding its own sockets'
+    new visitors in its own part. Node A is SIGKILLed while both nodes' hellos are in flight:
+    every socket of B gets a number, every number told is an open lease of the visitor it was
+    told to and no number is told twice; a visitor of A's part who comes back on B keeps its
+    number (B claims the part and loads it from the database)."""
+    site = await seed_site(pg_db, reserve=80, max_numbers=100, pool_max=80)
+    await split_site(pg_db, site.id, 2)
+    async with (
+        node_process(pg_db.url, amqp_url) as (port_a, proc_a),
+        node(pg_db.url, amqp_url) as port_b,
+        aiohttp.ClientSession() as http,
+    ):
+        on_a = await _tab(http, port_a)
+        visitor_a = (await hello(on_a, site))["visitor"]
+        number_a = (await on_a.until_kind("dynamic"))["e164"]
+        on_b = await _tab(http, port_b)
+        visitor_b = (await hello(on_b, site))["visitor"]
+        number_b = (await on_b.until_kind("dynamic"))["e164"]
+        assert part_of(visitor_a, 2) != part_of(visitor_b, 2)  # a part each
+        tabs_b = [await _tab(http, port_b) for _ in range(20)]
+        tabs_a = [await _tab(http, port_a) for _ in range(10)]
+
+        async def welcomed(tab: Tab) -> tuple[str, str]:
+            await tab.send({"type": "hello", "site": site.key, "url": "https://shop.example/"})
+            welcome = await tab.next(timeout=20)
+            assert welcome["type"] == "welcome", welcome
+            return welcome["visitor"], (await tab.until_kind("dynamic", timeout=20))["e164"]
+
+        asking_b = [asyncio.create_task(welcomed(tab)) for tab in tabs_b]
+        asking_a = [asyncio.create_task(welcomed(tab)) for tab in tabs_a]
+        await asyncio.sleep(0.05)
+        proc_a.send_signal(signal.SIGKILL)
+        told = [(visitor_b, number_b), *await asyncio.gather(*asking_b)]
+        answered_on_a = await asyncio.gather(*asking_a, return_exceptions=True)
+        told += [r for r in answered_on_a if isinstance(r, tuple)]
+
+        # Until the broker dropped A's part's queue: a forward before that waits out its
+        # timeout (the test above covers it), and this one is about B claiming the part.
+        await _until_no_owner(amqp_url, decision_key(site.id, part_of(visitor_a, 2), 2))
+        back = await _tab(http, port_b)
+        assert (await hello(back, site, visitor=visitor_a))["visitor"] == visitor_a
+        assert (await back.until_kind("dynamic", timeout=20))["e164"] == number_a
+        async with pg_db.read() as conn:
+            rows = await conn.execute(
+                sa.select(t.leases.c.visitor_id, t.leases.c.number).where(
+                    t.leases.c.site_id == site.id, t.leases.c.ended_at.is_(None)
+                )
+            )
+            open_leases = {(visitor, number) for visitor, number in rows}
+
+    assert len({number for _, number in told}) == len(told)  # nobody shares a number
+    assert set(told) <= open_leases  # each told number is its visitor's committed lease
+    assert (visitor_a, number_a) in open_leases

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -48,7 +48,7 @@ from calltracking.store.decider_sweeps import SweepChores
 from calltracking.store.decider_writes import BatchWrites
 from calltracking.store.ids import time_ordered_id
 from calltracking.store.shown_numbers import changed_visitors, now_shown, untracked
-from calltracking.store.site_batches import Op, SiteBatches, Slot, SplitChanged, slot_key
+from calltracking.store.site_batches import SiteBatches, Slot, SplitChanged, slot_key
 from calltracking.store.sites import Site, get_site
 from calltracking.store.tab_closes import TabCloses, close_tab
 from calltracking.store.visitor_identity import analytics_ids, ensure_visitor
@@ -128,16 +128,6 @@ class DeciderService:
     async def close(self, grace_s: float = 5.0) -> None:
         """Let queued batches commit (the last tabs' closes among them)."""
         await self._batches.close(grace_s)
-
-    async def _submit(
-        self,
-        site: Site,
-        op: Op,
-        now: datetime,
-        visitor: str | None = None,
-        part: int | None = None,
-    ) -> Any:
-        return await self._batches.submit(site, op, now, visitor, part)
 
     # -- the interface the websocket and the hub use ------------------------------------------
     # Each operation keeps this node's own bookkeeping of its sockets' tabs, and has the change
@@ -457,7 +447,7 @@ class DeciderService:
                 frozenset(changed_visitors(effects) - {visitor_id}),
             )
 
-        welcome: Welcome = await self._submit(site, op, now, hello.visitor_id, part)
+        welcome: Welcome = await self._batches.submit(site, op, now, hello.visitor_id, part)
         return welcome
 
     async def _visibility(self, request: fw.VisibilityRequest) -> None:
@@ -469,7 +459,7 @@ class DeciderService:
             engine.handle(ev.Visibility(visitor_id, tab_id, request.visible), now)
             writes.tabs_visible[tab_id] = request.visible
 
-        await self._submit(site, op, now, visitor_id)
+        await self._batches.submit(site, op, now, visitor_id)
 
     async def _current(self, request: fw.CurrentRequest) -> Shown | None:
         key, visitor_id, now = request.site_id, request.visitor_id, request.now
@@ -490,7 +480,7 @@ class DeciderService:
             await ensure_visitor(conn, engine, writes, visitor_id, now)
             return now_shown(engine, visitor_id, self.country_code)
 
-        shown: Shown = await self._submit(site, op, now, visitor_id)
+        shown: Shown = await self._batches.submit(site, op, now, visitor_id)
         return shown
 
     async def _may_load(self, key: str) -> bool:
@@ -567,7 +557,7 @@ class DeciderService:
                 return result | changed_visitors(effects)
 
             try:
-                changed |= await self._submit(slot.site, op, now, part=slot.part)
+                changed |= await self._batches.submit(slot.site, op, now, part=slot.part)
             except Exception:
                 log.exception("site %s: sweep failed", key)
         return changed
@@ -615,7 +605,9 @@ class DeciderService:
             shown = now_shown(engine, visitor_id, self.country_code)
             return shown, changed_visitors(effects) - {visitor_id}
 
-        result: tuple[Shown, set[str]] = await self._submit(site, op, request.now, visitor_id)
+        result: tuple[Shown, set[str]] = await self._batches.submit(
+            site, op, request.now, visitor_id
+        )
         return result
 
     def _log_fallback(self, site_id: str, exc: Exception) -> None:

@@ -35,6 +35,16 @@ async def _split(db: Database, parts: int) -> Site:
     return split
 
 
+def _returning(visitor_id: str) -> Hello:
+    return Hello(
+        url="https://shop.example/again",
+        referrer="",
+        visitor_id=visitor_id,
+        user_agent=DESKTOP_UA,
+        address="10.1.0.1",
+    )
+
+
 def _owned_parts(node: Node, site: Site) -> set[int]:
     parts = site.decision_parts
     return {p for p in range(parts) if node.owners.owns(decision_key(site.id, p, parts))}
@@ -68,13 +78,7 @@ async def test_a_returning_visitor_is_decided_by_the_owner_of_its_part(
     site = await _split(pg_db, 2)
     first = await b.hello(site, 0)
     await a.hello(site, 1)  # a owns the other part
-    returning = Hello(
-        url="https://shop.example/again",
-        referrer="",
-        visitor_id=first.visitor_id,
-        user_agent=DESKTOP_UA,
-        address="10.1.0.0",
-    )
+    returning = _returning(first.visitor_id)
 
     again = await a.service.hello(site, returning, T0)
 
@@ -92,13 +96,7 @@ async def test_when_a_parts_owner_goes_away_another_node_claims_it_and_keeps_its
     await a.hello(site, 0)
     first = await b.hello(site, 1)
     await b.owners.close()  # the broker frees b's part with its connection
-    returning = Hello(
-        url="https://shop.example/",
-        referrer="",
-        visitor_id=first.visitor_id,
-        user_agent=DESKTOP_UA,
-        address="10.1.0.1",
-    )
+    returning = _returning(first.visitor_id)
 
     again = await a.service.hello(site, returning, T0)
     fresh = await a.hello(site, 2)

@@ -46,6 +46,16 @@ async def _active_leases(db: Database, site_id: str) -> list[Any]:
         return list(rows)
 
 
+async def _pool_size(db: Database, site_id: str) -> int:
+    async with db.read() as conn:
+        pool = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(t.numbers)
+            .where(t.numbers.c.site_id == site_id, t.numbers.c.role == "pool")
+        )
+    return int(pool or 0)
+
+
 class SplitNodes(TwoNodes):
     async def check(self) -> None:
         """Each part a node holds syncs (an empty batch of that part) and must then hold what
@@ -140,13 +150,7 @@ async def test_the_parts_share_the_site_pool_bounds(sqlite_db: Database) -> None
             url="https://shop.example/", referrer="", user_agent=DESKTOP_UA, address=f"10.2.0.{i}"
         )
         await service.hello(site, hello, T0 + timedelta(seconds=i))
-    async with sqlite_db.read() as conn:
-        pool = await conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(t.numbers)
-            .where(t.numbers.c.site_id == site.id, t.numbers.c.role == "pool")
-        )
-    assert pool == 8
+    assert await _pool_size(sqlite_db, site.id) == 8
     assert len(await _active_leases(sqlite_db, site.id)) == 8
 
 
@@ -256,12 +260,6 @@ async def _two_nodes_grow_two_parts(db: Database) -> None:
     # One at a time, so that each part's engine keeps a count another has since spent.
     kinds = [await hello(nodes[n % 2], n) for n in range(12)]
 
-    async with db.read() as conn:
-        pool = await conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(t.numbers)
-            .where(t.numbers.c.site_id == site.id, t.numbers.c.role == "pool")
-        )
-    assert pool == 3
+    assert await _pool_size(db, site.id) == 3
     assert kinds.count(DisplayKind.DYNAMIC) == 3
     assert len(await _active_leases(db, site.id)) == 3

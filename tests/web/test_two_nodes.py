@@ -26,6 +26,7 @@ from calltracking.core.kinds import AttributionKind
 from calltracking.store import schema as t
 from calltracking.store.db import Database
 from calltracking.store.site_split import split_site
+from calltracking.store.sites import Site
 from tests.store.seed import seed_site
 from tests.web.harness import Tab, hello
 
@@ -119,6 +120,24 @@ async def _tab(http: aiohttp.ClientSession, port: int) -> Tab:
     return Tab(ws)
 
 
+async def _welcomed(tab: Tab, site: Site) -> tuple[str, str]:
+    """(visitor, number) a new visitor's tab was told."""
+    await tab.send({"type": "hello", "site": site.key, "url": "https://shop.example/"})
+    welcome = await tab.next(timeout=20)
+    assert welcome["type"] == "welcome", welcome
+    return welcome["visitor"], (await tab.until_kind("dynamic", timeout=20))["e164"]
+
+
+async def _open_leases(db: Database, site_id: str) -> set[tuple[str, str]]:
+    async with db.read() as conn:
+        rows = await conn.execute(
+            sa.select(t.leases.c.visitor_id, t.leases.c.number).where(
+                t.leases.c.site_id == site_id, t.leases.c.ended_at.is_(None)
+            )
+        )
+        return {(visitor, number) for visitor, number in rows}
+
+
 async def test_revocation_reaches_tabs_on_both_nodes(pg_db: Database, amqp_url: str) -> None:
     site = await seed_site(pg_db, reserve=3, idle_timeout_s=3)
     async with (
@@ -207,24 +226,12 @@ async def test_hellos_forwarded_to_an_owner_killed_mid_flight_still_get_committe
         await first.until_kind("dynamic")
         tabs = [await _tab(http, port_b) for _ in range(30)]
 
-        async def welcomed(tab: Tab) -> tuple[str, str]:
-            # A hello forwarded just before the kill waits the forward's timeout (5 s).
-            await tab.send({"type": "hello", "site": site.key, "url": "https://shop.example/"})
-            welcome = await tab.next(timeout=20)
-            assert welcome["type"] == "welcome", welcome
-            return welcome["visitor"], (await tab.until_kind("dynamic", timeout=20))["e164"]
-
-        asking = [asyncio.create_task(welcomed(tab)) for tab in tabs]
+        # A hello forwarded just before the kill waits the forward's timeout (5 s).
+        asking = [asyncio.create_task(_welcomed(tab, site)) for tab in tabs]
         await asyncio.sleep(0.05)  # some forwarded, some answered, some not yet sent
         proc_a.send_signal(signal.SIGKILL)
         told = await asyncio.gather(*asking)
-        async with pg_db.read() as conn:
-            rows = await conn.execute(
-                sa.select(t.leases.c.visitor_id, t.leases.c.number).where(
-                    t.leases.c.site_id == site.id, t.leases.c.ended_at.is_(None)
-                )
-            )
-            open_leases = {(visitor, number) for visitor, number in rows}
+        open_leases = await _open_leases(pg_db, site.id)
 
     assert len({number for _, number in told}) == len(told)  # nobody shares a number
     assert set(told) <= open_leases  # each told number is its visitor's committed lease
@@ -255,14 +262,8 @@ async def test_a_split_site_keeps_its_numbers_when_a_parts_owner_is_killed_mid_f
         tabs_b = [await _tab(http, port_b) for _ in range(20)]
         tabs_a = [await _tab(http, port_a) for _ in range(10)]
 
-        async def welcomed(tab: Tab) -> tuple[str, str]:
-            await tab.send({"type": "hello", "site": site.key, "url": "https://shop.example/"})
-            welcome = await tab.next(timeout=20)
-            assert welcome["type"] == "welcome", welcome
-            return welcome["visitor"], (await tab.until_kind("dynamic", timeout=20))["e164"]
-
-        asking_b = [asyncio.create_task(welcomed(tab)) for tab in tabs_b]
-        asking_a = [asyncio.create_task(welcomed(tab)) for tab in tabs_a]
+        asking_b = [asyncio.create_task(_welcomed(tab, site)) for tab in tabs_b]
+        asking_a = [asyncio.create_task(_welcomed(tab, site)) for tab in tabs_a]
         await asyncio.sleep(0.05)
         proc_a.send_signal(signal.SIGKILL)
         told = [(visitor_b, number_b), *await asyncio.gather(*asking_b)]
@@ -275,13 +276,7 @@ async def test_a_split_site_keeps_its_numbers_when_a_parts_owner_is_killed_mid_f
         back = await _tab(http, port_b)
         assert (await hello(back, site, visitor=visitor_a))["visitor"] == visitor_a
         assert (await back.until_kind("dynamic", timeout=20))["e164"] == number_a
-        async with pg_db.read() as conn:
-            rows = await conn.execute(
-                sa.select(t.leases.c.visitor_id, t.leases.c.number).where(
-                    t.leases.c.site_id == site.id, t.leases.c.ended_at.is_(None)
-                )
-            )
-            open_leases = {(visitor, number) for visitor, number in rows}
+        open_leases = await _open_leases(pg_db, site.id)
 
     assert len({number for _, number in told}) == len(told)  # nobody shares a number
     assert set(told) <= open_leases  # each told number is its visitor's committed lease

@@ -49,6 +49,7 @@ from calltracking.store.decider_writes import BatchWrites
 from calltracking.store.ids import time_ordered_id
 from calltracking.store.shown_numbers import changed_visitors, now_shown, untracked
 from calltracking.store.site_batches import SiteBatches, Slot, SplitChanged, slot_key
+from calltracking.store.site_cache import SiteCache
 from calltracking.store.sites import Site, get_site
 from calltracking.store.tab_closes import TabCloses, close_tab
 from calltracking.store.visitor_identity import analytics_ids, ensure_visitor
@@ -100,7 +101,9 @@ class DeciderService:
         self._fallbacks_log = LogThrottle(FALLBACK_LOG_EVERY_S)
         self._new_visitors = 0  # spreads a split site's new visitors over the parts
         self._new_in_flight: Counter[str] = Counter()  # new visitors sent to a part, by key
-        self._sites_seen: dict[str, Site] = {}  # split sites, whose slots are their parts'
+        # Sites this node has no slot of (another node owns them, or they are split): read
+        # once every TTL_S at most, for the changes that name only a tab or a visitor.
+        self._sites = SiteCache(self._read_site)
         self._releasing: set[asyncio.Task[None]] = set()
         self._unowned_seen: dict[str, float] = {}  # split sites' parts the sweeper found
 
@@ -317,7 +320,6 @@ class DeciderService:
         try:
             return await routed(site)
         except SplitChanged as exc:
-            self._sites_seen[exc.site.id] = exc.site
             return await routed(exc.site)
 
     async def serve(self, request: fw.Request) -> fw.Result:
@@ -512,16 +514,15 @@ class DeciderService:
         slot = self._slots.get(site_id)
         if slot is not None:
             return slot.site
-        seen = self._sites_seen.get(site_id)
-        if seen is not None:
-            return seen
+        site = await self._sites.by_key(site_id)
+        if site is None:
+            raise LookupError(f"no site {site_id}")
+        return site
+
+    async def _read_site(self, site_id: str) -> Site | None:
         async with self.db.read() as conn:
             site = await get_site(conn, site_id)
-        if site is None or site.deleted_at is not None:
-            raise LookupError(f"no site {site_id}")
-        if site.decision_parts > 1:  # its slots are its parts': kept here instead
-            self._sites_seen[site_id] = site
-        return site
+        return None if site is None or site.deleted_at is not None else site
 
     async def touch_tabs(self, tab_ids: list[str], now: datetime) -> None:
         if not tab_ids:

@@ -177,9 +177,11 @@ async def _measure(
     all0 = sum(cpu_seconds(pid) for pid in every)
     throttled0 = [limit.throttled_s() for limit in limited]
     host0 = host_jiffies()
+    batches0 = [await _batches(http, n.port) for n in webs]
     begin = time.perf_counter()
     await sockets.open_many(args.n)
     elapsed = time.perf_counter() - begin
+    batches = sum([await _batches(http, n.port) for n in webs]) - sum(batches0)
     cpu = [cpu_seconds(n.proc.pid) - before for n, before in zip(webs, cpu0, strict=True)]
     throttled = [
         limit.throttled_s() - before for limit, before in zip(limited, throttled0, strict=True)
@@ -214,6 +216,7 @@ async def _measure(
         "leased twice": doubled_in_db,
         "forwarded to owner": forwarding["forwarded"],
         "forwarded per message": forwarding["forwarded"] / max(1, forwarding["batches"]),
+        "hellos per group commit": args.n / max(1, batches),
     }
 
 
@@ -232,6 +235,16 @@ async def _forwarding(http: aiohttp.ClientSession, port: int) -> Counter[str]:
             outcome = line.split('"')[1]
             counts[outcome] = int(float(line.split()[-1]))
     return counts
+
+
+async def _batches(http: aiohttp.ClientSession, port: int) -> float:
+    """The group commits this node made so far (`calltracking_decider_batches_total`)."""
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith("calltracking_decider_batches_total "):
+            return float(line.split()[-1])
+    return 0.0
 
 
 async def _drained(db: Database, within_s: float) -> tuple[int, float]:

@@ -58,6 +58,12 @@ def create_app(services: Services) -> web.Application:
     services.metrics.read_counter(
         "calltracking_number_frames", "Number frames sent to tabs.", lambda: hub.pushed
     )
+    services.metrics.read_counter(
+        "calltracking_decider_batches",
+        "Group commits of visitor changes decided on this node (hellos per batch: the rate of "
+        "calltracking_hello_seconds_count over this one).",
+        lambda: services.visitors.batches,
+    )
     return app
 
 

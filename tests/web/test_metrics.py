@@ -73,6 +73,7 @@ async def test_a_hello_feeds_the_hello_histogram_and_the_pool_figures(tmp_path: 
     assert value(samples, "calltracking_ws_hellos_total", visitor="new") == 1
     assert value(samples, "calltracking_ws_hellos_total", visitor="known") == 1
     assert value(samples, "calltracking_ws_tabs") == 2
+    assert value(samples, "calltracking_decider_batches_total") >= 2  # one hello after the other
     assert value(samples, "calltracking_pool_numbers", state="leased") == 1
     assert value(samples, "calltracking_pool_sites_exhausted") == 0
     assert value(samples, "calltracking_metrics_db_ok") == 1

@@ -77,9 +77,10 @@ _BUMP_PART = (
 
 
 async def lock_part(conn: AsyncConnection, site_id: str, part: int) -> tuple[int, int]:
-    """Lock one part of a split site for this transaction (the site's lock shared, so an
-    operator's change waits for the parts' batches and they for it, but parts not for each
-    other) and return (the site's version, the part's version)."""
+    """Lock one part of a split site for this transaction and return (the site's version, the
+    part's version). The site's lock is taken shared: `split-site` and an unsplit site's batch
+    take it exclusively, so batches of an old split and a new one never interleave, while the
+    parts never wait for each other."""
     if conn.dialect.name == "postgresql":
         params: tuple[object, ...] = (
             lock_key(site_id),

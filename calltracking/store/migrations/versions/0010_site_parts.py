@@ -7,8 +7,8 @@ that many parts; each part is decided like a site of its own, under its own lock
 own version and recent changes in `site_parts`, so two parts' batches never wait for each other.
 
 PostgreSQL: `calltracking_lock_part(site_key, part_key, site, part)` takes the site's
-transaction-scoped advisory lock SHARED (an operator's change and an unsplit site's batch take
-it exclusive), then the part's exclusively, and returns both versions, read after the locks
+transaction-scoped advisory lock SHARED (`split-site` and an unsplit site's batch take it
+exclusively), then the part's exclusively, and returns both versions, read after the locks
 are granted (a volatile PL/pgSQL function, as `calltracking_lock_site`).
 
 Revision ID: 0010a

@@ -73,10 +73,15 @@ async def _check_database(config: Config, report: Report) -> None:
                     .where(numbers.c.site_id == site.id, numbers.c.role == "pool")
                 )
                 defaults = ", ".join(f"{k}={v}" for k, v in site.defaults.items())
+                split = (
+                    f"; decided in {site.decision_parts} parts (split-site)"
+                    if site.decision_parts > 1
+                    else ""
+                )
                 report.line(
                     bool(pool) or site.settings.pool_max > 0,
                     f"site {site.name!r}: {pool} numbers in the pool (max "
-                    f"{site.settings.pool_max}); defaults {defaults}",
+                    f"{site.settings.pool_max}); defaults {defaults}{split}",
                 )
     except Exception as exc:
         report.line(False, f"database: {exc.__class__.__name__}: {exc}"[:300])

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from calltracking.check import run_checks
+from calltracking.config import Config
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
 from calltracking.store.sites import get_site
@@ -46,6 +48,11 @@ async def test_split_site_sets_the_parts_and_says_what_it_did(tmp_path: Path) ->
         async with db.read() as conn:
             kept = await get_site(conn, site.id)
         assert kept is not None and kept.decision_parts == 3
+
+        lines: list[str] = []
+        await run_checks(Config(database_url=db_url, ami_host="", agi_port=1), lines.append)
+        assert "site 'shop'" in "\n".join(lines)
+        assert "decided in 3 parts (split-site)" in "\n".join(lines)
     finally:
         await db.close()
 

@@ -498,10 +498,9 @@ class DeciderService:
             first = self._unowned_seen.setdefault(key, time.monotonic())
             if time.monotonic() - first < SPARE_PART_GRACE_S:
                 return False
-        if await owners.claim(key):
-            self._unowned_seen.pop(key, None)
-            return True
-        return False
+        # Claimed or held by another node: either way its grace starts afresh when next found.
+        self._unowned_seen.pop(key, None)
+        return await owners.claim(key)
 
     def _owns_a_part_of(self, site_id: str) -> bool:
         owners = self._owners

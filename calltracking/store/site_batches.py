@@ -142,9 +142,9 @@ class SiteBatches:
             except SplitChanged as exc:
                 # This slot's part no longer exists as it was: its callers route again.
                 slot.engine = None
-                for key, known in list(self.slots.items()):
-                    if known is slot:
-                        del self.slots[key]
+                key = slot_key(slot.site, slot.part)  # slot.site still has the old split
+                if self.slots.get(key) is slot:
+                    del self.slots[key]
                 for item in batch + slot.pending:
                     if not item.future.done():
                         item.future.set_exception(exc)

@@ -47,7 +47,7 @@ def choose(engine: SiteEngine, visitor: Visitor, now: datetime) -> Choice | None
         if policy.random_free:
             return _random_free(engine, hold, now), None
         return first.e164, None
-    if pool.leasable_count < settings.pool_max and engine.capacity > 0 and engine.reserve:
+    if _may_grow(engine):
         return engine.reserve[0], None
     if first is not None and policy.holds_yield:
         return first.e164, None
@@ -75,13 +75,9 @@ def has_room(engine: SiteEngine, now: datetime) -> bool:
     sends new visitors to a part that has room before one that would make them wait or take a
     number back."""
     first = engine.pool.first_idle()
-    if first is not None and _free(first, timedelta(seconds=engine.settings.hold_s), now):
-        return True
-    return (
-        engine.pool.leasable_count < engine.settings.pool_max
-        and engine.capacity > 0
-        and bool(engine.reserve)  # as offered by the last batch: more may be offered next
-    )
+    hold = timedelta(seconds=engine.settings.hold_s)
+    # The reserve as the last batch offered it: the next may offer more.
+    return (first is not None and _free(first, hold, now)) or _may_grow(engine)
 
 
 def spare_numbers(engine: SiteEngine) -> int:
@@ -90,6 +86,15 @@ def spare_numbers(engine: SiteEngine) -> int:
     pool, settings = engine.pool, engine.settings
     growth = min(settings.pool_max - pool.leasable_count, engine.capacity, len(engine.reserve))
     return pool.leasable_count - len(pool.leases) + max(0, growth)
+
+
+def _may_grow(engine: SiteEngine) -> bool:
+    """Room in `pool_max` and the account, and a reserve number offered to grow by."""
+    return (
+        engine.pool.leasable_count < engine.settings.pool_max
+        and engine.capacity > 0
+        and bool(engine.reserve)
+    )
 
 
 def _free(number: Number, hold: timedelta, now: datetime) -> bool:

@@ -50,6 +50,24 @@ class Node:
         return await self.service.hello(site, hello, T0)
 
 
+async def start_node(
+    stack: contextlib.AsyncExitStack,
+    db: Database,
+    amqp_url: str,
+    name: str,
+    prefix: str,
+    **owner_options: float,
+) -> Node:
+    """A decider that owns shards as `name` through `amqp_url`, closed with `stack`."""
+    service = DeciderService(db, name, "7")
+    owners = RabbitOwners(amqp_url, name, service.serve, prefix=prefix, **owner_options)
+    await owners.start()
+    stack.push_async_callback(owners.close)
+    stack.push_async_callback(service.close)
+    service.use_owners(owners)
+    return Node(name, service, owners)
+
+
 @pytest.fixture
 async def cluster(
     pg_db: Database, pg_url: str, amqp_url: str
@@ -63,13 +81,7 @@ async def cluster(
             db = pg_db if name == "node-a" else Database(pg_url)
             if db is not pg_db:
                 stack.push_async_callback(db.close)
-            service = DeciderService(db, name, "7")
-            owners = RabbitOwners(amqp_url, name, service.serve, prefix=prefix, timeout_s=3.0)
-            await owners.start()
-            stack.push_async_callback(owners.close)
-            stack.push_async_callback(service.close)
-            service.use_owners(owners)
-            nodes.append(Node(name, service, owners))
+            nodes.append(await start_node(stack, db, amqp_url, name, prefix, timeout_s=3.0))
         yield nodes[0], nodes[1], prefix
 
 
@@ -180,12 +192,10 @@ async def test_a_node_cut_off_from_the_broker_owns_nothing_then_claims_again_whe
     proxy = await TcpProxy(AMQP_HOST, AMQP_PORT).start()
     url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{amqp_vhost}"
     prefix = f"test.decide.{secrets.token_hex(4)}."
-    service = DeciderService(pg_db, "node-a", "7")
-    owners = RabbitOwners(url, "node-a", service.serve, prefix=prefix, reconnect_s=0.1)
-    await owners.start()
-    service.use_owners(owners)
-    node = Node("node-a", service, owners)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(proxy.stop)
+        node = await start_node(stack, pg_db, url, "node-a", prefix, reconnect_s=0.1)
+        service, owners = node.service, node.owners
         await node.hello(site, 0)
         assert owners.owns(site.id)
         proxy.cut()
@@ -196,10 +206,6 @@ async def test_a_node_cut_off_from_the_broker_owns_nothing_then_claims_again_whe
         await until(lambda: owners.connected)
         back = await node.hello(site, 2)  # nobody owns the shard: claimed again
         assert owners.owns(site.id)
-    finally:
-        await owners.close()
-        await service.close()
-        await proxy.stop()
     assert owners.counts["lost"] == 1 and owners.counts["claimed"] == 2
     assert cut_off.shown.kind is back.shown.kind is DisplayKind.DYNAMIC
     assert service.fallbacks == 0  # nothing was forwarded into the void

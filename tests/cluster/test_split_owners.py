@@ -6,19 +6,18 @@ the part and the visitor keeps its number. Real RabbitMQ and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
-from calltracking.cluster.rabbit import RabbitOwners
 from calltracking.core.engine.parts import decision_key, part_of
 from calltracking.core.kinds import DisplayKind
 from calltracking.store import deciders
 from calltracking.store.db import Database
-from calltracking.store.deciders import DeciderService
 from calltracking.store.site_split import split_site
 from calltracking.store.sites import Site, get_site, top_up_pool
 from calltracking.store.visitors import Hello
-from tests.cluster.test_forwarding import Node, active_leases, cluster
+from tests.cluster.test_forwarding import Node, active_leases, cluster, start_node
 from tests.integration.pbx import until
 from tests.store.seed import DESKTOP_UA, T0, seed_site
 
@@ -118,13 +117,10 @@ async def test_a_node_that_owns_several_parts_gives_one_to_a_node_that_owns_none
     await a.hello(site, 0)
     for part in range(2):
         assert await a.owners.claim(decision_key(site.id, part, 2))
-    db = Database(pg_url)
-    service = DeciderService(db, "node-c", "7")
-    owners = RabbitOwners(amqp_url, "node-c", service.serve, prefix=prefix, timeout_s=3.0)
-    await owners.start()
-    service.use_owners(owners)
-    c = Node("node-c", service, owners)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        db = Database(pg_url)
+        stack.push_async_callback(db.close)
+        c = await start_node(stack, db, amqp_url, "node-c", prefix, timeout_s=3.0)
         first = await c.hello(site, 1)  # c owns nothing: forwarded, and a gives a part up
         assert c.owners.counts["forwarded"] == 1
         await until(lambda: a.owners.counts["released"] == 1)
@@ -143,10 +139,6 @@ async def test_a_node_that_owns_several_parts_gives_one_to_a_node_that_owns_none
         assert part_of(later.visitor_id, 2) in _owned_parts(c, site)
         numbers = await active_leases(pg_db, site.id)
         assert len(set(numbers)) == len(numbers) and first.shown.e164 in numbers
-    finally:
-        await owners.close()
-        await service.close()
-        await db.close()
 
 
 async def test_the_sweeper_leaves_a_spare_part_to_other_nodes_for_a_while(

@@ -104,12 +104,13 @@ async def run(
     database_url: str | None,
     profile: str | None,
     history: int = 0,
+    grown: bool = False,
 ) -> tuple[float, float]:
     """(hellos per second, ms of CPU per hello) of one run."""
     with tempfile.TemporaryDirectory(prefix="bench-decider-") as tmp:
         async with fresh_database(database_url or "") as fresh:
             url = fresh or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}"
-            return await _run_on(url, Path(tmp), n, pool, concurrency, profile, history)
+            return await _run_on(url, Path(tmp), n, pool, concurrency, profile, history, grown)
 
 
 async def _run_on(
@@ -120,11 +121,12 @@ async def _run_on(
     concurrency: int,
     profile: str | None,
     history: int,
+    grown: bool,
 ) -> tuple[float, float]:
     config = Config(database_url=url, recordings_dir=tmp, http_port=0)
     async with running(config, ["web"]) as state:
         services = state.services
-        site = await seed_site(services.db, pool)
+        site = await seed_site(services.db, pool, grown=grown)
         await store_history(services.db, site, history)
         # As `calltracking serve` does once it listens: without it a full collection over
         # the seeded reserve's objects (50-60 ms at 20,000 numbers, the default thresholds)
@@ -176,6 +178,9 @@ def main() -> None:
     parser.add_argument(
         "--history", type=int, default=0, help="visitors who came and left before (stored first)"
     )
+    parser.add_argument(
+        "--grown", action="store_true", help="the pool already grown to --pool (no growth)"
+    )
     args = parser.parse_args()
     pool = args.pool or args.n
     if pool < args.n:
@@ -189,6 +194,7 @@ def main() -> None:
                 args.database_url,
                 args.profile if i == 0 else None,
                 args.history,
+                args.grown,
             )
         )
         for i in range(args.repeat)

@@ -177,10 +177,12 @@ async def _measure(
     all0 = sum(cpu_seconds(pid) for pid in every)
     throttled0 = [limit.throttled_s() for limit in limited]
     host0 = host_jiffies()
+    client0 = cpu_seconds()
     batches0 = [await _batches(http, n.port) for n in webs]
     begin = time.perf_counter()
     await sockets.open_many(args.n)
     elapsed = time.perf_counter() - begin
+    client = cpu_seconds() - client0
     batches = sum([await _batches(http, n.port) for n in webs]) - sum(batches0)
     cpu = [cpu_seconds(n.proc.pid) - before for n, before in zip(webs, cpu0, strict=True)]
     throttled = [
@@ -204,6 +206,7 @@ async def _measure(
         "web CPU ms/visitor": sum(cpu) * 1000 / args.n,
         "busiest web node CPU ms/visitor": max(cpu) * 1000 / args.n,
         "host busy %": 100 * (host1[0] - host0[0]) / max(1, host1[1] - host0[1]),
+        "client CPU %": 100 * client / elapsed,
     }
     if limited:
         row["busiest web node throttled %"] = 100 * max(throttled) / elapsed

@@ -109,6 +109,17 @@ def insert_tables_now(
     conn.exec_driver_sql(sql, params, execution_options={INSERTS_INTO: into})
 
 
+async def insert_tables_on(
+    driver: Any, dialect: Dialect, tables: Sequence[tuple[sa.Table, Sequence[Mapping[str, Any]]]]
+) -> None:
+    """`insert_tables` on an asyncpg connection of `dialect`'s (PostgreSQL): one statement, the
+    same values. Nothing tells the commit watchers (outbox_watch.py): the caller does."""
+    tables = [(table, rows) for table, rows in tables if rows]
+    if tables:
+        sql, params, _into = _tables_statement(dialect, tables, None)
+        await driver.execute(sql, *params)
+
+
 def _tables_statement(
     dialect: Dialect,
     tables: Sequence[tuple[sa.Table, Sequence[Mapping[str, Any]]]],
@@ -168,7 +179,8 @@ def _tables_plan(
     if also is not None:
         heads.append(also.format(*(f"${n + i}" for i in range(1, also.count("{}") + 1))))
     ctes = ", ".join(f"i{i} AS ({sql})" for i, sql in enumerate(heads))
-    return _TablesPlan(sql=f"WITH {ctes} {inserts[-1]}", tables=tuple(parts))
+    sql = f"WITH {ctes} {inserts[-1]}" if heads else inserts[-1]
+    return _TablesPlan(sql=sql, tables=tuple(parts))
 
 
 def _element_type(dialect: Dialect, column_type: Any) -> str:

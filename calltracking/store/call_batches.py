@@ -5,12 +5,14 @@ Rules:
   SQLite) lets the loop turn once, so that turn's starts join the batch, then takes up to
   `batch_max` queued starts at a time, reads their numbers' facts (call_starts.read_numbers)
   and stores them in one write transaction (call_starts.store_starts). Through aiosqlite the
-  read comes first, outside the write lock. On PostgreSQL the batch is two statements on one
-  connection and no transaction: one for every read, one for the calls and their outbox rows
-  (atomic as every statement; a conflict fails it whole). BEGIN and COMMIT would add two round
-  trips, a third of a batch's wait under load, and guard nothing: under READ COMMITTED the
-  read holds off no writer either way, and a key stored in between (the AMI listener) fails the
-  insert, so the batch runs again and answers it from the stored row. On a
+  read comes first, outside the write lock. On PostgreSQL the batch is two statements and no
+  transaction: one for every read, one for the calls and their outbox rows (atomic as every
+  statement; a conflict fails it whole), straight through asyncpg on a connection the batcher
+  keeps (call_starts_pg.py; SQLAlchemy's async layer cost more CPU than the batch's own work).
+  BEGIN and COMMIT would add two round trips, a third of a batch's wait under load, and guard
+  nothing: under READ COMMITTED the read holds off no writer either way, and a key stored in
+  between (the AMI listener) fails the insert, so the batch runs again and answers it from the
+  stored row (a batch with a stored key takes the SQLAlchemy path, call_starts.py). On a
   SQLite file both run synchronously on the loop's thread, in the write transaction
   (sqlite_inline.py: a batch is then a few milliseconds on the loop, not ~40 hops to
   aiosqlite's thread), holding the Database's writer turn; when SQLite would have to wait
@@ -34,8 +36,9 @@ Rules:
   or the last attempt's, fails that batch's callers (the dialogue then reports its error to
   the dialplan) and the next batch starts afresh.
 - Every other report (answer, end, recordings, open calls) goes to the wrapped recorder.
-- An inline commit calls `committed` (the relay's wake-up: `Services.outbox_written`), as every
-  commit through the Database's engine does by itself (outbox_watch.py); without it the
+- An inline commit, and a PostgreSQL batch on its own connection, calls `committed` (the relay's
+  wake-up: `Services.outbox_written`), as every commit through the Database's engine does by
+  itself (outbox_watch.py); without it the
   `call.started` rows of a quiet tracker would wait for the relay's fallback round.
 - The drain task is owned: `close()` waits for it; a start queued after `close()` is refused.
   Inline commits are reported to `Database.committed_without_checkpoint` (their connection
@@ -50,6 +53,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -64,6 +68,7 @@ from calltracking.store.call_starts import (
     store_starts,
     store_starts_now,
 )
+from calltracking.store.call_starts_pg import PgCallStarts
 from calltracking.store.db import Database
 from calltracking.store.sqlite_inline import Busy, InlineSqlite, usable
 
@@ -71,6 +76,10 @@ log = logging.getLogger(__name__)
 BATCH_MAX = 256
 BATCH_WINDOW_S = 0.002
 ATTEMPTS = 4
+
+# What a lost connection raises through asyncpg: the server gone, the socket cut, or a
+# connection asyncpg already knows to be closed.
+_CONNECTION_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 
 _Queued = tuple[CallStart, "asyncio.Future[Resolution]"]
 
@@ -100,6 +109,7 @@ class CallStartBatcher:
         self._drain: asyncio.Task[None] | None = None
         self._closed = False
         self._inline = InlineSqlite(db.url) if usable(db.url) else None
+        self._pg = None if db.is_sqlite else PgCallStarts(db, unwanted)
         self.batches = 0  # committed, for tests and benchmarks
         self.fallbacks = 0  # inline batches SQLite would have made wait, run through the engine
 
@@ -123,6 +133,8 @@ class CallStartBatcher:
             await self._drain
         if self._inline is not None:
             self._inline.close()
+        if self._pg is not None:
+            await self._pg.close()
 
     async def _run(self) -> None:
         if self._inline is not None:
@@ -154,25 +166,8 @@ class CallStartBatcher:
     async def _store(self, starts: list[CallStart]) -> list[Resolution]:
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                if self._inline is not None:
-                    try:
-                        return await self._store_inline(self._inline, starts)
-                    except Busy as exc:
-                        self.fallbacks += 1
-                        log.info("call starts: SQLite busy (%s); through the engine", exc)
-                if self.db.is_sqlite:
-                    # The engine's writer holds SQLite's one write lock: read before taking it.
-                    async with self.db.read() as conn:
-                        numbers = await read_numbers(conn, starts)
-                    async with self.db.write() as conn:
-                        return await store_starts(conn, starts, numbers, self._unwanted)
-                # PostgreSQL: the reads are one statement and the writes one more (the calls
-                # with their outbox rows, atomic as any statement), so a transaction around
-                # them would add BEGIN and COMMIT and protect nothing (module docstring).
-                async with self.db.statements() as conn:
-                    numbers = await read_numbers(conn, starts)
-                    return await store_starts(conn, starts, numbers, self._unwanted)
-            except IntegrityError:
+                return await self._store_once(starts)
+            except (IntegrityError, asyncpg.UniqueViolationError):
                 if attempt == ATTEMPTS:
                     raise
                 log.info("call starts: a batch of %d met a stored call; again", len(starts))
@@ -183,7 +178,41 @@ class CallStartBatcher:
                 if not exc.connection_invalidated or attempt == ATTEMPTS:
                     raise
                 log.info("call starts: the database connection was lost; the batch again")
+            except _CONNECTION_LOST:
+                # The same on the batches' own asyncpg connection (call_starts_pg.py).
+                assert self._pg is not None
+                await self._pg.drop()
+                if attempt == ATTEMPTS:
+                    raise
+                log.info("call starts: the database connection was lost; the batch again")
         raise AssertionError("unreachable")
+
+    async def _store_once(self, starts: list[CallStart]) -> list[Resolution]:
+        if self._inline is not None:
+            try:
+                return await self._store_inline(self._inline, starts)
+            except Busy as exc:
+                self.fallbacks += 1
+                log.info("call starts: SQLite busy (%s); through the engine", exc)
+        if self._pg is not None:
+            resolutions = await self._pg.store(starts)
+            if resolutions is not None:
+                if self._committed is not None:
+                    self._committed()  # the batch's `call.started` rows are in: wake the relay
+                return resolutions
+            # A key of the batch is stored already: the path below answers it from its row.
+        if self.db.is_sqlite:
+            # The engine's writer holds SQLite's one write lock: read before taking it.
+            async with self.db.read() as conn:
+                numbers = await read_numbers(conn, starts)
+            async with self.db.write() as conn:
+                return await store_starts(conn, starts, numbers, self._unwanted)
+        # PostgreSQL: the reads are one statement and the writes one more (the calls with their
+        # outbox rows, atomic as any statement), so a transaction around them would add BEGIN
+        # and COMMIT and protect nothing (module docstring).
+        async with self.db.statements() as conn:
+            numbers = await read_numbers(conn, starts)
+            return await store_starts(conn, starts, numbers, self._unwanted)
 
     async def _store_inline(
         self, inline: InlineSqlite, starts: list[CallStart]

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection, Dialect
 from calltracking.core.records import CallKey
 from calltracking.store import schema as t
 from calltracking.store.call_start_facts import MONTH_AROUND, NEWEST, CallStart, Facts
-from calltracking.store.driver_select import select_rows
+from calltracking.store.driver_select import fetch_rows, select_rows
 from calltracking.store.sites import site_from_row
 
 
@@ -141,11 +141,22 @@ def _converter(dialect: Dialect, table: sa.Table) -> Callable[[tuple[Any, ...]],
 
 def read_all(conn: Connection, starts: Sequence[CallStart]) -> tuple[Facts, frozenset[CallKey]]:
     """The batch's facts (the numbers' and the callers') and which of its keys are stored."""
-    dialect = conn.dialect
-    dids = sorted({s.did for s in starts})
+    (got,) = select_rows(conn, _statement(conn.dialect), read_params(starts))
+    return facts_of(conn.dialect, got)
+
+
+async def read_all_on(
+    driver: Any, dialect: Dialect, starts: Sequence[CallStart]
+) -> tuple[Facts, frozenset[CallKey]]:
+    """`read_all` on an asyncpg connection of the dialect's (call_starts_pg.py)."""
+    (got,) = await fetch_rows(driver, dialect, _statement(dialect), read_params(starts))
+    return facts_of(dialect, got)
+
+
+def read_params(starts: Sequence[CallStart]) -> dict[str, Any]:
     keys = sorted({(s.key.pbx_id, s.key.linkedid) for s in starts})
-    params = {
-        "dids": dids,
+    return {
+        "dids": sorted({s.did for s in starts}),
         "latest": max(s.at for s in starts),
         "callers": sorted({s.caller for s in starts if s.caller}),
         "since": min(s.at for s in starts) - MONTH_AROUND,
@@ -153,7 +164,10 @@ def read_all(conn: Connection, starts: Sequence[CallStart]) -> tuple[Facts, froz
         "pbx_ids": [pbx for pbx, _ in keys],
         "linkedids": [linkedid for _, linkedid in keys],
     }
-    (got,) = select_rows(conn, _statement(dialect), params)
+
+
+def facts_of(dialect: Dialect, got: Any) -> tuple[Facts, frozenset[CallKey]]:
+    """The statement's one row as the batch's facts and its stored keys."""
     rows = {
         name: list(map(_converter(dialect, _TABLES[name]), getattr(got, name))) for name in _ARRAYS
     }

@@ -22,9 +22,11 @@ sqlite_inline.py); `store_starts` and `read_numbers` run the same code on an `As
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,6 +36,7 @@ from calltracking.store import schema as t
 from calltracking.store.bulk_insert import insert_tables_now
 from calltracking.store.call_start_facts import (
     CallStart,
+    Facts,
     NumbersSeen,
     read_callers,
     stored_calls,
@@ -102,26 +105,37 @@ def store_starts_now(
         facts = numbers.facts
         if numbers.stored is None:
             read_callers(conn, list(fresh.values()), facts)
-        rows, events = [], []
-        for start in fresh.values():
-            row, resolution, event = new_call(start, facts)
-            rows.append(row)
-            events.append(event)
-            done[start.key] = resolution
-        now = datetime.now(UTC)
-        outbox = [
-            {
-                "event_id": e.id,
-                "key": e.key,
-                "payload": e.to_json(),
-                "occurred_at": e.occurred_at,
-                "published_at": now if unwanted is not None and unwanted(e) else None,
-            }
-            for e in events
-        ]
         # PostgreSQL: both in one statement (one round trip); elsewhere an executemany each.
-        insert_tables_now(conn, [(t.calls, rows), (t.outbox, outbox)])
+        insert_tables_now(conn, new_rows(fresh.values(), facts, done, unwanted))
     return [done[s.key] for s in starts]
+
+
+def new_rows(
+    fresh: Iterable[CallStart],
+    facts: Facts,
+    done: dict[CallKey, Resolution],
+    unwanted: Unwanted | None,
+) -> list[tuple[sa.Table, list[dict[str, Any]]]]:
+    """The rows of new calls (none of them stored) and of their `call.started` events, for one
+    statement (bulk_insert.py); each call's resolution goes into `done`."""
+    rows, events = [], []
+    for start in fresh:
+        row, resolution, event = new_call(start, facts)
+        rows.append(row)
+        events.append(event)
+        done[start.key] = resolution
+    now = datetime.now(UTC)
+    outbox = [
+        {
+            "event_id": e.id,
+            "key": e.key,
+            "payload": e.to_json(),
+            "occurred_at": e.occurred_at,
+            "published_at": now if unwanted is not None and unwanted(e) else None,
+        }
+        for e in events
+    ]
+    return [(t.calls, rows), (t.outbox, outbox)]
 
 
 def _stored_resolutions(conn: Connection, keys: Collection[CallKey]) -> dict[CallKey, Resolution]:

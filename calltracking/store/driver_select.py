@@ -89,6 +89,29 @@ def select_rows(conn: Connection, statement: Any, params: Mapping[str, Any]) -> 
     ]
 
 
+async def fetch_rows(
+    driver: Any, dialect: Dialect, statement: Any, params: Mapping[str, Any]
+) -> list[Any]:
+    """`select_rows` on an asyncpg connection (`driver`) of `dialect`'s: the same SQL, binds and
+    rows. Its errors are asyncpg's own."""
+    plan = _plan(dialect, statement)
+    args = tuple(
+        value if bind is None else bind(value)
+        for name, bind, default in plan.binds
+        for value in (params.get(name, default),)
+    )
+    raw = await driver.fetch(plan.sql, *args)
+    processors = plan.processors
+    if processors is None:  # asyncpg's results carry no DB-API description: by type alone
+        processors = tuple(t._cached_result_processor(dialect, None) for t in plan.types)
+    row = plan.row
+    if not any(processors):
+        return [row(*r) for r in raw]
+    return [
+        row(*(v if p is None else p(v) for p, v in zip(processors, r, strict=True))) for r in raw
+    ]
+
+
 @functools.lru_cache(maxsize=128)
 def _plan(dialect: Dialect, statement: Any) -> _Plan:
     compiled = statement.compile(dialect=dialect)

@@ -8,28 +8,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agi import AgiServer
 from calltracking.core.kinds import AttributionKind
 from calltracking.core.records import CallKey, Resolution
 from calltracking.pbxsim.agi_client import agi_env, env_block
-from calltracking.store import call_batches
+from calltracking.store import call_starts_pg
 from calltracking.store import schema as t
 from calltracking.store.call_batches import CallStartBatcher
 from calltracking.store.call_starts import (
     CallStart,
-    NumbersSeen,
-    Unwanted,
     read_numbers,
-    store_starts,
 )
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
@@ -198,6 +194,55 @@ async def test_agi_and_ami_racing_on_the_same_calls_store_each_once(any_db: Data
     assert len(await _started_payloads(any_db)) == len(keys)
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("any_db", ["postgres"], indirect=True)
+async def test_a_call_stored_between_a_batchs_read_and_insert_is_answered_from_its_row(
+    any_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AMI listener stores a key after the batch read it as new: the batch's one insert
+    fails whole (nothing of it is written), and the batch runs again, answering that key from
+    the stored row and storing the others."""
+    scene = await seed_scene(any_db, HELLO_AT)
+    recorder = SqlCallRecorder(any_db)
+    raced = CallKey(PBX, "raced")
+    first: list[Resolution] = []
+    real = call_starts_pg.insert_tables_on
+
+    async def ami_first(driver: Any, dialect: Any, tables: Sequence[tuple[Any, Any]]) -> None:
+        if not first:
+            first.append(await recorder.start_call(raced, scene.leased, "+79160000001", CALL_AT))
+        await real(driver, dialect, tables)
+
+    monkeypatch.setattr(call_starts_pg, "insert_tables_on", ami_first)
+    batcher = CallStartBatcher(any_db, recorder)
+    told = await asyncio.gather(
+        batcher.start_call(raced, UNKNOWN_DID, None, CALL_AT),
+        batcher.start_call(CallKey(PBX, "alone"), scene.leased, None, CALL_AT),
+    )
+    await batcher.close()
+    assert told[0] == first[0]
+    assert told[1].kind is AttributionKind.DYNAMIC and told[1].call_id != first[0].call_id
+    rows = await _rows(any_db)
+    assert sorted(rows) == ["alone", "raced"]
+    assert rows["raced"].id == first[0].call_id
+    assert sorted(await _started_payloads(any_db)) == sorted(r.id for r in rows.values())
+
+
+@BOTH_DATABASES
+async def test_a_committed_batch_wakes_the_relay(any_db: Database) -> None:
+    """Batches that bypass the Database's engine (SQLite on the loop, PostgreSQL's own asyncpg
+    connection) call `committed` themselves; nothing else would tell the relay."""
+    scene = await seed_scene(any_db, HELLO_AT)
+    woken: list[int] = []
+    batcher = CallStartBatcher(
+        any_db, SqlCallRecorder(any_db), committed=lambda: woken.append(batcher.batches)
+    )
+    await batcher.start_call(CallKey(PBX, "one"), scene.leased, None, CALL_AT)
+    await batcher.start_call(CallKey(PBX, "two"), scene.leased, None, CALL_AT)
+    await batcher.close()
+    assert woken == [0, 1]  # once per batch, before its callers are answered
+
+
 # -- the guarantee: no dialogue answered for a call that is not committed -----------------------
 
 
@@ -230,12 +275,6 @@ async def _dialogue(port: int, linkedid: str, did: str) -> dict[str, str]:
     return sets
 
 
-Store = Callable[
-    [AsyncConnection, Sequence[CallStart], NumbersSeen, Unwanted | None],
-    Awaitable[list[Resolution]],
-]
-
-
 async def _cut_mid_batch(
     db: Database, monkeypatch: pytest.MonkeyPatch, leased: str, after_insert: bool
 ) -> tuple[dict[str, str], list[dict[str, str]], dict[str, str]]:
@@ -246,25 +285,22 @@ async def _cut_mid_batch(
     proxy = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
     proxied = Database(url.set(port=proxy.port).render_as_string(hide_password=False))
     reached, release = asyncio.Event(), asyncio.Event()
-    real: Store = store_starts
+    real = call_starts_pg.insert_tables_on
 
-    async def held(
-        conn: AsyncConnection,
-        starts: Sequence[CallStart],
-        numbers: NumbersSeen,
-        unwanted: Unwanted | None = None,
-    ) -> list[Resolution]:
-        cut_batch = any(s.key.linkedid.startswith("cut-") for s in starts)
+    async def held(driver: Any, dialect: Any, tables: Sequence[tuple[Any, Any]]) -> None:
+        (calls, rows), *_ = tables
+        assert calls is t.calls
+        cut_batch = any(row["linkedid"].startswith("cut-") for row in rows)
         if cut_batch and not after_insert:
             reached.set()
             await release.wait()
-        done = await real(conn, starts, numbers, unwanted)
+        await real(driver, dialect, tables)
         if cut_batch and after_insert:
             reached.set()
             await release.wait()
-        return done
 
-    monkeypatch.setattr(call_batches, "store_starts", held)
+    # PostgreSQL's batches go through their own asyncpg connection (call_starts_pg.py).
+    monkeypatch.setattr(call_starts_pg, "insert_tables_on", held)
     batcher = CallStartBatcher(proxied, SqlCallRecorder(proxied))
     server = AgiServer(batcher, PBX, "7", "127.0.0.1", 0, budget_s=60.0)
     await server.start()

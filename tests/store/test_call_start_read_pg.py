@@ -166,6 +166,9 @@ async def test_a_batch_is_two_round_trips_whatever_its_size(
     counted(cursor, "_executemany", lambda sql, *_: "many " + sql.split()[0])
     counted(connection, "_start_transaction", lambda: "BEGIN")
     counted(connection, "_call_and_discard", lambda fn: fn.__name__.upper())
+    # The batches' own connection is used straight through asyncpg (call_starts_pg.py).
+    for name in ("fetch", "fetchrow", "fetchval", "execute", "executemany"):
+        counted(asyncpg.Connection, name, lambda sql, *_: sql.split()[0] + " " + sql.split()[1])
     batcher = CallStartBatcher(any_db, SqlCallRecorder(any_db))
     starts = [s for s in _starts(scene) if s.key.linkedid.startswith("new-")]
     await asyncio.gather(*(batcher.start_call(s.key, s.did, s.caller, s.at) for s in starts))

@@ -1,7 +1,8 @@
 """Call starts on a SQLite file run on the loop's thread (store/sqlite_inline.py) and keep the
 store's rules: they wait for this process's writers, a batch that meets another process's write
 lock goes through the async engine instead, and a caller's flags count calls of earlier months
-as one call after another would."""
+as one call after another would. Under load a batch waits a window for more starts, on either
+database."""
 
 from __future__ import annotations
 
@@ -193,12 +194,13 @@ class _Window:
         await self.open.wait()
 
 
+@BOTH_DATABASES
 async def test_under_load_a_batch_waits_its_window_and_takes_the_starts_that_came_meanwhile(
-    sqlite_db: Database,
+    any_db: Database,
 ) -> None:
-    scene = await seed_scene(sqlite_db, HELLO_AT)
+    scene = await seed_scene(any_db, HELLO_AT)
     window = _Window()
-    batcher = CallStartBatcher(sqlite_db, SqlCallRecorder(sqlite_db), window=window)
+    batcher = CallStartBatcher(any_db, SqlCallRecorder(any_db), window=window)
 
     def start(linkedid: str) -> asyncio.Task[object]:
         return asyncio.create_task(
@@ -224,14 +226,15 @@ async def test_under_load_a_batch_waits_its_window_and_takes_the_starts_that_cam
     finally:
         await batcher.close()
     assert batcher.batches == 2
-    assert await _linkedids(sqlite_db) == [f"load-{n}" for n in range(1, 6)]
+    assert await _linkedids(any_db) == [f"load-{n}" for n in range(1, 6)]
 
 
-async def test_a_lone_start_never_waits_for_the_window(sqlite_db: Database) -> None:
+@BOTH_DATABASES
+async def test_a_lone_start_never_waits_for_the_window(any_db: Database) -> None:
     # One call at a time (an idle tracker): each batch holds one start, and none waits.
-    scene = await seed_scene(sqlite_db, HELLO_AT)
+    scene = await seed_scene(any_db, HELLO_AT)
     window = _Window()  # not opened while the calls run: a start that waited would time out
-    batcher = CallStartBatcher(sqlite_db, SqlCallRecorder(sqlite_db), window=window)
+    batcher = CallStartBatcher(any_db, SqlCallRecorder(any_db), window=window)
     try:
         for n in range(3):
             resolution = await asyncio.wait_for(

@@ -179,8 +179,10 @@ class CallStartBatcher:
                     raise
                 log.info("call starts: the database connection was lost; the batch again")
             except _CONNECTION_LOST:
-                # The same on the batches' own asyncpg connection (call_starts_pg.py).
-                assert self._pg is not None
+                # The same on the batches' own asyncpg connection (call_starts_pg.py): the next
+                # attempt, or the next batch, takes another.
+                if self._pg is None:
+                    raise
                 await self._pg.drop()
                 if attempt == ATTEMPTS:
                     raise

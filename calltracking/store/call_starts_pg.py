@@ -48,6 +48,7 @@ class PgCallStarts:
         self._db = db
         self._unwanted = unwanted
         self._conn: AsyncConnection | None = None
+        self._raw: Any = None  # its asyncpg connection
 
     async def store(self, starts: Sequence[CallStart]) -> list[Resolution] | None:
         """Store the new calls of `starts` and return each one's resolution, in order; None
@@ -67,7 +68,7 @@ class PgCallStarts:
 
     async def drop(self) -> None:
         """Give up the connection after a failure: the next batch takes another."""
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._raw = self._conn, None, None
         if conn is not None:
             try:
                 await conn.invalidate()
@@ -76,12 +77,17 @@ class PgCallStarts:
                 log.debug("call starts: could not close a failed connection", exc_info=True)
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._raw = self._conn, None, None
         if conn is not None:
             await conn.close()
 
     async def _driver(self) -> Any:
-        if self._conn is None:
-            self._conn = await self._db.engine.connect()
-        raw = await self._conn.get_raw_connection()
-        return raw.driver_connection
+        if self._raw is None:
+            conn = await self._db.engine.connect()
+            try:
+                raw = (await conn.get_raw_connection()).driver_connection
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn, self._raw = conn, raw
+        return self._raw

@@ -52,11 +52,7 @@ def select_rows(conn: Connection, statement: Any, params: Mapping[str, Any]) -> 
     """The rows of `statement` with `params`, as named tuples."""
     dialect = conn.dialect
     plan = _plan(dialect, statement)
-    args = tuple(
-        value if bind is None else bind(value)
-        for name, bind, default in plan.binds
-        for value in (params.get(name, default),)
-    )
+    args = _args(plan, params)
     if not conn.in_transaction():
         conn.begin()
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -81,12 +77,7 @@ def select_rows(conn: Connection, statement: Any, params: Mapping[str, Any]) -> 
         raise error from exc
     finally:
         cursor.close()
-    row = plan.row
-    if not any(processors):
-        return [row(*r) for r in raw]
-    return [
-        row(*(v if p is None else p(v) for p, v in zip(processors, r, strict=True))) for r in raw
-    ]
+    return _rows(plan, processors, raw)
 
 
 async def fetch_rows(
@@ -95,15 +86,22 @@ async def fetch_rows(
     """`select_rows` on an asyncpg connection (`driver`) of `dialect`'s: the same SQL, binds and
     rows. Its errors are asyncpg's own."""
     plan = _plan(dialect, statement)
-    args = tuple(
+    raw = await driver.fetch(plan.sql, *_args(plan, params))
+    processors = plan.processors
+    if processors is None:  # asyncpg's results carry no DB-API description: by type alone
+        processors = tuple(t._cached_result_processor(dialect, None) for t in plan.types)
+    return _rows(plan, processors, raw)
+
+
+def _args(plan: _Plan, params: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(
         value if bind is None else bind(value)
         for name, bind, default in plan.binds
         for value in (params.get(name, default),)
     )
-    raw = await driver.fetch(plan.sql, *args)
-    processors = plan.processors
-    if processors is None:  # asyncpg's results carry no DB-API description: by type alone
-        processors = tuple(t._cached_result_processor(dialect, None) for t in plan.types)
+
+
+def _rows(plan: _Plan, processors: tuple[Convert | None, ...], raw: Any) -> list[Any]:
     row = plan.row
     if not any(processors):
         return [row(*r) for r in raw]

@@ -194,6 +194,25 @@ async def test_agi_and_ami_racing_on_the_same_calls_store_each_once(any_db: Data
     assert len(await _started_payloads(any_db)) == len(keys)
 
 
+@BOTH_DATABASES
+async def test_the_same_new_call_twice_in_one_batch_is_stored_once(any_db: Database) -> None:
+    """The AGI may report one Linkedid twice (a second dialogue of the same call): the batch
+    stores its first start and answers both with it."""
+    scene = await seed_scene(any_db, HELLO_AT)
+    batcher = CallStartBatcher(any_db, SqlCallRecorder(any_db))
+    key = CallKey(PBX, "twice")
+    told = await asyncio.gather(
+        batcher.start_call(key, scene.leased, "+79160000001", CALL_AT),
+        batcher.start_call(key, UNKNOWN_DID, None, CALL_AT),
+    )
+    await batcher.close()
+    assert batcher.batches == 1
+    assert told[0] == told[1] and told[0].kind is AttributionKind.DYNAMIC
+    rows = await _rows(any_db)
+    assert list(rows) == ["twice"] and rows["twice"].caller == "+79160000001"
+    assert list(await _started_payloads(any_db)) == [rows["twice"].id]
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("any_db", ["postgres"], indirect=True)
 async def test_a_call_stored_between_a_batchs_read_and_insert_is_answered_from_its_row(

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.records import CallKey, Resolution
-from calltracking.store.bulk_insert import insert_tables_on
+from calltracking.store import bulk_insert
 from calltracking.store.call_start_facts import CallStart
 from calltracking.store.call_start_read_pg import read_all_on
 from calltracking.store.call_starts import Unwanted, new_rows
@@ -63,7 +63,7 @@ class PgCallStarts:
         for start in starts:  # a key twice in one batch: its first start
             fresh.setdefault(start.key, start)
         rows = new_rows(fresh.values(), facts, done, self._unwanted)
-        await insert_tables_on(driver, dialect, rows)
+        await bulk_insert.insert_tables_on(driver, dialect, rows)
         return [done[s.key] for s in starts]
 
     async def drop(self) -> None:

@@ -20,7 +20,7 @@ from agi import AgiServer
 from calltracking.core.kinds import AttributionKind
 from calltracking.core.records import CallKey, Resolution
 from calltracking.pbxsim.agi_client import agi_env, env_block
-from calltracking.store import call_starts_pg
+from calltracking.store import bulk_insert
 from calltracking.store import schema as t
 from calltracking.store.call_batches import CallStartBatcher
 from calltracking.store.call_starts import (
@@ -225,14 +225,14 @@ async def test_a_call_stored_between_a_batchs_read_and_insert_is_answered_from_i
     recorder = SqlCallRecorder(any_db)
     raced = CallKey(PBX, "raced")
     first: list[Resolution] = []
-    real = call_starts_pg.insert_tables_on
+    real = bulk_insert.insert_tables_on
 
     async def ami_first(driver: Any, dialect: Any, tables: Sequence[tuple[Any, Any]]) -> None:
         if not first:
             first.append(await recorder.start_call(raced, scene.leased, "+79160000001", CALL_AT))
         await real(driver, dialect, tables)
 
-    monkeypatch.setattr(call_starts_pg, "insert_tables_on", ami_first)
+    monkeypatch.setattr(bulk_insert, "insert_tables_on", ami_first)
     batcher = CallStartBatcher(any_db, recorder)
     told = await asyncio.gather(
         batcher.start_call(raced, UNKNOWN_DID, None, CALL_AT),
@@ -304,7 +304,7 @@ async def _cut_mid_batch(
     proxy = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
     proxied = Database(url.set(port=proxy.port).render_as_string(hide_password=False))
     reached, release = asyncio.Event(), asyncio.Event()
-    real = call_starts_pg.insert_tables_on
+    real = bulk_insert.insert_tables_on
 
     async def held(driver: Any, dialect: Any, tables: Sequence[tuple[Any, Any]]) -> None:
         (calls, rows), *_ = tables
@@ -319,7 +319,7 @@ async def _cut_mid_batch(
             await release.wait()
 
     # PostgreSQL's batches go through their own asyncpg connection (call_starts_pg.py).
-    monkeypatch.setattr(call_starts_pg, "insert_tables_on", held)
+    monkeypatch.setattr(bulk_insert, "insert_tables_on", held)
     batcher = CallStartBatcher(proxied, SqlCallRecorder(proxied))
     server = AgiServer(batcher, PBX, "7", "127.0.0.1", 0, budget_s=60.0)
     await server.start()

@@ -27,8 +27,9 @@ Rules:
   one first waits `window` (BATCH_WINDOW_S, 2 ms): at 32 dialogues at a time that made
   1.4x the dialogues a second for 0.65x the CPU each (docs/benchmarks.md). A lone start (an
   idle tracker, or one call at a time) is never kept waiting. On PostgreSQL the next batch
-  gathers while one awaits its round trips, but those are short on their own connection: the
-  same window made 1.2x the dialogues a second for 0.87x the CPU each there.
+  gathers while one awaits its round trips, but those are short on their own connection: each
+  batch after a shared one waits the same window there, which made 1.2x the dialogues a second
+  for 0.87x the CPU each.
 - A batch that meets a unique-key conflict (the AMI listener stored one of its calls meanwhile,
   through `SqlCallRecorder`) is run again whole: the conflicting key is then found stored and
   answered with that row's frozen attribution. So is a batch whose connection turned out dead
@@ -143,9 +144,13 @@ class CallStartBatcher:
             # of the loop first lets that turn's starts share its transaction (3.1 -> 3.8 a
             # batch at ~1,100 dialogues/s; no cost on an idle loop).
             await asyncio.sleep(0)
-        while self._queue:
             if self._last_batch > 1:
                 await self._window()  # under load: a moment more (module docstring)
+        while self._queue:
+            if self._pg is not None and self._last_batch > 1:
+                # A PostgreSQL batch gathers starts while it awaits its round trips, but those
+                # are short: under load each batch waits the window too (module docstring).
+                await self._window()
             batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max :]
             try:
                 resolutions = await self._store([start for start, _ in batch])

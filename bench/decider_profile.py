@@ -9,11 +9,13 @@ as the websocket handler does. Prints hellos per second and CPU per hello (the m
 first run and prints its top functions by cumulative and by own time.
 
 `--pool 200` against `--pool 20000` with `-n 200` shows whether a new visitor's cost depends on
-the size of the pool it is drawn from. `--history N` first stores N visitors who came and left
-before (a visitor, a visit and an ended lease each, all with random ids, as a tracker stored
-them before store/ids.py): whether it depends on how many visitors the database already
-holds. The heap is settled after seeding, as `serve` settles it once it listens
-(calltracking/heap.py).
+the size of the pool it is drawn from. `--grown` starts with the pool grown to `--pool` (a site
+that has been running: no hello grows it from the reserve); two `--concurrency` values then
+give the cost of a group commit apart from a hello's (docs/benchmarks.md). `--history N`
+first stores N visitors who came and left before (a visitor, a visit and an ended lease each,
+all with random ids, as a tracker stored them before store/ids.py): whether it depends on how
+many visitors the database already holds. The heap is settled after seeding, as `serve`
+settles it once it listens (calltracking/heap.py).
 """
 
 from __future__ import annotations

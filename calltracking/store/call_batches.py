@@ -12,7 +12,7 @@ Rules:
   BEGIN and COMMIT would add two round trips, a third of a batch's wait under load, and guard
   nothing: under READ COMMITTED the read holds off no writer either way, and a key stored in
   between (the AMI listener) fails the insert, so the batch runs again and answers it from the
-  stored row (a batch with a stored key takes the SQLAlchemy path, call_starts.py). On a
+  stored row (a batch with a stored key takes the SQLAlchemy path: call_starts_pg.py). On a
   SQLite file both run synchronously on the loop's thread, in the write transaction
   (sqlite_inline.py: a batch is then a few milliseconds on the loop, not ~40 hops to
   aiosqlite's thread), holding the Database's writer turn; when SQLite would have to wait
@@ -40,8 +40,8 @@ Rules:
 - Every other report (answer, end, recordings, open calls) goes to the wrapped recorder.
 - An inline commit, and a PostgreSQL batch on its own connection, calls `committed` (the relay's
   wake-up: `Services.outbox_written`), as every commit through the Database's engine does by
-  itself (outbox_watch.py); without it the
-  `call.started` rows of a quiet tracker would wait for the relay's fallback round.
+  itself (outbox_watch.py); without it the `call.started` rows of a quiet tracker would wait
+  for the relay's fallback round.
 - The drain task is owned: `close()` waits for it; a start queued after `close()` is refused.
   Inline commits are reported to `Database.committed_without_checkpoint` (their connection
   never checkpoints; the Database checkpoints off the loop now and then).

@@ -6,6 +6,7 @@ soon as a consumer that takes them subscribes, they are relayed to it again."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -60,6 +61,18 @@ async def test_call_events_no_consumer_takes_are_never_relayed_and_the_rest_are(
         await until_outbox_published(services.db)
         # The dispatcher had not read the site: the first call's event went through the relay.
         assert first in relayed_calls()
+        # It reads the site when it handles that event, which may come after the relay marked
+        # it published: until then a call's event is still one a consumer would take.
+        unwanted = services.unwanted_event
+        assert unwanted is not None
+        probe = Event(
+            key="call.started", id="probe", occurred_at=datetime.now(UTC), data={"site_id": site.id}
+        )
+        async with asyncio.timeout(10):
+            while True:
+                if unwanted(probe):
+                    break
+                await asyncio.sleep(0.01)
 
         second = await _call_id(services.db, await _call(agi_port, did))
         await until_outbox_published(services.db)

@@ -238,10 +238,8 @@ CONSUMERS_SETTLE_S = 0.5  # after the outbox is empty, for the last deliveries t
 async def _forwarding(http: aiohttp.ClientSession, port: int) -> Counter[str]:
     """What this node forwarded to a site's owner (cluster/rabbit.py), from /metrics: the
     requests (`forwarded`) and the messages they went in (`batches`)."""
-    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
-        text = await response.text()
     counts: Counter[str] = Counter()
-    for line in text.splitlines():
+    for line in await _metrics(http, port):
         if line.startswith('calltracking_forwarding_total{outcome="'):
             outcome = line.split('"')[1]
             counts[outcome] = int(float(line.split()[-1]))
@@ -264,9 +262,8 @@ async def _workers_relaying(http: aiohttp.ClientSession, nodes: Nodes) -> None:
 
 
 async def _relaying(http: aiohttp.ClientSession, port: int) -> bool:
-    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
-        text = await response.text()
-    return any(line.startswith("calltracking_outbox_relaying 1") for line in text.splitlines())
+    lines = await _metrics(http, port)
+    return any(line.startswith("calltracking_outbox_relaying 1") for line in lines)
 
 
 RELAY_SETTLE_S = 20.0
@@ -274,12 +271,16 @@ RELAY_SETTLE_S = 20.0
 
 async def _batches(http: aiohttp.ClientSession, port: int) -> float:
     """The group commits this node made so far (`calltracking_decider_batches_total`)."""
-    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
-        text = await response.text()
-    for line in text.splitlines():
+    for line in await _metrics(http, port):
         if line.startswith("calltracking_decider_batches_total "):
             return float(line.split()[-1])
     return 0.0
+
+
+async def _metrics(http: aiohttp.ClientSession, port: int) -> list[str]:
+    """The node's /metrics, a line each."""
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        return (await response.text()).splitlines()
 
 
 async def _drained(db: Database, within_s: float) -> tuple[int, float]:

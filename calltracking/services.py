@@ -69,6 +69,7 @@ class Services:
         watch_commits(self.db, self.outbox_written)
         self.visitors = DeciderService(self.db, self.node_id, self.config.country_code)
         self.visitors.committed = self.due_wake.notify
+        self.visitors.outbox_committed = self.outbox_written
         self.recorder = SqlCallRecorder(self.db)
         self.metrics = Metrics(self.health.report, self.health.counters)
 

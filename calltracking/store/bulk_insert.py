@@ -81,11 +81,15 @@ async def insert_tables(
     conn: AsyncConnection,
     tables: Sequence[tuple[sa.Table, Sequence[Mapping[str, Any]]]],
     also: Also | None = None,
+    driver: Any = None,
 ) -> bool:
     """Insert each table's rows (all of a table's naming the same columns), in the given order:
     one statement on PostgreSQL, an executemany per table elsewhere. On PostgreSQL, `also`
     joins that statement as one more data-modifying CTE (run exactly once, whatever the rest
-    reads); True when it did, else the caller runs it."""
+    reads); True when it did, else the caller runs it. `driver`: `conn`'s asyncpg connection,
+    to run it on (`insert_tables_on`)."""
+    if driver is not None:
+        return await insert_tables_on(driver, conn.dialect, tables, also)
     tables = [(table, rows) for table, rows in tables if rows]
     if len(tables) < 2 or conn.dialect.name != "postgresql":
         for table, rows in tables:
@@ -110,14 +114,20 @@ def insert_tables_now(
 
 
 async def insert_tables_on(
-    driver: Any, dialect: Dialect, tables: Sequence[tuple[sa.Table, Sequence[Mapping[str, Any]]]]
-) -> None:
+    driver: Any,
+    dialect: Dialect,
+    tables: Sequence[tuple[sa.Table, Sequence[Mapping[str, Any]]]],
+    also: Also | None = None,
+) -> bool:
     """`insert_tables` on an asyncpg connection of `dialect`'s (PostgreSQL): one statement, the
-    same values. Nothing tells the commit watchers (outbox_watch.py): the caller does."""
+    same values (`also` folded in when some table has rows: True). Nothing tells the commit
+    watchers (outbox_watch.py): the caller does."""
     tables = [(table, rows) for table, rows in tables if rows]
-    if tables:
-        sql, params, _into = _tables_statement(dialect, tables, None)
-        await driver.execute(sql, *params)
+    if not tables:
+        return False
+    sql, params, _into = _tables_statement(dialect, tables, also)
+    await driver.execute(sql, *params)
+    return also is not None
 
 
 def _tables_statement(

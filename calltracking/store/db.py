@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -53,6 +53,8 @@ class Database:
         self._unchecked_commits = 0
         self._checkpoint: asyncio.Task[None] | None = None
         self.loop_fallbacks = 0  # on-loop writes that met another process's lock
+        # What holds connections of these engines outside their pools, closed before them.
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
             self.reader = _sqlite_engine(url, begin="BEGIN")
@@ -188,7 +190,13 @@ class Database:
         except Exception:
             return False
 
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run `closer` first in `close()` (a holder of connections it keeps out of the pool)."""
+        self._closers.append(closer)
+
     async def close(self) -> None:
+        for closer in self._closers:
+            await closer()
         if self._checkpoint is not None:
             await self._checkpoint
         if self._loop_engine is not None:

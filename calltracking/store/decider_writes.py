@@ -173,10 +173,15 @@ class BatchWrites:
     # -- writing ------------------------------------------------------------------------------
 
     async def flush(
-        self, conn: AsyncConnection, engine: SiteEngine, also: Also | None = None
+        self,
+        conn: AsyncConnection,
+        engine: SiteEngine,
+        also: Also | None = None,
+        driver: Any = None,
     ) -> bool:
         """Write the batch; `also` rides with the new rows' statement where the database
-        allows (bulk_insert.py): True when it did, else the caller runs it."""
+        allows (bulk_insert.py): True when it did, else the caller runs it. `driver`: `conn`'s
+        asyncpg connection, for the new rows' statement (kept_transactions.py)."""
         b = sa.bindparam
         visitor_rows, visit_rows = self._visitor_state(engine)
         for visit_id in self.got_number & self.visits_new.keys():  # born with a number
@@ -196,6 +201,7 @@ class BatchWrites:
                 (t.outbox, self._outbox_rows()),
             ],
             also,
+            driver,
         )
         if self.grown:
             await self._grow(conn)

@@ -124,6 +124,16 @@ class DeciderService:
     def committed(self, callback: Callable[[], None]) -> None:
         self._batches.committed = callback
 
+    @property
+    def outbox_committed(self) -> Callable[[], None]:
+        """Called after a committed batch wrote outbox rows unseen by the commit watchers
+        (site_batches.py): Services wakes the relay with it."""
+        return self._batches.outbox_committed
+
+    @outbox_committed.setter
+    def outbox_committed(self, callback: Callable[[], None]) -> None:
+        self._batches.outbox_committed = callback
+
     def next_due(self) -> datetime | None:
         """The earliest due time across the sites loaded here (None: nothing is due)."""
         return self._batches.next_due()

@@ -19,6 +19,11 @@ def driver_text(conn: AsyncConnection, template: str) -> str:
     return _text(template, conn.dialect.paramstyle)
 
 
+def asyncpg_text(template: str) -> str:
+    """The template for an asyncpg connection itself ($1, $2, ...)."""
+    return _text(template, "numeric_dollar")
+
+
 @functools.lru_cache(maxsize=64)
 def _text(template: str, paramstyle: str) -> str:
     n = template.count("{}")

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,7 @@ from calltracking.store.decider_state import (
 )
 from calltracking.store.decider_writes import BatchWrites, StaleState
 from calltracking.store.ids import new_id, time_ordered_id
+from calltracking.store.kept_transactions import KeptConnections
 from calltracking.store.number_moves import account_room
 from calltracking.store.sites import Site, get_site
 
@@ -82,6 +84,10 @@ class SiteBatches:
         self.reloads = 0  # whole-site loads
         self.catch_ups = 0  # loads of what another writer changed, from its recent changes
         self.committed: Callable[[], None] = _nothing  # after each committed batch
+        # After a committed batch that wrote outbox rows where the commit watchers do not see
+        # it (outbox_watch.py): on PostgreSQL's kept connections (kept_transactions.py).
+        self.outbox_committed: Callable[[], None] = _nothing
+        self._kept = None if db.is_sqlite else KeptConnections(db)
 
     def next_due(self) -> datetime | None:
         """The earliest due time across the sites loaded here (None: nothing is due)."""
@@ -97,6 +103,8 @@ class SiteBatches:
         for task in drains:
             task.cancel()
         await asyncio.gather(*drains, return_exceptions=True)
+        if self._kept is not None:
+            await self._kept.close()
 
     async def submit(
         self,
@@ -165,13 +173,26 @@ class SiteBatches:
             if not item.future.done():
                 item.future.set_exception(error)
 
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[tuple[AsyncConnection, Any]]:
+        """A batch's transaction: its connection, and on PostgreSQL that connection's asyncpg
+        connection for the statements every batch runs (kept_transactions.py)."""
+        if self._kept is None:
+            async with self.db.write(on_loop=True) as conn:
+                yield conn, None
+            return
+        async with self._kept.transaction() as tx:
+            yield tx.conn, tx.driver
+
     async def _transaction(self, slot: Slot, batch: list[Item]) -> list[Any]:
         first_now = batch[0].now
-        async with self.db.write(on_loop=True) as conn:
+        async with self._write() as (conn, driver):
             if slot.part is None:
-                version = await site_state.lock_site(conn, slot.site.id)
+                version = await site_state.lock_site(conn, slot.site.id, driver)
             else:
-                site_version, version = await site_state.lock_part(conn, slot.site.id, slot.part)
+                site_version, version = await site_state.lock_part(
+                    conn, slot.site.id, slot.part, driver
+                )
                 if site_version != slot.site_version:  # an operator's change: reload it whole
                     slot.engine = None
                     slot.site_version = site_version
@@ -227,18 +248,20 @@ class SiteBatches:
                     if slot.part is None
                     else site_state.part_bump_statement(slot.site.id, slot.part, encoded)
                 )
-            bumped = await writes.flush(conn, engine, bump)
+            bumped = await writes.flush(conn, engine, bump, driver)
             # Grew from a reserve offered in an earlier batch, or counted without the lock.
             if writes.grown and (not offered or slot.part is not None):
                 engine.capacity = await _check_account_limit(conn, slot.site.account_id)
             if bump is not None:
                 if not bumped:
-                    await site_state.run(conn, bump)
+                    await site_state.run(conn, bump, driver)
                 version += 1
                 slot.changes = changes[-recent_changes.KEEP :]
         slot.version = version
         self.batches += 1
         self.committed()
+        if driver is not None and writes.outbox:
+            self.outbox_committed()
         return results
 
     async def _catch_up(

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from calltracking.store.driver_sql import driver_text
+from calltracking.store.driver_sql import asyncpg_text, driver_text
 
 
 @functools.lru_cache(maxsize=1024)
@@ -34,8 +34,11 @@ _VERSION = "SELECT state_version FROM sites WHERE id = {}"  # SQLite: writers ar
 _BUMP = "UPDATE sites SET state_version = state_version + 1 WHERE id = {}"
 
 
-async def lock_site(conn: AsyncConnection, site_id: str) -> int:
-    """Lock the site's state for this transaction and return its version."""
+async def lock_site(conn: AsyncConnection, site_id: str, driver: Any = None) -> int:
+    """Lock the site's state for this transaction and return its version. `driver`: the
+    connection's asyncpg connection, to run it on (kept_transactions.py)."""
+    if driver is not None:
+        return int(await driver.fetchval(asyncpg_text(_LOCK), lock_key(site_id), site_id) or 0)
     if conn.dialect.name == "postgresql":
         result = await conn.exec_driver_sql(driver_text(conn, _LOCK), (lock_key(site_id), site_id))
     else:
@@ -58,9 +61,14 @@ def bump_statement(site_id: str, recent_changes: str) -> tuple[str, tuple[str, s
     return _BUMP_WITH_CHANGES, (recent_changes, site_id)
 
 
-async def run(conn: AsyncConnection, statement: tuple[str, tuple[object, ...]]) -> None:
+async def run(
+    conn: AsyncConnection, statement: tuple[str, tuple[object, ...]], driver: Any = None
+) -> None:
     template, params = statement
-    await conn.exec_driver_sql(driver_text(conn, template), params)
+    if driver is not None:
+        await driver.execute(asyncpg_text(template), *params)
+    else:
+        await conn.exec_driver_sql(driver_text(conn, template), params)
 
 
 # -- a part of a split site (core/engine/parts.py, migration 0010a) ------------------------------
@@ -76,7 +84,9 @@ _BUMP_PART = (
 )
 
 
-async def lock_part(conn: AsyncConnection, site_id: str, part: int) -> tuple[int, int]:
+async def lock_part(
+    conn: AsyncConnection, site_id: str, part: int, driver: Any = None
+) -> tuple[int, int]:
     """Lock one part of a split site for this transaction and return (the site's version, the
     part's version). The site's lock is taken shared: `split-site` and an unsplit site's batch
     take it exclusively, so batches of an old split and a new one never interleave, while the
@@ -88,7 +98,10 @@ async def lock_part(conn: AsyncConnection, site_id: str, part: int) -> tuple[int
             site_id,
             part,
         )
-        row = (await conn.exec_driver_sql(driver_text(conn, _LOCK_PART), params)).scalar()
+        if driver is not None:
+            row = await driver.fetchval(asyncpg_text(_LOCK_PART), *params)
+        else:
+            row = (await conn.exec_driver_sql(driver_text(conn, _LOCK_PART), params)).scalar()
         site_version, part_version = row if row else (0, 0)
     else:
         result = await conn.exec_driver_sql(driver_text(conn, _PART_VERSIONS), (part, site_id))

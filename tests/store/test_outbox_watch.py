@@ -14,11 +14,13 @@ from calltracking.bus.relay import OutboxRelay
 from calltracking.bus.wake import Wake
 from calltracking.store.bulk_insert import insert_rows
 from calltracking.store.db import Database
+from calltracking.store.deciders import DeciderService
 from calltracking.store.outbox import SqlOutbox, emit
 from calltracking.store.outbox_watch import listen_outbox, watch_commits
 from calltracking.store.schema import accounts, outbox, processed_events
+from calltracking.store.visitors import Hello
 from tests.bus import Collector
-from tests.store.seed import T0
+from tests.store.seed import DESKTOP_UA, T0, seed_site
 
 HANG_GUARD_S = 30.0  # fails a hung test; the relay's fallback below is an hour
 
@@ -128,3 +130,21 @@ async def test_statements_commit_each_on_its_own_and_wake_after_the_block(
             await conn.execute(sa.select(accounts.c.id))
             raise Pending
     assert commits == [1]
+
+
+async def test_a_visitor_batch_that_wrote_events_has_woken_the_relay_when_it_answers(
+    any_db: Database,
+) -> None:
+    """On PostgreSQL a visitor batch commits on a kept connection (kept_transactions.py), which
+    the commit watchers never see handed back: the batch wakes the relay itself."""
+    site = await seed_site(any_db, reserve=2)
+    wakes: list[int] = []
+    watch_commits(any_db, lambda: wakes.append(1))
+    service = DeciderService(any_db, "node", "7")
+    service.outbox_committed = lambda: wakes.append(1)
+    hello = Hello(url="https://shop.example/", referrer="", user_agent=DESKTOP_UA)
+    await service.hello(site, hello, T0)
+    assert wakes
+    async with any_db.read() as conn:
+        assert (await conn.scalar(sa.select(sa.func.count()).select_from(outbox)) or 0) > 0
+    await service.close()

@@ -19,6 +19,8 @@ Rules:
   cannot roll back (lost, or cancelled mid-statement) is invalidated instead. A connection never
   goes back to the pool inside a transaction: SQLAlchemy's reset on return would not end one it
   did not begin.
+- A socket error under a transaction is raised as `DatabaseConnectionLost`, never as the
+  driver's `OSError`: a websocket handler reads `ConnectionError` as its visitor leaving.
 - The commit watchers (outbox_watch.py) see the statements that ran through SQLAlchemy, never a
   check-in after them: the writer tells them itself after a commit that wrote outbox rows.
 """
@@ -41,6 +43,12 @@ from calltracking.store.db import PING_AFTER_IDLE_S, Database
 log = logging.getLogger(__name__)
 KEEP = 4
 CONNECTION_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+
+
+class DatabaseConnectionLost(Exception):
+    """The database's connection failed under a transaction. Raised instead of the driver's
+    OSError, which a caller would read as its own client's connection (SQLAlchemy wraps it the
+    same way)."""
 
 
 @dataclass(slots=True)
@@ -71,6 +79,8 @@ class KeptConnections:
             await tx.driver.execute("COMMIT")
         except BaseException as exc:
             await self._abort(tx, cancelled=isinstance(exc, asyncio.CancelledError))
+            if isinstance(exc, OSError):
+                raise DatabaseConnectionLost(str(exc)) from exc
             raise
         if tx.conn.in_transaction():  # SQLAlchemy's own bookkeeping of what ran through it
             await tx.conn.commit()

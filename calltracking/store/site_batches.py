@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -49,6 +50,9 @@ from calltracking.store.sites import Site, get_site
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
+# A unique index met (the database moved under the engine): through SQLAlchemy, or straight
+# through asyncpg on PostgreSQL's kept connections (kept_transactions.py).
+_CONSTRAINT_VIOLATED = (IntegrityError, asyncpg.IntegrityConstraintViolationError)
 ATTEMPTS = 4
 
 Op = Callable[[AsyncConnection, SiteEngine, BatchWrites], Awaitable[Any]]
@@ -141,7 +145,7 @@ class SiteBatches:
         for attempt in range(ATTEMPTS):
             try:
                 results = await self._transaction(slot, batch)
-            except (StaleState, IntegrityError) as exc:
+            except (StaleState, *_CONSTRAINT_VIOLATED) as exc:
                 slot.engine = None
                 log.info(
                     "site %s: state moved (%s); reloading (try %d)", slot.site.id, exc, attempt + 1

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from calltracking.store.db import Database
-from calltracking.store.kept_transactions import KeptConnections
+from calltracking.store.kept_transactions import DatabaseConnectionLost, KeptConnections
 
 _TABLE = "kept_probe"
 
@@ -160,3 +160,21 @@ async def test_closing_the_database_closes_the_kept_connections(pg_url: str) -> 
 def test_sqlite_has_no_kept_connections(tmp_path: object) -> None:
     with pytest.raises(ValueError, match="PostgreSQL"):
         KeptConnections(Database(f"sqlite+aiosqlite:///{tmp_path}/x.db"))
+
+
+async def test_a_socket_error_under_a_transaction_is_not_read_as_the_callers_own(
+    pg_db: Database,
+) -> None:
+    """A websocket handler reads ConnectionError as its visitor leaving: the database's own
+    socket errors reach it as DatabaseConnectionLost, as SQLAlchemy's wrapping did."""
+    kept = KeptConnections(pg_db)
+
+    async def failing() -> None:
+        async with kept.transaction():
+            raise ConnectionResetError("the database's socket")
+
+    with pytest.raises(DatabaseConnectionLost) as caught:
+        await failing()
+    assert not isinstance(caught.value, ConnectionError)
+    async with kept.transaction() as tx:  # the next transaction runs
+        assert await tx.driver.fetchval("SELECT 1") == 1

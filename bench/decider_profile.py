@@ -8,6 +8,9 @@ as the websocket handler does. Prints hellos per second and CPU per hello (the m
 `--repeat` runs, each on a fresh database); with `--profile FILE`, writes a cProfile of the
 first run and prints its top functions by cumulative and by own time.
 
+`--close` then closes every tab, as many at once, and reports closes per second and CPU per
+close (a tab's close ends its lease: the group commits of a site whose visitors come and go).
+
 `--pool 200` against `--pool 20000` with `-n 200` shows whether a new visitor's cost depends on
 the size of the pool it is drawn from. `--grown` starts with the pool grown to `--pool` (a site
 that has been running: no hello grows it from the reserve); two `--concurrency` values then
@@ -41,7 +44,7 @@ from calltracking.store.bulk_insert import insert_rows
 from calltracking.store.db import Database
 from calltracking.store.ids import new_id
 from calltracking.store.sites import Site
-from calltracking.store.visitors import Hello
+from calltracking.store.visitors import Hello, Welcome
 
 TOP = 35
 HISTORY_CHUNK = 5000
@@ -107,12 +110,16 @@ async def run(
     profile: str | None,
     history: int = 0,
     grown: bool = False,
-) -> tuple[float, float]:
-    """(hellos per second, ms of CPU per hello) of one run."""
+    close: bool = False,
+) -> tuple[float, ...]:
+    """(hellos per second, ms of CPU per hello) of one run, then with `close` (closes per
+    second, ms of CPU per close)."""
     with tempfile.TemporaryDirectory(prefix="bench-decider-") as tmp:
         async with fresh_database(database_url or "") as fresh:
             url = fresh or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}"
-            return await _run_on(url, Path(tmp), n, pool, concurrency, profile, history, grown)
+            return await _run_on(
+                url, Path(tmp), n, pool, concurrency, profile, history, grown, close
+            )
 
 
 async def _run_on(
@@ -124,7 +131,8 @@ async def _run_on(
     profile: str | None,
     history: int,
     grown: bool,
-) -> tuple[float, float]:
+    close: bool,
+) -> tuple[float, ...]:
     config = Config(database_url=url, recordings_dir=tmp, http_port=0)
     async with running(config, ["web"]) as state:
         services = state.services
@@ -135,6 +143,7 @@ async def _run_on(
         # fell inside some runs and not others, and looked like a cost of the pool's size.
         settle_after_startup()
         queue = list(range(n))
+        welcomes: list[Welcome] = []
 
         async def visitor_task() -> None:
             while queue:
@@ -145,7 +154,7 @@ async def _run_on(
                     user_agent=DESKTOP_UA,
                     address=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
                 )
-                await services.visitors.hello(site, hello, services.clock())
+                welcomes.append(await services.visitors.hello(site, hello, services.clock()))
 
         profiler = cProfile.Profile() if profile else None
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
@@ -166,7 +175,23 @@ async def _run_on(
             stats = pstats.Stats(profile)
             stats.sort_stats("cumulative").print_stats(TOP)
             stats.sort_stats("tottime").print_stats(TOP)
-        return n / wall, 1000 * cpu / n
+        if not close:
+            return n / wall, 1000 * cpu / n
+
+        async def closer_task() -> None:
+            while welcomes:
+                w = welcomes.pop()
+                await services.visitors.tab_closed(site, w.visitor_id, w.tab_id, services.clock())
+
+        cpu1, wall1 = cpu_seconds(), time.perf_counter()
+        await asyncio.gather(*(closer_task() for _ in range(concurrency)))
+        close_wall, close_cpu = time.perf_counter() - wall1, cpu_seconds() - cpu1
+        print(
+            f"decider_profile: {n} tabs closed in {close_wall:.2f} s: {n / close_wall:.0f}/s, "
+            f"{1000 * close_cpu / n:.3f} ms of CPU each",
+            flush=True,
+        )
+        return n / wall, 1000 * cpu / n, n / close_wall, 1000 * close_cpu / n
 
 
 def main() -> None:
@@ -183,6 +208,9 @@ def main() -> None:
     parser.add_argument(
         "--grown", action="store_true", help="the pool already grown to --pool (no growth)"
     )
+    parser.add_argument(
+        "--close", action="store_true", help="then close every tab, as many at once (timed too)"
+    )
     args = parser.parse_args()
     pool = args.pool or args.n
     if pool < args.n:
@@ -197,18 +225,19 @@ def main() -> None:
                 args.profile if i == 0 else None,
                 args.history,
                 args.grown,
+                args.close,
             )
         )
         for i in range(args.repeat)
     ]
     rate, cpu_ms = median([r[0] for r in runs]), median([r[1] for r in runs])
     print(f"decider_profile: median of {len(runs)}: {rate:.0f}/s, {cpu_ms:.3f} ms of CPU each")
-    print(
-        table(
-            ["new visitors", "earlier visitors", "concurrency", "hellos/s", "CPU ms/hello"],
-            [[args.n, f"{args.history:,}", args.concurrency, rate, cpu_ms]],
-        )
-    )
+    headers = ["new visitors", "earlier visitors", "concurrency", "hellos/s", "CPU ms/hello"]
+    row: list[object] = [args.n, f"{args.history:,}", args.concurrency, rate, cpu_ms]
+    if args.close:
+        headers += ["closes/s", "CPU ms/close"]
+        row += [median([r[2] for r in runs]), median([r[3] for r in runs])]
+    print(table(headers, [row]))
 
 
 if __name__ == "__main__":

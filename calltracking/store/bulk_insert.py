@@ -54,6 +54,17 @@ async def insert_rows(
     await conn.exec_driver_sql(sql, params, execution_options={INSERTS_INTO: table.name})
 
 
+async def insert_rows_on(
+    driver: Any, dialect: Dialect, table: sa.Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """`insert_rows` on an asyncpg connection of `dialect`'s (PostgreSQL): the same statement
+    and values, one `executemany`."""
+    if not rows:
+        return
+    sql, params = _statement(dialect, table, rows)
+    await driver.executemany(sql, params)
+
+
 def insert_rows_now(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """`insert_rows` on a synchronous connection (run_sync, or SQLite on the loop's thread)."""
     if not rows:

@@ -20,9 +20,46 @@ from calltracking.core.engine import events as ev
 from calltracking.core.events import Event, EventKey
 from calltracking.core.kinds import DisplayKind
 from calltracking.store import schema as t
-from calltracking.store.bulk_insert import Also, insert_rows, insert_tables
+from calltracking.store.bulk_insert import Also, insert_rows, insert_rows_on, insert_tables
+from calltracking.store.driver_write import execute_many_on
 from calltracking.store.ids import time_ordered_id
 from calltracking.store.sql_lists import one_of
+
+_b = sa.bindparam
+# The statements a batch runs per kind of row, built once: driver_write.py caches its plan per
+# statement object.
+_END_LEASES = (
+    t.leases.update()
+    .where(t.leases.c.id == _b("b_id"))
+    .values(ended_at=_b("ended_at"), end_reason=_b("end_reason"))
+)
+_RELEASE_NUMBERS = (
+    t.numbers.update()
+    .where(t.numbers.c.e164 == _b("b_e164"))
+    .values(last_released_at=_b("at"), last_visitor_id=_b("visitor"), cooling_site_id=_b("b_site"))
+)
+_CLOSE_DISPLAYS = (
+    t.displays.update()
+    .where(t.displays.c.visitor_id == _b("b_visitor"), t.displays.c.ended_at.is_(None))
+    .values(ended_at=_b("at"))
+)
+_DELETE_TAB = t.tabs.delete().where(t.tabs.c.id == _b("b_id"))
+_TAB_VISIBLE = t.tabs.update().where(t.tabs.c.id == _b("b_id")).values(visible=_b("visible"))
+_VISITOR_STATE = (
+    t.visitors.update()
+    .where(t.visitors.c.id == _b("b_id"))
+    .values(
+        last_seen_at=_b("last_seen_at"),
+        last_activity_at=_b("last_activity_at"),
+        revoked_at=_b("revoked_at"),
+        waiting_since=_b("waiting_since"),
+        wants_number=_b("wants_number"),
+        bot=_b("bot"),
+    )
+)
+_VISIT_SEEN = (
+    t.visits.update().where(t.visits.c.id == _b("b_id")).values(last_seen_at=_b("last_seen_at"))
+)
 
 
 def _cut(value: str | None, size: int) -> str | None:
@@ -182,7 +219,6 @@ class BatchWrites:
         """Write the batch; `also` rides with the new rows' statement where the database
         allows (bulk_insert.py): True when it did, else the caller runs it. `driver`: `conn`'s
         asyncpg connection, for the new rows' statement (kept_transactions.py)."""
-        b = sa.bindparam
         visitor_rows, visit_rows = self._visitor_state(engine)
         for visit_id in self.got_number & self.visits_new.keys():  # born with a number
             self.visits_new[visit_id]["got_number"] = True
@@ -205,26 +241,11 @@ class BatchWrites:
         )
         if self.grown:
             await self._grow(conn)
-        if self.leases_ended:
-            await conn.execute(
-                t.leases.update()
-                .where(t.leases.c.id == b("b_id"))
-                .values(ended_at=b("ended_at"), end_reason=b("end_reason")),
-                self.leases_ended,
-            )
-        if self.released:
-            await conn.execute(
-                t.numbers.update()
-                .where(t.numbers.c.e164 == b("b_e164"))
-                .values(
-                    last_released_at=b("at"),
-                    last_visitor_id=b("visitor"),
-                    cooling_site_id=self.site_id,
-                ),
-                self.released,
-            )
+        write = _Writer(conn, driver)
+        await write.many(_END_LEASES, self.leases_ended)
+        await write.many(_RELEASE_NUMBERS, [{**r, "b_site": self.site_id} for r in self.released])
         if self.leases_new and not leases_with_rows:
-            await insert_rows(conn, t.leases, list(self.leases_new.values()))
+            await write.insert(t.leases, list(self.leases_new.values()))
         got_number_later = self.got_number - self.visits_new.keys()
         if got_number_later:
             await conn.execute(
@@ -232,9 +253,9 @@ class BatchWrites:
                 .where(one_of(conn, t.visits.c.id, got_number_later))
                 .values(got_number=True)
             )
-        await self._displays(conn, engine)
-        await self._tabs(conn)
-        await self._visitors(conn, visitor_rows, visit_rows)
+        await self._displays(write, engine)
+        await self._tabs(write)
+        await self._visitors(write, visitor_rows, visit_rows)
         return folded
 
     def _outbox_rows(self) -> list[dict[str, Any]]:
@@ -259,22 +280,15 @@ class BatchWrites:
         if result.rowcount != len(self.grown):
             raise StaleState("a reserve number was taken by another site meanwhile")
 
-    async def _displays(self, conn: AsyncConnection, engine: SiteEngine) -> None:
+    async def _displays(self, write: _Writer, engine: SiteEngine) -> None:
         if not self.display_changes:
             return
-        b = sa.bindparam
         closes = [  # a visitor created in this batch has no display open yet
             {"b_visitor": visitor_id, "at": changes[0][2]}
             for visitor_id, changes in self.display_changes.items()
             if visitor_id not in self.visitors_new
         ]
-        if closes:
-            await conn.execute(
-                t.displays.update()
-                .where(t.displays.c.visitor_id == b("b_visitor"), t.displays.c.ended_at.is_(None))
-                .values(ended_at=b("at")),
-                closes,
-            )
+        await write.many(_CLOSE_DISPLAYS, closes)
         rows = []
         for visitor_id, changes in self.display_changes.items():
             visitor = engine.visitors.get(visitor_id)
@@ -293,23 +307,21 @@ class BatchWrites:
                         "anchor_at": _anchor(kind, visitor, at),
                     }
                 )
-        if rows:
-            await insert_rows(conn, t.displays, rows)
+        await write.insert(t.displays, rows)
 
-    async def _tabs(self, conn: AsyncConnection) -> None:
-        b = sa.bindparam
+    async def _tabs(self, write: _Writer) -> None:
         if self.tabs_gone:
-            await conn.execute(t.tabs.delete().where(one_of(conn, t.tabs.c.id, self.tabs_gone)))
+            if write.driver is None:  # one statement for all
+                conn = write.conn
+                await conn.execute(t.tabs.delete().where(one_of(conn, t.tabs.c.id, self.tabs_gone)))
+            else:  # one round trip for all
+                await write.many(_DELETE_TAB, [{"b_id": tab} for tab in sorted(self.tabs_gone)])
         visible = [
             {"b_id": tab, "visible": value}
             for tab, value in self.tabs_visible.items()
             if tab not in self.tabs_gone and tab not in self.tabs_new
         ]
-        if visible:
-            await conn.execute(
-                t.tabs.update().where(t.tabs.c.id == b("b_id")).values(visible=b("visible")),
-                visible,
-            )
+        await write.many(_TAB_VISIBLE, visible)
 
     def _visitor_state(
         self, engine: SiteEngine
@@ -342,46 +354,50 @@ class BatchWrites:
         return rows, visits
 
     async def _visitors(
-        self, conn: AsyncConnection, rows: list[dict[str, Any]], visits: list[dict[str, Any]]
+        self, write: _Writer, rows: list[dict[str, Any]], visits: list[dict[str, Any]]
     ) -> None:
-        b = sa.bindparam
-        if rows:
-            await conn.execute(
-                t.visitors.update()
-                .where(t.visitors.c.id == b("b_id"))
-                .values(
-                    last_seen_at=b("last_seen_at"),
-                    last_activity_at=b("last_activity_at"),
-                    revoked_at=b("revoked_at"),
-                    waiting_since=b("waiting_since"),
-                    wants_number=b("wants_number"),
-                    bot=b("bot"),
-                ),
-                rows,
-            )
-        if visits:
-            await conn.execute(
-                t.visits.update()
-                .where(t.visits.c.id == b("b_id"))
-                .values(last_seen_at=b("last_seen_at")),
-                visits,
-            )
+        await write.many(_VISITOR_STATE, rows)
+        await write.many(_VISIT_SEEN, visits)
         seen_again = [
             {"b_id": visit_id, **{f"b_{k}": ids.get(k) for k in ANALYTICS_IDS}}
             for visit_id, ids in self.visit_ids.items()
             if visit_id not in self.visits_new and ids
         ]
-        if seen_again:  # one statement for all; an id not sent again keeps the stored one
-            v = t.visits.c
-            await conn.execute(
-                t.visits.update()
-                .where(v.id == b("b_id"))
-                .values({v[k]: sa.func.coalesce(b(f"b_{k}"), v[k]) for k in ANALYTICS_IDS}),
-                seen_again,
-            )
+        # One statement for all; an id not sent again keeps the stored one.
+        await write.many(_VISIT_IDS_SEEN, seen_again)
 
 
 ANALYTICS_IDS = ("ga_client_id", "ga_session_id", "ym_client_id")
+_VISIT_IDS_SEEN = (
+    t.visits.update()
+    .where(t.visits.c.id == _b("b_id"))
+    .values({t.visits.c[k]: sa.func.coalesce(_b(f"b_{k}"), t.visits.c[k]) for k in ANALYTICS_IDS})
+)
+
+
+class _Writer:
+    """A batch's statements: through SQLAlchemy, or on PostgreSQL's kept connections straight
+    through asyncpg (`driver`: driver_write.py, bulk_insert.py), in the same transaction."""
+
+    def __init__(self, conn: AsyncConnection, driver: Any) -> None:
+        self.conn = conn
+        self.driver = driver
+
+    async def many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.driver is None:
+            await self.conn.execute(statement, rows)
+        else:
+            await execute_many_on(self.driver, self.conn.dialect, statement, rows)
+
+    async def insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.driver is None:
+            await insert_rows(self.conn, table, rows)
+        else:
+            await insert_rows_on(self.driver, self.conn.dialect, table, rows)
 
 
 class StaleState(Exception):

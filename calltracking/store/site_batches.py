@@ -15,6 +15,9 @@ Rules:
   time) and fails that batch's callers.
 - A batch that grew the pool from a reserve offered by an earlier batch re-checks the account's
   `max_numbers` under its row lock (a batch that offered the reserve counted it under that lock).
+- On PostgreSQL a batch's transaction runs on a connection kept between batches, begun and
+  committed on the driver, its every-batch statements straight through asyncpg
+  (kept_transactions.py, driver_write.py); it wakes the relay itself (`outbox_committed`).
 """
 
 from __future__ import annotations
@@ -50,10 +53,10 @@ from calltracking.store.sites import Site, get_site
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
+ATTEMPTS = 4
 # A unique index met (the database moved under the engine): through SQLAlchemy, or straight
 # through asyncpg on PostgreSQL's kept connections (kept_transactions.py).
 _CONSTRAINT_VIOLATED = (IntegrityError, asyncpg.IntegrityConstraintViolationError)
-ATTEMPTS = 4
 
 Op = Callable[[AsyncConnection, SiteEngine, BatchWrites], Awaitable[Any]]
 

@@ -72,16 +72,13 @@ from calltracking.store.call_starts import (
 )
 from calltracking.store.call_starts_pg import PgCallStarts
 from calltracking.store.db import Database
+from calltracking.store.kept_transactions import CONNECTION_LOST
 from calltracking.store.sqlite_inline import Busy, InlineSqlite, usable
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 256
 BATCH_WINDOW_S = 0.002
 ATTEMPTS = 4
-
-# What a lost connection raises through asyncpg: the server gone, the socket cut, or a
-# connection asyncpg already knows to be closed.
-_CONNECTION_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 
 _Queued = tuple[CallStart, "asyncio.Future[Resolution]"]
 
@@ -183,7 +180,7 @@ class CallStartBatcher:
                 if not exc.connection_invalidated or attempt == ATTEMPTS:
                     raise
                 log.info("call starts: the database connection was lost; the batch again")
-            except _CONNECTION_LOST:
+            except CONNECTION_LOST:
                 # The same on the batches' own asyncpg connection (call_starts_pg.py): the next
                 # attempt, or the next batch, takes another.
                 if self._pg is None:

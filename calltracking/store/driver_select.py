@@ -110,26 +110,34 @@ def _rows(plan: _Plan, processors: tuple[Convert | None, ...], raw: Any) -> list
     ]
 
 
-@functools.lru_cache(maxsize=128)
-def _plan(dialect: Dialect, statement: Any) -> _Plan:
+def compiled_binds(
+    dialect: Dialect, statement: Any
+) -> tuple[str, tuple[tuple[str, Convert | None, Any], ...]]:
+    """`statement`'s SQL for `dialect` and its parameters in positional order: each one's name,
+    SQLAlchemy's bind processor for its type, and its bound value when the statement has one.
+    For a positional parameter style only (the drivers this module and driver_write.py serve)."""
     compiled = statement.compile(dialect=dialect)
-    if compiled.positional:
-        names = list(compiled.positiontup or ())
-    else:
-        raise ValueError(f"no driver select for the {dialect.paramstyle} parameter style")
+    if not compiled.positional:
+        raise ValueError(f"no driver statements for the {dialect.paramstyle} parameter style")
     binds = tuple(
         (
             name,
             compiled.binds[name].type._cached_bind_processor(dialect),
             compiled.binds[name].effective_value,
         )
-        for name in names
+        for name in compiled.positiontup or ()
     )
+    return compiled.string, binds
+
+
+@functools.lru_cache(maxsize=128)
+def _plan(dialect: Dialect, statement: Any) -> _Plan:
+    sql, binds = compiled_binds(dialect, statement)
     columns = list(statement.selected_columns)
     if not columns:
         raise ValueError("a driver select needs its columns named (text(...).columns(...))")
     row = namedtuple("Row", [c.key for c in columns])  # type: ignore[misc]
-    return _Plan(sql=compiled.string, binds=binds, row=row, types=tuple(c.type for c in columns))
+    return _Plan(sql=sql, binds=binds, row=row, types=tuple(c.type for c in columns))
 
 
 def _processors(dialect: Dialect, plan: _Plan, description: Any) -> tuple[Convert | None, ...]:

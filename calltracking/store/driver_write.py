@@ -17,13 +17,13 @@ Rules:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Dialect
 
-Convert = Callable[[Any], Any]
+from calltracking.store.driver_select import Convert, compiled_binds
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +49,5 @@ async def execute_many_on(
 
 @functools.lru_cache(maxsize=64)
 def _plan(dialect: Dialect, statement: Any) -> _Plan:
-    compiled = statement.compile(dialect=dialect)
-    if not compiled.positional:
-        raise ValueError(f"no driver writes for the {dialect.paramstyle} parameter style")
-    binds = tuple(
-        (name, compiled.binds[name].type._cached_bind_processor(dialect))
-        for name in compiled.positiontup or ()
-    )
-    return _Plan(sql=compiled.string, binds=binds)
+    sql, binds = compiled_binds(dialect, statement)  # the compile driver_select.py reads with
+    return _Plan(sql=sql, binds=tuple((name, bind) for name, bind, _value in binds))

@@ -42,6 +42,8 @@ from calltracking.store.db import PING_AFTER_IDLE_S, Database
 
 log = logging.getLogger(__name__)
 KEEP = 4
+# What a lost connection raises through asyncpg: the server gone, the socket cut, or a
+# connection asyncpg already knows to be closed (call_batches.py retries on it too).
 CONNECTION_LOST = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 
 

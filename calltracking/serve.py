@@ -31,6 +31,8 @@ from calltracking.services import Services
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
 from calltracking.store.outbox import SqlOutbox
+from calltracking.store.webhook_sites import WebhookSites
+from calltracking.workers import webhooks
 
 log = logging.getLogger(__name__)
 ALL_PARTS = ("web", "agi", "ami", "workers")
@@ -63,12 +65,17 @@ def parse_parts(only: str | None, config: Config) -> frozenset[str]:
     return parts
 
 
-async def open_bus(config: Config) -> Bus:
+async def open_bus(config: Config, webhook_sites: WebhookSites) -> Bus:
     if not config.amqp_url:
         return MemoryBus()
-    from calltracking.bus.rabbit import RabbitBus
+    from calltracking.bus.rabbit import QueueRoute, RabbitBus
 
-    bus = RabbitBus(config.amqp_url, name=f"calltracking-{socket.gethostname()}")
+    # Every process that may relay copies to the webhook queue only what a webhook may want
+    # (bus/rabbit.py, "Routed queues"), so the broker stores no lease event of a site without one.
+    to_webhooks = QueueRoute(webhooks.QUEUE, webhooks.KEYS, webhook_sites.wants)
+    bus = RabbitBus(
+        config.amqp_url, name=f"calltracking-{socket.gethostname()}", routes=[to_webhooks]
+    )
     await bus.start()
     return bus
 
@@ -92,12 +99,14 @@ async def running(
         db = Database(config.database_url)
         stack.push_async_callback(db.close)
         await migrate(db)
-        bus = await open_bus(config)
+        webhook_sites = WebhookSites(db)
+        bus = await open_bus(config, webhook_sites)
         stack.push_async_callback(bus.close)
         services = Services(
             config=config,
             db=db,
             bus=bus,
+            shared_webhook_sites=webhook_sites,
             node_id=f"{socket.gethostname()}-{secrets.token_hex(4)}",
             signing_key=(config.signing_key.encode() or secrets.token_bytes(32)),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import UTC, datetime
 
 from calltracking.bus.base import Bus
@@ -16,6 +16,7 @@ from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from calltracking.store.deciders import DeciderService
 from calltracking.store.outbox_watch import watch_commits
+from calltracking.store.webhook_sites import WebhookSites
 
 
 def utc_now() -> datetime:
@@ -59,8 +60,13 @@ class Services:
     signing_key: bytes = b""
     sweep_interval_s: float = 0.5
     demo: DemoHooks | None = None
+    # What the webhook dispatcher asks of events; serve.py shares it with the bus's route to the
+    # webhook queue (one cache of the sites per process).
+    webhook_sites: WebhookSites = field(init=False)
+    shared_webhook_sites: InitVar[WebhookSites | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, shared_webhook_sites: WebhookSites | None) -> None:
+        self.webhook_sites = shared_webhook_sites or WebhookSites(self.db)
         # Background loops sleep until woken (calltracking/bus/wake.py): `outbox_wake` when
         # outbox rows were committed (here, or on another node via PostgreSQL NOTIFY),
         # `due_wake` when a visitor batch may have moved the sweeper's next due time.

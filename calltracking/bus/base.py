@@ -27,6 +27,7 @@ Rules both implementations keep:
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
@@ -40,6 +41,21 @@ Wants = Callable[[Event], bool]
 MAX_ATTEMPTS = 5
 #: Event ids each subscription remembers for deduplication.
 DEDUP_SIZE = 10_000
+
+
+@functools.lru_cache(maxsize=4096)  # a bus has a few patterns and a few dozen keys
+def topic_matches(pattern: str, key: str) -> bool:
+    """AMQP topic matching: `*` is exactly one word, `#` zero or more words."""
+    return _match(tuple(pattern.split(".")), tuple(key.split(".")))
+
+
+def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_match(rest, words[i:]) for i in range(len(words) + 1))
+    return bool(words) and head in ("*", words[0]) and _match(rest, words[1:])
 
 
 class BusError(Exception):

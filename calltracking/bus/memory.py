@@ -19,7 +19,6 @@ Nothing survives the process; that is why the contract refuses a split deploymen
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import json
 import logging
@@ -28,25 +27,18 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
-from calltracking.bus.base import DEDUP_SIZE, MAX_ATTEMPTS, BusError, Handler, SeenIds, Wants
+from calltracking.bus.base import (
+    DEDUP_SIZE,
+    MAX_ATTEMPTS,
+    BusError,
+    Handler,
+    SeenIds,
+    Wants,
+    topic_matches,
+)
 from calltracking.core.events import Event
 
 log = logging.getLogger(__name__)
-
-
-@functools.lru_cache(maxsize=4096)  # a bus has a few patterns and a few dozen keys
-def topic_matches(pattern: str, key: str) -> bool:
-    """AMQP topic matching: `*` is exactly one word, `#` zero or more words."""
-    return _match(tuple(pattern.split(".")), tuple(key.split(".")))
-
-
-def _match(pattern: tuple[str, ...], words: tuple[str, ...]) -> bool:
-    if not pattern:
-        return not words
-    head, rest = pattern[0], pattern[1:]
-    if head == "#":
-        return any(_match(rest, words[i:]) for i in range(len(words) + 1))
-    return bool(words) and head in ("*", words[0]) and _match(rest, words[1:])
 
 
 # Types that a JSON round trip gives back as they went in (same type, equal value).

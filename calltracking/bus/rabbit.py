@@ -17,6 +17,17 @@ no queue binds is dropped, as the in-process bus drops it). `publish` waits at m
 `publish_timeout_s` for the confirm, and its broadcast copy's, and raises `BusError` otherwise
 (broker away, confirm lost).
 
+Routed queues: a named queue the bus is given a `QueueRoute` for is bound to nothing. `publish`
+copies each event matching the route's keys that the route's `wants` takes straight to the queue
+(default exchange, the same message, confirmed too), so the broker stores only those. This is for
+a queue whose consumer would drop most events: the webhook queue took every `lease.*` event of
+every site, persistent, to settle almost all of them unhandled (serve.py gives the route), and
+that cost the broker three times what the rest of its work did (docs/benchmarks.md). `wants`
+runs in the publishing process, answers True whenever it cannot tell, and every process that
+publishes must be given the same routes: events its relay publishes reach a routed queue only
+through them. `start` declares each routed queue (so its copies are kept before its consumer
+first runs), and subscribing to one removes the bindings an earlier version gave it.
+
 Poison handling (chosen over quorum queues' `x-delivery-limit`, which cannot serve exclusive
 broadcast queues and redelivers at the head): the attempt count travels in the
 `x-calltracking-attempts` header. A failed handler gets a copy republished, confirmed, to the tail
@@ -48,10 +59,12 @@ import json
 import logging
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 import aio_pika
 from aio_pika.abc import (
+    AbstractExchange,
     AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
@@ -60,7 +73,15 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import ChannelInvalidStateError
 
-from calltracking.bus.base import DEDUP_SIZE, MAX_ATTEMPTS, BusError, Handler, SeenIds, Wants
+from calltracking.bus.base import (
+    DEDUP_SIZE,
+    MAX_ATTEMPTS,
+    BusError,
+    Handler,
+    SeenIds,
+    Wants,
+    topic_matches,
+)
 from calltracking.bus.broadcast import (
     BROADCAST_EXCHANGE,
     BroadcastRounds,
@@ -76,6 +97,20 @@ DEAD_LETTER_EXCHANGE = "calltracking.dlx"
 DEAD_LETTER_QUEUE = "calltracking.dead"
 ATTEMPTS_HEADER = "x-calltracking-attempts"
 ACK_EVERY = 8  # handled messages acked together at most; half the default prefetch
+_QUEUE_ARGUMENTS = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
+
+
+@dataclass(frozen=True)
+class QueueRoute:
+    """Events matching `keys` that `wants` takes go to the named `queue` by a copy from the
+    publisher, not by a binding (module docstring, "Routed queues")."""
+
+    queue: str
+    keys: tuple[str, ...]
+    wants: Wants
+
+    def takes(self, event: Event) -> bool:
+        return any(topic_matches(key, event.key) for key in self.keys) and self.wants(event)
 
 
 class RabbitSubscription:
@@ -309,9 +344,11 @@ class RabbitBus:
         max_attempts: int = MAX_ATTEMPTS,
         dedup_size: int = DEDUP_SIZE,
         name: str = "calltracking",
+        routes: Sequence[QueueRoute] = (),
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        self._routes = {route.queue: route for route in routes}
         self.publish_timeout_s = publish_timeout_s
         self.max_attempts = max_attempts
         self.dedup_size = dedup_size
@@ -321,6 +358,7 @@ class RabbitBus:
         self._name = name
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractRobustExchange | None = None
+        self._default: AbstractExchange | None = None
         self._broadcast: AbstractRobustExchange | None = None
         self._rounds = BroadcastRounds(self._send_run)
         self._subscriptions: set[RabbitSubscription] = set()
@@ -360,12 +398,15 @@ class RabbitBus:
             )
             dead = await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True)
             await dead.bind(dlx)
+            for route in self._routes.values():
+                await channel.declare_queue(route.queue, durable=True, arguments=_QUEUE_ARGUMENTS)
+            self._default = channel.default_exchange
         except BaseException:
             await connection.close()
             raise
 
     async def publish(self, event: Event) -> None:
-        if self._exchange is None or self._closed:
+        if self._exchange is None or self._default is None or self._closed:
             raise BusError("the bus is not started or already closed")
         body = json.dumps(event.to_json()).encode()
         message = aio_pika.Message(
@@ -376,9 +417,14 @@ class RabbitBus:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         copied = self._rounds.add(event.key, body)
+        routed = [route.queue for route in self._routes.values() if route.takes(event)]
         try:
             async with asyncio.timeout(self.publish_timeout_s):
                 await self._exchange.publish(message, routing_key=event.key, mandatory=False)
+                # After the main copy, not beside it: each of a relay's events leaves that
+                # exchange in the outbox's order. Few events are routed.
+                for queue in routed:
+                    await self._default.publish(message, routing_key=queue, mandatory=False)
                 await asyncio.shield(copied)  # the round is shared: never cancel it
         except TimeoutError as exc:
             raise BusError(
@@ -403,24 +449,29 @@ class RabbitBus:
             raise ValueError("keys must be a non-empty sequence of topic patterns")
         if queue == "":
             raise ValueError("a named queue needs a name; pass None for a broadcast queue")
+        route = self._routes.get(queue) if queue is not None else None
+        if route is not None and (not durable or set(keys) != set(route.keys)):
+            raise ValueError(f"queue {queue} is routed: durable, with its route's keys only")
         channel = await self._connection.channel(publisher_confirms=True)
         subscription: RabbitSubscription | None = None
         try:
             await channel.set_qos(prefetch_count=prefetch)
-            arguments = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
             if queue is None:
                 declared = await channel.declare_queue(
                     f"calltracking.node.{secrets.token_hex(8)}",
                     exclusive=True,
                     auto_delete=True,
-                    arguments=arguments,
+                    arguments=_QUEUE_ARGUMENTS,
                 )
             else:
                 declared = await channel.declare_queue(
-                    queue, durable=True, auto_delete=not durable, arguments=arguments
+                    queue, durable=True, auto_delete=not durable, arguments=_QUEUE_ARGUMENTS
                 )
             for key in keys:
-                await declared.bind(EXCHANGE if queue is not None else BROADCAST_EXCHANGE, key)
+                if route is not None:
+                    await declared.unbind(EXCHANGE, key)  # bound there by earlier versions
+                else:
+                    await declared.bind(EXCHANGE if queue is not None else BROADCAST_EXCHANGE, key)
             subscription = RabbitSubscription(
                 self, channel, declared, handler, wants, batched=queue is None
             )

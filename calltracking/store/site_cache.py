@@ -63,3 +63,11 @@ class SiteCache:
             self._sites.clear()
         self._sites[key] = (now, site)
         return site
+
+    async def close(self) -> None:
+        """Stop the reads in flight (their waiters see them cancelled)."""
+        loading = list(self._loading.values())
+        for future in loading:
+            future.cancel()
+        if loading:
+            await asyncio.wait(loading)

@@ -43,7 +43,9 @@ async def run_exporters(services: Services) -> None:
         metrika = MetrikaExporter(
             services.db, config.metrika_endpoint, session, poll_s=config.export_interval_s
         )
-        hooks = webhooks.WebhookDispatcher(services.db, hooks_session, services.clock)
+        hooks = webhooks.WebhookDispatcher(
+            services.db, hooks_session, services.clock, sites=services.webhook_sites
+        )
         subscription = await services.bus.subscribe(
             webhooks.QUEUE, webhooks.KEYS, hooks.handle, wants=hooks.wants
         )

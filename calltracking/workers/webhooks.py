@@ -37,8 +37,8 @@ from calltracking.store.exports.webhook_deliveries import (
     outbox_event,
     record_delivery,
 )
-from calltracking.store.site_cache import SiteCache
-from calltracking.store.sites import Site, get_site
+from calltracking.store.sites import get_site
+from calltracking.store.webhook_sites import WebhookSites
 
 log = logging.getLogger(__name__)
 QUEUE = "calltracking.webhooks"
@@ -56,6 +56,7 @@ class WebhookDispatcher:
         timeout_s: float = 10.0,
         batch: int = 50,
         concurrency: int = 8,
+        sites: WebhookSites | None = None,
     ) -> None:
         self.db = db
         self.session = session
@@ -64,22 +65,14 @@ class WebhookDispatcher:
         self.timeout_s = timeout_s
         self.batch = batch
         self._slots = asyncio.Semaphore(concurrency)
-        # Every lease event of every site passes here; most sites have no webhook at all.
-        self._sites = SiteCache(self._read_site)
-
-    async def _read_site(self, site_id: str) -> Site | None:
-        async with self.db.read() as conn:
-            return await get_site(conn, site_id)
+        # Shared with the bus's route to this queue in a process that relays too (serve.py).
+        self._sites = sites if sites is not None else WebhookSites(db)
 
     def wants(self, event: Event) -> bool:
-        """The bus's early check (bus/base.py): False only for an event of a site remembered
-        with no webhook for it, which `accept` would drop. Such a site's events are then never
-        queued here (in-process bus), nor relayed (store/outbox.py, "Settled rows")."""
-        site_id = event.data.get("site_id")
-        if not isinstance(site_id, str):
-            return False
-        site = self._sites.cached(site_id)
-        return site is None or any(matches(w, event.key) for w in site.settings.analytics.webhooks)
+        """The bus's early check (bus/base.py): False only for an event `accept` would drop.
+        Such an event is then never queued here (in-process bus), nor relayed (store/outbox.py,
+        "Settled rows"), nor copied to this queue by a broker's publishers (bus/rabbit.py)."""
+        return self._sites.wants(event)
 
     async def handle(self, event: Event) -> None:
         """The bus handler: record the event's deliveries, then make them."""
@@ -94,7 +87,7 @@ class WebhookDispatcher:
         site_id = event.data.get("site_id")
         if not isinstance(site_id, str):
             return 0
-        site = await self._sites.by_key(site_id)
+        site = await self._sites.site(site_id)
         if site is None:
             return 0
         urls = [w.url for w in site.settings.analytics.webhooks if matches(w, event.key)]

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calltracking.bus import BusError, MemoryBus, OutboxRelay, SeenIds
-from calltracking.bus.memory import topic_matches
+from calltracking.bus.base import topic_matches
 from calltracking.core.events import Event, EventKey
 from tests.bus import Collector, MemoryOutbox, RecordingBus, make_event
 

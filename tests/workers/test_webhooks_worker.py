@@ -31,6 +31,7 @@ from calltracking.store.db import Database
 from calltracking.store.exports.webhook_deliveries import deliveries_for_call
 from calltracking.store.outbox import SqlOutbox
 from calltracking.store.sites import Site
+from calltracking.store.webhook_sites import WebhookSites
 from calltracking.workers import webhooks
 from calltracking.workers.webhooks import WebhookDispatcher
 from tests.workers.seed import CALL_AT, Clock, Tracked, seed_tracked
@@ -224,13 +225,19 @@ async def test_events_no_webhook_wants_cost_one_site_read_and_no_write(ended_onl
     reads: list[str] = []
     writes: list[int] = []
 
-    class Counting(WebhookDispatcher):
-        async def _read_site(self, site_id: str) -> Site | None:
+    class Counting(WebhookSites):
+        async def _read(self, site_id: str) -> Site | None:
             reads.append(site_id)
-            return await super()._read_site(site_id)
+            return await super()._read(site_id)
 
     sa.event.listen(setup.tracked.db.engine.sync_engine, "begin", lambda conn: writes.append(1))
-    dispatcher = Counting(setup.tracked.db, setup.http, setup.clock, jitter=lambda: 0.0)
+    dispatcher = WebhookDispatcher(
+        setup.tracked.db,
+        setup.http,
+        setup.clock,
+        jitter=lambda: 0.0,
+        sites=Counting(setup.tracked.db),
+    )
     site_id = setup.tracked.site.id
     for n in range(20):  # a lease storm: the hook only wants call.ended
         event = Event(key="lease.assigned", id=f"e{n}", occurred_at=NOW, data={"site_id": site_id})

@@ -179,6 +179,17 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def local_broker_pid() -> int | None:
+    """The pid of a RabbitMQ broker on this host (its Erlang VM, `beam.smp`), if one runs."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "beam.smp":
+                return int(comm.parent.name)
+        except OSError:  # the process went away meanwhile
+            continue
+    return None
+
+
 def host_jiffies() -> tuple[int, int]:
     """(busy, total) clock ticks of every CPU of the host since boot (/proc/stat): the share of
     the host a run kept busy is the ratio of their differences."""

@@ -14,7 +14,8 @@ What the hellos set off outlives them: the outbox relay publishes their `lease.a
 events and every node consumes them. So the report also gives the events still unpublished
 when the last socket got its number ("backlog"), the seconds until the outbox was empty
 after that ("drained s"), the CPU of all nodes (web and workers) per visitor up to then
-("all nodes CPU ms/visitor"), and the share of the whole host's CPU busy while the sockets
+("all nodes CPU ms/visitor"), RabbitMQ's CPU per visitor over the same time when it runs on
+this host ("broker CPU ms/visitor"), and the share of the whole host's CPU busy while the sockets
 opened ("host busy %": what one more node could still use on this machine).
 
 `--web-cpu 0.25` holds every web node to a quarter of a core (a cgroup each, bench/cpu_quota.py;
@@ -58,6 +59,7 @@ from bench.common import (
     cpu_seconds,
     fresh_database,
     host_jiffies,
+    local_broker_pid,
     machine,
     median_row,
     percentile,
@@ -175,10 +177,10 @@ async def _measure(
     limited: list[Limited],
 ) -> dict[str, float]:
     webs = [n for n in nodes.nodes if n.web]
-    sockets = Sockets(
-        site, nodes.web_ports, http, asyncio.Semaphore(args.opening), own_addresses=True
-    )
+    sockets = Sockets(site, nodes.web_ports, asyncio.Semaphore(args.opening), own_addresses=True)
     every = [n.proc.pid for n in nodes.nodes]
+    broker = local_broker_pid()
+    broker0 = cpu_seconds(broker) if broker is not None else 0.0
     # Scraped outside the CPU figures: a /metrics request reads the pools' gauges, tens of
     # milliseconds of a node's CPU, which counted as the visitors' (twice per node) before.
     batches0 = [await _batches(http, n.port) for n in webs]
@@ -198,6 +200,7 @@ async def _measure(
     host1 = host_jiffies()
     backlog, drained = await _drained(db, DRAIN_WITHIN_S)
     all_cpu = sum(cpu_seconds(pid) for pid in every) - all0
+    broker_cpu = cpu_seconds(broker) - broker0 if broker is not None else None
     batches = sum([await _batches(http, n.port) for n in webs]) - sum(batches0)
     forwarding = sum([await _forwarding(http, n.port) for n in webs], Counter[str]())
     shown = sockets.leased_numbers()
@@ -223,6 +226,7 @@ async def _measure(
         "backlog": backlog,
         "drained s": drained,
         "all nodes CPU ms/visitor": all_cpu * 1000 / args.n,
+        **({"broker CPU ms/visitor": broker_cpu * 1000 / args.n} if broker_cpu is not None else {}),
         "shown twice": shown_twice,
         "leased twice": doubled_in_db,
         "forwarded to owner": forwarding["forwarded"],

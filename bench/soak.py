@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -130,27 +129,26 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _load(run: Run, site: Site, nodes: Nodes) -> None:
     args = run.args
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        sockets = Sockets(site, nodes.web_ports, http, asyncio.Semaphore(args.opening))
-        begin = time.perf_counter()
-        await sockets.open_many(args.sockets)
-        run.results["open_all_s"] = time.perf_counter() - begin
-        sampler = asyncio.create_task(_sample(run, nodes))
-        try:
-            await _steady(run, sockets, random.Random(args.seed))
-        finally:
-            sampler.cancel()
-        await asyncio.gather(*(p.finished for p in run.placed))
-        run.results["metrics"] = await _metrics(nodes)
-        run.results.update(
-            sockets_failed=sockets.failed,
-            sockets_closed_by_server=sockets.closed_by_server,
-            hellos=len(sockets.hello_ms),
-            hello_p50_ms=percentile(sockets.hello_ms, 50),
-            hello_p99_ms=percentile(sockets.hello_ms, 99),
-        )
-        await sockets.close_all()
-        await _settle(run)
+    sockets = Sockets(site, nodes.web_ports, asyncio.Semaphore(args.opening))
+    begin = time.perf_counter()
+    await sockets.open_many(args.sockets)
+    run.results["open_all_s"] = time.perf_counter() - begin
+    sampler = asyncio.create_task(_sample(run, nodes))
+    try:
+        await _steady(run, sockets, random.Random(args.seed))
+    finally:
+        sampler.cancel()
+    await asyncio.gather(*(p.finished for p in run.placed))
+    run.results["metrics"] = await _metrics(nodes)
+    run.results.update(
+        sockets_failed=sockets.failed,
+        sockets_closed_by_server=sockets.closed_by_server,
+        hellos=len(sockets.hello_ms),
+        hello_p50_ms=percentile(sockets.hello_ms, 50),
+        hello_p99_ms=percentile(sockets.hello_ms, 99),
+    )
+    await sockets.close_all()
+    await _settle(run)
 
 
 async def _steady(run: Run, sockets: Sockets, rng: random.Random) -> None:

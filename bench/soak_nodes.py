@@ -5,7 +5,9 @@ Rules:
   RabbitMQ, all parts in one on SQLite), stopped with SIGTERM like Docker stops them; their exit
   codes are reported, and a child that has not exited after `STOP_TIMEOUT_S` is killed.
 - A visitor socket sends one hello, records the time to its first `number` frame, then reads
-  (and answers pings) until it is closed; each socket is one owned task.
+  (and answers pings) until it is closed; each socket is one owned task. Sockets are the lean
+  client's (bench/ws_client.py): aiohttp's spent ~0.9 ms of CPU per socket opened, on the cores
+  the nodes measured share with it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from bench.common import DESKTOP_UA, LOOPBACK, ORIGIN, ROOT
+from bench.ws_client import LeanSocket, WsClosed, connect
 from calltracking.store.sites import Site
 
 READY_TIMEOUT_S = 60.0
@@ -146,7 +149,6 @@ class Sockets:
 
     site: Site
     ports: list[int]
-    http: aiohttp.ClientSession
     opening: asyncio.Semaphore
     open: dict[int, Visitor] = field(default_factory=dict)
     hello_ms: list[float] = field(default_factory=list)
@@ -194,50 +196,44 @@ class Sockets:
             headers = {"Origin": ORIGIN, "User-Agent": DESKTOP_UA}
             if self.own_addresses:
                 headers["X-Forwarded-For"] = f"10.{key >> 16 & 255}.{key >> 8 & 255}.{key & 255}"
-            ws = await self.http.ws_connect(f"http://{LOOPBACK}:{port}/ws", headers=headers)
-        except (aiohttp.ClientError, OSError):
+            ws = await connect(LOOPBACK, port, "/ws", headers)
+        except OSError:  # WsClosed is a ConnectionError
             self.opening.release()
             self._give_up(key, ready)
             return
         try:
             try:
                 sent = time.perf_counter()
-                await ws.send_str(json.dumps({"type": "hello", "site": self.site.key}))
+                ws.send_text(json.dumps({"type": "hello", "site": self.site.key}))
                 await self._first_number(ws, key, sent)
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            except (OSError, TimeoutError, ValueError):
                 self._give_up(key, ready)
                 return
             finally:
                 self.opening.release()
             ready.set_result(None)
-            async for msg in ws:
-                self._on_frame(key, msg)
+            with contextlib.suppress(WsClosed):
+                while True:
+                    self._on_frame(key, await ws.receive_text())
             self.closed_by_server += 1
             self.open.pop(key, None)
         finally:
-            await ws.close()
+            ws.close()
 
     def _give_up(self, key: int, ready: asyncio.Future[None]) -> None:
         self.failed += 1
         self.open.pop(key, None)
         ready.set_result(None)
 
-    async def _first_number(
-        self, ws: aiohttp.ClientWebSocketResponse, key: int, sent: float
-    ) -> None:
+    async def _first_number(self, ws: LeanSocket, key: int, sent: float) -> None:
         async with asyncio.timeout(FRAME_TIMEOUT_S):
             while True:
-                msg = await ws.receive()
-                if msg.type is not aiohttp.WSMsgType.TEXT:
-                    raise ValueError(f"closed before a number ({ws.close_code})")
-                if self._on_frame(key, msg) == "number":
+                if self._on_frame(key, await ws.receive_text()) == "number":
                     self.hello_ms.append((time.perf_counter() - sent) * 1000)
                     return
 
-    def _on_frame(self, key: int, msg: aiohttp.WSMessage) -> str | None:
-        if msg.type is not aiohttp.WSMsgType.TEXT:
-            return None
-        frame = json.loads(msg.data)
+    def _on_frame(self, key: int, text: str) -> str | None:
+        frame = json.loads(text)
         if frame.get("type") == "number" and key in self.open:
             self.open[key].shown = frame["e164"] if frame.get("kind") == "dynamic" else None
         return str(frame.get("type"))

@@ -3,7 +3,8 @@ subscribed to it, signed, retried with back-off, logged per call.
 
 Rules:
 - The dispatcher consumes the durable work queue `calltracking.webhooks` (one consumer of the
-  events per deployment, however many nodes run workers).
+  events per deployment, however many nodes run workers). On RabbitMQ the relay copies to it
+  only the events `WebhookSites.wants` takes (bus/rabbit.py, "Routed queues"; serve.py).
 - For each matching webhook a delivery row is written first, unique per (event id, url): a bus
   redelivery, or the same event handled by two nodes, adds no row and so sends nothing twice.
   The new rows are then claimed and delivered at once; failures wait for `run_once`.

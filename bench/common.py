@@ -174,9 +174,15 @@ def rss_kib(pid: int | None = None) -> int:
 
 def cpu_seconds(pid: int | None = None) -> float:
     """utime + stime of `pid` (default: this process; not its children), in seconds."""
+    return sum(user_and_kernel_seconds(pid))
+
+
+def user_and_kernel_seconds(pid: int | None = None) -> tuple[float, float]:
+    """utime and stime of `pid` (default: this process; not its children), in seconds."""
     stat = Path(f"/proc/{pid if pid is not None else 'self'}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def local_broker_pid() -> int | None:

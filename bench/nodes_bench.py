@@ -67,6 +67,7 @@ from bench.common import (
     raise_nofile,
     seed_site,
     table,
+    user_and_kernel_seconds,
 )
 from bench.cpu_quota import Limited, cpu_quota
 from bench.soak_nodes import Nodes, Sockets, free_port, tracker_nodes
@@ -185,6 +186,7 @@ async def _measure(
     # milliseconds of a node's CPU, which counted as the visitors' (twice per node) before.
     batches0 = [await _batches(http, n.port) for n in webs]
     cpu0 = [cpu_seconds(n.proc.pid) for n in webs]
+    kernel0 = sum(user_and_kernel_seconds(n.proc.pid)[1] for n in webs)
     all0 = sum(cpu_seconds(pid) for pid in every)
     throttled0 = [limit.throttled_s() for limit in limited]
     host0 = host_jiffies()
@@ -194,6 +196,7 @@ async def _measure(
     elapsed = time.perf_counter() - begin
     client = cpu_seconds() - client0
     cpu = [cpu_seconds(n.proc.pid) - before for n, before in zip(webs, cpu0, strict=True)]
+    kernel = sum(user_and_kernel_seconds(n.proc.pid)[1] for n in webs) - kernel0
     throttled = [
         limit.throttled_s() - before for limit, before in zip(limited, throttled0, strict=True)
     ]
@@ -216,6 +219,7 @@ async def _measure(
         "p99 ms": percentile(sockets.hello_ms, 99),
         "web CPU ms/visitor": sum(cpu) * 1000 / args.n,
         "busiest web node CPU ms/visitor": max(cpu) * 1000 / args.n,
+        "web CPU in the kernel %": 100 * kernel / max(sum(cpu), 1e-9),
         "host busy %": 100 * (host1[0] - host0[0]) / max(1, host1[1] - host0[1]),
         "client CPU %": 100 * client / elapsed,
     }

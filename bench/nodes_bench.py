@@ -1,7 +1,7 @@
 """One busy site's new visitors on one `--only web` node against two (PostgreSQL + RabbitMQ).
 
 For each layout (one web node, then two) a fresh database and a fresh RabbitMQ vhost are made,
-one site is seeded with a reserve of `-n` + 100 numbers, and the nodes start as `calltracking
+one site is seeded with a reserve of `--pool` numbers (`-n` + 100 by default), and the nodes start as `calltracking
 serve --only web` children beside one `--only workers` node (the outbox relay to RabbitMQ).
 `-n` new visitors then open sockets, at most `--opening` handshakes in flight, spread round
 robin over the web nodes' ports; each sends a hello and waits for its number. Reported per
@@ -102,6 +102,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "from the reserve number by number as the visitors come",
     )
     parser.add_argument(
+        "--pool",
+        type=int,
+        default=0,
+        help="numbers in the site's pool [-n + 100]; with --all-to-first and --parts 2, at "
+        "least 2n so that the first node's part does not run out",
+    )
+    parser.add_argument(
+        "--all-to-first",
+        action="store_true",
+        help="open every socket on the first web node: with a split site the other nodes "
+        "then decide nothing, and the first shows what its part costs it alone",
+    )
+    parser.add_argument(
         "--web-cpu",
         type=float,
         default=0.0,
@@ -139,7 +152,7 @@ async def _database(server_url: str) -> AsyncIterator[tuple[str, Database]]:
 async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="nodes-bench-") as tmp:
         async with _database(args.database_url) as (db_url, db):
-            site = await seed_site(db, pool=args.n + 100, grown=args.grown)
+            site = await seed_site(db, pool=args.pool or args.n + 100, grown=args.grown)
             if web_nodes > 1 and args.parts > 1:
                 await split_site(db, site.id, args.parts)
             with fresh_vhost(args.amqp_url) as amqp_url:
@@ -178,7 +191,8 @@ async def _measure(
     limited: list[Limited],
 ) -> dict[str, float]:
     webs = [n for n in nodes.nodes if n.web]
-    sockets = Sockets(site, nodes.web_ports, asyncio.Semaphore(args.opening), own_addresses=True)
+    ports = nodes.web_ports[:1] if args.all_to_first else nodes.web_ports
+    sockets = Sockets(site, ports, asyncio.Semaphore(args.opening), own_addresses=True)
     every = [n.proc.pid for n in nodes.nodes]
     broker = local_broker_pid()
     broker0 = cpu_seconds(broker) if broker is not None else 0.0

@@ -11,21 +11,20 @@ Rules:
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from calltracking.core import leases as rules
 from calltracking.core.kinds import PoolState
 from calltracking.store import schema as t
-from calltracking.store.queries.pool_states import active_leases, number_snapshot
 from calltracking.store.sites import site_from_row
 
 EXHAUSTION_WINDOW = timedelta(minutes=5)
 EXPORT_TARGETS = ("ga4", "metrika", "webhook")
+SITES_PER_STATEMENT = 1_000  # a statement's bound parameters stay well under asyncpg's 32,767
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,21 +67,61 @@ async def read_gauges(conn: AsyncConnection, now: datetime, top: int = 5) -> Gau
 
 
 async def _pools(conn: AsyncConnection, now: datetime) -> Counter[str]:
-    sites = {
-        row.id: site_from_row(row)
+    """Every live site's pool numbers by state, counted by the database: one aggregate per
+    distinct `hold_s` among the sites, instead of a row per number read into Python (~14 µs a
+    number: a 20,000-number pool held a node's loop for ~0.3 s at every scrape). The states
+    are those of `rules.pool_state` (tests hold the two to each other)."""
+    sites = [
+        site_from_row(row)
         for row in await conn.execute(sa.select(t.sites).where(t.sites.c.deleted_at.is_(None)))
-    }
-    leases = await active_leases(conn, None)
-    rows = await conn.execute(sa.select(t.numbers).where(t.numbers.c.role == "pool"))
+    ]
+    by_hold: dict[int, list[str]] = defaultdict(list)
+    for site in sites:
+        by_hold[site.settings.hold_s].append(site.id)
     total: Counter[str] = Counter(
         {str(s): 0 for s in (PoolState.FREE, PoolState.LEASED, PoolState.HELD)}
     )
-    for row in rows:
-        site = sites.get(row.site_id)
-        if site is not None:
-            state = rules.pool_state(number_snapshot(row, leases.get(row.e164)), site.settings, now)
-            total[str(state)] += 1
+    for hold_s, site_ids in by_hold.items():
+        held_since = now - timedelta(seconds=hold_s)
+        for at in range(0, len(site_ids), SITES_PER_STATEMENT):
+            numbers, leased, held = await _pool_counts(
+                conn, site_ids[at : at + SITES_PER_STATEMENT], held_since
+            )
+            total[str(PoolState.LEASED)] += leased
+            total[str(PoolState.HELD)] += held
+            total[str(PoolState.FREE)] += numbers - leased - held
     return total
+
+
+async def _pool_counts(
+    conn: AsyncConnection, site_ids: list[str], held_since: datetime
+) -> tuple[int, int, int]:
+    """(pool numbers, leased, held) of these sites, held meaning released since `held_since`."""
+    numbers, leases = t.numbers, t.leases
+    lease = leases.c.id.is_not(None)
+    held = sa.and_(
+        leases.c.id.is_(None),
+        numbers.c.last_released_at.is_not(None),
+        numbers.c.last_visitor_id.is_not(None),
+        numbers.c.last_released_at >= held_since,
+    )
+    row = (
+        await conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(sa.case((lease, 1), else_=0)), 0),
+                sa.func.coalesce(sa.func.sum(sa.case((held, 1), else_=0)), 0),
+            )
+            .select_from(
+                numbers.outerjoin(
+                    leases,
+                    sa.and_(leases.c.number == numbers.c.e164, leases.c.ended_at.is_(None)),
+                )
+            )
+            .where(numbers.c.role == "pool", numbers.c.site_id.in_(site_ids))
+        )
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 async def _exhaustions(conn: AsyncConnection, now: datetime) -> list[tuple[str, int]]:

@@ -98,12 +98,15 @@ async def _pool_counts(
 ) -> tuple[int, int, int]:
     """(pool numbers, leased, held) of these sites, held meaning released since `held_since`."""
     numbers, leases = t.numbers, t.leases
-    lease = leases.c.id.is_not(None)
+    # `IN` an uncorrelated subquery, not a join: PostgreSQL hashes the active leases once
+    # whatever its statistics say (a join planned on a fresh table's probed every lease for
+    # every number: 0.3 s for 2,000 numbers).
+    lease = numbers.c.e164.in_(sa.select(leases.c.number).where(leases.c.ended_at.is_(None)))
     held = sa.and_(
-        leases.c.id.is_(None),
         numbers.c.last_released_at.is_not(None),
         numbers.c.last_visitor_id.is_not(None),
         numbers.c.last_released_at >= held_since,
+        sa.not_(lease),
     )
     row = (
         await conn.execute(
@@ -111,14 +114,7 @@ async def _pool_counts(
                 sa.func.count(),
                 sa.func.coalesce(sa.func.sum(sa.case((lease, 1), else_=0)), 0),
                 sa.func.coalesce(sa.func.sum(sa.case((held, 1), else_=0)), 0),
-            )
-            .select_from(
-                numbers.outerjoin(
-                    leases,
-                    sa.and_(leases.c.number == numbers.c.e164, leases.c.ended_at.is_(None)),
-                )
-            )
-            .where(numbers.c.role == "pool", numbers.c.site_id.in_(site_ids))
+            ).where(numbers.c.role == "pool", numbers.c.site_id.in_(site_ids))
         )
     ).one()
     return int(row[0]), int(row[1]), int(row[2])

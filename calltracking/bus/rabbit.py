@@ -22,7 +22,7 @@ copies each event matching the route's keys that the route's `wants` takes strai
 (default exchange, the same message, confirmed too), so the broker stores only those. This is for
 a queue whose consumer would drop most events: the webhook queue took every `lease.*` event of
 every site, persistent, to settle almost all of them unhandled (serve.py gives the route), and
-that cost the broker three times what the rest of its work did (docs/benchmarks.md). `wants`
+that cost the broker twice what the rest of its work did (docs/benchmarks.md). `wants`
 runs in the publishing process, answers True whenever it cannot tell, and every process that
 publishes must be given the same routes: events its relay publishes reach a routed queue only
 through them. `start` declares each routed queue (so its copies are kept before its consumer

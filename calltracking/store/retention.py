@@ -18,6 +18,7 @@ from calltracking.store.recordings import delete_recordings
 
 log = logging.getLogger(__name__)
 DEFAULT_RETENTION_DAYS = 365
+BATCH = 500  # rows deleted per write transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,64 +31,115 @@ class Purged:
 async def purge_expired(
     db: Database, recordings_dir: Path, asterisk_monitor_dir: str, now: datetime
 ) -> Purged:
-    calls_gone = recordings_gone = visits_gone = 0
-    async with db.write() as conn:
+    """Delete what is past each account's retention, `BATCH` rows per write transaction: a
+    first purge after a retention was shortened may meet a year of rows, which in one
+    transaction held SQLite's only writer (the visitors' and calls' batches waited) and, past
+    ~32,000 ids, exceeded a statement's bound parameters, failing every hour from then on."""
+    async with db.read() as conn:
         accounts: list[tuple[str | None, int]] = [
             (row[0], row[1])
             for row in await conn.execute(sa.select(t.accounts.c.id, t.accounts.c.retention_days))
         ]
-        # Calls to numbers of no site (kind `unknown`) belong to no account: default retention.
-        accounts.append((None, DEFAULT_RETENTION_DAYS))
-        for account_id, days in accounts:
-            cutoff = now - timedelta(days=days)
-            owner = (
-                t.calls.c.account_id.is_(None)
-                if account_id is None
-                else t.calls.c.account_id == account_id
-            )
+    # Calls to numbers of no site (kind `unknown`) belong to no account: default retention.
+    accounts.append((None, DEFAULT_RETENTION_DAYS))
+    purged = Purged()
+    for account_id, days in accounts:
+        cutoff = now - timedelta(days=days)
+        calls, recordings = await _purge_calls(
+            db, account_id, cutoff, recordings_dir, asterisk_monitor_dir
+        )
+        visits = await _purge_visits(db, account_id, cutoff) if account_id is not None else 0
+        purged = Purged(
+            purged.calls + calls, purged.recordings + recordings, purged.visits + visits
+        )
+    if purged.calls or purged.visits:
+        log.info(
+            "retention: deleted %d calls, %d recordings, %d visits past their account's retention",
+            purged.calls,
+            purged.recordings,
+            purged.visits,
+        )
+    return purged
+
+
+async def _purge_calls(
+    db: Database,
+    account_id: str | None,
+    cutoff: datetime,
+    recordings_dir: Path,
+    asterisk_monitor_dir: str,
+) -> tuple[int, int]:
+    """(calls, recordings) deleted; a batch's recordings go just before its rows."""
+    account = t.calls.c.account_id
+    owner = account.is_(None) if account_id is None else account == account_id
+    calls = recordings = 0
+    while True:
+        async with db.write() as conn:
             old = (
                 await conn.execute(
-                    sa.select(t.calls.c.id, t.calls.c.recording_path).where(
-                        owner, t.calls.c.started_at < cutoff
-                    )
+                    sa.select(t.calls.c.id, t.calls.c.recording_path)
+                    .where(owner, t.calls.c.started_at < cutoff)
+                    .limit(BATCH)
                 )
             ).all()
-            recordings_gone += delete_recordings(
+            recordings += delete_recordings(
                 [path for _call_id, path in old if path], asterisk_monitor_dir, recordings_dir
             )
             if old:
                 ids = [row[0] for row in old]
                 await conn.execute(t.exports.delete().where(t.exports.c.call_id.in_(ids)))
                 await conn.execute(t.calls.delete().where(t.calls.c.id.in_(ids)))
-                calls_gone += len(ids)
-            if account_id is None:
-                continue
-            site_ids = sa.select(t.sites.c.id).where(t.sites.c.account_id == account_id)
-            old_visits = sa.select(t.visits.c.id).where(
-                t.visits.c.site_id.in_(site_ids), t.visits.c.last_seen_at < cutoff
+                calls += len(ids)
+        if len(old) < BATCH:
+            return calls, recordings
+
+
+async def _purge_visits(db: Database, account_id: str, cutoff: datetime) -> int:
+    """Visits deleted. They are walked in id order, since a visit an open lease still points
+    to stays and a batch that kept some must not be read again."""
+    site_ids = sa.select(t.sites.c.id).where(t.sites.c.account_id == account_id)
+    visits, after = 0, ""
+    while True:
+        async with db.write() as conn:
+            ids = list(
+                (
+                    await conn.execute(
+                        sa.select(t.visits.c.id)
+                        .where(
+                            t.visits.c.site_id.in_(site_ids),
+                            t.visits.c.last_seen_at < cutoff,
+                            t.visits.c.id > after,
+                        )
+                        .order_by(t.visits.c.id)
+                        .limit(BATCH)
+                    )
+                ).scalars()
             )
-            await conn.execute(
-                t.leases.update()
-                .where(t.leases.c.visit_id.in_(old_visits), t.leases.c.ended_at.is_not(None))
-                .values(visit_id=None)
+            if ids:
+                await conn.execute(
+                    t.leases.update()
+                    .where(t.leases.c.visit_id.in_(ids), t.leases.c.ended_at.is_not(None))
+                    .values(visit_id=None)
+                )
+                result = await conn.execute(
+                    t.visits.delete().where(
+                        t.visits.c.id.in_(ids),
+                        ~sa.exists().where(t.leases.c.visit_id == t.visits.c.id),
+                    )
+                )
+                visits += result.rowcount or 0
+                after = ids[-1]
+        if len(ids) < BATCH:
+            break
+    while True:
+        async with db.write() as conn:
+            old_displays = (
+                sa.select(t.displays.c.id)
+                .where(t.displays.c.site_id.in_(site_ids), t.displays.c.ended_at < cutoff)
+                .limit(BATCH)
             )
             result = await conn.execute(
-                t.visits.delete().where(
-                    t.visits.c.id.in_(old_visits),
-                    ~sa.exists().where(t.leases.c.visit_id == t.visits.c.id),
-                )
+                t.displays.delete().where(t.displays.c.id.in_(old_displays))
             )
-            visits_gone += result.rowcount or 0
-            await conn.execute(
-                t.displays.delete().where(
-                    t.displays.c.site_id.in_(site_ids), t.displays.c.ended_at < cutoff
-                )
-            )
-    if calls_gone or visits_gone:
-        log.info(
-            "retention: deleted %d calls, %d recordings, %d visits past their account's retention",
-            calls_gone,
-            recordings_gone,
-            visits_gone,
-        )
-    return Purged(calls_gone, recordings_gone, visits_gone)
+        if (result.rowcount or 0) < BATCH:
+            return visits

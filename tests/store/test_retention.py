@@ -13,10 +13,11 @@ import sqlalchemy as sa
 
 from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallKey
+from calltracking.store import retention
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from calltracking.store.retention import purge_expired
-from calltracking.store.schema import accounts, calls
+from calltracking.store.schema import accounts, calls, leases, visitors, visits
 from calltracking.store.sites import move_from_reserve
 from tests.store.seed import T0, numbers, seed_site
 from tests.support.fixtures import ASTERISK
@@ -77,3 +78,84 @@ async def test_calls_of_no_account_follow_the_default_retention(
     async with sqlite_db.read() as conn:
         left = (await conn.execute(sa.select(calls.c.linkedid))).scalars().all()
     assert left == ["stray.2"]
+
+
+async def test_a_long_backlog_goes_in_bounded_transactions_and_keeps_what_an_open_lease_needs(
+    any_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first purge after a retention was shortened: more old rows than a batch, each batch
+    its own write transaction, and a visit an open lease points to kept however the batches
+    fall (it must not stop the walk through the visits after it)."""
+    monkeypatch.setattr(retention, "BATCH", 2)
+    site = await seed_site(any_db, reserve=2)
+    async with any_db.write() as conn:
+        await conn.execute(
+            accounts.update().where(accounts.c.id == site.account_id).values(retention_days=30)
+        )
+        await move_from_reserve(
+            conn,
+            site,
+            count=None,
+            wanted=numbers(2),
+            account_capacity=5,
+            now=T0 - timedelta(days=90),
+        )
+    for n in range(5):
+        await _call(any_db, f"old.{n}", 40 + n, tmp_path)
+    await _call(any_db, "new.1", 1, tmp_path)
+    old, recent = T0 - timedelta(days=45), T0 - timedelta(days=1)
+    visitor = {"id": "v" * 32, "site_id": site.id, "wants_number": False, "bot": False}
+    async with any_db.write() as conn:
+        await conn.execute(
+            visitors.insert().values(
+                **visitor, created_at=old, last_seen_at=old, last_activity_at=old
+            )
+        )
+        for n in range(7):
+            await conn.execute(
+                visits.insert().values(
+                    id=f"{n:032d}",
+                    visitor_id=visitor["id"],
+                    site_id=site.id,
+                    started_at=old,
+                    last_seen_at=recent if n == 6 else old,
+                    source="google",
+                    medium="cpc",
+                    tracked=True,
+                    got_number=True,
+                )
+            )
+        # The whole first batch is still open leases' visits: the walk must get past it.
+        for n, number in enumerate(numbers(2)):
+            await conn.execute(
+                leases.insert().values(
+                    id=f"l{n:031d}",
+                    site_id=site.id,
+                    number=number,
+                    visitor_id=visitor["id"],
+                    visit_id=f"{n:032d}",
+                    assigned_at=old,
+                )
+            )
+    statements: list[str] = []
+    commits: list[int] = []
+    engine = any_db.engine.sync_engine
+    sa.event.listen(engine, "commit", lambda conn: commits.append(1))
+    sa.event.listen(
+        engine, "before_cursor_execute", lambda *args: statements.append(" ".join(args[2].split()))
+    )
+
+    purged = await purge_expired(any_db, tmp_path, MONITOR, T0)
+
+    assert (purged.calls, purged.recordings, purged.visits) == (5, 5, 4)
+    async with any_db.read() as conn:
+        left_calls = (await conn.execute(sa.select(calls.c.linkedid))).scalars().all()
+        left_visits = (
+            (await conn.execute(sa.select(visits.c.id).order_by(visits.c.id))).scalars().all()
+        )
+    assert left_calls == ["new.1"]
+    assert left_visits == [f"{0:032d}", f"{1:032d}", f"{6:032d}"]
+    # Calls in batches of 2, 2 and 1; visits in 2 (both kept), 2 and 2; each batch committed.
+    assert sum(s.startswith("DELETE FROM calls") for s in statements) == 3
+    assert sum(s.startswith("DELETE FROM visits") for s in statements) == 3
+    assert len(commits) >= 6

@@ -16,7 +16,7 @@ from calltracking.store import schema as t
 from calltracking.store.db import Database
 from calltracking.store.queries import gauges
 from calltracking.store.queries.gauges import read_gauges
-from calltracking.store.queries.pool_states import active_leases, number_snapshot
+from calltracking.store.queries.pool_states import active_leases, all_numbers, number_snapshot
 from calltracking.store.sites import Site, site_from_row
 from tests.store.seed import seed_site
 
@@ -116,3 +116,15 @@ async def test_sites_are_counted_in_statements_of_bounded_size(
         got = (await read_gauges(conn, NOW)).pool
     assert got == expected
     assert sum(got.values()) == 100
+
+
+async def test_one_numbers_state_is_its_row_of_the_full_list(any_db: Database) -> None:
+    """What the operator API answers after removing a number reads that number alone."""
+    site = await seed_site(any_db, hold_s=60)
+    await fill_pool(any_db, site, 0, 30, random.Random(3))
+    async with any_db.read() as conn:
+        every = await all_numbers(conn, NOW)
+        assert {n["state"] for n in every} >= {"free", "leased", "held"}
+        for number in every:
+            assert await all_numbers(conn, NOW, number["e164"]) == [number]
+        assert await all_numbers(conn, NOW, "+74959999999") == []

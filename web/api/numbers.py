@@ -88,7 +88,7 @@ async def remove_site_number(ctx: Ctx) -> web.StreamResponse:
             )
         else:
             await release_to_reserve(conn, site, e164, ctx.now())
-        rows = [n for n in await pool_states.all_numbers(conn, ctx.now()) if n["e164"] == e164]
+        rows = await pool_states.all_numbers(conn, ctx.now(), e164)
     return web.json_response(rows[0] if rows else {"e164": e164, "state": "removed"})
 
 

@@ -78,12 +78,23 @@ async def site_pool(conn: AsyncConnection, site: Site, now: datetime) -> list[di
     return result
 
 
-async def all_numbers(conn: AsyncConnection, now: datetime) -> list[dict[str, Any]]:
-    """Every number: reserve (`reserve` or `cooling`), pools (pool states) and `default`."""
-    leases = await active_leases(conn, None)
+async def all_numbers(
+    conn: AsyncConnection, now: datetime, e164: str | None = None
+) -> list[dict[str, Any]]:
+    """Every number (or just `e164`): reserve (`reserve` or `cooling`), pools (pool states) and
+    `default`."""
+    numbers = sa.select(t.numbers).order_by(t.numbers.c.e164)
+    if e164 is None:
+        leases = await active_leases(conn, None)
+    else:
+        numbers = numbers.where(t.numbers.c.e164 == e164)
+        open_lease = sa.select(t.leases).where(
+            t.leases.c.number == e164, t.leases.c.ended_at.is_(None)
+        )
+        leases = {r.number: r for r in await conn.execute(open_lease)}
     sites = {r.id: r for r in await conn.execute(sa.select(t.sites.c.id, t.sites.c.settings))}
     result = []
-    for row in await conn.execute(sa.select(t.numbers).order_by(t.numbers.c.e164)):
+    for row in await conn.execute(numbers):
         if row.site_id is None:
             cooling = row.cooling_until is not None and now < row.cooling_until
             state = "cooling" if cooling else "reserve"

@@ -1,14 +1,19 @@
 """Retention: calls and their recordings are kept for the account's `retention_days`, then
 deleted with a log line. Visits, leases and display periods of the same age go too, since reports
-beyond the retention window would only count visits without their calls.
+beyond the retention window would only count visits without their calls, and so do the webhook
+deliveries of those calls and of lease events that old. Published outbox events are kept
+`OUTBOX_KEEP` (a webhook's retries re-read them within a day; a call event's body holds the
+caller's number, which must not outlive its call), unless a pending delivery still needs one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -19,6 +24,7 @@ from calltracking.store.recordings import delete_recordings
 log = logging.getLogger(__name__)
 DEFAULT_RETENTION_DAYS = 365
 BATCH = 500  # rows deleted per write transaction
+OUTBOX_KEEP = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +32,7 @@ class Purged:
     calls: int = 0
     recordings: int = 0
     visits: int = 0
+    events: int = 0
 
 
 async def purge_expired(
@@ -52,6 +59,7 @@ async def purge_expired(
         purged = Purged(
             purged.calls + calls, purged.recordings + recordings, purged.visits + visits
         )
+    purged = dataclasses.replace(purged, events=await _purge_outbox(db, now - OUTBOX_KEEP))
     if purged.calls or purged.visits:
         log.info(
             "retention: deleted %d calls, %d recordings, %d visits past their account's retention",
@@ -59,6 +67,8 @@ async def purge_expired(
             purged.recordings,
             purged.visits,
         )
+    if purged.events:
+        log.info("retention: deleted %d published events older than %s", purged.events, OUTBOX_KEEP)
     return purged
 
 
@@ -88,6 +98,8 @@ async def _purge_calls(
             if old:
                 ids = [row[0] for row in old]
                 await conn.execute(t.exports.delete().where(t.exports.c.call_id.in_(ids)))
+                deliveries = t.webhook_deliveries
+                await conn.execute(deliveries.delete().where(deliveries.c.call_id.in_(ids)))
                 await conn.execute(t.calls.delete().where(t.calls.c.id.in_(ids)))
                 calls += len(ids)
         if len(old) < BATCH:
@@ -95,8 +107,9 @@ async def _purge_calls(
 
 
 async def _purge_visits(db: Database, account_id: str, cutoff: datetime) -> int:
-    """Visits deleted. They are walked in id order, since a visit an open lease still points
-    to stays and a batch that kept some must not be read again."""
+    """Visits deleted, with the lease events' deliveries and the display periods as old.
+    Visits are walked in id order, since a visit an open lease still points to stays and a
+    batch that kept some must not be read again."""
     site_ids = sa.select(t.sites.c.id).where(t.sites.c.account_id == account_id)
     visits, after = 0, ""
     while True:
@@ -131,15 +144,41 @@ async def _purge_visits(db: Database, account_id: str, cutoff: datetime) -> int:
                 after = ids[-1]
         if len(ids) < BATCH:
             break
+    deliveries = t.webhook_deliveries.c
+    old_deliveries = sa.select(deliveries.id).where(
+        deliveries.site_id.in_(site_ids),
+        deliveries.call_id.is_(None),  # a call's go with it
+        deliveries.state != "pending",
+        deliveries.updated_at < cutoff,
+    )
+    await _delete_in_batches(db, t.webhook_deliveries, deliveries.id, old_deliveries)
+    old_displays = sa.select(t.displays.c.id).where(
+        t.displays.c.site_id.in_(site_ids), t.displays.c.ended_at < cutoff
+    )
+    await _delete_in_batches(db, t.displays, t.displays.c.id, old_displays)
+    return visits
+
+
+async def _purge_outbox(db: Database, before: datetime) -> int:
+    """Published events that occurred before `before` and no pending delivery needs."""
+    o, deliveries = t.outbox.c, t.webhook_deliveries.c
+    old = sa.select(o.seq).where(
+        o.published_at.is_not(None),
+        o.occurred_at < before,
+        ~sa.exists().where(deliveries.event_id == o.event_id, deliveries.state == "pending"),
+    )
+    return await _delete_in_batches(db, t.outbox, o.seq, old)
+
+
+async def _delete_in_batches(
+    db: Database, table: sa.Table, key: sa.Column[Any], rows: sa.Select[Any]
+) -> int:
+    """Delete the rows `rows` selects (their `key`), `BATCH` per write transaction."""
+    deleted = 0
     while True:
         async with db.write() as conn:
-            old_displays = (
-                sa.select(t.displays.c.id)
-                .where(t.displays.c.site_id.in_(site_ids), t.displays.c.ended_at < cutoff)
-                .limit(BATCH)
-            )
-            result = await conn.execute(
-                t.displays.delete().where(t.displays.c.id.in_(old_displays))
-            )
-        if (result.rowcount or 0) < BATCH:
-            return visits
+            result = await conn.execute(table.delete().where(key.in_(rows.limit(BATCH))))
+        count = result.rowcount or 0
+        deleted += count
+        if count < BATCH:
+            return deleted

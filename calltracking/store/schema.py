@@ -320,6 +320,8 @@ webhook_deliveries = sa.Table(
     sa.Column("last_error", sa.String(500)),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("event_id", "url", name="uq_webhook_deliveries_event_url"),
+    # The retries' claims and next due time, and /metrics, look up pending ones only.
+    sa.Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
 )
 
 outbox = sa.Table(

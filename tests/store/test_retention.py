@@ -17,7 +17,15 @@ from calltracking.store import retention
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
 from calltracking.store.retention import purge_expired
-from calltracking.store.schema import accounts, calls, leases, visitors, visits
+from calltracking.store.schema import (
+    accounts,
+    calls,
+    leases,
+    outbox,
+    visitors,
+    visits,
+    webhook_deliveries,
+)
 from calltracking.store.sites import move_from_reserve
 from tests.store.seed import T0, numbers, seed_site
 from tests.support.fixtures import ASTERISK
@@ -159,3 +167,74 @@ async def test_a_long_backlog_goes_in_bounded_transactions_and_keeps_what_an_ope
     assert sum(s.startswith("DELETE FROM calls") for s in statements) == 3
     assert sum(s.startswith("DELETE FROM visits") for s in statements) == 3
     assert len(commits) >= 6
+
+
+async def test_old_events_and_deliveries_go_unless_a_retry_still_needs_them(
+    any_db: Database, tmp_path: Path
+) -> None:
+    site = await seed_site(any_db, reserve=2)
+    async with any_db.write() as conn:
+        await conn.execute(
+            accounts.update().where(accounts.c.id == site.account_id).values(retention_days=30)
+        )
+        await move_from_reserve(
+            conn,
+            site,
+            count=None,
+            wanted=numbers(1),
+            account_capacity=5,
+            now=T0 - timedelta(days=90),
+        )
+    await _call(any_db, "old.1", 40, tmp_path)
+    async with any_db.read() as conn:
+        old_call = (await conn.execute(sa.select(calls.c.id))).scalar_one()
+    long_ago, lately = T0 - timedelta(days=40), T0 - timedelta(days=1)
+    async with any_db.write() as conn:
+        await conn.execute(outbox.delete())  # what the call above wrote: published below
+        for name, occurred, published in [
+            ("old", long_ago, long_ago),
+            ("recent", lately, lately),
+            ("unsent", long_ago, None),
+            ("retried", long_ago, long_ago),
+        ]:
+            await conn.execute(
+                outbox.insert().values(
+                    event_id=f"e-{name}",
+                    key="lease.assigned",
+                    payload={"event": "lease.assigned", "id": f"e-{name}", "data": {}},
+                    occurred_at=occurred,
+                    published_at=published,
+                )
+            )
+        for n, (event, call_id, state, updated) in enumerate(
+            [
+                ("e-call", old_call, "delivered", long_ago),  # goes with its call
+                ("e-old", None, "delivered", long_ago),
+                ("e-failed", None, "failed", long_ago),
+                ("e-retried", None, "pending", long_ago),  # still being retried: stays
+                ("e-recent", None, "delivered", lately),
+            ]
+        ):
+            await conn.execute(
+                webhook_deliveries.insert().values(
+                    id=n + 1,
+                    site_id=site.id,
+                    call_id=call_id,
+                    event_id=event,
+                    event_key="lease.assigned",
+                    url="https://hooks.example/in",
+                    state=state,
+                    attempts=1,
+                    updated_at=updated,
+                )
+            )
+
+    purged = await purge_expired(any_db, tmp_path, MONITOR, T0)
+
+    async with any_db.read() as conn:
+        events = (await conn.execute(sa.select(outbox.c.event_id))).scalars().all()
+        left = (await conn.execute(sa.select(webhook_deliveries.c.event_id))).scalars().all()
+    assert sorted(events) == ["e-recent", "e-retried", "e-unsent"]
+    assert purged.events == 1
+    assert sorted(left) == ["e-recent", "e-retried"]
+    assert purged.calls == 1

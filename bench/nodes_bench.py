@@ -1,8 +1,9 @@
 """One busy site's new visitors on one `--only web` node against two (PostgreSQL + RabbitMQ).
 
 For each layout (one web node, then two) a fresh database and a fresh RabbitMQ vhost are made,
-one site is seeded with a reserve of `--pool` numbers (`-n` + 100 by default), and the nodes start as `calltracking
-serve --only web` children beside one `--only workers` node (the outbox relay to RabbitMQ).
+one site is seeded with a reserve of `--pool` numbers (`-n` + 100 by default), and the nodes
+start as `calltracking serve --only web` children beside one `--only workers` node (the outbox
+relay to RabbitMQ).
 `-n` new visitors then open sockets, at most `--opening` handshakes in flight, spread round
 robin over the web nodes' ports; each sends a hello and waits for its number. Reported per
 layout: new visitors per second (all opened / time), p50 and p99 from hello to number, the CPU

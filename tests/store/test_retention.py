@@ -26,7 +26,7 @@ from calltracking.store.schema import (
     visits,
     webhook_deliveries,
 )
-from calltracking.store.sites import move_from_reserve
+from calltracking.store.sites import Site, move_from_reserve
 from tests.store.seed import T0, numbers, seed_site
 from tests.support.fixtures import ASTERISK
 
@@ -44,11 +44,10 @@ async def _call(db: Database, linkedid: str, at_days_ago: int, recordings: Path)
     await recorder.confirm_recording(key, 32364)
 
 
-async def test_old_calls_and_recordings_go_and_recent_ones_stay(
-    sqlite_db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    site = await seed_site(sqlite_db, reserve=2)
-    async with sqlite_db.write() as conn:
+async def _site_keeping_30_days(db: Database, pool: int = 1) -> Site:
+    """A site whose account keeps 30 days, with `pool` numbers in its pool since long ago."""
+    site = await seed_site(db, reserve=2)
+    async with db.write() as conn:
         await conn.execute(
             accounts.update().where(accounts.c.id == site.account_id).values(retention_days=30)
         )
@@ -56,10 +55,17 @@ async def test_old_calls_and_recordings_go_and_recent_ones_stay(
             conn,
             site,
             count=None,
-            wanted=numbers(1),
+            wanted=numbers(pool),
             account_capacity=5,
-            now=T0 - timedelta(days=60),
+            now=T0 - timedelta(days=90),
         )
+    return site
+
+
+async def test_old_calls_and_recordings_go_and_recent_ones_stay(
+    sqlite_db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _site_keeping_30_days(sqlite_db)
     await _call(sqlite_db, "old.1", 31, tmp_path)
     await _call(sqlite_db, "new.1", 29, tmp_path)
     with caplog.at_level(logging.INFO, logger="calltracking.store.retention"):
@@ -95,19 +101,7 @@ async def test_a_long_backlog_goes_in_bounded_transactions_and_keeps_what_an_ope
     its own write transaction, and a visit an open lease points to kept however the batches
     fall (it must not stop the walk through the visits after it)."""
     monkeypatch.setattr(retention, "BATCH", 2)
-    site = await seed_site(any_db, reserve=2)
-    async with any_db.write() as conn:
-        await conn.execute(
-            accounts.update().where(accounts.c.id == site.account_id).values(retention_days=30)
-        )
-        await move_from_reserve(
-            conn,
-            site,
-            count=None,
-            wanted=numbers(2),
-            account_capacity=5,
-            now=T0 - timedelta(days=90),
-        )
+    site = await _site_keeping_30_days(any_db, pool=2)
     for n in range(5):
         await _call(any_db, f"old.{n}", 40 + n, tmp_path)
     await _call(any_db, "new.1", 1, tmp_path)
@@ -172,19 +166,7 @@ async def test_a_long_backlog_goes_in_bounded_transactions_and_keeps_what_an_ope
 async def test_old_events_and_deliveries_go_unless_a_retry_still_needs_them(
     any_db: Database, tmp_path: Path
 ) -> None:
-    site = await seed_site(any_db, reserve=2)
-    async with any_db.write() as conn:
-        await conn.execute(
-            accounts.update().where(accounts.c.id == site.account_id).values(retention_days=30)
-        )
-        await move_from_reserve(
-            conn,
-            site,
-            count=None,
-            wanted=numbers(1),
-            account_capacity=5,
-            now=T0 - timedelta(days=90),
-        )
+    site = await _site_keeping_30_days(any_db)
     await _call(any_db, "old.1", 40, tmp_path)
     async with any_db.read() as conn:
         old_call = (await conn.execute(sa.select(calls.c.id))).scalar_one()

@@ -8,7 +8,6 @@ caller's number, which must not outlive its call), unless a pending delivery sti
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,17 +48,16 @@ async def purge_expired(
         ]
     # Calls to numbers of no site (kind `unknown`) belong to no account: default retention.
     accounts.append((None, DEFAULT_RETENTION_DAYS))
-    purged = Purged()
+    calls = recordings = visits = 0
     for account_id, days in accounts:
         cutoff = now - timedelta(days=days)
-        calls, recordings = await _purge_calls(
+        calls_gone, recordings_gone = await _purge_calls(
             db, account_id, cutoff, recordings_dir, asterisk_monitor_dir
         )
-        visits = await _purge_visits(db, account_id, cutoff) if account_id is not None else 0
-        purged = Purged(
-            purged.calls + calls, purged.recordings + recordings, purged.visits + visits
-        )
-    purged = dataclasses.replace(purged, events=await _purge_outbox(db, now - OUTBOX_KEEP))
+        calls, recordings = calls + calls_gone, recordings + recordings_gone
+        if account_id is not None:
+            visits += await _purge_visits(db, account_id, cutoff)
+    purged = Purged(calls, recordings, visits, await _purge_outbox(db, now - OUTBOX_KEEP))
     if purged.calls or purged.visits:
         log.info(
             "retention: deleted %d calls, %d recordings, %d visits past their account's retention",

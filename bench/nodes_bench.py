@@ -4,7 +4,8 @@ For each layout (one web node, then two) a fresh database and a fresh RabbitMQ v
 one site is seeded with a reserve of `--pool` numbers (`-n` + 100 by default), and the nodes
 start as `calltracking serve --only web` children beside one `--only workers` node (the outbox
 relay to RabbitMQ).
-`-n` new visitors then open sockets, at most `--opening` handshakes in flight, spread round
+`-n` new visitors then open sockets, at most `--opening` handshakes in flight (`--opening` per
+web node with `--opening-per-node`), spread round
 robin over the web nodes' ports; each sends a hello and waits for its number. Reported per
 layout: new visitors per second (all opened / time), p50 and p99 from hello to number, the CPU
 of the web nodes per new visitor, and double leases: numbers shown to two open sockets at
@@ -85,6 +86,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("-n", type=int, default=1000, help="new visitors per run")
     parser.add_argument("--opening", type=int, default=100, help="handshakes in flight at most")
+    parser.add_argument(
+        "--opening-per-node",
+        action="store_true",
+        help="--opening handshakes in flight per web node (a layout of two offers twice as "
+        "many): each node then meets the load one node met, as when a site's traffic grows "
+        "and a node is added for it",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2], help="web nodes per run")
     parser.add_argument("--database-url", required=True, help="a PostgreSQL server")
@@ -180,7 +188,8 @@ async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]
                         await _workers_relaying(http, nodes)
                         with quota as limited:
                             row = await _measure(args, site, nodes, http, db, limited)
-    return {"web nodes": web_nodes, **row}
+    ports = 1 if args.all_to_first else web_nodes
+    return {"web nodes": web_nodes, "in flight": _in_flight(args, ports), **row}
 
 
 async def _measure(
@@ -193,7 +202,9 @@ async def _measure(
 ) -> dict[str, float]:
     webs = [n for n in nodes.nodes if n.web]
     ports = nodes.web_ports[:1] if args.all_to_first else nodes.web_ports
-    sockets = Sockets(site, ports, asyncio.Semaphore(args.opening), own_addresses=True)
+    sockets = Sockets(
+        site, ports, asyncio.Semaphore(_in_flight(args, len(ports))), own_addresses=True
+    )
     every = [n.proc.pid for n in nodes.nodes]
     broker = local_broker_pid()
     broker0 = cpu_seconds(broker) if broker is not None else 0.0
@@ -335,6 +346,12 @@ async def _numbers_leased_twice(conn: Any) -> int:
         .subquery()
     )
     return int(await conn.scalar(sa.select(sa.func.count()).select_from(doubled)) or 0)
+
+
+def _in_flight(args: argparse.Namespace, nodes: int) -> int:
+    """Handshakes in flight at most for a layout whose sockets go to `nodes` web nodes."""
+    opening = int(args.opening)
+    return opening * nodes if args.opening_per_node else opening
 
 
 async def main_async(args: argparse.Namespace) -> None:

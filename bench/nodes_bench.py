@@ -5,12 +5,12 @@ one site is seeded with a reserve of `--pool` numbers (`-n` + 100 by default), a
 start as `calltracking serve --only web` children beside one `--only workers` node (the outbox
 relay to RabbitMQ).
 `-n` new visitors then open sockets, at most `--opening` handshakes in flight (`--opening` per
-web node with `--opening-per-node`), spread round
-robin over the web nodes' ports; each sends a hello and waits for its number. Reported per
-layout: new visitors per second (all opened / time), p50 and p99 from hello to number, the CPU
-of the web nodes per new visitor, and double leases: numbers shown to two open sockets at
-once, and numbers with more than one open lease in the database (both must be 0). Runs repeat
-`--repeat` times with the layouts interleaved; the table shows medians.
+web node with `--opening-per-node`: "in flight"), spread round robin over the web nodes' ports;
+each sends a hello and waits for its number. Reported per layout: new visitors per second
+(all opened / time), p50 and p99 from hello to number, the CPU of the web nodes per new
+visitor, and double leases: numbers shown to two open sockets at once, and numbers with more
+than one open lease in the database (both must be 0). Runs repeat `--repeat` times with the
+layouts interleaved; the table shows medians.
 
 What the hellos set off outlives them: the outbox relay publishes their `lease.assigned`
 events and every node consumes them. So the report also gives the events still unpublished

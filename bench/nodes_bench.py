@@ -188,8 +188,7 @@ async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]
                         await _workers_relaying(http, nodes)
                         with quota as limited:
                             row = await _measure(args, site, nodes, http, db, limited)
-    ports = 1 if args.all_to_first else web_nodes
-    return {"web nodes": web_nodes, "in flight": _in_flight(args, ports), **row}
+    return {"web nodes": web_nodes, **row}
 
 
 async def _measure(
@@ -202,9 +201,8 @@ async def _measure(
 ) -> dict[str, float]:
     webs = [n for n in nodes.nodes if n.web]
     ports = nodes.web_ports[:1] if args.all_to_first else nodes.web_ports
-    sockets = Sockets(
-        site, ports, asyncio.Semaphore(_in_flight(args, len(ports))), own_addresses=True
-    )
+    in_flight = _in_flight(args, len(ports))
+    sockets = Sockets(site, ports, asyncio.Semaphore(in_flight), own_addresses=True)
     every = [n.proc.pid for n in nodes.nodes]
     broker = local_broker_pid()
     broker0 = cpu_seconds(broker) if broker is not None else 0.0
@@ -238,6 +236,7 @@ async def _measure(
     await sockets.close_all()
     shown_twice = sum(1 for count in Counter(shown).values() if count > 1)
     row = {
+        "in flight": in_flight,
         "dynamic": len(shown),
         "failed": sockets.failed,
         "new visitors/s": args.n / elapsed,

@@ -185,6 +185,18 @@ def user_and_kernel_seconds(pid: int | None = None) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of `pid`'s main thread, the one running the
+    event loop: a voluntary switch is mostly the loop going to sleep with nothing ready, so per
+    event handled it says how many events each wake-up found."""
+    counts = {"voluntary_ctxt_switches": 0, "nonvoluntary_ctxt_switches": 0}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in counts:
+            counts[key] = int(value)
+    return counts["voluntary_ctxt_switches"], counts["nonvoluntary_ctxt_switches"]
+
+
 def local_broker_pid() -> int | None:
     """The pid of a RabbitMQ broker on this host (its Erlang VM, `beam.smp`), if one runs."""
     for comm in Path("/proc").glob("[0-9]*/comm"):

@@ -30,6 +30,12 @@ the share of the run the kernel held that node back (high: its quota was the lim
 web nodes: each node then decides its own sockets' new visitors in the part it owns. The
 one-node run keeps the site whole, its best layout, so "x one node" compares best with best.
 
+"web wake-ups/visitor" and "web preempted/visitor" count the web nodes' event-loop threads'
+voluntary context switches (the loop went to sleep: nothing was ready) and involuntary ones
+(the kernel took the core away: the quota ran out, or another process ran), per visitor.
+`--cpu-samples DIR` samples every node's CPU time while the sockets open (bench/sampler_site/)
+and writes each run's samples there; `python -m bench.cpu_samples` compares the layouts.
+
 The sockets open only once the workers node relays the outbox and no web node does (the nodes
 start together, and a web node relays until it sees a workers process: a second or two that
 used to fall inside the run). "client CPU %" is this process's share of one core while the
@@ -51,6 +57,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -58,6 +65,7 @@ import sqlalchemy as sa
 from yarl import URL
 
 from bench.common import (
+    context_switches,
     cpu_seconds,
     fresh_database,
     host_jiffies,
@@ -72,6 +80,7 @@ from bench.common import (
     user_and_kernel_seconds,
 )
 from bench.cpu_quota import Limited, cpu_quota
+from bench.cpu_samples import finish_sampling, sampler_env, start_sampling
 from bench.soak_nodes import Nodes, Sockets, free_port, tracker_nodes
 from calltracking.store import schema as t
 from calltracking.store.db import Database
@@ -124,6 +133,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "then decide nothing, and the first shows what its part costs it alone",
     )
     parser.add_argument(
+        "--cpu-samples",
+        type=Path,
+        default=None,
+        help="sample every node's CPU while the sockets open (bench/sampler_site/) and write "
+        "the samples with a JSON per run and layout into this folder, for `python -m "
+        "bench.cpu_samples`",
+    )
+    parser.add_argument(
         "--web-cpu",
         type=float,
         default=0.0,
@@ -158,7 +175,10 @@ async def _database(server_url: str) -> AsyncIterator[tuple[str, Database]]:
             await db.close()
 
 
-async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]:
+async def run_once(
+    args: argparse.Namespace, web_nodes: int, samples: Path | None = None
+) -> dict[str, float]:
+    """One layout's run; with `samples` (a path prefix) its nodes' CPU is sampled."""
     with tempfile.TemporaryDirectory(prefix="nodes-bench-") as tmp:
         async with _database(args.database_url) as (db_url, db):
             site = await seed_site(db, pool=args.pool or args.n + 100, grown=args.grown)
@@ -171,6 +191,7 @@ async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]
                     "CALLTRACKING_RECORDINGS_DIR": tmp,
                     "CALLTRACKING_WS_MAX_PER_ADDRESS": "1000000",
                     "CALLTRACKING_TRUSTED_PROXIES": "127.0.0.1",
+                    **(sampler_env(samples) if samples else {}),
                 }
                 layout: list[tuple[str, str | None]] = [
                     (f"web{i + 1}", "web") for i in range(web_nodes)
@@ -187,7 +208,7 @@ async def run_once(args: argparse.Namespace, web_nodes: int) -> dict[str, float]
                     async with aiohttp.ClientSession(connector=connector) as http:
                         await _workers_relaying(http, nodes)
                         with quota as limited:
-                            row = await _measure(args, site, nodes, http, db, limited)
+                            row = await _measure(args, site, nodes, http, db, limited, samples)
     return {"web nodes": web_nodes, **row}
 
 
@@ -198,6 +219,7 @@ async def _measure(
     http: aiohttp.ClientSession,
     db: Database,
     limited: list[Limited],
+    samples: Path | None = None,
 ) -> dict[str, float]:
     webs = [n for n in nodes.nodes if n.web]
     ports = nodes.web_ports[:1] if args.all_to_first else nodes.web_ports
@@ -213,13 +235,26 @@ async def _measure(
     kernel0 = sum(user_and_kernel_seconds(n.proc.pid)[1] for n in webs)
     all0 = sum(cpu_seconds(pid) for pid in every)
     throttled0 = [limit.throttled_s() for limit in limited]
+    switches0 = [context_switches(n.proc.pid) for n in webs]
     host0 = host_jiffies()
     client0 = cpu_seconds()
+    each0 = {pid: cpu_seconds(pid) for pid in every}
+    if samples:
+        start_sampling(every)
     begin = time.perf_counter()
     await sockets.open_many(args.n)
     elapsed = time.perf_counter() - begin
     client = cpu_seconds() - client0
+    if samples:
+        spent = [
+            (n.name, n.proc.pid, cpu_seconds(n.proc.pid) - each0[n.proc.pid]) for n in nodes.nodes
+        ]
+        await finish_sampling(samples, spent, args.n)
     cpu = [cpu_seconds(n.proc.pid) - before for n, before in zip(webs, cpu0, strict=True)]
+    switches = [
+        (now[0] - before[0], now[1] - before[1])
+        for now, before in zip((context_switches(n.proc.pid) for n in webs), switches0, strict=True)
+    ]
     kernel = sum(user_and_kernel_seconds(n.proc.pid)[1] for n in webs) - kernel0
     throttled = [
         limit.throttled_s() - before for limit, before in zip(limited, throttled0, strict=True)
@@ -245,6 +280,8 @@ async def _measure(
         "web CPU ms/visitor": sum(cpu) * 1000 / args.n,
         "busiest web node CPU ms/visitor": max(cpu) * 1000 / args.n,
         "web CPU in the kernel %": 100 * kernel / max(sum(cpu), 1e-9),
+        "web wake-ups/visitor": sum(v for v, _ in switches) / args.n,
+        "web preempted/visitor": sum(i for _, i in switches) / args.n,
         "host busy %": 100 * (host1[0] - host0[0]) / max(1, host1[1] - host0[1]),
         "client CPU %": 100 * client / elapsed,
     }
@@ -356,9 +393,14 @@ def _in_flight(args: argparse.Namespace, nodes: int) -> int:
 async def main_async(args: argparse.Namespace) -> None:
     raise_nofile(4 * args.n + 4096)
     runs: dict[int, list[dict[str, float]]] = {n: [] for n in args.nodes}
+    if args.cpu_samples:
+        args.cpu_samples.mkdir(parents=True, exist_ok=True)
     for repeat in range(args.repeat):
         for web_nodes in args.nodes:
-            row = await run_once(args, web_nodes)
+            samples = (
+                args.cpu_samples / f"run{repeat + 1}-{web_nodes}" if args.cpu_samples else None
+            )
+            row = await run_once(args, web_nodes, samples)
             runs[web_nodes].append(row)
             print(f"run {repeat + 1} {web_nodes} web node(s): {row}", flush=True)
     # Counts stay counts in the table (a median of whole numbers of two runs may be x.5).

@@ -101,6 +101,7 @@ class DeciderService:
         self._fallbacks_log = LogThrottle(FALLBACK_LOG_EVERY_S)
         self._new_visitors = 0  # spreads a split site's new visitors over the parts
         self._new_in_flight: Counter[str] = Counter()  # new visitors sent to a part, by key
+        self._part_orders: dict[tuple[str, int], list[tuple[int, str]]] = {}  # _part_order
         # Sites this node has no slot of (another node owns them, or they are split): read
         # once every TTL_S at most, for the changes that name only a tab or a visitor.
         self._sites = SiteCache(self._read_site)
@@ -280,28 +281,41 @@ class DeciderService:
         self._new_visitors += 1
         turn = self._new_visitors
         owners = self._owners
+        order = self._part_order(site.id, parts)
         if owners is None or not owners.connected:  # every part is decided here: spread them
-            spread = [(turn + i) % parts for i in range(parts)]
-            return next((p for p in spread if self._has_room(site, p, now)), spread[0])
-        first = part_of(self.node_id, parts)
-        order = [(first + i) % parts for i in range(parts)]
-        owned = [p for p in order if owners.owns(decision_key(site.id, p, parts))]
+            spread = order[turn % parts :] + order[: turn % parts]
+            return next((p for p, key in spread if self._has_room(key, now)), spread[0][0])
+        owned = [(p, key) for p, key in order if owners.owns(key)]
         owned = owned[turn % len(owned) :] + owned[: turn % len(owned)] if owned else []
-        roomy = next((p for p in owned if self._has_room(site, p, now)), None)
+        roomy = next((p for p, key in owned if self._has_room(key, now)), None)
         if roomy is not None:
             return roomy
         # This node's parts are full, or it has none: a part nobody owns is claimed and
         # decided here. Full parts are not forwarded to another owner's part on a guess: it
         # may be as full, and its owner would then decide every node's new visitors.
-        for part in order:
-            if part not in owned and await owners.claim(decision_key(site.id, part, parts)):
+        for part, key in order:
+            if (part, key) not in owned and await owners.claim(key):
                 return part
-        return owned[0] if owned else order[turn % parts]
+        return owned[0][0] if owned else order[turn % parts][0]
 
-    def _has_room(self, site: Site, part: int, now: datetime) -> bool:
-        """Whether this node's copy of the part has a number free for one more new visitor,
-        beyond those sent to it and not yet decided (a part not loaded here is taken to)."""
-        key = decision_key(site.id, part, site.decision_parts)
+    def _part_order(self, site_id: str, parts: int) -> list[tuple[int, str]]:
+        """A split site's parts with their keys, this node's own first part first (so that
+        nodes start their new visitors in different parts). Kept per site: every new visitor
+        asks, and the keys and the node's part cost a hash each."""
+        order = self._part_orders.get((site_id, parts))
+        if order is None:
+            first = part_of(self.node_id, parts)
+            order = [
+                ((first + i) % parts, decision_key(site_id, (first + i) % parts, parts))
+                for i in range(parts)
+            ]
+            self._part_orders[(site_id, parts)] = order
+        return order
+
+    def _has_room(self, key: str, now: datetime) -> bool:
+        """Whether this node's copy of the part `key` has a number free for one more new
+        visitor, beyond those sent to it and not yet decided (a part not loaded here is taken
+        to)."""
         slot = self._slots.get(key)
         if slot is None or slot.engine is None:
             return True

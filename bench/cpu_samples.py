@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -38,10 +39,12 @@ SAMPLER_FRAME = "sitecustomize.py:sample"
 
 @dataclass(frozen=True)
 class Stacks:
-    """Samples as microseconds of CPU per unit of work, by stack (frames outermost first)."""
+    """Samples as microseconds of CPU per unit of work, by stack (frames outermost first), and
+    the collector's own CPU per unit (its passes are spread over the stacks)."""
 
     us: dict[tuple[str, ...], float]
     units: float
+    collector_us: float = 0.0
 
     @property
     def total(self) -> float:
@@ -88,6 +91,17 @@ async def finish_sampling(
     return path
 
 
+def read_collector_s(text: str) -> float:
+    """The CPU seconds a sample file says the garbage collector took, all generations."""
+    seconds = 0.0
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[0] == "#gc":
+            with contextlib.suppress(ValueError):
+                seconds += float(fields[3])
+    return seconds
+
+
 def read_samples(text: str) -> Counter[tuple[str, ...]]:
     """A sample file's stacks and counts; the sampler's own frame is dropped."""
     counts: Counter[tuple[str, ...]] = Counter()
@@ -106,20 +120,25 @@ def load_runs(paths: Iterable[Path], only: str) -> Stacks:
     """The runs' processes whose name starts with `only`, each scaled to its measured CPU."""
     us: defaultdict[tuple[str, ...], float] = defaultdict(float)
     units = 0.0
+    collector_s = 0.0
     for path in paths:
         run = json.loads(path.read_text())
         units += run["per"]
         for process in run["processes"]:
             if not process["name"].startswith(only):
                 continue
-            counts = read_samples((path.parent / process["samples"]).read_text())
+            text = (path.parent / process["samples"]).read_text()
+            counts = read_samples(text)
+            collector_s += read_collector_s(text)
             taken = sum(counts.values())
             if not taken:
                 continue
             us_each = process["cpu_s"] * 1e6 / taken
             for stack, count in counts.items():
                 us[stack] += count * us_each
-    return Stacks({stack: value / units for stack, value in us.items()}, units)
+    return Stacks(
+        {stack: value / units for stack, value in us.items()}, units, collector_s * 1e6 / units
+    )
 
 
 def by_frame(stacks: Stacks, inclusive: bool = True) -> dict[str, float]:
@@ -187,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     print(
         "µs of CPU per unit: "
-        + ", ".join(f"{s.total:.1f} over {s.units:g} units" for s in sets)
+        + ", ".join(
+            f"{s.total:.1f} over {s.units:g} units ({s.collector_us:.1f} in the collector)"
+            for s in sets
+        )
         + (f" (under {args.under})" if args.under else "")
     )
     if len(sets) == 1:

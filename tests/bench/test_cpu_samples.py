@@ -22,6 +22,7 @@ from bench.cpu_samples import (
     compare,
     finish_sampling,
     load_runs,
+    read_collector_s,
     read_samples,
     sampler_env,
     start_sampling,
@@ -83,6 +84,12 @@ async def test_a_child_samples_its_cpu_where_it_spends_it(tmp_path: Path) -> Non
     assert three > 1.5 * one > 0  # 3:1 in CPU, so in samples
     assert three + one > 0.8 * stacks.total  # the sleep between them took none
     assert by_frame(stacks, inclusive=False).get("<string>:spin", 0.0) > 0.8 * stacks.total
+    written = Path(f"{prefix}.{child.pid}").read_text()
+    assert [line.split()[:2] for line in written.splitlines() if line.startswith("#gc")] == [
+        ["#gc", "0"],
+        ["#gc", "1"],
+        ["#gc", "2"],
+    ]
 
 
 def test_a_process_not_named_by_the_filter_is_left_out(tmp_path: Path) -> None:
@@ -116,6 +123,15 @@ def test_each_process_is_scaled_to_its_measured_cpu_and_runs_add_up(tmp_path: Pa
     }
     assert under(stacks, "hello") == {"decide": pytest.approx(1500)}
     assert under(stacks, "decide") == {"(self)": pytest.approx(1500)}
+
+
+def test_the_collectors_time_is_read_apart_from_the_stacks(tmp_path: Path) -> None:
+    (tmp_path / "a.1").write_text("loop;work 2\n#gc 0 3 0.002000\n#gc 1 1 0.001000\n#gc 2 0 0\n")
+    _run_json(tmp_path / "r.json", 3, [("web1", "a.1", 0.006)])
+    stacks = load_runs([tmp_path / "r.json"], "web")
+    assert stacks.collector_us == pytest.approx(1000)  # 3 ms over 3 units
+    assert stacks.total == pytest.approx(2000)  # the stacks alone: 6 ms over 3 units
+    assert read_collector_s("#gc 0 1 oops\n#gc 0 2\n#gc 1 1 0.5\n") == 0.5
 
 
 def test_samples_taken_inside_the_sampler_count_for_its_caller_and_garbage_is_skipped() -> None:

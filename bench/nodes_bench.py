@@ -245,11 +245,7 @@ async def _measure(
     await sockets.open_many(args.n)
     elapsed = time.perf_counter() - begin
     client = cpu_seconds() - client0
-    if samples:
-        spent = [
-            (n.name, n.proc.pid, cpu_seconds(n.proc.pid) - each0[n.proc.pid]) for n in nodes.nodes
-        ]
-        await finish_sampling(samples, spent, args.n)
+    spent = [(n.name, n.proc.pid, cpu_seconds(n.proc.pid) - each0[n.proc.pid]) for n in nodes.nodes]
     cpu = [cpu_seconds(n.proc.pid) - before for n, before in zip(webs, cpu0, strict=True)]
     switches = [
         (now[0] - before[0], now[1] - before[1])
@@ -260,6 +256,8 @@ async def _measure(
         limit.throttled_s() - before for limit, before in zip(limited, throttled0, strict=True)
     ]
     host1 = host_jiffies()
+    if samples:  # after the figures above: writing the samples is not the visitors' CPU
+        await finish_sampling(samples, spent, args.n)
     backlog, drained = await _drained(db, DRAIN_WITHIN_S)
     all_cpu = sum(cpu_seconds(pid) for pid in every) - all0
     broker_cpu = cpu_seconds(broker) - broker0 if broker is not None else None

@@ -15,7 +15,8 @@ Python runs the handler in the main thread, the event loop's, with the frame run
 
 What the samples are (read them as shares, scaled by the CPU the process was measured to use):
 - The kernel checks CPU timers at its tick, so samples come at most at the tick's rate
-  (250 a second here), whatever the interval, and each stands for the CPU since the last one.
+  (230-390 per CPU second measured here), whatever the interval, and each stands for the CPU
+  since the last one.
 - A handler runs at the next bytecode boundary: time in C code (a driver's parser, the
   garbage collector) is charged to the Python frame that called it or that runs next.
 - Time in other threads is charged to the main thread's frame at that moment.

@@ -263,3 +263,21 @@ async def _two_nodes_grow_two_parts(db: Database) -> None:
     assert await _pool_size(db, site.id) == 3
     assert kinds.count(DisplayKind.DYNAMIC) == 3
     assert len(await _active_leases(db, site.id)) == 3
+
+
+def test_each_node_starts_its_new_visitors_in_its_own_part(sqlite_db: Database) -> None:
+    # Nodes whose ids fall in different parts try different parts first, so that after a
+    # restart they claim different parts instead of all asking for the first one.
+    nodes: dict[int, DeciderService] = {}
+    for i in range(40):
+        node = DeciderService(sqlite_db, f"node-{i}", "7")
+        nodes.setdefault(part_of(node.node_id, 4), node)
+        if len(nodes) == 4:
+            break
+    assert len(nodes) == 4
+    for first, node in nodes.items():
+        order = node._part_order("site-1", 4)
+        assert [part for part, _ in order] == [(first + i) % 4 for i in range(4)]
+        assert [key for _, key in order] == [f"site-1#{part}" for part, _ in order]
+        assert node._part_order("site-1", 4) is order  # kept, not rebuilt per visitor
+        assert node._part_order("site-1", 2)[0][0] == part_of(node.node_id, 2)

@@ -46,6 +46,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 
@@ -60,6 +61,7 @@ from bench.common import (
     percentile,
     table,
 )
+from bench.cpu_samples import finish_sampling, sampler_env, start_sampling
 from calltracking.pbxsim.agi_client import agi_env, env_block
 
 LEVELS = (1, 8, 32)
@@ -76,6 +78,7 @@ class Load:
     database_url: str  # empty: SQLite
     visitors: int
     churn_per_s: float
+    cpu_samples: Path | None = None  # a folder: sample the tracker's CPU (bench/cpu_samples.py)
 
 
 @dataclass
@@ -282,15 +285,27 @@ async def worker(
 
 
 async def measure(
-    server: str, concurrency: int, seconds: float, max_requests: int, load: Load, client: str
+    server: str,
+    concurrency: int,
+    seconds: float,
+    max_requests: int,
+    load: Load,
+    client: str,
+    run: int = 1,
 ) -> Result:
     result = Result(server, concurrency)
+    samples = (
+        load.cpu_samples / f"run{run}-{server}-c{concurrency}"
+        if load.cpu_samples and server == "agi"
+        else None
+    )
     async with contextlib.AsyncExitStack() as stack:
         args = [server]
         if server == "agi":
             url = await stack.enter_async_context(fresh_database(load.database_url))
             args += ["--database-url", url] if url else []
-        proc = await stack.enter_async_context(child("bench.agi_servers", *args))
+        env = sampler_env(samples) if samples else None
+        proc = await stack.enter_async_context(child("bench.agi_servers", *args, env=env))
         port = int(proc.ready["port"])
         numbers: Callable[[], list[str]] = list
         stop = asyncio.Event()
@@ -315,6 +330,8 @@ async def measure(
                 numbers = visitors.leased
             ids = itertools.count()
             budget = [max_requests]
+            if samples:
+                start_sampling([proc.pid])
             begin, cpu, own = time.perf_counter(), cpu_seconds(proc.pid), cpu_seconds()
             with collector_paused():
                 async with (
@@ -330,6 +347,10 @@ async def measure(
             result.elapsed_s = time.perf_counter() - begin
             result.server_cpu_s = cpu_seconds(proc.pid) - cpu
             result.client_cpu_s = cpu_seconds() - own
+            if samples:
+                await finish_sampling(
+                    samples, [("agi", proc.pid, result.server_cpu_s)], max(1, result.ok)
+                )
     return result
 
 
@@ -410,7 +431,7 @@ async def main_async(
     for run in range(repeat):
         for level in levels:
             for server in SERVERS:
-                result = await measure(server, level, seconds, max_requests, load, client)
+                result = await measure(server, level, seconds, max_requests, load, client, run + 1)
                 results.append(result)
                 row = result.row()
                 print(
@@ -439,14 +460,23 @@ def main() -> None:
         default="streams",
         help="how the Asterisk side talks (the same bytes either way); protocol: a leaner one",
     )
+    parser.add_argument(
+        "--cpu-samples",
+        type=Path,
+        default=None,
+        help="sample the tracker's CPU during each AGI run (bench/sampler_site/) into this "
+        "folder, per dialogue: `python -m bench.cpu_samples DIR/run1-agi-c32.json --only agi`",
+    )
     args = parser.parse_args()
+    if args.cpu_samples:
+        args.cpu_samples.mkdir(parents=True, exist_ok=True)
     if not 1 <= args.repeat <= 10 or not 0 < args.seconds <= 120:
         parser.error("--repeat 1..10, --seconds up to 120")
     if not all(1 <= c <= 256 for c in args.concurrency):
         parser.error("--concurrency 1..256")
     if args.database_url and not args.database_url.startswith("postgresql+asyncpg://"):
         parser.error("--database-url: postgresql+asyncpg://... (SQLite is the default)")
-    load = Load(args.database_url, args.visitors, args.churn_per_s)
+    load = Load(args.database_url, args.visitors, args.churn_per_s, args.cpu_samples)
     asyncio.run(
         main_async(
             args.concurrency, args.repeat, args.seconds, args.max_requests, load, args.client

@@ -79,14 +79,16 @@ class Child:
 
 
 @asynccontextmanager
-async def child(module: str, *args: str) -> AsyncIterator[Child]:
-    """Start `python -m module args`, wait for its ready line, stop it on exit."""
+async def child(module: str, *args: str, env: dict[str, str] | None = None) -> AsyncIterator[Child]:
+    """Start `python -m module args` (with `env` added to this process's environment), wait
+    for its ready line, stop it on exit."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         module,
         *args,
         cwd=ROOT,
+        env={**os.environ, **env} if env else None,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )

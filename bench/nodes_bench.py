@@ -238,14 +238,17 @@ async def _measure(
     switches0 = [context_switches(n.proc.pid) for n in webs]
     host0 = host_jiffies()
     client0 = cpu_seconds()
-    each0 = {pid: cpu_seconds(pid) for pid in every}
+    each0 = {pid: cpu_seconds(pid) for pid in every} if samples else {}
     if samples:
         start_sampling(every)
     begin = time.perf_counter()
     await sockets.open_many(args.n)
     elapsed = time.perf_counter() - begin
     client = cpu_seconds() - client0
-    spent = [(n.name, n.proc.pid, cpu_seconds(n.proc.pid) - each0[n.proc.pid]) for n in nodes.nodes]
+    spent = [
+        (n.name, n.proc.pid, cpu_seconds(n.proc.pid) - each0[n.proc.pid])
+        for n in (nodes.nodes if samples else [])
+    ]
     cpu = [cpu_seconds(n.proc.pid) - before for n, before in zip(webs, cpu0, strict=True)]
     switches = [
         (now[0] - before[0], now[1] - before[1])

@@ -19,13 +19,13 @@ Rules (the same reads as call_start_facts.py, the same values):
   `Connection.execute` would (driver_select.py runs the statement); rows are named tuples.
 - READ COMMITTED: the statement sees one snapshot, as each of the separate statements did.
 - Every set is an index probe per key (`= ANY(ARRAY(...))`, `LATERAL ... LIMIT`), never a scan:
-  the statement is prepared once per connection and PostgreSQL soon runs it on a generic plan,
-  which must not depend on the tables' statistics (a fresh tracker's calls table grows faster
-  than they are gathered, and `EXISTS` was planned as a scan of every call of the account).
-  The batch's stored keys too: as a plain join they were planned as a hash join over a scan of
-  every call (statistics of a small table), 28 ms a batch once 200,000 calls were stored. What
-  probes cannot prevent: a generic plan made while only a few dozen calls were analyzed scans
-  them, and holds until the next ANALYZE (autovacuum's, as the table grows).
+  the batches' connection runs it on a generic plan made once (call_starts_pg.py), which must
+  not depend on the tables' statistics (a fresh tracker's calls table grows faster than they
+  are gathered, and `EXISTS` was planned as a scan of every call of the account). The batch's
+  stored keys too: as a plain join they were planned as a hash join over a scan of every call
+  (statistics of a small table), 28 ms a batch once 200,000 calls were stored. What probes
+  alone cannot prevent: a plan made while only a few dozen rows were analyzed scans them, so
+  that connection rules sequential scans out; a plan made on empty tables is then all probes.
 """
 
 from __future__ import annotations

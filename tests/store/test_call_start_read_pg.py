@@ -2,11 +2,12 @@
 the separate statements of call_start_facts.py see: the same rows with the same values, the same
 callers' flags and the same stored keys; a batch is two round trips (the reads, the inserts:
 no BEGIN or COMMIT) whatever its size; and its stored keys are probed by index, not found by
-a scan of every call."""
+a scan of every call, nor by any scan on the batches' own connection, planned once."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -174,8 +175,42 @@ async def test_a_batch_is_two_round_trips_whatever_its_size(
     await asyncio.gather(*(batcher.start_call(s.key, s.did, s.caller, s.at) for s in starts))
     await batcher.close()
     assert batcher.batches == 1
-    # No transaction (call_batches.py): the reads, then the inserts, each committed on its own.
-    assert trips == ["WITH n", "WITH i0"]
+    # No transaction (call_batches.py): the reads, then the inserts, each committed on its own;
+    # before them, once per connection, its planner settings (call_starts_pg.py).
+    assert trips == ["SET plan_cache_mode", "WITH n", "WITH i0"]
+
+
+def _scans(plan: Any) -> list[str]:
+    """The tables an `EXPLAIN (FORMAT JSON)` plan reads by a sequential scan."""
+    if isinstance(plan, list):
+        return [table for value in plan for table in _scans(value)]
+    if not isinstance(plan, dict):
+        return []
+    found = [str(plan.get("Relation Name"))] if plan.get("Node Type") == "Seq Scan" else []
+    return found + [table for value in plan.values() for table in _scans(value)]
+
+
+async def _kept_plan(raw: Any, compiled: Any, values: dict[str, Any]) -> Any:
+    """The plan `raw` keeps for the statement, as its session settings make it: EXPLAIN
+    EXECUTE of a prepared statement goes through the plan cache (`plan_cache_mode`), where an
+    EXPLAIN of the statement itself would plan it for the values given."""
+    arguments = ", ".join(_literal(values[name]) for name in compiled.positiontup or ())
+    await raw.execute(f"PREPARE kept_plan AS {compiled}")
+    try:
+        text = await raw.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE kept_plan({arguments})")
+    finally:
+        await raw.execute("DEALLOCATE kept_plan")
+    return json.loads(text) if isinstance(text, str) else text  # the pool's JSON codec decodes
+
+
+def _literal(value: Any) -> str:
+    """A test value as SQL (EXECUTE takes no bound parameters): strings, their lists, times."""
+    if isinstance(value, list):
+        return "ARRAY[" + ", ".join(_literal(v) for v in value) + "]::varchar[]"
+    if isinstance(value, datetime):
+        return f"'{value.isoformat()}'::timestamptz"
+    assert isinstance(value, str) and "'" not in value
+    return f"'{value}'"
 
 
 def _index_names(plan: Any) -> set[str]:
@@ -226,3 +261,34 @@ async def test_the_stored_keys_are_probed_by_index_in_the_generic_plan(any_db: D
     finally:
         await raw.close()
     assert "uq_calls_pbx_linkedid" in _index_names(plan)
+
+
+async def test_the_batches_connection_plans_the_read_once_and_never_by_a_scan(
+    any_db: Database,
+) -> None:
+    """A fresh tracker: nothing analyzed, no call stored. The plan the batches' connection makes
+    now is the one it keeps (generic), so it must already be the index probes a big table
+    needs; PostgreSQL's own choice on these tables scans them."""
+    scene = await seed_scene(any_db, HELLO_AT)
+    batcher = CallStartBatcher(any_db, SqlCallRecorder(any_db))
+    await batcher.start_call(CallKey(PBX, "first"), scene.leased, REGULAR, CALL_AT)
+    pg = batcher._pg  # the batches' own connection (call_starts_pg.py)
+    assert pg is not None
+    raw = await pg._driver()
+    assert await raw.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+    compiled = _statement(any_db.engine.dialect).compile(dialect=any_db.engine.dialect)
+    values = {
+        "dids": [scene.leased],
+        "callers": [REGULAR],
+        "pbx_ids": [PBX],
+        "linkedids": ["next"],
+        "latest": CALL_AT,
+        "since": CALL_AT - timedelta(days=40),
+        "until": CALL_AT + timedelta(days=40),
+    }
+    plan = await _kept_plan(raw, compiled, values)
+    assert _scans(plan) == []
+    assert "uq_calls_pbx_linkedid" in _index_names(plan)
+    # Its settings stay with it: closed, not handed back to the pool.
+    await batcher.close()
+    assert raw.is_closed()

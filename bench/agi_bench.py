@@ -30,7 +30,10 @@ Each run prints the client's CPU per request too.
 `--concurrency` workers each run requests back to back for `--seconds` (and at most
 `--max-requests` in all); latency is connect to the server's close; the server's CPU (utime +
 stime of its process, all threads) over the same span, divided by the dialogues answered, is
-its CPU per dialogue (it includes the visitors' churn). Every server runs fresh in a
+its CPU per dialogue (it includes the visitors' churn). With `--database-url` on a PostgreSQL
+server of this host, "database CPU ms/dialogue" is that server's CPU over the same span (every
+`postgres` process, backends that exited included; other clients' work too) per dialogue: on a
+shared host, part of what a dialogue waits for. Every server runs fresh in a
 child process (bench/agi_servers.py); runs repeat `--repeat` times, interleaved, medians shown.
 """
 
@@ -56,6 +59,7 @@ from bench.common import (
     child,
     cpu_seconds,
     fresh_database,
+    local_postgres_cpu_seconds,
     machine,
     median,
     percentile,
@@ -92,12 +96,19 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     server_cpu_s: float = 0.0  # the server process's CPU (all its threads) during the run
     client_cpu_s: float = 0.0  # this process's (the Asterisk side's and the visitors')
+    # PostgreSQL's on this host (bench.common.local_postgres_cpu_seconds); None: not measured
+    database_cpu_s: float | None = None
 
     def row(self) -> dict[str, float]:
         return {
             "rps": self.ok / self.elapsed_s if self.elapsed_s else 0.0,
             "cpu_ms": 1000 * self.server_cpu_s / self.ok if self.ok else 0.0,
             "client_cpu_ms": 1000 * self.client_cpu_s / self.ok if self.ok else 0.0,
+            "database_cpu_ms": (
+                1000 * self.database_cpu_s / self.ok
+                if self.ok and self.database_cpu_s is not None
+                else float("nan")
+            ),
             "p50": percentile(self.latencies_ms, 50),
             "p99": percentile(self.latencies_ms, 99),
             "ok": float(self.ok),
@@ -333,6 +344,7 @@ async def measure(
             if samples:
                 start_sampling([proc.pid])
             begin, cpu, own = time.perf_counter(), cpu_seconds(proc.pid), cpu_seconds()
+            database = local_postgres_cpu_seconds() if load.database_url else None
             with collector_paused():
                 async with (
                     asyncio.timeout(seconds + 2 * REQUEST_TIMEOUT_S),
@@ -347,6 +359,9 @@ async def measure(
             result.elapsed_s = time.perf_counter() - begin
             result.server_cpu_s = cpu_seconds(proc.pid) - cpu
             result.client_cpu_s = cpu_seconds() - own
+            database_after = local_postgres_cpu_seconds() if database is not None else None
+            if database is not None and database_after is not None:
+                result.database_cpu_s = database_after - database
             if samples:
                 await finish_sampling(
                     samples, [("agi", proc.pid, result.server_cpu_s)], max(1, result.ok)
@@ -400,6 +415,7 @@ def report(results: list[Result], repeat: int) -> str:
                 bare["cpu_ms"],
                 floor["cpu_ms"],
                 agi["cpu_ms"],
+                agi["database_cpu_ms"],
             ]
         )
     headers = [
@@ -420,6 +436,7 @@ def report(results: list[Result], repeat: int) -> str:
         "bare CPU ms/req",
         "dialogue CPU ms/req",
         "AGI CPU ms/dialogue",
+        "database CPU ms/dialogue",
     ]
     return f"agi_bench: median of {repeat} runs; {machine()}\n" + table(headers, rows)
 
@@ -438,7 +455,12 @@ async def main_async(
                     f"run {run + 1} {server:8} c={level:3} ok={result.ok} err={result.errors} "
                     f"kinds={dict(result.kinds)} {row['rps']:.0f} req/s "
                     f"p50={row['p50']:.1f}ms p99={row['p99']:.1f}ms cpu={row['cpu_ms']:.2f}ms "
-                    f"client cpu={row['client_cpu_ms']:.2f}ms",
+                    f"client cpu={row['client_cpu_ms']:.2f}ms"
+                    + (
+                        f" database cpu={row['database_cpu_ms']:.2f}ms"
+                        if result.database_cpu_s is not None
+                        else ""
+                    ),
                     flush=True,
                 )
     print(f"client: {client}")

@@ -210,6 +210,29 @@ def local_broker_pid() -> int | None:
     return None
 
 
+def local_postgres_cpu_seconds() -> float | None:
+    """The CPU (user + system) the PostgreSQL server on this host has spent since it started:
+    every live `postgres` process, and what the postmaster's reaped children (backends that
+    have exited) spent. None when no PostgreSQL server runs here. The difference over a run is
+    the database's share of it, other clients of the same server included."""
+    tick = os.sysconf("SC_CLK_TCK")
+    ticks, seen = 0, False
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() != "postgres":
+                continue
+            stat = (comm.parent / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            parent = Path(f"/proc/{fields[1]}/comm").read_text().strip()
+        except OSError:  # the process went away meanwhile
+            continue
+        seen = True
+        ticks += int(fields[11]) + int(fields[12])
+        if parent != "postgres":  # the postmaster: its exited backends' time
+            ticks += int(fields[13]) + int(fields[14])
+    return ticks / tick if seen else None
+
+
 def host_jiffies() -> tuple[int, int]:
     """(busy, total) clock ticks of every CPU of the host since boot (/proc/stat): the share of
     the host a run kept busy is the ratio of their differences."""

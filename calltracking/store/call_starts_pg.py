@@ -88,14 +88,12 @@ class PgCallStarts:
                 await conn.invalidate()
                 await conn.close()
             except Exception:
-                log.debug("call starts: could not close a failed connection", exc_info=True)
+                log.debug("call starts: could not close a connection let go", exc_info=True)
 
     async def close(self) -> None:
-        """Let the connection go; not back to the pool, which would hand out its settings."""
-        conn, self._conn, self._raw = self._conn, None, None
-        if conn is not None:
-            await conn.invalidate()
-            await conn.close()
+        """Let the connection go as after a failure: not back to the pool, which would hand
+        out its settings."""
+        await self.drop()
 
     async def _driver(self) -> Any:
         if self._raw is None:

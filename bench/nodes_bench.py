@@ -17,8 +17,10 @@ events and every node consumes them. So the report also gives the events still u
 when the last socket got its number ("backlog"), the seconds until the outbox was empty
 after that ("drained s"), the CPU of all nodes (web and workers) per visitor up to then
 ("all nodes CPU ms/visitor"), RabbitMQ's CPU per visitor over the same time when it runs on
-this host ("broker CPU ms/visitor"), and the share of the whole host's CPU busy while the sockets
-opened ("host busy %": what one more node could still use on this machine).
+this host ("broker CPU ms/visitor"), PostgreSQL's the same way ("database CPU ms/visitor":
+`bench.common.local_postgres_cpu_seconds`, other clients of the server included), and the share
+of the whole host's CPU busy while the sockets opened ("host busy %": what one more node could
+still use on this machine).
 
 `--web-cpu 0.25` holds every web node to a quarter of a core (a cgroup each, bench/cpu_quota.py;
 needs root): each node is then a small machine of its own, the client, PostgreSQL, RabbitMQ
@@ -70,6 +72,7 @@ from bench.common import (
     fresh_database,
     host_jiffies,
     local_broker_pid,
+    local_postgres_cpu_seconds,
     machine,
     median_row,
     percentile,
@@ -228,6 +231,7 @@ async def _measure(
     every = [n.proc.pid for n in nodes.nodes]
     broker = local_broker_pid()
     broker0 = cpu_seconds(broker) if broker is not None else 0.0
+    database0 = local_postgres_cpu_seconds()
     # Scraped outside the CPU figures: a /metrics request reads the pools' gauges, tens of
     # milliseconds of a node's CPU, which counted as the visitors' (twice per node) before.
     batches0 = [await _batches(http, n.port) for n in webs]
@@ -264,6 +268,10 @@ async def _measure(
     backlog, drained = await _drained(db, DRAIN_WITHIN_S)
     all_cpu = sum(cpu_seconds(pid) for pid in every) - all0
     broker_cpu = cpu_seconds(broker) - broker0 if broker is not None else None
+    database1 = local_postgres_cpu_seconds()
+    database_cpu = (
+        database1 - database0 if database0 is not None and database1 is not None else None
+    )
     batches = sum([await _batches(http, n.port) for n in webs]) - sum(batches0)
     forwarding = sum([await _forwarding(http, n.port) for n in webs], Counter[str]())
     shown = sockets.leased_numbers()
@@ -294,6 +302,11 @@ async def _measure(
         "drained s": drained,
         "all nodes CPU ms/visitor": all_cpu * 1000 / args.n,
         **({"broker CPU ms/visitor": broker_cpu * 1000 / args.n} if broker_cpu is not None else {}),
+        **(
+            {"database CPU ms/visitor": database_cpu * 1000 / args.n}
+            if database_cpu is not None
+            else {}
+        ),
         "shown twice": shown_twice,
         "leased twice": doubled_in_db,
         "forwarded to owner": forwarding["forwarded"],

@@ -344,7 +344,9 @@ async def measure(
             if samples:
                 start_sampling([proc.pid])
             begin, cpu, own = time.perf_counter(), cpu_seconds(proc.pid), cpu_seconds()
-            database = local_postgres_cpu_seconds() if load.database_url else None
+            # Only the tracker uses the database; the baselines never touch it.
+            uses_database = bool(load.database_url) and server == "agi"
+            database = local_postgres_cpu_seconds() if uses_database else None
             with collector_paused():
                 async with (
                     asyncio.timeout(seconds + 2 * REQUEST_TIMEOUT_S),

@@ -60,6 +60,7 @@ from bench.common import (
     cpu_seconds,
     fresh_database,
     local_postgres_cpu_seconds,
+    local_postgres_cpu_since,
     machine,
     median,
     percentile,
@@ -361,9 +362,7 @@ async def measure(
             result.elapsed_s = time.perf_counter() - begin
             result.server_cpu_s = cpu_seconds(proc.pid) - cpu
             result.client_cpu_s = cpu_seconds() - own
-            database_after = local_postgres_cpu_seconds() if database is not None else None
-            if database is not None and database_after is not None:
-                result.database_cpu_s = database_after - database
+            result.database_cpu_s = local_postgres_cpu_since(database)
             if samples:
                 await finish_sampling(
                     samples, [("agi", proc.pid, result.server_cpu_s)], max(1, result.ok)

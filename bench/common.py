@@ -21,7 +21,7 @@ import resource
 import secrets
 import statistics
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -181,10 +181,26 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 def user_and_kernel_seconds(pid: int | None = None) -> tuple[float, float]:
     """utime and stime of `pid` (default: this process; not its children), in seconds."""
-    stat = Path(f"/proc/{pid if pid is not None else 'self'}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    fields = _stat_fields(pid if pid is not None else "self")
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces): [1] the
+    parent, [11] utime, [12] stime, [13] cutime, [14] cstime, in clock ticks."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _pids_named(name: str) -> Iterator[int]:
+    """This host's processes whose command name is `name` (any gone meanwhile skipped)."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == name:
+                yield int(comm.parent.name)
+        except OSError:  # the process went away meanwhile
+            continue
 
 
 def context_switches(pid: int) -> tuple[int, int]:
@@ -201,13 +217,7 @@ def context_switches(pid: int) -> tuple[int, int]:
 
 def local_broker_pid() -> int | None:
     """The pid of a RabbitMQ broker on this host (its Erlang VM, `beam.smp`), if one runs."""
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if comm.read_text().strip() == "beam.smp":
-                return int(comm.parent.name)
-        except OSError:  # the process went away meanwhile
-            continue
-    return None
+    return next(_pids_named("beam.smp"), None)
 
 
 def local_postgres_cpu_seconds() -> float | None:
@@ -217,12 +227,9 @@ def local_postgres_cpu_seconds() -> float | None:
     the database's share of it, other clients of the same server included."""
     tick = os.sysconf("SC_CLK_TCK")
     ticks, seen = 0, False
-    for comm in Path("/proc").glob("[0-9]*/comm"):
+    for pid in _pids_named("postgres"):
         try:
-            if comm.read_text().strip() != "postgres":
-                continue
-            stat = (comm.parent / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
+            fields = _stat_fields(pid)
             parent = Path(f"/proc/{fields[1]}/comm").read_text().strip()
         except OSError:  # the process went away meanwhile
             continue
@@ -231,6 +238,13 @@ def local_postgres_cpu_seconds() -> float | None:
         if parent != "postgres":  # the postmaster: its exited backends' time
             ticks += int(fields[13]) + int(fields[14])
     return ticks / tick if seen else None
+
+
+def local_postgres_cpu_since(start: float | None) -> float | None:
+    """What the local PostgreSQL server spent since `local_postgres_cpu_seconds()` gave
+    `start`; None when either reading is missing."""
+    now = local_postgres_cpu_seconds() if start is not None else None
+    return None if start is None or now is None else now - start
 
 
 def host_jiffies() -> tuple[int, int]:

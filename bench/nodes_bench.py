@@ -73,6 +73,7 @@ from bench.common import (
     host_jiffies,
     local_broker_pid,
     local_postgres_cpu_seconds,
+    local_postgres_cpu_since,
     machine,
     median_row,
     percentile,
@@ -268,10 +269,7 @@ async def _measure(
     backlog, drained = await _drained(db, DRAIN_WITHIN_S)
     all_cpu = sum(cpu_seconds(pid) for pid in every) - all0
     broker_cpu = cpu_seconds(broker) - broker0 if broker is not None else None
-    database1 = local_postgres_cpu_seconds()
-    database_cpu = (
-        database1 - database0 if database0 is not None and database1 is not None else None
-    )
+    database_cpu = local_postgres_cpu_since(database0)
     batches = sum([await _batches(http, n.port) for n in webs]) - sum(batches0)
     forwarding = sum([await _forwarding(http, n.port) for n in webs], Counter[str]())
     shown = sockets.leased_numbers()

@@ -155,7 +155,12 @@ def _tables_statement(
     )
     params: list[Any] = []
     for (_table, rows), (fields, defaults) in zip(tables, plan.tables, strict=True):
-        params += [[convert(row[name]) for row in rows] for name, convert in fields]
+        params += [
+            [row[name] for row in rows]  # most columns: not a call per value
+            if convert is _same
+            else [convert(row[name]) for row in rows]
+            for name, convert in fields
+        ]
         params += defaults
     if also:
         params += also[1]

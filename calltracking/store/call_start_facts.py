@@ -19,7 +19,6 @@ Rules (those of `SqlCallRecorder.start_call`, calls.py, for many calls at once):
 
 from __future__ import annotations
 
-import functools
 import json
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
@@ -34,7 +33,7 @@ from sqlalchemy.engine import Connection
 from calltracking.core.records import CallKey
 from calltracking.store import schema as t
 from calltracking.store.driver_select import select_rows
-from calltracking.store.sites import Site, site_from_row
+from calltracking.store.sites import SITE_COLUMNS, Site, site_from_row, site_from_text_row
 
 # Rows kept per number (leases) and per visitor (visits) when choosing the one at a call's time;
 # a batch spans milliseconds, so the newest few always include it.
@@ -124,27 +123,11 @@ def _newest(table: sa.Table, part: sa.Column[Any], order: sa.Column[Any]) -> dic
 
 _NUMBERS = _per_dialect(lambda d: sa.select(t.numbers).where(_one_of(d, t.numbers.c.e164, "dids")))
 _LEASES = _newest(t.leases, t.leases.c.number, t.leases.c.assigned_at)
-# What a Site is built from (sites.site_from_row): not the state version or recent changes,
-# which every lease bumps. On SQLite the JSON columns come as their stored text, so a row is
-# hashable and a site unchanged since the last batch is a cache hit (`_site`), not a JSON parse
-# and a settings validation per batch.
-_SITE_COLUMNS = (
-    "id",
-    "account_id",
-    "key",
-    "name",
-    "domains",
-    "default_initial",
-    "default_expired",
-    "default_untracked",
-    "settings",
-    "created_at",
-    "deleted_at",
-)
 
 
 def _sites(dialect: str) -> sa.Select[Any]:
-    columns: list[Any] = [t.sites.c[name] for name in _SITE_COLUMNS]
+    # On SQLite its JSON columns come as their stored text (`site_from_text_row`).
+    columns: list[Any] = [t.sites.c[name] for name in SITE_COLUMNS]
     if dialect == "sqlite":
         columns = [
             sa.type_coerce(c, sa.Text).label(c.name) if isinstance(c.type, sa.JSON) else c
@@ -154,14 +137,6 @@ def _sites(dialect: str) -> sa.Select[Any]:
 
 
 _SITES = _per_dialect(_sites)
-
-
-@functools.lru_cache(maxsize=256)
-def _site(row: Any) -> Site:
-    """The Site of a SQLite row of `_SITES` (its JSON columns as text)."""
-    return site_from_row(
-        row._replace(domains=json.loads(row.domains), settings=json.loads(row.settings))
-    )
 
 
 _VISITS = _newest(t.visits, t.visits.c.visitor_id, t.visits.c.started_at)
@@ -219,7 +194,7 @@ def read_numbers(conn: Connection, starts: Sequence[CallStart]) -> NumbersSeen:
     sites = {}
     if site_ids:
         rows = _execute(conn, _SITES, {"ids": sorted(site_ids)})
-        site_of = _site if conn.dialect.name == "sqlite" else site_from_row
+        site_of = site_from_text_row if conn.dialect.name == "sqlite" else site_from_row
         sites = {r.id: site_of(r) for r in rows}
     visitor_ids = sorted({r.visitor_id for rows in leases.values() for r in rows if r.visitor_id})
     visits: dict[str, list[Any]] = {}

@@ -17,6 +17,10 @@ Rules (the same reads as call_start_facts.py, the same values):
 - Each table's rows come back as one array of anonymous records, their fields in the schema's
   column order, each converted by SQLAlchemy's result processor for its column as
   `Connection.execute` would (driver_select.py runs the statement); rows are named tuples.
+  Sites are the exception: only what a Site is built from (`sites.SITE_COLUMNS`: not the state
+  version and recent changes every lease bumps), their JSON columns as text, so that a site
+  unchanged since an earlier batch is taken from `site_from_text_row`'s cache instead of being
+  parsed and validated again (as call_start_facts.py does on SQLite).
 - READ COMMITTED: the statement sees one snapshot, as each of the separate statements did.
 - Every set is an index probe per key (`= ANY(ARRAY(...))`, `LATERAL ... LIMIT`), never a scan:
   the batches' connection runs it on a generic plan made once (call_starts_pg.py), which must
@@ -43,11 +47,17 @@ from calltracking.core.records import CallKey
 from calltracking.store import schema as t
 from calltracking.store.call_start_facts import MONTH_AROUND, NEWEST, CallStart, Facts
 from calltracking.store.driver_select import fetch_rows, select_rows
-from calltracking.store.sites import site_from_row
+from calltracking.store.sites import SITE_COLUMNS, SITE_JSON_COLUMNS, site_from_text_row
 
 
 def _row(alias: str, table: sa.Table) -> str:
     return "ROW(" + ", ".join(f"{alias}.{c.name}" for c in table.c) + ")"
+
+
+def _site_row() -> str:
+    """A site's record: what a Site is built from, its JSON columns as their text."""
+    fields = (f"s.{c}::text" if c in SITE_JSON_COLUMNS else f"s.{c}" for c in SITE_COLUMNS)
+    return "ROW(" + ", ".join(fields) + ")"
 
 
 def _sql(dialect: Dialect) -> str:
@@ -80,7 +90,7 @@ st AS (SELECT x.pbx_id, x.linkedid
 SELECT
   ARRAY(SELECT {_row("n", t.numbers)} FROM n) AS numbers,
   ARRAY(SELECT {_row("l", t.leases)} FROM l ORDER BY l.number, l.assigned_at DESC) AS leases,
-  ARRAY(SELECT {_row("s", t.sites)} FROM s) AS sites,
+  ARRAY(SELECT {_site_row()} FROM s) AS sites,
   ARRAY(SELECT {_row("v", t.visits)} FROM v ORDER BY v.visitor_id, v.started_at DESC) AS visits,
   ARRAY(SELECT {_row("vb", t.visits)} FROM vb) AS visits_by_id,
   ARRAY(SELECT {_row("a", t.accounts)} FROM a) AS accounts,
@@ -90,12 +100,21 @@ SELECT
 """
 
 
-_ARRAYS = ("numbers", "leases", "sites", "visits", "visits_by_id", "accounts")
-_EXTRA = ("called_before", "leads", "stored")
+# The statement's columns, in its SELECT's order; `_TABLES` those of whole table rows.
+_COLUMNS = (
+    "numbers",
+    "leases",
+    "sites",
+    "visits",
+    "visits_by_id",
+    "accounts",
+    "called_before",
+    "leads",
+    "stored",
+)
 _TABLES = {
     "numbers": t.numbers,
     "leases": t.leases,
-    "sites": t.sites,
     "visits": t.visits,
     "visits_by_id": t.visits,
     "accounts": t.accounts,
@@ -116,7 +135,7 @@ def _statement(dialect: Dialect) -> Any:
             sa.bindparam("since", type_=t.UtcDateTime()),
             sa.bindparam("until", type_=t.UtcDateTime()),
         )
-        .columns(*(sa.column(name, sa.types.NullType()) for name in _ARRAYS + _EXTRA))
+        .columns(*(sa.column(name, sa.types.NullType()) for name in _COLUMNS))
     )
 
 
@@ -131,6 +150,25 @@ def _converter(dialect: Dialect, table: sa.Table) -> Callable[[tuple[Any, ...]],
     processors = [c.type._cached_result_processor(dialect, None) for c in table.c]
     if not any(processors):
         return lambda record: row(*record)
+    pairs = list(enumerate(processors))
+
+    def convert(record: tuple[Any, ...]) -> Any:
+        return row(*(record[i] if p is None else p(record[i]) for i, p in pairs))
+
+    return convert
+
+
+@functools.lru_cache(maxsize=4)
+def _site_converter(dialect: Dialect) -> Callable[[tuple[Any, ...]], Any]:
+    """A site's record (`_site_row`) as the hashable named tuple `site_from_text_row` takes:
+    its JSON columns left as text, the others through their columns' result processors."""
+    row = namedtuple("SiteRow", SITE_COLUMNS)  # type: ignore[misc]
+    processors = [
+        None
+        if name in SITE_JSON_COLUMNS
+        else t.sites.c[name].type._cached_result_processor(dialect, None)
+        for name in SITE_COLUMNS
+    ]
     pairs = list(enumerate(processors))
 
     def convert(record: tuple[Any, ...]) -> Any:
@@ -169,7 +207,7 @@ def read_params(starts: Sequence[CallStart]) -> dict[str, Any]:
 def facts_of(dialect: Dialect, got: Any) -> tuple[Facts, frozenset[CallKey]]:
     """The statement's one row as the batch's facts and its stored keys."""
     rows = {
-        name: list(map(_converter(dialect, _TABLES[name]), getattr(got, name))) for name in _ARRAYS
+        name: list(map(_converter(dialect, _TABLES[name]), getattr(got, name))) for name in _TABLES
     }
     leases: dict[str, list[Any]] = {}
     for r in rows["leases"]:
@@ -180,7 +218,7 @@ def facts_of(dialect: Dialect, got: Any) -> tuple[Facts, frozenset[CallKey]]:
     facts = Facts(
         numbers={r.e164: r for r in rows["numbers"]},
         leases=leases,
-        sites={r.id: site_from_row(r) for r in rows["sites"]},
+        sites={r.id: site_from_text_row(r) for r in map(_site_converter(dialect), got.sites)},
         visits=visits,
         visits_by_id={r.id: r for r in rows["visits_by_id"]},
         accounts={r.id: r for r in rows["accounts"]},

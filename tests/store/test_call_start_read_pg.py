@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import make_url
 
 from calltracking.core.records import CallKey
+from calltracking.core.settings import settings_to_json
 from calltracking.store import schema as t
 from calltracking.store.call_batches import CallStartBatcher
 from calltracking.store.call_start_facts import (
@@ -32,6 +33,7 @@ from calltracking.store.call_start_facts import (
 from calltracking.store.call_start_read_pg import _statement, read_all
 from calltracking.store.calls import SqlCallRecorder
 from calltracking.store.db import Database
+from calltracking.store.sites import site_from_text_row
 from tests.integration.pbx import PBX, Scene, seed_scene
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("any_db", ["postgres"], indirect=True)]
@@ -132,6 +134,35 @@ async def test_one_statement_reads_what_the_separate_statements_read(any_db: Dat
     assert set(together.earlier) == {(scene.site.account_id, REGULAR)}
     visits = next(iter(together.visits.values()))
     assert visits[0].started_at.tzinfo is UTC and visits[0].started_at <= CALL_AT
+
+
+async def test_a_site_is_parsed_again_only_when_what_it_is_built_from_changed(
+    any_db: Database,
+) -> None:
+    scene = await seed_scene(any_db, HELLO_AT)
+    starts = [CallStart(CallKey(PBX, "x"), scene.leased, REGULAR, CALL_AT)]
+    sites = t.sites.update().where(t.sites.c.id == scene.site.id)
+
+    async def site_read() -> Any:
+        async with any_db.read() as conn:
+            facts, _stored = await conn.run_sync(read_all, starts)
+        return facts.sites[scene.site.id]
+
+    first = await site_read()
+    # Every lease bumps the version and the recent changes: the site is the one read before.
+    async with any_db.write() as conn:
+        await conn.execute(sites.values(state_version=t.sites.c.state_version + 1))
+    misses = site_from_text_row.cache_info().misses
+    assert await site_read() is first
+    assert site_from_text_row.cache_info().misses == misses
+    # Its settings changed: the next batch sees them.
+    settings = settings_to_json(first.settings, mask_secrets=False)
+    settings["route"] = "100@sales"
+    async with any_db.write() as conn:
+        await conn.execute(sites.values(settings=settings))
+    changed = await site_read()
+    assert changed.settings.route == "100@sales" and first.settings.route is None
+    assert changed.id == first.id and changed.key == first.key
 
 
 async def test_an_empty_store_reads_nothing_for_unknown_numbers(any_db: Database) -> None:

@@ -21,7 +21,10 @@ def day_of(at: datetime, tz: tzinfo) -> date:
 
 def month_of(at: datetime, tz: tzinfo) -> str:
     """The "YYYY-MM" month `at` falls in, in `tz`."""
-    return at.astimezone(tz).strftime("%Y-%m")
+    local = at.astimezone(tz)
+    # Not strftime: a call start asks this once per call, and strftime cost it several times
+    # as much (it also writes a year before 1000 without the zeros `parse_month` requires).
+    return f"{local.year:04d}-{local.month:02d}"
 
 
 def parse_month(month: str) -> date:

@@ -275,7 +275,7 @@ async def _measure(
     shown = sockets.leased_numbers()
     async with db.read() as conn:
         doubled_in_db = await _numbers_leased_twice(conn)
-    await sockets.close_all()
+    closes = await _closes(sockets, db, webs)
     shown_twice = sum(1 for count in Counter(shown).values() if count > 1)
     row = {
         "in flight": in_flight,
@@ -310,6 +310,35 @@ async def _measure(
         "forwarded to owner": forwarding["forwarded"],
         "forwarded per message": forwarding["forwarded"] / max(1, forwarding["batches"]),
         "hellos per group commit": args.n / max(1, batches),
+        **closes,
+    }
+
+
+async def _closes(sockets: Sockets, db: Database, webs: list[Any]) -> dict[str, float]:
+    """Every visitor leaves at once: the time until the store has closed every tab, and the
+    web nodes' and the database's CPU per close meanwhile."""
+    count = len(sockets.open)
+    cpu0 = sum(cpu_seconds(n.proc.pid) for n in webs)
+    database0 = local_postgres_cpu_seconds()
+    begin = time.perf_counter()
+    await sockets.close_all()
+    left = sa.select(sa.func.count()).select_from(t.tabs)
+    while time.perf_counter() - begin < DRAIN_WITHIN_S:
+        async with db.read() as conn:
+            if not await conn.scalar(left):
+                break
+        await asyncio.sleep(0.02)
+    elapsed = time.perf_counter() - begin
+    cpu = sum(cpu_seconds(n.proc.pid) for n in webs) - cpu0
+    database_cpu = local_postgres_cpu_since(database0)
+    return {
+        "closes/s": count / elapsed,
+        "web CPU ms/close": cpu * 1000 / max(1, count),
+        **(
+            {"database CPU ms/close": database_cpu * 1000 / max(1, count)}
+            if database_cpu is not None
+            else {}
+        ),
     }
 
 

@@ -17,6 +17,7 @@ from calltracking.store.db import Database
 from calltracking.store.sites import get_site
 from tests.api.conftest import Api, serving
 from tests.support.tcpproxy import TcpProxy
+from web import access_log
 from web.access_log import RedactingAccessLogger
 
 CALLER = "+79161234567"
@@ -104,6 +105,22 @@ async def test_masked_secrets_sent_back_keep_the_stored_ones(api: Api) -> None:
         "PATCH", f"/api/v1/sites/{site['id']}", token, json={"settings": wrong}
     )
     assert (status, answer["error"]["field"]) == (422, "settings.analytics.ga4.api_secret")
+
+
+def test_a_line_below_the_access_loggers_level_is_not_even_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logger = logging.getLogger("test.access.quiet")
+    logger.setLevel(logging.INFO)
+
+    def redacted(path_qs: str) -> str:
+        raise AssertionError(f"{path_qs} was redacted for a line nobody logs")
+
+    monkeypatch.setattr(access_log, "redact", redacted)
+    request = make_mocked_request("GET", "/ws?site=k", headers={"User-Agent": "ua"})
+    RedactingAccessLogger(logger, "").log(request, web.Response(status=101), 12.5)
+    with pytest.raises(AssertionError, match="redacted"):  # an INFO line is built
+        RedactingAccessLogger(logger, "").log(request, web.Response(status=200), 0.01)
 
 
 def test_websocket_upgrades_are_access_logged_at_debug_level_only() -> None:

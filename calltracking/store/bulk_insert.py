@@ -189,11 +189,11 @@ def _tables_plan(
         arrays = []
         for column in columns:
             n += 1
-            arrays.append(f"${n}::{_element_type(dialect, column.type)}[]")
+            arrays.append(f"${n}::{element_type(dialect, column.type)}[]")
         scalars = []
         for column in defaults:
             n += 1
-            scalars.append(f"${n}::{_element_type(dialect, column.type)}")
+            scalars.append(f"${n}::{element_type(dialect, column.type)}")
         names = ", ".join(quote(c.name) for c in columns + defaults)
         picks = ", ".join(["u.*", *scalars])
         inserts.append(
@@ -209,7 +209,8 @@ def _tables_plan(
     return _TablesPlan(sql=sql, tables=tuple(parts))
 
 
-def _element_type(dialect: Dialect, column_type: Any) -> str:
+def element_type(dialect: Dialect, column_type: Any) -> str:
+    """The SQL type a column's values are passed as (text for every string, see above)."""
     if isinstance(column_type, sa.String):
         return "TEXT"
     return str(column_type.compile(dialect=dialect))
@@ -252,15 +253,16 @@ def _plan(dialect: Dialect, table: sa.Table, given: tuple[str, ...]) -> _Plan:
     )
     return _Plan(
         sql=sql,
-        fields=tuple((name, _converter(dialect, table.c[name].type)) for name in given),
+        fields=tuple((name, bind_converter(dialect, table.c[name].type)) for name in given),
         defaults=tuple(
-            _converter(dialect, c.type)(c.default.arg)  # type: ignore[union-attr]
+            bind_converter(dialect, c.type)(c.default.arg)  # type: ignore[union-attr]
             for c in defaults
         ),
     )
 
 
-def _converter(dialect: Dialect, column_type: Any) -> Convert:
+def bind_converter(dialect: Dialect, column_type: Any) -> Convert:
+    """A column's value as this module binds it (what SQLAlchemy would store)."""
     sqlite = dialect.name == "sqlite"
     if isinstance(column_type, UtcDateTime):
         return _sqlite_moment if sqlite else _aware_moment

@@ -21,45 +21,48 @@ from calltracking.core.events import Event, EventKey
 from calltracking.core.kinds import DisplayKind
 from calltracking.store import schema as t
 from calltracking.store.bulk_insert import Also, insert_rows, insert_rows_on, insert_tables
-from calltracking.store.driver_write import execute_many_on
+from calltracking.store.driver_write import (
+    KeyedUpdate,
+    delete_keys_on,
+    execute_many_on,
+    update_rows_on,
+)
 from calltracking.store.ids import time_ordered_id
 from calltracking.store.sql_lists import one_of
 
 _b = sa.bindparam
 # The statements a batch runs per kind of row, built once: driver_write.py caches its plan per
-# statement object.
-_END_LEASES = (
-    t.leases.update()
-    .where(t.leases.c.id == _b("b_id"))
-    .values(ended_at=_b("ended_at"), end_reason=_b("end_reason"))
+# statement object. On PostgreSQL a batch of many rows runs each KeyedUpdate as one statement.
+_END_LEASES = KeyedUpdate(
+    t.leases, "id", "b_id", (("ended_at", "ended_at"), ("end_reason", "end_reason"))
 )
-_RELEASE_NUMBERS = (
-    t.numbers.update()
-    .where(t.numbers.c.e164 == _b("b_e164"))
-    .values(last_released_at=_b("at"), last_visitor_id=_b("visitor"), cooling_site_id=_b("b_site"))
+_RELEASE_NUMBERS = KeyedUpdate(
+    t.numbers,
+    "e164",
+    "b_e164",
+    (("last_released_at", "at"), ("last_visitor_id", "visitor"), ("cooling_site_id", "b_site")),
 )
-_CLOSE_DISPLAYS = (
-    t.displays.update()
-    .where(t.displays.c.visitor_id == _b("b_visitor"), t.displays.c.ended_at.is_(None))
-    .values(ended_at=_b("at"))
+_CLOSE_DISPLAYS = KeyedUpdate(
+    t.displays, "visitor_id", "b_visitor", (("ended_at", "at"),), only_null="ended_at"
 )
-_DELETE_TAB = t.tabs.delete().where(t.tabs.c.id == _b("b_id"))
-_TAB_VISIBLE = t.tabs.update().where(t.tabs.c.id == _b("b_id")).values(visible=_b("visible"))
-_VISITOR_STATE = (
-    t.visitors.update()
-    .where(t.visitors.c.id == _b("b_id"))
-    .values(
-        last_seen_at=_b("last_seen_at"),
-        last_activity_at=_b("last_activity_at"),
-        revoked_at=_b("revoked_at"),
-        waiting_since=_b("waiting_since"),
-        wants_number=_b("wants_number"),
-        bot=_b("bot"),
-    )
+_TAB_VISIBLE = KeyedUpdate(t.tabs, "id", "b_id", (("visible", "visible"),))
+_VISITOR_STATE = KeyedUpdate(
+    t.visitors,
+    "id",
+    "b_id",
+    tuple(
+        (column, column)
+        for column in (
+            "last_seen_at",
+            "last_activity_at",
+            "revoked_at",
+            "waiting_since",
+            "wants_number",
+            "bot",
+        )
+    ),
 )
-_VISIT_SEEN = (
-    t.visits.update().where(t.visits.c.id == _b("b_id")).values(last_seen_at=_b("last_seen_at"))
-)
+_VISIT_SEEN = KeyedUpdate(t.visits, "id", "b_id", (("last_seen_at", "last_seen_at"),))
 
 
 def _cut(value: str | None, size: int) -> str | None:
@@ -310,12 +313,14 @@ class BatchWrites:
         await write.insert(t.displays, rows)
 
     async def _tabs(self, write: _Writer) -> None:
-        if self.tabs_gone:
-            if write.driver is None:  # one statement for all
-                conn = write.conn
+        if self.tabs_gone:  # one statement for all
+            conn = write.conn
+            if write.driver is None:
                 await conn.execute(t.tabs.delete().where(one_of(conn, t.tabs.c.id, self.tabs_gone)))
-            else:  # one round trip for all
-                await write.many(_DELETE_TAB, [{"b_id": tab} for tab in sorted(self.tabs_gone)])
+            else:
+                await delete_keys_on(
+                    write.driver, conn.dialect, t.tabs, "id", sorted(self.tabs_gone)
+                )
         visible = [
             {"b_id": tab, "visible": value}
             for tab, value in self.tabs_visible.items()
@@ -384,8 +389,14 @@ class _Writer:
         self.driver = driver
 
     async def many(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        """`statement` (a KeyedUpdate or a statement) once per row, in order."""
         if not rows:
             return
+        if isinstance(statement, KeyedUpdate):
+            if self.driver is not None:
+                await update_rows_on(self.driver, self.conn.dialect, statement, rows)
+                return
+            statement = statement.per_row
         if self.driver is None:
             await self.conn.execute(statement, rows)
         else:

@@ -22,6 +22,10 @@ this host ("broker CPU ms/visitor"), PostgreSQL's the same way ("database CPU ms
 of the whole host's CPU busy while the sockets opened ("host busy %": what one more node could
 still use on this machine).
 
+Last, every visitor leaves at once (all sockets closed together): "closes/s" until the store
+holds no tab, and the web nodes' and the database's CPU per close meanwhile ("web CPU ms/close",
+"database CPU ms/close"). A visitor leaves once for every time it arrives.
+
 `--web-cpu 0.25` holds every web node to a quarter of a core (a cgroup each, bench/cpu_quota.py;
 needs root): each node is then a small machine of its own, the client, PostgreSQL, RabbitMQ
 and the workers node keep the rest of the host, and one node against two measures what a

@@ -44,11 +44,8 @@ DEDUP_SIZE = 10_000
 
 
 @functools.lru_cache(maxsize=4096)  # a bus has a few patterns and a few dozen keys
-@functools.lru_cache(maxsize=4096)
 def topic_matches(pattern: str, key: str) -> bool:
-    """AMQP topic matching: `*` is exactly one word, `#` zero or more words. Memoised: the
-    in-process bus asks it per queue for every event published or weighed (`MemoryBus.wanted`),
-    always of the same few patterns and keys."""
+    """AMQP topic matching: `*` is exactly one word, `#` zero or more words."""
     return _match(tuple(pattern.split(".")), tuple(key.split(".")))
 
 

@@ -5,9 +5,12 @@ on a fresh SQLite file, or `--database-url` PostgreSQL), each tab from its visit
 address through a trusted proxy header. When every tab shows its dynamic number, the tracker is
 stopped with SIGTERM (tabs are closed with 1012, leases end, holds begin) and started again on
 the same database; then every tab reconnects at the same instant with its visitor id. Measured:
-the time until every tab shows a number again, how many show their own number from before (the
-rest changed hands: must be none), and the tracker's CPU seconds for the storm. The storm's tabs
-come from `--clients` processes (bench/storm_clients.py), all told to go at the same instant.
+the time from SIGTERM to the tracker's exit (`stop_s`: what a deploy waits before it may start
+the new one; the tabs here never answer the server's close frame, so it includes aiohttp's
+5 s shutdown timeout, which browsers, answering at once, do not cost), the time until every tab
+shows a number again, how many show their own number from before (the rest changed hands: must
+be none), and the tracker's CPU seconds for the storm. The storm's tabs come from `--clients`
+processes (bench/storm_clients.py), all told to go at the same instant.
 """
 
 from __future__ import annotations
@@ -188,8 +191,10 @@ async def run(
             await asyncio.gather(*(open_tab(http, port, site.key, t, gate) for t in more))
             print(f"reconnect_bench: {len(more)} more tabs open", file=sys.stderr, flush=True)
             before = {t.visitor_id: t.number for t in first}
+            stopping = time.perf_counter()
             tracker.send_signal(signal.SIGTERM)
             await tracker.wait()
+            stop_s = time.perf_counter() - stopping
             for t in first + more:
                 if isinstance(t.ws, aiohttp.ClientWebSocketResponse):
                     await t.ws.close()
@@ -215,6 +220,7 @@ async def run(
     return {
         "visitors": visitors,
         "tabs": len(storm),
+        "stop_s": round(stop_s, 2),
         "storm_s": round(storm_s, 2),
         "slowest_tab_s": round(max((seconds for _, _, seconds in reached), default=0.0), 2),
         "own_number_again": same,

@@ -326,12 +326,7 @@ async def _closes(sockets: Sockets, db: Database, webs: list[Any]) -> dict[str, 
     database0 = local_postgres_cpu_seconds()
     begin = time.perf_counter()
     await sockets.close_all()
-    left = sa.select(sa.func.count()).select_from(t.tabs)
-    while time.perf_counter() - begin < DRAIN_WITHIN_S:
-        async with db.read() as conn:
-            if not await conn.scalar(left):
-                break
-        await asyncio.sleep(0.02)
+    await _until_none(db, sa.select(sa.func.count()).select_from(t.tabs), DRAIN_WITHIN_S)
     elapsed = time.perf_counter() - begin
     cpu = sum(cpu_seconds(n.proc.pid) for n in webs) - cpu0
     database_cpu = local_postgres_cpu_since(database0)
@@ -402,19 +397,24 @@ async def _drained(db: Database, within_s: float) -> tuple[int, float]:
     """(events unpublished now, seconds until none are), then a pause for the consumers; the
     seconds are `within_s` if the outbox never empties."""
     pending = sa.select(sa.func.count()).where(t.outbox.c.published_at.is_(None))
+    backlog, drained = await _until_none(db, pending, within_s)
+    await asyncio.sleep(CONSUMERS_SETTLE_S)
+    return backlog, drained
+
+
+async def _until_none(db: Database, count: Any, within_s: float) -> tuple[int, float]:
+    """(what `count` counts now, seconds until it counts none, or `within_s` if it never does)."""
 
     async def left() -> int:
         async with db.read() as conn:
-            return int(await conn.scalar(pending) or 0)
+            return int(await conn.scalar(count) or 0)
 
     begin = time.perf_counter()
-    backlog = still = await left()
+    first = still = await left()
     while still and time.perf_counter() - begin < within_s:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
         still = await left()
-    drained = time.perf_counter() - begin
-    await asyncio.sleep(CONSUMERS_SETTLE_S)
-    return backlog, drained
+    return first, time.perf_counter() - begin
 
 
 async def _numbers_leased_twice(conn: Any) -> int:

@@ -33,7 +33,13 @@ from sqlalchemy.engine import Connection
 from calltracking.core.records import CallKey
 from calltracking.store import schema as t
 from calltracking.store.driver_select import select_rows
-from calltracking.store.sites import SITE_COLUMNS, Site, site_from_row, site_from_text_row
+from calltracking.store.sites import (
+    SITE_COLUMNS,
+    SITE_JSON_COLUMNS,
+    Site,
+    site_from_row,
+    site_from_text_row,
+)
 
 # Rows kept per number (leases) and per visitor (visits) when choosing the one at a call's time;
 # a batch spans milliseconds, so the newest few always include it.
@@ -130,7 +136,7 @@ def _sites(dialect: str) -> sa.Select[Any]:
     columns: list[Any] = [t.sites.c[name] for name in SITE_COLUMNS]
     if dialect == "sqlite":
         columns = [
-            sa.type_coerce(c, sa.Text).label(c.name) if isinstance(c.type, sa.JSON) else c
+            sa.type_coerce(c, sa.Text).label(c.name) if c.name in SITE_JSON_COLUMNS else c
             for c in columns
         ]
     return sa.select(*columns).where(_one_of(dialect, t.sites.c.id, "ids"))

@@ -146,29 +146,29 @@ Convert = Callable[[Any], Any]
 def _converter(dialect: Dialect, table: sa.Table) -> Callable[[tuple[Any, ...]], Any]:
     """A record's fields (the table's columns, in order) as the named tuple `select(table)`
     gives through driver_select.py, each value through its column's result processor."""
-    row = namedtuple("Row", [c.key for c in table.c])  # type: ignore[misc]
     processors = [c.type._cached_result_processor(dialect, None) for c in table.c]
-    if not any(processors):
-        return lambda record: row(*record)
-    pairs = list(enumerate(processors))
-
-    def convert(record: tuple[Any, ...]) -> Any:
-        return row(*(record[i] if p is None else p(record[i]) for i, p in pairs))
-
-    return convert
+    return _records("Row", [c.key for c in table.c], processors)
 
 
 @functools.lru_cache(maxsize=4)
 def _site_converter(dialect: Dialect) -> Callable[[tuple[Any, ...]], Any]:
     """A site's record (`_site_row`) as the hashable named tuple `site_from_text_row` takes:
     its JSON columns left as text, the others through their columns' result processors."""
-    row = namedtuple("SiteRow", SITE_COLUMNS)  # type: ignore[misc]
     processors = [
         None
         if name in SITE_JSON_COLUMNS
         else t.sites.c[name].type._cached_result_processor(dialect, None)
         for name in SITE_COLUMNS
     ]
+    return _records("SiteRow", SITE_COLUMNS, processors)
+
+
+def _records(
+    name: str, fields: Sequence[str], processors: Sequence[Convert | None]
+) -> Callable[[tuple[Any, ...]], Any]:
+    row = namedtuple(name, fields)  # type: ignore[misc]
+    if not any(processors):
+        return lambda record: row(*record)
     pairs = list(enumerate(processors))
 
     def convert(record: tuple[Any, ...]) -> Any:

@@ -132,7 +132,7 @@ SITE_JSON_COLUMNS = frozenset(
 def site_from_text_row(row: Any) -> Site:
     """The Site of a row of SITE_COLUMNS whose JSON columns are their stored text."""
     return site_from_row(
-        row._replace(domains=json.loads(row.domains), settings=json.loads(row.settings))
+        row._replace(**{c: json.loads(getattr(row, c)) for c in SITE_JSON_COLUMNS})
     )
 
 

@@ -32,6 +32,9 @@ Rules (those of StreamReader, which the channel was written against):
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
+import sys
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
@@ -40,6 +43,11 @@ LINE_END = b"\n"
 # is handed a new bytes object per read that the transport allocates at 256 KiB and shrinks (with
 # glibc, often an mmap, mremap and munmap per read: measured, most of a read's cost).
 READ_CHUNK = 4096
+# Linux's `struct tcp_info` (include/uapi/linux/tcp.h): eight one-byte fields, then u32s, of
+# which the twelfth, `tcpi_last_data_recv`, counts the milliseconds since data last came in
+# (skipped: 8 bytes and 11 u32s).
+TCP_INFO_LAST_DATA_RECV = struct.Struct("=52xI")
+KERNEL_WAIT_READABLE = sys.platform == "linux" and hasattr(socket, "TCP_INFO")
 
 
 class Lines(Protocol):
@@ -124,6 +132,23 @@ class AgiConnection(asyncio.BufferedProtocol):
 
     def peername(self) -> Any:
         return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    def since_data_s(self) -> float | None:
+        """Seconds since the peer's last bytes reached this host (Linux's TCP_INFO), None where
+        that cannot be read. Asked right after those bytes were read, it is how long they
+        waited for this process."""
+        sock = None if self.transport is None else self.transport.get_extra_info("socket")
+        if sock is None or not KERNEL_WAIT_READABLE:
+            return None
+        try:
+            size = TCP_INFO_LAST_DATA_RECV.size
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, size)
+        except OSError:
+            return None
+        if len(info) < TCP_INFO_LAST_DATA_RECV.size:
+            return None
+        milliseconds: int = TCP_INFO_LAST_DATA_RECV.unpack(info)[0]
+        return milliseconds / 1000
 
     async def readuntil(self, separator: bytes) -> bytes:
         while True:

@@ -14,7 +14,8 @@ Rules:
 - A peer outside `allow` (CALLTRACKING_AGI_ALLOW; empty allows any) is closed at once, before a
   byte is read, and counted as refused; such refusals are logged at most once a minute.
 - While the event loop is late (guard.py: a tick more than `max_lag_s` late, by default the
-  whole budget, which no session could keep then), a session is answered at once: its header
+  whole budget, which no session could keep then; after `WATCHDOG_REST_AFTER_S` without a
+  session, the header's own wait in the kernel), a session is answered at once: its header
   is read and the socket closed without a command, so the dialplan, seeing no
   `CALLTRACKING_KIND`, takes its default route instead of waiting on a process that cannot
   keep the budget.
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from agi.channel import AgiChannel, HeaderTooLarge, describe, read_env
-from agi.connection import AgiConnection
+from agi.connection import KERNEL_WAIT_READABLE, AgiConnection
 from agi.facts import SCRIPT_NAME, script_name
 from agi.guard import LoopWatchdog
 from agi.handler import CallTrackingHandler, Outcome
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 DEFAULT_HEADER_LIMIT = 16 * 1024
 # Part of the budget kept back for setting the error variables after a failure.
 MAX_RESERVE_S = 0.1
+# A quiet spell after which the loop watchdog stops ticking (guard.py): an idle tracker sleeps.
+WATCHDOG_REST_AFTER_S = 2.0
 
 
 def _utc_now() -> datetime:
@@ -84,7 +87,10 @@ class AgiServer:
         self._refusals = LogThrottle(60.0)
         # Seconds of each connection from accept to close; serve.py points it at /metrics.
         self.observe_dialogue: Callable[[float], None] = lambda seconds: None
-        self.watchdog = LoopWatchdog(budget_s if max_lag_s is None else max_lag_s)
+        self.watchdog = LoopWatchdog(
+            budget_s if max_lag_s is None else max_lag_s,
+            rest_after_s=WATCHDOG_REST_AFTER_S if KERNEL_WAIT_READABLE else None,
+        )
 
     async def start(self) -> None:
         if self._server is not None:
@@ -191,7 +197,7 @@ class AgiServer:
                 _peer(connection),
             )
             return Outcome.REFUSED
-        if not self.watchdog.healthy():
+        if not self.watchdog.healthy(connection.since_data_s):
             log.warning("FastAGI: loop late; %s answered at once, unattributed", describe(env))
             return Outcome.OVERLOADED
         return await self._handler.handle(AgiChannel(connection), env, deadline, self._reserve_s)

@@ -10,7 +10,11 @@ import socket
 import threading
 import time
 
+import pytest
+
 from agi import AgiServer, Outcome
+from agi.connection import KERNEL_WAIT_READABLE
+from agi.guard import LoopWatchdog
 from tests.agi.test_agi_server import BASE, NOW, PBX, MemoryRecorder, counted, play
 
 FREEZE_S = 1.0
@@ -52,5 +56,63 @@ async def test_a_session_reaching_a_frozen_loop_is_answered_at_once_then_served_
         session = await play(server)
         assert session.sets[-1][0] == "CALLTRACKING_KIND"  # attributed again
         assert counted(server)[Outcome.RESOLVED] == 1
+    finally:
+        await server.stop()
+
+
+async def _rested(server: AgiServer) -> None:
+    async with asyncio.timeout(10):
+        while not server.watchdog.resting:  # noqa: ASYNC110  # it rests after rest_after_s
+            await asyncio.sleep(0.02)
+
+
+def _resting_server() -> AgiServer:
+    server = AgiServer(MemoryRecorder(), PBX, "7", "127.0.0.1", 0, budget_s=5, clock=lambda: NOW)
+    server.watchdog = LoopWatchdog(0.3, rest_after_s=0.2)
+    return server
+
+
+async def test_a_quiet_watchdog_stops_ticking_and_the_next_session_starts_it_again() -> None:
+    server = _resting_server()
+    await server.start()
+    try:
+        await _rested(server)
+        ticks = server.watchdog.ticks
+        await asyncio.sleep(0.3)  # six ticks' worth
+        assert server.watchdog.ticks == ticks  # an idle tracker is not woken 20 times a second
+        session = await play(server)
+        assert session.sets[-1][0] == "CALLTRACKING_KIND"
+        assert not server.watchdog.resting
+        async with asyncio.timeout(5):
+            while server.watchdog.ticks == ticks:  # noqa: ASYNC110  # the session woke it
+                await asyncio.sleep(0.02)
+    finally:
+        await server.stop()
+
+
+@pytest.mark.skipif(
+    not KERNEL_WAIT_READABLE, reason="a session's wait is read from Linux's TCP_INFO"
+)
+async def test_a_session_reaching_a_frozen_loop_after_a_quiet_spell_is_answered_at_once() -> None:
+    server = _resting_server()
+    await server.start()
+    try:
+        await _rested(server)
+        go = threading.Event()
+        client = asyncio.create_task(
+            asyncio.to_thread(_asterisk_during_freeze, server.port, BASE.env_block, go)
+        )
+        await asyncio.sleep(0)
+        go.set()
+        time.sleep(FREEZE_S)  # noqa: ASYNC251  # the tracker freezes with no tick to see it
+        received = await asyncio.wait_for(client, 10)
+        assert received == b""
+        assert counted(server) == {Outcome.OVERLOADED: 1}
+        assert server.watchdog.worst_lag_s >= FREEZE_S / 2  # the header's own wait
+        async with asyncio.timeout(10):
+            while not server.watchdog.healthy():  # noqa: ASYNC110  # it holds for hold_s
+                await asyncio.sleep(0.05)
+        session = await play(server)
+        assert session.sets[-1][0] == "CALLTRACKING_KIND"
     finally:
         await server.stop()

@@ -5,13 +5,15 @@ buffered without end; a write after the connection was lost fails."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agi.connection import AgiConnection
+from agi.connection import KERNEL_WAIT_READABLE, AgiConnection
 from tests.agi import settled
 
 LIMIT = 64
@@ -148,3 +150,33 @@ async def test_a_paused_writer_waits_for_resume() -> None:
     connection.resume_writing()
     await asyncio.wait_for(draining, 1)
     assert transport.written == b"SET VARIABLE X 1\n"
+
+
+@pytest.mark.skipif(not KERNEL_WAIT_READABLE, reason="read from Linux's TCP_INFO")
+async def test_it_tells_how_long_the_bytes_read_waited_in_the_kernel() -> None:
+    accepted: asyncio.Queue[AgiConnection] = asyncio.Queue()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: AgiConnection(LIMIT, accepted.put_nowait), "127.0.0.1", 0
+    )
+    try:
+        port = server.sockets[0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as peer:
+            connection = await asyncio.wait_for(accepted.get(), 5)
+            peer.sendall(b"agi_network: yes\n")
+            time.sleep(0.3)  # noqa: ASYNC251  # the loop is busy elsewhere while they wait
+            assert await asyncio.wait_for(connection.readuntil(b"\n"), 5) == b"agi_network: yes\n"
+            waited = connection.since_data_s()
+            assert waited is not None and 0.25 <= waited < 5
+            peer.sendall(b"agi_request: agi://x/calltracking\n")
+            await asyncio.wait_for(connection.readuntil(b"\n"), 5)
+            waited = connection.since_data_s()
+            assert waited is not None and waited < 0.25
+            connection.close()
+            await asyncio.wait_for(connection.wait_closed(), 5)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_without_a_socket_the_wait_is_unknown() -> None:
+    assert AgiConnection(LIMIT, lambda connection: None).since_data_s() is None

@@ -70,6 +70,7 @@ class LoopWatchdog:
     def start(self) -> None:
         if self._task is None:
             self._last_tick = self._last_session = asyncio.get_running_loop().time()
+            self._resting = False
             self._task = asyncio.create_task(self._run(), name="agi-loop-watchdog")
 
     async def stop(self) -> None:

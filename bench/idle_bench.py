@@ -1,10 +1,10 @@
 """How much CPU an idle tracker burns: `calltracking serve` with nobody on it.
 
 The tracker runs as an operator starts it (the `calltracking serve` console entry, all parts or
-`--only ...`), on a fresh SQLite file (or the `--database-url` given) holding one configured
-site with a pool of numbers and no visitors, no AMI host. Once `/livez` answers and a warm-up
-has passed, the process's CPU time (utime + stime from /proc/<pid>/stat) is read before and
-after `--seconds` of wall time; cores used = CPU seconds / wall seconds. The target (issue 9):
+`--only ...`), on a fresh SQLite file (or a new database on the `--database-url` server) holding
+one configured site with a pool of numbers and no visitors, no AMI host. Once `/livez` answers and
+a warm-up has passed, the process's CPU time (utime + stime from /proc/<pid>/stat) is read before
+and after `--seconds` of wall time; cores used = CPU seconds / wall seconds. The target (issue 9):
 under 0.005 of a core.
 """
 
@@ -20,7 +20,7 @@ import time
 
 import aiohttp
 
-from bench.common import LOOPBACK, cpu_seconds, machine, seed_site, table
+from bench.common import LOOPBACK, cpu_seconds, fresh_database, machine, seed_site, table
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
 
@@ -95,8 +95,9 @@ async def main_async(args: argparse.Namespace) -> None:
     rows = []
     for only in args.only or [None]:
         with tempfile.TemporaryDirectory() as tmp:
-            url = args.database_url or f"sqlite+aiosqlite:///{tmp}/idle.db"
-            cores = await measure(only, url, args.amqp_url, args.seconds)
+            async with fresh_database(args.database_url) as fresh:
+                url = fresh or f"sqlite+aiosqlite:///{tmp}/idle.db"
+                cores = await measure(only, url, args.amqp_url, args.seconds)
         label = only or "all parts"
         print(f"idle {label}: {cores:.4f} cores over {args.seconds:.0f} s", flush=True)
         rows.append([label, "sqlite" if url.startswith("sqlite") else "postgresql", cores])
@@ -110,7 +111,12 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="*", help="part sets to measure one after another, e.g. web workers,agi"
     )
-    parser.add_argument("--database-url", default="", help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="a PostgreSQL server (postgresql+asyncpg://...): each measurement gets a new "
+        "database on it; default: a fresh SQLite file",
+    )
     parser.add_argument("--amqp-url", default="", help="needed by --only (RabbitMQ)")
     asyncio.run(main_async(parser.parse_args()))
 

@@ -1,16 +1,16 @@
 """Reconnect storm: every open tab comes back at once after a tracker restart (a deploy).
 
 `--visitors` visitors with `--tabs` tabs each open against `calltracking serve` (a child process,
-on a fresh SQLite file, or `--database-url` PostgreSQL), each tab from its visitor's own client
-address through a trusted proxy header. When every tab shows its dynamic number, the tracker is
-stopped with SIGTERM (tabs are closed with 1012, leases end, holds begin) and started again on
-the same database; then every tab reconnects at the same instant with its visitor id. Measured:
-the time from SIGTERM to the tracker's exit (`stop_s`: what a deploy waits before it may start
-the new one; the tabs here never answer the server's close frame, so it includes aiohttp's
-5 s shutdown timeout, which browsers, answering at once, do not cost), the time until every tab
-shows a number again, how many show their own number from before (the rest changed hands: must
-be none), and the tracker's CPU seconds for the storm. The storm's tabs come from `--clients`
-processes (bench/storm_clients.py), all told to go at the same instant.
+on a fresh SQLite file, or a new database on the `--database-url` PostgreSQL server), each tab from
+its visitor's own client address through a trusted proxy header. When every tab shows its dynamic
+number, the tracker is stopped with SIGTERM (tabs are closed with 1012, leases end, holds begin)
+and started again on the same database; then every tab reconnects at the same instant with its
+visitor id. Measured: the time from SIGTERM to the tracker's exit (`stop_s`: what a deploy waits
+before it may start the new one; the tabs here never answer the server's close frame, so it
+includes aiohttp's 5 s shutdown timeout, which browsers, answering at once, do not cost), the time
+until every tab shows a number again, how many show their own number from before (the rest changed
+hands: must be none), and the tracker's CPU seconds for the storm. The storm's tabs come from
+`--clients` processes (bench/storm_clients.py), all told to go at the same instant.
 """
 
 from __future__ import annotations
@@ -29,7 +29,15 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import DESKTOP_UA, LOOPBACK, ORIGIN, cpu_seconds, raise_nofile, seed_site
+from bench.common import (
+    DESKTOP_UA,
+    LOOPBACK,
+    ORIGIN,
+    cpu_seconds,
+    fresh_database,
+    raise_nofile,
+    seed_site,
+)
 from bench.storm_clients import LINE_LIMIT
 from bench.ws_client import LeanSocket, connect
 from calltracking.store.db import Database
@@ -172,6 +180,13 @@ async def run(
     clients: int = 1,
 ) -> dict[str, Any]:
     raise_nofile(4 * visitors * tabs + 1024)
+    async with fresh_database(database_url or "") as fresh:
+        return await _run_on(fresh, visitors, tabs, opening, profile, clients)
+
+
+async def _run_on(
+    database_url: str, visitors: int, tabs: int, opening: int, profile: str | None, clients: int
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-storm-") as tmp:
         url = database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}"
         db = Database(url)
@@ -236,7 +251,11 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=5000)
     parser.add_argument("--tabs", type=int, default=2)
     parser.add_argument("--opening", type=int, default=100, help="handshakes in flight at first")
-    parser.add_argument("--database-url", default=None, help="PostgreSQL (an empty database)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server (postgresql+asyncpg://...): the run gets a new database on it",
+    )
     parser.add_argument("--profile", default=None, help="cProfile the restarted tracker to FILE")
     parser.add_argument(
         "--clients", type=int, default=2, help="client processes the storm's tabs come from"

@@ -163,14 +163,14 @@ async def test_it_tells_how_long_the_bytes_read_waited_in_the_kernel() -> None:
         with socket.create_connection(("127.0.0.1", port)) as peer:
             connection = await asyncio.wait_for(accepted.get(), 5)
             peer.sendall(b"agi_network: yes\n")
-            time.sleep(0.3)  # noqa: ASYNC251  # the loop is busy elsewhere while they wait
+            time.sleep(0.6)  # noqa: ASYNC251  # the loop is busy elsewhere while they wait
             assert await asyncio.wait_for(connection.readuntil(b"\n"), 5) == b"agi_network: yes\n"
             waited = connection.since_data_s()
-            assert waited is not None and 0.25 <= waited < 5
+            assert waited is not None and 0.55 <= waited < 5
             peer.sendall(b"agi_request: agi://x/calltracking\n")
             await asyncio.wait_for(connection.readuntil(b"\n"), 5)
             waited = connection.since_data_s()
-            assert waited is not None and waited < 0.25
+            assert waited is not None and waited < 0.5  # read at once this time
             connection.close()
             await asyncio.wait_for(connection.wait_closed(), 5)
     finally:

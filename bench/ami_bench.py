@@ -5,7 +5,7 @@ has logged in, a `go` makes it place `--calls` calls of the load profile's mix (
 missed, busy, failed, hung up during the AGI) as fast as it can at `--speed`, then emit a
 sentinel. Two consumers read that stream, each from a fresh sim:
 - listener: the real `AmiListener` feeding `SqlCallRecorder` on a fresh, migrated SQLite file
-  (or the PostgreSQL database `--database-url` names, emptied before each run);
+  (or a new database on the PostgreSQL server `--database-url` names, one per run);
   done when every call has been ended in the store (counted at the recorder, checked in the
   `calls` table afterwards);
 - bare: a TCP reader that logs in, reads and splits the byte stream into messages (on the blank
@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from ami_listener.listener import AmiListener
 from bench.ami_source import SECRET, SENTINEL, USERNAME
-from bench.common import LOOPBACK, child, machine, median, table
+from bench.common import LOOPBACK, child, fresh_database, machine, median, table
 from calltracking.core.callflow.facts import CallEnded, Fact
 from calltracking.core.kinds import CallStatus
 from calltracking.core.records import CallKey, OpenCall, Resolution
@@ -128,11 +128,16 @@ async def poll(check: Any, interval_s: float = 0.005) -> None:
 # -- consumers -------------------------------------------------------------------------------------
 async def run_listener(calls: int, source: tuple[str, ...], database_url: str = "") -> Result:
     result = Result("listener", calls)
+    async with fresh_database(database_url) as fresh:
+        return await _run_listener_on(fresh, calls, source, result)
+
+
+async def _run_listener_on(
+    database_url: str, calls: int, source: tuple[str, ...], result: Result
+) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-ami-") as tmp:
         db = Database(database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'ct.db'}")
         try:
-            if not db.is_sqlite:
-                await empty(db)
             await migrate(db)
             recorder = CountingRecorder(SqlCallRecorder(db))
             async with child("bench.ami_source", *source) as sim:
@@ -173,13 +178,6 @@ async def run_listener(calls: int, source: tuple[str, ...], database_url: str = 
         finally:
             await db.close()
     return result
-
-
-async def empty(db: Database) -> None:
-    """Each run starts from an empty PostgreSQL database (the one `--database-url` names)."""
-    async with db.write() as conn:
-        await conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-        await conn.execute(sa.text("CREATE SCHEMA public"))
 
 
 async def stored_calls(db: Database) -> tuple[int, int]:
@@ -342,7 +340,8 @@ def main() -> None:
     parser.add_argument(
         "--database-url",
         default="",
-        help="an EMPTY PostgreSQL database, emptied before each run (default: a fresh SQLite file)",
+        help="a PostgreSQL server (postgresql+asyncpg://...): each run gets a new database on it "
+        "(default: a fresh SQLite file)",
     )
     args = parser.parse_args()
     if not 1 <= args.repeat <= 10 or not 1 <= args.calls <= 20_000:

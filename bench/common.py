@@ -21,6 +21,7 @@ import resource
 import secrets
 import statistics
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -176,6 +177,10 @@ def rss_kib(pid: int | None = None) -> int:
 
 def cpu_seconds(pid: int | None = None) -> float:
     """utime + stime of `pid` (default: this process; not its children), in seconds."""
+    if pid is None:
+        # The process's own clock counts nanoseconds; /proc counts ticks of 10 ms, too coarse for
+        # a run of a few hundred visitors (decider_profile's 200 moved in steps of 0.05 ms each).
+        return time.process_time()
     return sum(user_and_kernel_seconds(pid))
 
 
@@ -302,8 +307,6 @@ def reference_loop_ms(rounds: int = 3) -> float:
     """A fixed pure-Python workload (a million dict updates and string joins), best of
     `rounds`, in ms: the machine's speed at the time of a run, so that runs of different
     sessions, on hosts up to twice as fast as each other, can be told apart."""
-    import time
-
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()

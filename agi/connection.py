@@ -140,12 +140,12 @@ class AgiConnection(asyncio.BufferedProtocol):
         sock = None if self.transport is None else self.transport.get_extra_info("socket")
         if sock is None or not KERNEL_WAIT_READABLE:
             return None
+        size = TCP_INFO_LAST_DATA_RECV.size
         try:
-            size = TCP_INFO_LAST_DATA_RECV.size
             info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, size)
         except OSError:
             return None
-        if len(info) < TCP_INFO_LAST_DATA_RECV.size:
+        if len(info) < size:
             return None
         milliseconds: int = TCP_INFO_LAST_DATA_RECV.unpack(info)[0]
         return milliseconds / 1000

@@ -21,6 +21,7 @@ reference counting free the transport at once.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from asyncio import selector_events
@@ -35,7 +36,6 @@ OLD_THRESHOLD = 20
 
 def settle_after_startup() -> None:
     """Call once, when every part listens: what exists now lives as long as the process."""
-    release_lost_transports()
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
@@ -51,6 +51,7 @@ def release_lost_transports() -> None:
     if lost is None or getattr(lost, "releases_read_callback", False):
         return
 
+    @functools.wraps(lost)
     def _call_connection_lost(self: Any, exc: BaseException | None) -> None:
         try:
             lost(self, exc)

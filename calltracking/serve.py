@@ -26,7 +26,7 @@ from calltracking.bus.base import Bus
 from calltracking.bus.memory import MemoryBus
 from calltracking.bus.relay import OutboxRelay
 from calltracking.config import Config, ConfigError
-from calltracking.heap import settle_after_startup
+from calltracking.heap import release_lost_transports, settle_after_startup
 from calltracking.services import Services
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
@@ -95,6 +95,7 @@ async def running(
     tweak: Callable[[Services], None] | None = None,
 ) -> AsyncIterator[Running]:
     """Start the chosen parts; yields once they listen, stops them on exit."""
+    release_lost_transports()  # before the first socket: every closed one is freed at once
     async with AsyncExitStack() as stack:
         db = Database(config.database_url)
         stack.push_async_callback(db.close)

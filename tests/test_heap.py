@@ -1,12 +1,18 @@
 import asyncio
 import contextlib
 import gc
+import inspect
 import weakref
+from asyncio import selector_events
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from calltracking.config import Config
 from calltracking.heap import YOUNG_THRESHOLD, release_lost_transports, settle_after_startup
+from calltracking.serve import running
 
 
 @pytest.fixture
@@ -36,6 +42,15 @@ def test_garbage_made_after_settling_is_still_collected(restored_gc: None) -> No
     a.other, b.other = b, a
     del a, b
     assert gc.collect() > 0
+
+
+@pytest.fixture
+def transports_as_asyncio_has_them() -> Iterator[None]:
+    transport: Any = getattr(selector_events, "_SelectorSocketTransport")  # noqa: B009
+    current = transport._call_connection_lost
+    transport._call_connection_lost = inspect.unwrap(current)
+    yield
+    transport._call_connection_lost = current
 
 
 @pytest.mark.parametrize("ending", ["close", "abort", "peer_close"])
@@ -70,3 +85,21 @@ async def test_a_lost_socket_transport_is_freed_without_the_collector(ending: st
             assert served[0]() is None  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+async def test_a_running_tracker_frees_each_closed_socket_without_the_collector(
+    tmp_path: Path, transports_as_asyncio_has_them: None
+) -> None:
+    config = Config(database_url=f"sqlite+aiosqlite:///{tmp_path / 'ct.db'}", agi_port=0)
+    async with running(config, ["agi"]) as state:
+        gc.disable()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", state.agi_port)
+            transport = weakref.ref(writer.transport)
+            writer.close()
+            await writer.wait_closed()
+            await asyncio.sleep(0)
+            del reader, writer
+            assert transport() is None
+        finally:
+            gc.enable()

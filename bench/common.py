@@ -322,27 +322,28 @@ def reference_loop_ms(rounds: int = 3) -> float:
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 
-def reserve_numbers(count: int) -> list[str]:
-    return [f"+7495111{n:04d}" for n in range(1, count + 1)]
+def reserve_numbers(count: int, index: int = 0) -> list[str]:
+    """The reserve of the `index`th seeded site (each its own numbers)."""
+    return [f"+749511{1 + index}{n:04d}" for n in range(1, count + 1)]
 
 
-async def seed_site(db: Database, pool: int, *, grown: bool = False) -> Site:
+async def seed_site(db: Database, pool: int, *, grown: bool = False, index: int = 0) -> Site:
     """An account and a site on `shop.example` with `pool` reserve numbers it may lease; with
-    `grown`, already in its pool (`pool_min` = `pool_max`), as a site that has been running."""
+    `grown`, already in its pool (`pool_min` = `pool_max`), as a site that has been running.
+    Sites of other `index`es (up to 8) have numbers of their own, the same settings."""
     async with db.write() as conn:
         # max_numbers counts the three defaults too
         account = await create_account(conn, "bench", T0, max_numbers=pool + 3)
-        await add_to_reserve(conn, reserve_numbers(pool), T0)
+        await add_to_reserve(conn, reserve_numbers(pool, index), T0)
         settings = dataclasses.replace(SiteSettings(), pool_max=pool, pool_min=pool if grown else 0)
         site = await create_site(
             conn,
             account_id=account.id,
-            name="shop",
+            name="shop" if not index else f"shop {index + 1}",
             domains=("shop.example",),
             defaults={
-                "initial": "+74950009001",
-                "expired": "+74950009002",
-                "untracked": "+74950009003",
+                kind: f"+7495000{9001 + 10 * index + k}"
+                for k, kind in enumerate(("initial", "expired", "untracked"))
             },
             settings=settings,
             now=T0,

@@ -11,14 +11,14 @@ first run and prints its top functions by cumulative and by own time.
 `--close` then closes every tab, as many at once, and reports closes per second and CPU per
 close (a tab's close ends its lease: the group commits of a site whose visitors come and go).
 
-`--pool 200` against `--pool 20000` with `-n 200` shows whether a new visitor's cost depends on
-the size of the pool it is drawn from. `--grown` starts with the pool grown to `--pool` (a site
-that has been running: no hello grows it from the reserve); two `--concurrency` values then
-give the cost of a group commit apart from a hello's (docs/benchmarks.md). `--history N`
-first stores N visitors who came and left before (a visitor, a visit and an ended lease each,
-all with random ids, as a tracker stored them before store/ids.py): whether it depends on how
-many visitors the database already holds. The heap is settled after seeding, as `serve`
-settles it once it listens (calltracking/heap.py).
+`--pool 200 20000` with `-n 200` shows whether a new visitor's cost depends on the size of the
+pool it is drawn from: the sizes take turns, run by run, and the table has a row for each.
+`--grown` starts with the pool grown to `--pool` (a site that has been running: no hello grows
+it from the reserve); two `--concurrency` values then give the cost of a group commit apart
+from a hello's (docs/benchmarks.md). `--history N` first stores N visitors who came and left
+before (a visitor, a visit and an ended lease each, all with random ids, as a tracker stored
+them before store/ids.py): whether it depends on how many visitors the database already holds.
+The heap is settled after seeding, as `serve` settles it once it listens (calltracking/heap.py).
 """
 
 from __future__ import annotations
@@ -197,7 +197,13 @@ async def _run_on(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=5000)
-    parser.add_argument("--pool", type=int, default=0, help="the pool's size (default: -n)")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="the pool's size (default: -n); several sizes take turns, run by run",
+    )
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--database-url", default=None, help="a PostgreSQL server (any database)")
@@ -212,32 +218,48 @@ def main() -> None:
         "--close", action="store_true", help="then close every tab, as many at once (timed too)"
     )
     args = parser.parse_args()
-    pool = args.pool or args.n
-    if pool < args.n:
+    pools = [pool or args.n for pool in args.pool]
+    if min(pools) < args.n:
         parser.error("--pool must hold -n visitors")
-    runs = [
-        asyncio.run(
-            run(
-                args.n,
-                pool,
-                args.concurrency,
-                args.database_url,
-                args.profile if i == 0 else None,
-                args.history,
-                args.grown,
-                args.close,
+    # Pools take turns within each repeat, so that the host's drift falls on each alike.
+    runs: dict[int, list[tuple[float, ...]]] = {pool: [] for pool in pools}
+    for i in range(args.repeat):
+        for pool in pools:
+            runs[pool].append(
+                asyncio.run(
+                    run(
+                        args.n,
+                        pool,
+                        args.concurrency,
+                        args.database_url,
+                        args.profile if i == 0 and pool == pools[0] else None,
+                        args.history,
+                        args.grown,
+                        args.close,
+                    )
+                )
             )
-        )
-        for i in range(args.repeat)
-    ]
-    rate, cpu_ms = median([r[0] for r in runs]), median([r[1] for r in runs])
-    print(f"decider_profile: median of {len(runs)}: {rate:.0f}/s, {cpu_ms:.3f} ms of CPU each")
-    headers = ["new visitors", "earlier visitors", "concurrency", "hellos/s", "CPU ms/hello"]
-    row: list[object] = [args.n, f"{args.history:,}", args.concurrency, rate, cpu_ms]
+    headers = ["pool", "new visitors", "earlier visitors", "concurrency", "hellos/s"]
+    headers += ["CPU ms/hello"]
     if args.close:
         headers += ["closes/s", "CPU ms/close"]
-        row += [median([r[2] for r in runs]), median([r[3] for r in runs])]
-    print(table(headers, [row]))
+    if len(pools) > 1:
+        headers += ["CPU x first pool"]
+    rows: list[list[object]] = []
+    first_cpu = median([r[1] for r in runs[pools[0]]])
+    for pool, results in runs.items():
+        rate, cpu_ms = median([r[0] for r in results]), median([r[1] for r in results])
+        print(
+            f"decider_profile: pool {pool}, median of {len(results)}: {rate:.0f}/s, "
+            f"{cpu_ms:.3f} ms of CPU each"
+        )
+        row: list[object] = [pool, args.n, f"{args.history:,}", args.concurrency, rate, cpu_ms]
+        if args.close:
+            row += [median([r[2] for r in results]), median([r[3] for r in results])]
+        if len(pools) > 1:
+            row += [cpu_ms / first_cpu]
+        rows.append(row)
+    print(table(headers, rows))
 
 
 if __name__ == "__main__":

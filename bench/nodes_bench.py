@@ -30,7 +30,13 @@ holds no tab, and the web nodes' and the database's CPU per close meanwhile ("we
 needs root): each node is then a small machine of its own, the client, PostgreSQL, RabbitMQ
 and the workers node keep the rest of the host, and one node against two measures what a
 second node adds rather than what the host has left. "busiest web node throttled %" is then
-the share of the run the kernel held that node back (high: its quota was the limit).
+the share of the run the kernel held that node back (high: its quota was the limit), and "web
+quota used %" the share of the web nodes' quotas they spent. That share is what the comparison
+rests on: near 100 in both layouts, each layout ran at what its nodes can carry. When the two
+nodes spend clearly less of theirs than the one node did while "host busy %" is high, the
+client, PostgreSQL, RabbitMQ and the workers node left them too little of this host (the
+faster the nodes are beside the rest, the sooner), and the ratio measures the host, not the
+second node.
 
 `--parts 2` splits the site into two parts (`calltracking split-site`) in the runs with several
 web nodes: each node then decides its own sockets' new visitors in the part it owns. The
@@ -90,6 +96,7 @@ from bench.common import (
 from bench.cpu_quota import Limited, cpu_quota
 from bench.cpu_samples import finish_sampling, sampler_env, start_sampling
 from bench.soak_nodes import Nodes, Sockets, free_port, tracker_nodes
+from calltracking.cluster.shards import shard_of
 from calltracking.store import schema as t
 from calltracking.store.db import Database
 from calltracking.store.migrate import migrate
@@ -120,6 +127,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="split the site into this many parts in runs with several web nodes "
         "(`calltracking split-site`); one node keeps it whole, its best layout [1]",
+    )
+    parser.add_argument(
+        "--site-per-node",
+        action="store_true",
+        help="in runs with several web nodes, a site of its own for each node (the same pool "
+        "each) and each node's sockets to its own: what the nodes carry when they share "
+        "nothing but this host and the database, the most any layout of one site could reach",
     )
     parser.add_argument(
         "--grown",
@@ -190,6 +204,9 @@ async def run_once(
     with tempfile.TemporaryDirectory(prefix="nodes-bench-") as tmp:
         async with _database(args.database_url) as (db_url, db):
             site = await seed_site(db, pool=args.pool or args.n + 100, grown=args.grown)
+            sites = [site]
+            if web_nodes > 1 and args.site_per_node:
+                sites = await _own_sites(db, site, web_nodes, args)
             if web_nodes > 1 and args.parts > 1:
                 await split_site(db, site.id, args.parts)
             with fresh_vhost(args.amqp_url) as amqp_url:
@@ -216,13 +233,26 @@ async def run_once(
                     async with aiohttp.ClientSession(connector=connector) as http:
                         await _workers_relaying(http, nodes)
                         with quota as limited:
-                            row = await _measure(args, site, nodes, http, db, limited, samples)
+                            row = await _measure(args, sites, nodes, http, db, limited, samples)
     return {"web nodes": web_nodes, **row}
+
+
+async def _own_sites(db: Database, first: Site, count: int, args: argparse.Namespace) -> list[Site]:
+    """`count` sites, `first` among them, each in a shard of its own: each then has its own
+    owner, the node its sockets go to (a shard shared by two sites would have one owner)."""
+    sites = [first]
+    index = 1
+    while len(sites) < count:
+        site = await seed_site(db, pool=args.pool or args.n + 100, grown=args.grown, index=index)
+        index += 1
+        if shard_of(site.id) not in {shard_of(s.id) for s in sites}:
+            sites.append(site)
+    return sites
 
 
 async def _measure(
     args: argparse.Namespace,
-    site: Site,
+    sites: list[Site],
     nodes: Nodes,
     http: aiohttp.ClientSession,
     db: Database,
@@ -232,7 +262,13 @@ async def _measure(
     webs = [n for n in nodes.nodes if n.web]
     ports = nodes.web_ports[:1] if args.all_to_first else nodes.web_ports
     in_flight = _in_flight(args, len(ports))
-    sockets = Sockets(site, ports, asyncio.Semaphore(in_flight), own_addresses=True)
+    sockets = Sockets(
+        sites[0],
+        ports,
+        asyncio.Semaphore(in_flight),
+        own_addresses=True,
+        sites=sites if len(sites) > 1 else None,
+    )
     every = [n.proc.pid for n in nodes.nodes]
     broker = local_broker_pid()
     broker0 = cpu_seconds(broker) if broker is not None else 0.0
@@ -298,6 +334,7 @@ async def _measure(
     }
     if limited:
         row["busiest web node throttled %"] = 100 * max(throttled) / elapsed
+        row["web quota used %"] = 100 * sum(cpu) / (elapsed * args.web_cpu * len(webs))
     return {
         **row,
         "backlog": backlog,

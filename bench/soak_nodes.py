@@ -157,6 +157,8 @@ class Sockets:
     # Each socket from its own address (`X-Forwarded-For`, for nodes that trust loopback's):
     # otherwise the per-address cap, not the pool, decides who gets a number.
     own_addresses: bool = False
+    # One site per port (the same order): each node's sockets to a site of their own.
+    sites: list[Site] | None = None
     _next: int = 0
 
     async def open_many(self, count: int, wait: bool = True) -> None:
@@ -204,7 +206,8 @@ class Sockets:
         try:
             try:
                 sent = time.perf_counter()
-                ws.send_text(json.dumps({"type": "hello", "site": self.site.key}))
+                site = self.sites[key % len(self.ports)] if self.sites else self.site
+                ws.send_text(json.dumps({"type": "hello", "site": site.key}))
                 await self._first_number(ws, key, sent)
             except (OSError, TimeoutError, ValueError):
                 self._give_up(key, ready)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from calltracking.core.engine import SiteEngine, SiteRules, Visitor
-from calltracking.core.engine.parts import ids_in_part, number_part, part_of, part_settings
+from calltracking.core.engine.parts import holder_part, ids_in_part, part_of, part_settings
 from calltracking.core.engine.pool import Lease, Number
 from calltracking.core.kinds import DisplayKind
 from calltracking.core.leases import NumberSnapshot, is_cooling_for
@@ -57,9 +57,7 @@ async def load_engine(
         ids=ids_in_part(ids, part or 0, parts),
         record_ids=record_ids,
     )
-    numbers = await _pool_numbers(conn, site.id)
-    if parts > 1:
-        numbers = {e164: n for e164, n in numbers.items() if number_part(n, parts) == part}
+    numbers = await _pool_numbers(conn, site.id, part=part or 0, parts=parts)
     leased_first = sorted(numbers.values(), key=_activity_order)
     for number in leased_first:  # leases keep their activity order
         engine.pool.add(number)
@@ -118,25 +116,16 @@ async def catch_up(
 
 
 async def _pool_numbers(
-    conn: AsyncConnection, site_id: str, only: Collection[str] | None = None
+    conn: AsyncConnection,
+    site_id: str,
+    only: Collection[str] | None = None,
+    *,
+    part: int = 0,
+    parts: int = 1,
 ) -> dict[str, Number]:
     """The site's pool and static numbers (or those of `only` still there), with their active
-    leases and each lease's last activity."""
-    n = t.numbers.c
-    query = sa.select(n.e164, n.role, n.last_visitor_id, n.last_released_at).where(
-        n.site_id == site_id, n.role.in_(("pool", "static"))
-    )
-    if only is not None:
-        query = query.where(one_of(conn, n.e164, only))
-    numbers = {
-        r.e164: Number(
-            r.e164,
-            static=r.role == "static",
-            last_visitor_id=r.last_visitor_id,
-            released_at=r.last_released_at,
-        )
-        for r in await conn.execute(query)
-    }
+    leases and each lease's last activity; with `parts` > 1, only those of part `part`
+    (`holder_part`), the others never built: a node deciding one part holds only its own."""
     le, v = t.leases.c, t.visitors.c
     leases = (
         sa.select(
@@ -153,9 +142,26 @@ async def _pool_numbers(
     )
     if only is not None:
         leases = leases.where(one_of(conn, le.number, only))
-    for row in await conn.execute(leases):
-        number = numbers.get(row.number)
-        if number is not None:
+    leased = {row.number: row for row in await conn.execute(leases)}
+    n = t.numbers.c
+    query = sa.select(n.e164, n.role, n.last_visitor_id, n.last_released_at).where(
+        n.site_id == site_id, n.role.in_(("pool", "static"))
+    )
+    if only is not None:
+        query = query.where(one_of(conn, n.e164, only))
+    numbers: dict[str, Number] = {}
+    for r in await conn.execute(query):
+        row = leased.get(r.e164)
+        holder = row.visitor_id if row is not None else None
+        if parts > 1 and holder_part(r.e164, r.last_visitor_id, holder, parts) != part:
+            continue
+        number = Number(
+            r.e164,
+            static=r.role == "static",
+            last_visitor_id=r.last_visitor_id,
+            released_at=r.last_released_at,
+        )
+        if row is not None:
             number.lease = Lease(
                 row.id,
                 row.number,
@@ -167,6 +173,7 @@ async def _pool_numbers(
                 # last activity before it (as the engine that assigned it counts).
                 max(row.assigned_at, row.last_activity_at),
             )
+        numbers[r.e164] = number
     return numbers
 
 

@@ -34,7 +34,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from calltracking.core.engine import SiteEngine
+from calltracking.core.engine import SiteEngine, SiteRules
 from calltracking.core.engine.parts import decision_key, part_of
 from calltracking.store import recent_changes, site_state
 from calltracking.store.db import Database
@@ -80,6 +80,9 @@ class Slot:
     drain: asyncio.Task[None] | None = None
     # What the versions up to `version` changed, as far as this node knows (recent_changes.py).
     changes: list[recent_changes.Change] = field(default_factory=list)
+    # The rules of `site` as this slot applies them, and the `site` they were made from: a
+    # part's share of the pool is a new settings object, made again only when `site` is new.
+    rules: tuple[Site, SiteRules] | None = None
 
 
 class SiteBatches:
@@ -223,7 +226,9 @@ class SiteBatches:
                 slot.changes = []
                 self.reloads += 1
             engine = slot.engine
-            engine.update_rules(rules_of(slot.site, slot.part))
+            if slot.rules is None or slot.rules[0] is not slot.site:
+                slot.rules = (slot.site, rules_of(slot.site, slot.part))
+            engine.update_rules(slot.rules[1])
             # The account's capacity counted here holds until commit (its row stays locked on
             # PostgreSQL; SQLite writers are serial), so growth within it needs no recount.
             offered = _may_grow(engine, len(batch))

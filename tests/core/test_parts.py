@@ -15,6 +15,7 @@ from calltracking.cluster.shards import SHARDS, shard_of
 from calltracking.core.engine.parts import (
     MAX_PARTS,
     decision_key,
+    holder_part,
     ids_in_part,
     number_part,
     part_of,
@@ -53,6 +54,20 @@ def test_a_number_is_in_its_holders_part_else_its_last_holders_else_its_digits()
     assert number_part(Number(e164, lease=lease, last_visitor_id=last), parts) == 1
     assert number_part(Number(e164, last_visitor_id=last), parts) == 2
     assert number_part(Number(e164), parts) == 3
+
+
+@given(
+    st.text(min_size=1, max_size=16),
+    st.one_of(st.none(), st.text(max_size=16)),
+    st.one_of(st.none(), st.text(min_size=1, max_size=16)),
+    st.integers(min_value=1, max_value=MAX_PARTS),
+)
+def test_a_numbers_part_from_its_stored_fields_is_the_part_of_the_number_built_from_them(
+    e164: str, last: str | None, holder: str | None, parts: int
+) -> None:
+    lease = Lease("l1", e164, holder, None, "", T0, T0) if holder is not None else None
+    built = Number(e164, lease=lease, last_visitor_id=last)
+    assert holder_part(e164, last, holder, parts) == number_part(built, parts)
 
 
 @given(

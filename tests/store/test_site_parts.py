@@ -6,14 +6,15 @@ site keeps every lease."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from calltracking.core.engine.parts import part_of
+from calltracking.core.engine.parts import number_part, part_of, part_settings
 from calltracking.core.errors import InvalidInput
 from calltracking.core.kinds import DisplayKind
 from calltracking.store import schema as t
@@ -21,11 +22,12 @@ from calltracking.store.db import Database
 from calltracking.store.decider_state import load_engine
 from calltracking.store.deciders import DeciderService
 from calltracking.store.ids import new_id
+from calltracking.store.queries import site_changes
 from calltracking.store.site_split import split_site
 from calltracking.store.sites import Site, add_to_reserve, get_site
 from calltracking.store.visitors import Hello
 from tests.store.seed import DESKTOP_UA, T0, seed_site
-from tests.store.test_site_catch_up import TwoNodes, _noop, projection
+from tests.store.test_site_catch_up import TwoNodes, _noop, _number_view, projection
 
 
 async def _fresh(db: Database, site_id: str) -> Site:
@@ -105,6 +107,27 @@ async def test_each_part_holds_what_a_whole_reload_of_it_gives(
     assert {part_of(visitor, parts) for visitor in nodes.visitors} == set(range(parts))
 
 
+async def test_the_parts_load_the_sites_numbers_each_in_its_own_part_and_no_other(
+    sqlite_db: Database,
+) -> None:
+    site = await _split_site(sqlite_db, 3)
+    nodes = SplitNodes(sqlite_db, site, random.Random(5))
+    for _ in range(60):  # leases held and ended: numbers with holders and last holders
+        await nodes.step()
+    site = await _fresh(sqlite_db, site.id)
+    async with sqlite_db.read() as conn:
+        whole = await load_engine(conn, site, nodes.now, new_id)
+        loaded = [await load_engine(conn, site, nodes.now, new_id, part=p) for p in range(3)]
+    assert any(n.lease for n in whole.pool.numbers.values())
+    assert any(n.lease is None and n.last_visitor_id for n in whole.pool.numbers.values())
+    for part, engine in enumerate(loaded):
+        assert engine.pool.numbers.keys() == {
+            e164 for e164, n in whole.pool.numbers.items() if number_part(n, 3) == part
+        }
+        for e164, number in engine.pool.numbers.items():
+            assert _number_view(number) == _number_view(whole.pool.numbers[e164])
+
+
 @pytest.mark.postgres
 async def test_parts_on_postgresql_hold_what_a_whole_reload_gives(pg_db: Database) -> None:
     site = await _split_site(pg_db, 2)
@@ -152,6 +175,36 @@ async def test_the_parts_share_the_site_pool_bounds(sqlite_db: Database) -> None
         await service.hello(site, hello, T0 + timedelta(seconds=i))
     assert await _pool_size(sqlite_db, site.id) == 8
     assert len(await _active_leases(sqlite_db, site.id)) == 8
+
+
+async def test_an_operators_change_of_a_split_sites_settings_reaches_each_parts_share(
+    sqlite_db: Database,
+) -> None:
+    site = await _split_site(sqlite_db, 2, show_delay_s=0, max_leases_per_address=None)
+    service = DeciderService(sqlite_db, "node-a", "7")
+
+    async def hellos(first: int, at: datetime) -> None:
+        for i in range(first, first + 6):
+            hello = Hello(
+                url="https://shop.example/",
+                referrer="",
+                user_agent=DESKTOP_UA,
+                address=f"10.4.0.{i}",
+            )
+            await service.hello(site, hello, at)
+
+    await hellos(0, T0)
+    changed = dataclasses.replace(site.settings, hold_s=90, idle_timeout_s=120)
+    async with sqlite_db.write() as conn:
+        await site_changes.update_site(
+            conn, site, name=None, domains=None, defaults=None, settings=changed, now=T0
+        )
+    await hellos(6, T0 + timedelta(seconds=1))
+    slots = [slot for slot in service._batches.slots.values() if slot.engine is not None]
+    assert {slot.part for slot in slots} == {0, 1}
+    for slot in slots:
+        assert slot.engine is not None and slot.part is not None
+        assert slot.engine.rules.settings == part_settings(changed, slot.part, 2)
 
 
 async def test_splitting_a_live_site_keeps_every_lease_and_number_shown(

@@ -36,9 +36,14 @@ def part_of(key: str, parts: int) -> int:
 
 
 def number_part(number: Number, parts: int) -> int:
-    if number.lease is not None:
-        return part_of(number.lease.visitor_id, parts)
-    return part_of(number.last_visitor_id or number.e164, parts)
+    holder = number.lease.visitor_id if number.lease is not None else None
+    return holder_part(number.e164, number.last_visitor_id, holder, parts)
+
+
+def holder_part(e164: str, last_visitor_id: str | None, holder: str | None, parts: int) -> int:
+    """`number_part` from a number's stored fields (`holder`: its lease's visitor), before
+    the number is built: a part loads only its own."""
+    return part_of(holder or last_visitor_id or e164, parts)
 
 
 def ids_in_part(ids: Callable[[], str], part: int, parts: int) -> Callable[[], str]:

@@ -110,16 +110,23 @@ async def test_each_part_holds_what_a_whole_reload_of_it_gives(
 async def test_the_parts_load_the_sites_numbers_each_in_its_own_part_and_no_other(
     sqlite_db: Database,
 ) -> None:
-    site = await _split_site(sqlite_db, 3)
-    nodes = SplitNodes(sqlite_db, site, random.Random(5))
-    for _ in range(60):  # leases held and ended: numbers with holders and last holders
+    # Played whole, then split: numbers now held by a visitor of one part and last held by a
+    # visitor of another, as only a change of the split leaves them.
+    site = await seed_site(sqlite_db, reserve=12, pool_max=8, hold_s=30, idle_timeout_s=60)
+    nodes = TwoNodes(sqlite_db, site, random.Random(5))
+    for _ in range(80):
         await nodes.step()
+    await split_site(sqlite_db, site.id, 3)
     site = await _fresh(sqlite_db, site.id)
     async with sqlite_db.read() as conn:
         whole = await load_engine(conn, site, nodes.now, new_id)
         loaded = [await load_engine(conn, site, nodes.now, new_id, part=p) for p in range(3)]
-    assert any(n.lease for n in whole.pool.numbers.values())
-    assert any(n.lease is None and n.last_visitor_id for n in whole.pool.numbers.values())
+    numbers = whole.pool.numbers.values()
+    assert any(
+        n.lease and part_of(n.lease.visitor_id, 3) != part_of(n.last_visitor_id or n.e164, 3)
+        for n in numbers
+    )
+    assert any(n.lease is None and n.last_visitor_id for n in numbers)
     for part, engine in enumerate(loaded):
         assert engine.pool.numbers.keys() == {
             e164 for e164, n in whole.pool.numbers.items() if number_part(n, 3) == part

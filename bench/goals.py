@@ -36,7 +36,6 @@ def goals(database_url: str, amqp_url: str) -> list[Goal]:
     # A split site, each node held to a quarter of a core, 100 handshakes in flight per node.
     nodes: tuple[str, ...] = ("-n", "3000", "--repeat", "5", "--web-cpu", "0.25", "--grown")
     nodes += ("--parts", "2", "--opening-per-node")
-    pools = ("--repeat", "15")
     return [
         Goal("ws_sqlite", ("bench.ws_bench", "--sizes", "1000", "--repeat", "3")),
         Goal("ws_pg", ("bench.ws_bench", "--sizes", "1000", "--repeat", "3", *pg)),
@@ -45,7 +44,10 @@ def goals(database_url: str, amqp_url: str) -> list[Goal]:
         Goal("nodes", ("bench.nodes_bench", *nodes, *pg, "--amqp-url", amqp_url)),
         Goal("ws_10k", ("bench.ws_bench", "--sizes", "10000", "--repeat", "1")),
         # 200 new visitors take ~0.1 s: many short runs, the two pools taking turns.
-        Goal("pools", ("bench.decider_profile", "-n", "200", "--pool", "200", "20000", *pools)),
+        Goal(
+            "pools",
+            ("bench.decider_profile", "-n", "200", "--pool", "200", "20000", "--repeat", "15"),
+        ),
         Goal("idle", ("bench.idle_bench",)),
         Goal("peer", ("bench.peer_bench", "-n", "1000", "--hold", "60")),
         Goal("agi_sqlite", ("bench.agi_bench", "--concurrency", "32", "--repeat", "5")),
